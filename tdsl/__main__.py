@@ -1,0 +1,5 @@
+import sys
+
+from tdsl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,185 @@
+"""Build a resolved graph into modules, propagating tensors through it.
+
+Validation builds on the `meta` device: every layer is constructed and run on shape-only
+tensors, so shapes and dtypes are checked and parameters counted with nothing allocated.
+Compilation reuses the same path and then constructs each layer again on a real device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from tdsl import ops
+from tdsl.errors import Diagnostics, did_you_mean
+from tdsl.graph import Graph, Node
+from tdsl.ops.registry import BATCH, shape_text
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+           "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32,
+           "bool": torch.bool}
+# Arguments that are sizes wherever they appear: checked before torch sees them.
+_POSITIVE = {"out_features", "out_channels", "hidden_size", "num_layers", "num_embeddings",
+             "embedding_dim", "nhead", "num_heads", "kernel_size", "dim_feedforward", "in_features",
+             "in_channels", "num_features", "input_size", "embed_dim", "d_model", "output_size"}
+_PROBABILITY = {"p", "dropout"}
+
+
+
+class GraphModule(nn.Module):
+    """A layer graph as a plain module: submodules named after the nodes, so its
+    `state_dict` keys (`linear1.weight`) match a hand-written `nn.Sequential` with the same names."""
+
+    def __init__(self, graph: Graph, layers: dict[str, nn.Module]):
+        super().__init__()
+        for name, layer in layers.items():
+            self.add_module(name, layer)
+        self.input_names = tuple(i.name for i in graph.inputs)
+        self.output_names = graph.outputs
+        self.plan = tuple((n.name, n.inputs) for n in graph.nodes)
+
+    def forward(self, *inputs: Any) -> Any:
+        values = dict(zip(self.input_names, inputs, strict=True))
+        for name, sources in self.plan:
+            values[name] = self._modules[name](*[values[s] for s in sources])
+        if len(self.output_names) == 1:
+            return values[self.output_names[0]]
+        return tuple(values[o] for o in self.output_names)
+
+
+def example_inputs(graph: Graph, batch_size: int, device: str = "meta") -> dict[str, torch.Tensor]:
+    return {
+        i.name: torch.empty((batch_size, *i.shape), dtype=_DTYPES[i.dtype], device=device)
+        for i in graph.inputs
+    }
+
+
+def describe(value: Any) -> str:
+    """`[B, 3] float32` — shown for the value entering or leaving a node."""
+    if isinstance(value, torch.Tensor):
+        return f"{shape_text(value.shape)} {str(value.dtype).removeprefix('torch.')}"
+    if isinstance(value, tuple | list):
+        return "(" + ", ".join(describe(v) for v in value) + ")"
+    return type(value).__name__
+
+
+def check_arguments(node: Node, op: ops.OpDef, diags: Diagnostics) -> bool:
+    ok = True
+    for key, value in node.args.items():
+        if key not in op.arguments:
+            diags.error((*node.path, key), f"unknown argument {key!r} for op {node.op!r}",
+                        did_you_mean(key, op.arguments))
+            ok = False
+        elif key in _POSITIVE and not _all_positive_ints(value):
+            diags.error((*node.path, key), f"must be a positive integer (got {value!r})")
+            ok = False
+        elif key in _PROBABILITY and not (
+            isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
+        ):
+            diags.error((*node.path, key), f"must be a probability in [0, 1] (got {value!r})")
+            ok = False
+    for key, required in op.arguments.items():
+        if required and key not in node.args and key not in op.inferred:
+            diags.error(node.path, f"missing required argument {key!r} for op {node.op!r}")
+            ok = False
+    count = len(node.inputs)
+    if count < op.min_inputs or (op.max_inputs is not None and count > op.max_inputs):
+        most = "any number of" if op.max_inputs is None else str(op.max_inputs)
+        expected = str(op.min_inputs) if op.min_inputs == op.max_inputs else f"{op.min_inputs} to {most}"
+        diags.error((*node.path, "inputs"), f"op {node.op!r} takes {expected} inputs, got {count}")
+        ok = False
+    return ok
+
+
+def _all_positive_ints(value: Any) -> bool:
+    values = value if isinstance(value, tuple) else (value,)
+    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
+
+
+def build_graph(
+    graph: Graph, diags: Diagnostics, batch_size: int = BATCH, device: str | torch.device = "meta"
+) -> tuple[GraphModule | None, dict[str, Any]]:
+    """Build every node; return the module (None if any node failed) and each node's value.
+
+    Values are always meta tensors; with a real `device`, layers are constructed a second
+    time there, in graph order, so parameter initialization consumes the RNG as a
+    hand-written model defining the same layers in the same order would.
+    """
+    values: dict[str, Any] = example_inputs(graph, batch_size)
+    layers: dict[str, nn.Module] = {}
+    failed = False
+    for node in graph.nodes:
+        op = ops.lookup(node.op)
+        if op is None:
+            diags.error((*node.path, "op"), f"unknown op {node.op!r}",
+                        did_you_mean(node.op, ops.all_op_names()))
+            failed = True
+            continue
+        if not check_arguments(node, op, diags):
+            failed = True
+            continue
+        if any(s not in values for s in node.inputs):
+            failed = True  # an upstream node failed and was reported already
+            continue
+        inputs = [values[s] for s in node.inputs]
+        layer = _build_node(node, op, inputs, diags)
+        if layer is None:
+            failed = True
+            continue
+        output = _run_node(node, layer, inputs, diags)
+        if output is None:
+            failed = True
+            continue
+        values[node.name] = output
+        if str(device) != "meta":
+            with torch.device(device):
+                layer = op.build(dict(node.args), inputs)
+        layers[node.name] = layer
+    return (None if failed else GraphModule(graph, layers)), values
+
+
+def _build_node(node: Node, op: ops.OpDef, inputs: Sequence[Any], diags: Diagnostics):
+    tensors = [v for v in inputs if isinstance(v, torch.Tensor)]
+    if op.input_kind == "int" and any(t.is_floating_point() for t in tensors):
+        diags.error(node.path, f"op {node.op!r} expects integer ids, got {describe(inputs[0])}",
+                    "declare the input with dtype: int64")
+        return None
+    try:
+        with torch.device("meta"):
+            layer = op.build(dict(node.args), inputs)
+    except ops.OpError as exc:
+        diags.error((*node.path, exc.key) if exc.key else node.path,
+                    f"layer {node.name!r} ({node.op}) {exc.message}", exc.hint)
+        return None
+    except Exception as exc:  # torch's own argument checks: report them, located at the node
+        diags.error(node.path, f"cannot build layer {node.name!r} ({node.op}): {_first_line(exc)}")
+        return None
+    floating_params = any(p.is_floating_point() for p in layer.parameters())
+    if floating_params and op.input_kind != "int":
+        for value in tensors:
+            if not value.is_floating_point():
+                diags.error(node.path, f"layer {node.name!r} ({node.op}) expects a floating-point "
+                            f"input, got {describe(value)}",
+                            "integer inputs are ids: feed them to an embedding first")
+                return None
+    return layer
+
+
+def _run_node(node: Node, layer: nn.Module, inputs: Sequence[Any], diags: Diagnostics):
+    try:
+        return layer(*inputs)
+    except ops.OpError as exc:
+        diags.error(node.path, f"layer {node.name!r} ({node.op}) {exc.message}", exc.hint)
+    except Exception as exc:  # a shape or dtype torch refuses: say which node and what came in
+        received = ", ".join(describe(v) for v in inputs)
+        diags.error(node.path, f"layer {node.name!r} ({node.op}) cannot take input {received}: "
+                    f"{_first_line(exc)}")
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

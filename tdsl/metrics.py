@@ -1,0 +1,182 @@
+"""Metrics as pure accumulators: `init() -> state`, `update(state, prob, target) -> state`,
+`compute(state) -> float`. States are tuples of sums, so an epoch's value is exact (not a
+mean of batch means) and nothing is synchronized with the host until `compute`.
+
+`prob` is the model output mapped to probabilities for classification (sigmoid/softmax of
+logits) and the raw output for regression.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import torch
+
+State = tuple[torch.Tensor, ...]
+
+
+@attrs.frozen
+class Metric:
+    name: str
+    init: Callable[[], State]
+    update: Callable[[State, torch.Tensor, torch.Tensor], State]
+    compute: Callable[[State], float]
+
+
+@attrs.frozen
+class MetricDef:
+    name: str
+    targets: frozenset[str]
+    higher_is_better: bool
+    make: Callable[..., Metric]  # (target_kind, **args) -> Metric
+    arguments: Mapping[str, bool] = attrs.field(factory=dict)
+
+
+def _zeros(n: int) -> Callable[[], State]:
+    return lambda: tuple(torch.zeros((), dtype=torch.float64) for _ in range(n))
+
+
+def _add(state: State, *values: torch.Tensor) -> State:
+    return tuple(s + v.to(s.device, torch.float64) for s, v in zip(state, values, strict=True))
+
+
+def _hard_labels(prob: torch.Tensor, target: torch.Tensor, kind: str, threshold: float):
+    if kind == "binary":
+        return (prob > threshold).to(target.dtype).reshape(target.shape), target
+    return prob.argmax(dim=-1), target.reshape(-1) if target.dim() > 1 else target
+
+
+def _accuracy(kind: str, threshold: float = 0.5) -> Metric:
+    def update(state: State, prob: torch.Tensor, target: torch.Tensor) -> State:
+        predicted, truth = _hard_labels(prob, target, kind, threshold)
+        correct = (predicted == truth).sum()
+        return _add(state, correct, torch.tensor(truth.numel()))
+
+    return Metric("accuracy", _zeros(2), update, lambda s: float(s[0] / s[1]))
+
+
+def _top_k(kind: str, k: int = 5) -> Metric:
+    def update(state: State, prob: torch.Tensor, target: torch.Tensor) -> State:
+        top = prob.topk(min(k, prob.shape[-1]), dim=-1).indices
+        hits = (top == target.reshape(-1, 1)).any(dim=-1).sum()
+        return _add(state, hits, torch.tensor(target.numel()))
+
+    return Metric("top_k_accuracy", _zeros(2), update, lambda s: float(s[0] / s[1]))
+
+
+def _confusion(which: str) -> Callable[..., Metric]:
+    """Binary precision/recall/F1; for class targets the macro average over classes."""
+
+    def make(kind: str, threshold: float = 0.5, num_classes: int = 2) -> Metric:
+        classes = 1 if kind == "binary" else num_classes
+
+        def init() -> State:
+            return tuple(torch.zeros(classes, dtype=torch.float64) for _ in range(3))
+
+        def update(state: State, prob: torch.Tensor, target: torch.Tensor) -> State:
+            predicted, truth = _hard_labels(prob, target, kind, threshold)
+            predicted, truth = predicted.reshape(-1).long(), truth.reshape(-1).long()
+            if kind == "binary":
+                tp = ((predicted == 1) & (truth == 1)).sum().reshape(1)
+                fp = ((predicted == 1) & (truth == 0)).sum().reshape(1)
+                fn = ((predicted == 0) & (truth == 1)).sum().reshape(1)
+            else:
+                tp = torch.bincount(truth[predicted == truth], minlength=classes)
+                fp = torch.bincount(predicted[predicted != truth], minlength=classes)
+                fn = torch.bincount(truth[predicted != truth], minlength=classes)
+            return _add(state, tp, fp, fn)
+
+        def compute(state: State) -> float:
+            tp, fp, fn = state
+            precision = tp / (tp + fp).clamp(min=1)
+            recall = tp / (tp + fn).clamp(min=1)
+            f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+            return float({"precision": precision, "recall": recall, "f1": f1}[which].mean())
+
+        return Metric(which, init, update, compute)
+
+    return make
+
+
+def _auroc(kind: str) -> Metric:
+    """Exact ROC-AUC over the epoch (Mann-Whitney U with tied ranks averaged)."""
+
+    def init() -> State:
+        return (torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64))
+
+    def update(state: State, prob: torch.Tensor, target: torch.Tensor) -> State:
+        scores = prob.detach().reshape(-1).to(torch.float64)
+        return (torch.cat([state[0], scores.cpu()]), torch.cat([state[1], target.reshape(-1).cpu().double()]))
+
+    def compute(state: State) -> float:
+        scores, labels = state
+        positives = labels.sum()
+        negatives = labels.numel() - positives
+        if positives == 0 or negatives == 0:
+            return float("nan")
+        order = scores.argsort()
+        sorted_scores = scores[order]
+        ranks = torch.empty_like(scores)
+        ranks[order] = torch.arange(1, scores.numel() + 1, dtype=torch.float64)
+        unique, inverse = torch.unique(sorted_scores, return_inverse=True)
+        mean_rank = torch.zeros_like(unique).index_add_(0, inverse, ranks[order])
+        mean_rank /= torch.bincount(inverse, minlength=unique.numel())
+        ranks[order] = mean_rank[inverse]
+        return float((ranks[labels == 1].sum() - positives * (positives + 1) / 2)
+                     / (positives * negatives))
+
+    return Metric("auroc", init, update, compute)
+
+
+def _error(name: str, per_item: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+           finish: Callable[[float], float] = lambda x: x) -> Callable[..., Metric]:
+    def make(kind: str) -> Metric:
+        def update(state: State, out: torch.Tensor, target: torch.Tensor) -> State:
+            errors = per_item(out.reshape(target.shape).to(torch.float64), target.double())
+            return _add(state, errors.sum(), torch.tensor(errors.numel()))
+
+        return Metric(name, _zeros(2), update, lambda s: finish(float(s[0] / s[1])))
+
+    return make
+
+
+_CLASSIFICATION = frozenset({"binary", "class"})
+_NUMERIC = frozenset({"binary", "regression"})
+_METRICS: dict[str, MetricDef] = {}
+
+
+def _register(name: str, targets: frozenset[str], higher: bool, make: Callable[..., Metric],
+              arguments: Mapping[str, bool] | None = None) -> None:
+    _METRICS[name] = MetricDef(name, targets, higher, make, dict(arguments or {}))
+
+
+_register("accuracy", _CLASSIFICATION, True, _accuracy, {"threshold": False})
+_register("top_k_accuracy", frozenset({"class"}), True, _top_k, {"k": False})
+for _which in ("precision", "recall", "f1"):
+    _register(_which, _CLASSIFICATION, True, _confusion(_which), {"threshold": False})
+_register("auroc", frozenset({"binary"}), True, _auroc)
+_register("mse", _NUMERIC, False, _error("mse", lambda o, t: (o - t) ** 2))
+_register("rmse", _NUMERIC, False, _error("rmse", lambda o, t: (o - t) ** 2, lambda x: x**0.5))
+_register("mae", _NUMERIC, False, _error("mae", lambda o, t: (o - t).abs()))
+# Percentage errors divide by the target: rows with a zero target are undefined, as usual.
+_register("mape", frozenset({"regression"}), False,
+          _error("mape", lambda o, t: ((o - t) / t).abs() * 100))
+_register("mspe", frozenset({"regression"}), False,
+          _error("mspe", lambda o, t: ((o - t) / t) ** 2 * 100))
+
+
+def metric_names() -> list[str]:
+    return sorted(_METRICS)
+
+
+def lookup_metric(name: str) -> MetricDef | None:
+    return _METRICS.get(name)
+
+
+def make_metric(definition: MetricDef, target_kind: str, args: Mapping[str, Any],
+                num_classes: int | None = None) -> Metric:
+    extra = {"num_classes": num_classes} if definition.name in ("precision", "recall", "f1") \
+        and target_kind == "class" else {}
+    return definition.make(target_kind, **args, **extra)

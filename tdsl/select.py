@@ -1,0 +1,59 @@
+"""Parameter selectors shared by regularizers and param groups.
+
+A selector picks parameters by glob on their names (`linear1.weight`, `*.bias`), by the
+op or torch class of the layer that owns them (`linear`, `Conv2d`), minus `exclude`
+globs; biases and normalization parameters are dropped unless `include_bias_and_norm`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from typing import Protocol
+
+from torch import nn
+
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+
+
+class Selector(Protocol):
+    params: tuple[str, ...]
+    modules: tuple[str, ...]
+    exclude: tuple[str, ...]
+    include_bias_and_norm: bool
+
+
+def parameter_owners(module: nn.Module) -> dict[str, nn.Module]:
+    """Parameter name -> the module that directly holds it."""
+    owners = {}
+    for owner_name, owner in module.named_modules():
+        for param_name, _ in owner.named_parameters(recurse=False):
+            owners[f"{owner_name}.{param_name}" if owner_name else param_name] = owner
+    return owners
+
+
+def _op_of(name: str, ops: dict[str, str]) -> str:
+    return ops.get(name.split(".", 1)[0], "")
+
+
+def select(selector: Selector, module: nn.Module, ops: dict[str, str]) -> list[str]:
+    """Names of the parameters `selector` picks, in module order. `ops`: layer name -> op."""
+    chosen = []
+    for name, owner in parameter_owners(module).items():
+        if not any(fnmatch.fnmatchcase(name, pattern) for pattern in selector.params):
+            continue
+        if selector.modules and not _module_matches(selector.modules, owner, _op_of(name, ops)):
+            continue
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in selector.exclude):
+            continue
+        if not selector.include_bias_and_norm and (
+            name.rsplit(".", 1)[-1].startswith("bias") or isinstance(owner, _NORM_TYPES)
+        ):
+            continue
+        chosen.append(name)
+    return chosen
+
+
+def _module_matches(wanted: Iterable[str], owner: nn.Module, op: str) -> bool:
+    names = {op.lower(), type(owner).__name__.lower()}
+    return any(w.lower().removeprefix("nn.") in names for w in wanted)

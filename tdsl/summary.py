@@ -1,0 +1,84 @@
+"""`summary`: the model as a table — node, op, output shape, parameters — from inference alone."""
+
+from __future__ import annotations
+
+import os
+
+import attrs
+import torch
+from tabulate import tabulate
+
+from tdsl import spec as S
+from tdsl.build import describe
+from tdsl.errors import Diagnostics, SpecError
+from tdsl.loading import load, locate
+from tdsl.validate import infer
+
+
+@attrs.frozen
+class Row:
+    name: str
+    op: str
+    output: str
+    trainable: int
+    frozen: int
+
+
+@attrs.frozen
+class Summary:
+    rows: tuple[Row, ...]
+    trainable: int
+    frozen: int
+    buffers: int
+    param_bytes: int
+
+    @property
+    def total(self) -> int:
+        return self.trainable + self.frozen
+
+    def table(self) -> str:
+        body = [(r.name, r.op, r.output, f"{r.trainable:,}", f"{r.frozen:,}") for r in self.rows]
+        headers = ("Layer", "Op", "Output shape", "Params", "Non-trainable")
+        table = tabulate(body, headers=headers, tablefmt="simple", colalign=("left", "left",
+                                                                              "left", "right", "right"))
+        footer = [
+            f"Total params: {self.total:,}",
+            f"Trainable params: {self.trainable:,}",
+            f"Non-trainable params: {self.frozen:,}",
+            f"Buffers: {self.buffers:,}",
+            f"Params size (MB): {self.param_bytes / 2**20:.3f}",
+        ]
+        return table + "\n" + "\n".join(footer)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def summarize(spec: S.Spec | str | os.PathLike) -> Summary:
+    """The summary of a valid spec's model; raises `SpecError` if the model does not infer."""
+    if not isinstance(spec, S.Spec):
+        spec = load(spec)
+    diags = Diagnostics()
+    inference = infer(spec, diags)
+    if inference.module is None or inference.graph is None:
+        raise SpecError([locate(d, spec.source) for d in diags.items])
+    module = inference.module
+    rows = []
+    for node in inference.graph.nodes:
+        params = list(module.get_submodule(node.name).parameters())
+        trainable = sum(p.numel() for p in params if p.requires_grad)
+        frozen = sum(p.numel() for p in params if not p.requires_grad)
+        rows.append(Row(node.name, node.op, describe(inference.values[node.name]), trainable, frozen))
+    params = list(module.parameters())
+    return Summary(
+        rows=tuple(rows),
+        trainable=sum(p.numel() for p in params if p.requires_grad),
+        frozen=sum(p.numel() for p in params if not p.requires_grad),
+        buffers=sum(b.numel() for b in module.buffers() if b.dtype != torch.int64),
+        param_bytes=sum(p.numel() * p.element_size() for p in params),
+    )
+
+
+def summary(spec: S.Spec | str | os.PathLike) -> str:
+    """The summary table as text."""
+    return summarize(spec).table()

@@ -1,0 +1,103 @@
+"""`validate`: every problem in a spec in one pass, with nothing allocated.
+
+Stages, each adding to one collector: load (YAML, types, ranges) -> graph (names, edges,
+cycles) -> inference on the meta device (ops, arguments, shapes, dtypes) -> how the parts
+fit (data, loss, metrics, optimizer, selectors, monitors, device).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import attrs
+import torch
+
+from tdsl import checks
+from tdsl import spec as S
+from tdsl.build import GraphModule, build_graph, check_arguments
+from tdsl.errors import Diagnostic, Diagnostics, Report, did_you_mean
+from tdsl.graph import Graph, Node, auto_names, resolve
+from tdsl.loading import locate, read_spec
+from tdsl.ops import all_op_names, lookup
+from tdsl.ops.registry import BATCH
+
+
+@attrs.frozen
+class Inference:
+    """What validation learned about the model: the meta module and every node's value."""
+
+    graph: Graph | None
+    module: GraphModule | None
+    values: dict[str, Any]
+
+    @property
+    def output(self) -> Any:
+        if self.graph is None:
+            return None
+        outs = [self.values.get(name) for name in self.graph.outputs]
+        return outs[0] if len(outs) == 1 else (None if None in outs else tuple(outs))
+
+
+def infer(spec: S.Spec, diags: Diagnostics) -> Inference:
+    graph = resolve(spec.model, diags)
+    if graph is None:
+        _check_ops_only(spec.model, diags)
+        return Inference(None, None, {})
+    module, values = build_graph(graph, diags)
+    return Inference(graph, module, values)
+
+
+def _check_ops_only(model: S.Model, diags: Diagnostics) -> None:
+    """When the graph cannot be resolved, still report unknown ops and arguments."""
+    for index, (layer, name) in enumerate(zip(model.layers, auto_names(model.layers), strict=True)):
+        inputs = layer.inputs or ("<previous>",)
+        node = Node(name, layer.op, layer.args, inputs, ("model", "layers", index))
+        op = lookup(layer.op)
+        if op is None:
+            diags.error((*node.path, "op"), f"unknown op {layer.op!r}",
+                        did_you_mean(layer.op, all_op_names()))
+        else:
+            check_arguments(node, op, diags)
+
+
+def check_spec(spec: S.Spec, diags: Diagnostics) -> Inference:
+    inference = infer(spec, diags)
+    checks.check_data(spec, diags)
+    checks.check_loss(spec, inference.graph, inference.output, diags)
+    metric_names = checks.check_metrics(spec, diags)
+    checks.check_optimizer(spec, diags)
+    if inference.module is not None:
+        checks.check_selectors(spec, inference.graph, inference.module, diags)
+    checks.check_monitors(spec, metric_names, diags)
+    checks.check_device(spec, diags)
+    return inference
+
+
+def validate(spec: S.Spec | str | os.PathLike, overrides: Any = None) -> Report:
+    """Every problem with `spec` (a Spec, a YAML path, or YAML text). Never raises for a
+    mistake in the spec; the report lists errors and warnings, located in the file."""
+    if not isinstance(spec, S.Spec):
+        loaded, problems = read_spec(spec, overrides)
+        if loaded is None:
+            return Report(tuple(problems))
+        spec = loaded
+    diags = Diagnostics()
+    inference = check_spec(spec, diags)
+    located = [locate(d, spec.source) for d in diags.items]
+    shapes, params = {}, None
+    if inference.module is not None and inference.graph is not None:
+        shapes = {name: symbolic_shape(inference.values[name]) for name in inference.graph.outputs
+                  if isinstance(inference.values[name], torch.Tensor)}
+        params = sum(p.numel() for p in inference.module.parameters())
+    return Report(tuple(sorted(located, key=_position)), shapes, params)
+
+
+def symbolic_shape(value: torch.Tensor) -> tuple[int | None, ...]:
+    """The shape with the batch dimension(s) as None."""
+    return tuple(None if d == BATCH else int(d) for d in value.shape)
+
+
+def _position(diagnostic: Diagnostic) -> tuple[int, int]:
+    loc = diagnostic.location
+    return (loc.line, loc.column) if loc else (0, 0)

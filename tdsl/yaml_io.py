@@ -1,0 +1,186 @@
+"""YAML in and out, remembering where every key came from.
+
+Parsing composes PyYAML's node tree with the safe loader (no tag ever builds a Python
+object) and converts it by hand, so that each spec path gets its line and column,
+duplicate keys are reported instead of silently overwritten, and alias bombs are cut off.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+import yaml
+
+from tdsl.errors import Diagnostic, Location, SpecPath
+
+MAX_NODES = 100_000  # a real spec has hundreds; more means an alias bomb
+MAX_DEPTH = 64
+_MAP, _SEQ, _MERGE = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge"
+
+
+@attrs.frozen
+class SourceMap:
+    """Spec path -> where its key (or list item) starts in the file."""
+
+    file: str | None
+    positions: dict[SpecPath, Location] = attrs.field(eq=False)
+
+    def locate(self, path: SpecPath) -> Location:
+        for end in range(len(path), -1, -1):
+            found = self.positions.get(tuple(path[:end]))
+            if found is not None:
+                return found
+        return Location(self.file, 1, 1)
+
+
+class _Converter:
+    def __init__(self, loader: yaml.SafeLoader, file: str | None):
+        self.loader = loader
+        self.file = file
+        self.positions: dict[SpecPath, Location] = {}
+        self.problems: list[Diagnostic] = []
+        self.visited = 0
+
+    def mark(self, path: SpecPath, node: yaml.Node) -> None:
+        start = node.start_mark
+        self.positions.setdefault(path, Location(self.file, start.line + 1, start.column + 1))
+
+    def problem(self, path: SpecPath, node: yaml.Node, message: str) -> None:
+        start = node.start_mark
+        location = Location(self.file, start.line + 1, start.column + 1)
+        self.problems.append(Diagnostic(path, message, location=location))
+
+    def convert(self, node: yaml.Node, path: SpecPath) -> Any:
+        self.visited += 1
+        if self.visited > MAX_NODES:
+            raise _TooLarge(node)
+        if len(path) > MAX_DEPTH:
+            raise _TooDeep(node)
+        if isinstance(node, yaml.MappingNode):
+            if node.tag != _MAP:
+                self.problem(path, node, f"YAML tag {node.tag!r} is not allowed")
+                return None
+            return self.mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != _SEQ:
+                self.problem(path, node, f"YAML tag {node.tag!r} is not allowed")
+                return None
+            items = []
+            for index, item in enumerate(node.value):
+                self.mark((*path, index), item)
+                items.append(self.convert(item, (*path, index)))
+            return items
+        try:
+            return self.loader.construct_object(node)
+        except yaml.constructor.ConstructorError as exc:
+            self.problem(path, node, f"cannot read value: {exc.problem}")
+            return None
+
+    def mapping(self, node: yaml.MappingNode, path: SpecPath) -> dict:
+        result: dict[Any, Any] = {}
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                merged = self.convert(value_node, path)
+                for extra in merged if isinstance(merged, list) else [merged]:
+                    if isinstance(extra, dict):
+                        for key, value in extra.items():
+                            result.setdefault(key, value)
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.problem(path, key_node, "mapping keys must be plain scalars")
+                continue
+            key = self.loader.construct_object(key_node)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                self.problem(path, key_node, f"unsupported key {key!r}")
+                continue
+            if key in seen:
+                self.problem(
+                    (*path, key), key_node, f"duplicate key {key!r} (first defined on line {seen[key]})"
+                )
+                continue
+            seen[key] = key_node.start_mark.line + 1
+            self.mark((*path, key), key_node)
+            result[key] = self.convert(value_node, (*path, key))
+        return result
+
+
+class _TooLarge(Exception):
+    def __init__(self, node: yaml.Node):
+        self.node = node
+
+
+class _TooDeep(_TooLarge):
+    pass
+
+
+def parse(text: str, file: str | None = None) -> tuple[Any, SourceMap, list[Diagnostic]]:
+    """YAML text -> (plain data, source map, problems). Never raises for bad YAML."""
+    source = SourceMap(file, {})
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
+        message = f"invalid YAML: {exc.problem or exc.context}"
+        return None, source, [Diagnostic((), message, location=where)]
+    except yaml.YAMLError as exc:
+        return None, source, [Diagnostic((), f"invalid YAML: {exc}", location=Location(file, 1, 1))]
+    except RecursionError:
+        msg = f"YAML nested too deeply (limit {MAX_DEPTH})"
+        return None, source, [Diagnostic((), msg, location=Location(file, 1, 1))]
+    finally:
+        loader.dispose()
+    if node is None:
+        return None, source, [Diagnostic((), "the spec is empty", location=Location(file, 1, 1))]
+    converter = _Converter(loader, file)
+    try:
+        data = converter.convert(node, ())
+    except _TooLarge as exc:
+        start = exc.node.start_mark
+        where = Location(file, start.line + 1, start.column + 1)
+        if isinstance(exc, _TooDeep):
+            message = f"YAML nested too deeply (limit {MAX_DEPTH} levels)"
+        else:
+            message = f"YAML expands to more than {MAX_NODES} nodes (an alias bomb?)"
+        return None, source, [Diagnostic((), message, location=where)]
+    return data, SourceMap(file, converter.positions), converter.problems
+
+
+def read_text(path: Path) -> str:
+    """File contents as text; raises OSError or UnicodeDecodeError for the caller to report."""
+    raw = path.read_bytes()
+    if b"\x00" in raw:
+        raise UnicodeDecodeError("utf-8", raw, raw.index(b"\x00"), raw.index(b"\x00") + 1, "NUL byte")
+    return raw.decode("utf-8")
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _represent_list(dumper: yaml.SafeDumper, items: list) -> yaml.Node:
+    # Short lists of scalars (`shape: [8, 3]`) read better inline.
+    flow = all(not isinstance(i, dict | list) for i in items) and len(items) <= 8
+    return dumper.represent_sequence(_SEQ, items, flow_style=flow)
+
+
+def _represent_dict(dumper: yaml.SafeDumper, mapping: dict) -> yaml.Node:
+    flat = all(not isinstance(v, dict) and not _nested_list(v) for v in mapping.values())
+    flow = flat and len(mapping) <= 6 and len(str(mapping)) <= 64
+    return dumper.represent_mapping(_MAP, mapping.items(), flow_style=flow)
+
+
+def _nested_list(value: Any) -> bool:
+    return isinstance(value, list) and any(isinstance(i, dict | list) for i in value)
+
+
+_Dumper.add_representer(list, _represent_list)
+_Dumper.add_representer(dict, _represent_dict)
+
+
+def dump_data(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
