@@ -18,7 +18,7 @@ from tdsl.errors import Diagnostics, did_you_mean
 from tdsl.graph import Graph, Node
 from tdsl.ops.registry import BATCH, shape_text
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
            "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32,
            "bool": torch.bool}
 # Arguments that are sizes wherever they appear: checked before torch sees them.
@@ -52,7 +52,7 @@ class GraphModule(nn.Module):
 
 def example_inputs(graph: Graph, batch_size: int, device: str = "meta") -> dict[str, torch.Tensor]:
     return {
-        i.name: torch.empty((batch_size, *i.shape), dtype=_DTYPES[i.dtype], device=device)
+        i.name: torch.empty((batch_size, *i.shape), dtype=DTYPES[i.dtype], device=device)
         for i in graph.inputs
     }
 

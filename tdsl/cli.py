@@ -27,6 +27,24 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
 
     commands.add_parser("schema", help="print the JSON Schema of spec files")
+
+    train = commands.add_parser("run", help="validate a spec, then train it")
+    train.add_argument("file", metavar="FILE")
+    train.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
+    train.add_argument("--out", metavar="DIR", help="run directory (default runs/NAME-TIME)")
+
+    again = commands.add_parser("resume", help="continue an interrupted run")
+    again.add_argument("run_dir", metavar="RUN_DIR")
+
+    score = commands.add_parser("eval", help="metrics of a run's best checkpoint")
+    score.add_argument("run_dir", metavar="RUN_DIR")
+    score.add_argument("--checkpoint", choices=("best", "last"), default="best")
+
+    guess = commands.add_parser("predict", help="a run's model outputs for new rows")
+    guess.add_argument("run_dir", metavar="RUN_DIR")
+    guess.add_argument("--input", required=True, metavar="FILE", help=".npy, .npz, .pt or .csv")
+    guess.add_argument("--output", required=True, metavar="FILE", help=".npy or .csv")
+    guess.add_argument("--checkpoint", choices=("best", "last"), default="best")
     return parser
 
 
@@ -86,7 +104,58 @@ def cmd_schema(_args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"validate": cmd_validate, "summary": cmd_summary, "schema": cmd_schema}
+def cmd_run(args: argparse.Namespace) -> int:
+    from tdsl.loading import read_spec
+    from tdsl.rundir import run
+    from tdsl.validate import validate
+
+    report = validate(_as_path(args.file), overrides=_overrides(args.set))
+    if report.diagnostics:
+        print(report.format(), file=sys.stderr)
+    if not report.ok:
+        print(f"{args.file}: not started: the spec has errors", file=sys.stderr)
+        return 1
+    spec, _ = read_spec(_as_path(args.file), _overrides(args.set))
+    out = _as_path(args.out) if args.out else None
+    directory, result = run(spec, out)
+    print(f"run directory: {directory}")
+    if result.history:
+        print(f"final: {_logs(result.history[-1])}")
+    return 0
+
+
+def _logs(logs: dict) -> str:
+    return " ".join(f"{k}={v:.4g}" for k, v in logs.items() if k not in ("epoch", "seconds"))
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from tdsl.rundir import resume
+
+    result = resume(_as_path(args.run_dir))
+    if result.history:
+        print(f"final: {_logs(result.history[-1])}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tdsl.rundir import evaluate_run
+
+    for split, logs in evaluate_run(_as_path(args.run_dir), args.checkpoint).items():
+        print(f"{split}: {_logs(logs)}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tdsl.rundir import predict_run
+
+    rows = predict_run(_as_path(args.run_dir), _as_path(args.input), _as_path(args.output),
+                       args.checkpoint)
+    print(f"wrote {rows} predictions to {args.output}")
+    return 0
+
+
+COMMANDS = {"validate": cmd_validate, "summary": cmd_summary, "schema": cmd_schema,
+            "run": cmd_run, "resume": cmd_resume, "eval": cmd_eval, "predict": cmd_predict}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -106,6 +106,8 @@ def make_converter() -> cattrs.Converter:
         item_type = typing.get_args(type_)[0]
 
         def hook(value: Any, _t: type) -> tuple:
+            if isinstance(value, str) and item_type is str:
+                return (value,)  # `inputs: x` means `inputs: [x]`
             if isinstance(value, str | bytes | Mapping) or not isinstance(value, list | tuple):
                 raise _expected("a list", value)
             items, problems = [], []
@@ -125,7 +127,7 @@ def make_converter() -> cattrs.Converter:
     def union(type_: Any):
         members = [m for m in typing.get_args(type_) if m is not type(None)]
         optional = len(members) < len(typing.get_args(type_))
-        if all(attrs.has(m) and "kind" in attrs.fields_dict(m) for m in members):
+        if len(members) > 1 and all(attrs.has(m) and "kind" in attrs.fields_dict(m) for m in members):
             tagged = {attrs.fields_dict(m)["kind"].default: m for m in members}
         else:
             tagged = None

@@ -17,12 +17,22 @@ import torch
 State = tuple[torch.Tensor, ...]
 
 
+def _merge_sums(a: State, b: State) -> State:
+    return tuple(x + y for x, y in zip(a, b, strict=True))
+
+
+def _merge_cat(a: State, b: State) -> State:
+    return tuple(torch.cat([x, y]) for x, y in zip(a, b, strict=True))
+
+
 @attrs.frozen
 class Metric:
     name: str
     init: Callable[[], State]
     update: Callable[[State, torch.Tensor, torch.Tensor], State]
     compute: Callable[[State], float]
+    # Combines the states of two disjoint sets of rows.
+    merge: Callable[[State, State], State] = _merge_sums
 
 
 @attrs.frozen
@@ -127,7 +137,7 @@ def _auroc(kind: str) -> Metric:
         return float((ranks[labels == 1].sum() - positives * (positives + 1) / 2)
                      / (positives * negatives))
 
-    return Metric("auroc", init, update, compute)
+    return Metric("auroc", init, update, compute, _merge_cat)
 
 
 def _error(name: str, per_item: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],

@@ -63,11 +63,8 @@ _NOT_DECLARABLE = {"sequentiallr", "chainedscheduler", "lambdalr", "multiplicati
 def lookup_schedule(name: str) -> OptimDef | None:
     if name in _NOT_DECLARABLE:
         return None
-    found = _lookup(name, torch.optim.lr_scheduler, _SCHEDULER_BASE, _SCHEDULE_ALIASES,
-                    {"optimizer", "last_epoch", "verbose"})
-    if found is None and name == "reducelronplateau":
-        found = lookup_schedule("reduce_on_plateau")
-    return found
+    return _lookup(name, torch.optim.lr_scheduler, _SCHEDULER_BASE, _SCHEDULE_ALIASES,
+                   {"optimizer", "last_epoch", "verbose"})
 
 
 def schedule_names() -> list[str]:

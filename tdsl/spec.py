@@ -138,6 +138,8 @@ class RandomData:
     kind: Literal["random"] = "random"
     target: Target
     n: int = field(default=1000, validator=positive)
+    # Integer inputs (token ids) are drawn from [0, int_high).
+    int_high: int = field(default=100, validator=positive)
     split: Split = Split()
 
 
@@ -204,10 +206,12 @@ class ParamGroup:
 class Schedule:
     kind: str
     interval: Literal["epoch", "step"] = "epoch"
+    # What reduce_on_plateau watches; other schedules ignore it.
+    monitor: str = "val_loss"
     args: FrozenMap = FrozenMap()
 
-    def __init__(self, kind: str, *, interval: str = "epoch", args=None, **kw):
-        self.__attrs_init__(kind=kind, interval=interval, args=_args(args, kw))
+    def __init__(self, kind: str, *, interval="epoch", monitor="val_loss", args=None, **kw):
+        self.__attrs_init__(kind=kind, interval=interval, monitor=monitor, args=_args(args, kw))
 
 
 @frozen(init=False)

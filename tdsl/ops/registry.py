@@ -74,7 +74,8 @@ def all_op_names() -> list[str]:
 
 
 _EXCLUDED = {"Module", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict",
-             "Container", "LazyModuleMixin", "UninitializedParameter"}
+             "Container", "LazyModuleMixin", "UninitializedParameter", "DataParallel", "RNNBase",
+             "RNNCellBase"}
 
 
 def _torch_layers() -> dict[str, type[nn.Module]]:

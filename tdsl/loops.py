@@ -1,0 +1,160 @@
+"""Loops composed from a program's step functions: `fit`, `evaluate`, `predict`.
+
+Everything optional — early stopping, checkpoints, history files, progress output — is a
+callback; `fit` itself only runs epochs, accumulates exact epoch metrics (sums weighted
+by batch size, not means of batch means) and asks callbacks whether to stop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import attrs
+import torch
+
+from tdsl.compile import Program
+from tdsl.data import Splits, TensorData
+from tdsl.state import TrainState
+
+
+class Callback(Protocol):
+    """Any of these methods may be left out."""
+
+    def on_fit_start(self, run: FitRun) -> None: ...
+    def on_batch_end(self, run: FitRun, metrics: dict[str, Any]) -> None: ...
+    def on_epoch_end(self, run: FitRun, state: TrainState, logs: dict[str, float]) -> None: ...
+    def on_fit_end(self, run: FitRun, state: TrainState) -> None: ...
+
+
+@attrs.define
+class FitRun:
+    """What callbacks see and may change: the history so far, and a stop request."""
+
+    program: Program
+    epochs: int
+    steps_per_epoch: int
+    history: list[dict[str, float]]
+    epoch: int = 0
+    stop_reason: str | None = None
+
+
+@attrs.frozen
+class FitResult:
+    state: TrainState
+    history: list[dict[str, float]]
+    stop_reason: str | None
+
+
+class _Accumulator:
+    """Exact epoch totals: loss and regularizer sums weighted by rows, merged metric states."""
+
+    def __init__(self, program: Program):
+        self.program = program
+        self.sums: dict[str, torch.Tensor] = {}
+        self.rows = 0
+        self.stats: dict[str, Any] = {}
+
+    def add(self, metrics: dict[str, Any]) -> None:
+        count = metrics["count"]
+        self.rows += count
+        for key, value in metrics.items():
+            if key in ("count", "stats"):
+                continue
+            weighted = value.detach().double() * count
+            self.sums[key] = self.sums[key] + weighted if key in self.sums else weighted
+        for metric in self.program.metrics:
+            batch_state = metrics["stats"][metric.name]
+            previous = self.stats.get(metric.name)
+            self.stats[metric.name] = batch_state if previous is None else metric.merge(previous, batch_state)
+
+    def running_loss(self) -> float:
+        return float(self.sums["loss"] / self.rows) if self.rows else float("nan")
+
+    def result(self, prefix: str = "") -> dict[str, float]:
+        logs = {f"{prefix}{key}": float(total / self.rows) for key, total in self.sums.items()}
+        for metric in self.program.metrics:
+            logs[f"{prefix}{metric.name}"] = metric.compute(self.stats[metric.name])
+        return logs
+
+
+def _order_seed(seed: int, epoch: int) -> int:
+    # Each epoch's shuffle depends only on (seed, epoch), so a resumed run replays it.
+    return seed * 1_000_003 + epoch
+
+
+def _on_device(data: TensorData | None, program: Program) -> TensorData | None:
+    return None if data is None else data.to(program.device)
+
+
+def _call(callbacks: Sequence[Any], hook: str, *args: Any) -> None:
+    for callback in callbacks:
+        method = getattr(callback, hook, None)
+        if method is not None:
+            method(*args)
+
+
+def fit(
+    program: Program,
+    state: TrainState,
+    data: Splits | TensorData,
+    *,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    callbacks: Iterable[Any] = (),
+    history: list[dict[str, float]] | None = None,
+) -> FitResult:
+    """Train from `state` (not modified) for the spec's epochs, or `epochs` in total."""
+    spec = program.spec
+    epochs = spec.train.epochs if epochs is None else epochs
+    batch_size = spec.train.batch_size if batch_size is None else batch_size
+    train = _on_device(data.train if isinstance(data, Splits) else data, program)
+    val = _on_device(data.val if isinstance(data, Splits) else None, program)
+    callbacks = list(callbacks)
+    run = FitRun(program, epochs, train.num_batches(batch_size), list(history or []))
+    _call(callbacks, "on_fit_start", run)
+    owned = False  # the caller's state is never donated; the ones fit creates are
+    while state.epoch < epochs and run.stop_reason is None:
+        run.epoch = state.epoch
+        started = time.perf_counter()
+        totals = _Accumulator(program)
+        for batch in train.batches(batch_size, _order_seed(spec.seed, state.epoch)):
+            state, metrics = program.train_step(state, batch, donate=owned)
+            owned = True
+            totals.add(metrics)
+            _call(callbacks, "on_batch_end", run, metrics)
+        logs = {"epoch": state.epoch + 1, **totals.result()}
+        if val is not None and len(val):
+            logs.update(evaluate(program, state, val, batch_size=batch_size, prefix="val_"))
+        logs["lr"] = state.lrs[0]
+        logs["seconds"] = time.perf_counter() - started
+        state = program.end_epoch(state, logs)
+        owned = True
+        run.history.append(logs)
+        _call(callbacks, "on_epoch_end", run, state, logs)
+    _call(callbacks, "on_fit_end", run, state)
+    return FitResult(state, run.history, run.stop_reason)
+
+
+def evaluate(program: Program, state: TrainState, data: TensorData, *, batch_size: int | None = None,
+             prefix: str = "") -> dict[str, float]:
+    """Exact metrics of `state` over all of `data`, with names prefixed by `prefix`."""
+    batch_size = batch_size or program.spec.train.batch_size
+    data = _on_device(data, program)
+    totals = _Accumulator(program)
+    for batch in data.batches(batch_size):
+        totals.add(program.eval_step(state, batch))
+    return totals.result(prefix)
+
+
+def predict(program: Program, state: TrainState, features: Sequence[torch.Tensor], *,
+            batch_size: int | None = None) -> torch.Tensor:
+    """The model's outputs for every row of `features`, in order, on the CPU."""
+    batch_size = batch_size or program.spec.train.batch_size
+    features = tuple(f.to(program.device) for f in features)
+    outputs = []
+    for start in range(0, int(features[0].shape[0]), batch_size):
+        chunk = tuple(f[start:start + batch_size] for f in features)
+        outputs.append(program.predict_step(state, chunk).float().cpu())
+    return torch.cat(outputs)

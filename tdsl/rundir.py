@@ -1,0 +1,184 @@
+"""Runs on disk: `tdsl run`, `resume`, `eval` and `predict` over a run directory.
+
+A run directory holds the resolved spec, the summary, `history.csv`/`history.jsonl`,
+`checkpoints/last.pt` and `best.pt`, and `final.json`. A checkpoint holds everything the
+run depends on (train state with RNG and schedule, history, callback state, the spec
+text), so `resume` continues exactly where the last completed epoch left off.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+
+from tdsl import spec as S
+from tdsl.build import DTYPES
+from tdsl.callbacks import Checkpointer, EarlyStopping, HistoryWriter, ProgressPrinter
+from tdsl.compile import Program, compile
+from tdsl.data import load_data
+from tdsl.errors import TdslError
+from tdsl.files import atomic_write_text
+from tdsl.loading import dump, load
+from tdsl.loops import FitResult, evaluate, fit, predict
+from tdsl.state import TrainState
+from tdsl.summary import summary
+
+
+class RunError(TdslError):
+    """A run directory cannot be used as asked."""
+
+
+def default_run_dir(spec: S.Spec, root: Path = Path("runs")) -> Path:
+    return root / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _prepare(directory: Path) -> None:
+    if (directory / "checkpoints" / "last.pt").exists():
+        raise RunError(f"{directory} already holds a run; continue it with `tdsl resume "
+                       f"{directory}` or choose another --out")
+    try:
+        (directory / "checkpoints").mkdir(parents=True, exist_ok=True)
+        atomic_write_text(directory / ".write-test", "")
+        (directory / ".write-test").unlink()
+    except OSError as exc:
+        raise RunError(f"cannot write the run directory {directory}: {exc.strerror}") from None
+
+
+def _callbacks(spec: S.Spec, directory: Path, spec_text: str, stream: TextIO | None,
+               extra: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    """(all callbacks in call order, the ones whose state a checkpoint must keep)."""
+    stateful: list[Any] = []
+    if spec.train.early_stopping is not None:
+        es = spec.train.early_stopping
+        stateful.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta))
+    cp = spec.train.checkpoint
+    checkpointer = Checkpointer(directory / "checkpoints", spec_text, cp.monitor, cp.mode,
+                                cp.save_best, cp.save_last, others=stateful)
+    # Early stopping decides first so the checkpoint records the stop reason.
+    ordered = [*stateful, HistoryWriter(directory), checkpointer, ProgressPrinter(stream), *extra]
+    return ordered, [*stateful, checkpointer]
+
+
+def _finish(directory: Path, result: FitResult) -> dict[str, Any]:
+    final: dict[str, Any] = {"epochs": len(result.history), "stop_reason": result.stop_reason,
+                             "last": result.history[-1] if result.history else {}}
+    best_path = directory / "checkpoints" / "best.pt"
+    if best_path.exists():
+        best = torch.load(best_path, weights_only=True)
+        final["best"] = best["history"][-1] if best["history"] else {}
+    atomic_write_text(directory / "final.json", json.dumps(final, indent=2) + "\n")
+    return final
+
+
+def run(spec: S.Spec, directory: Path | None = None, *, stream: TextIO | None = None,
+        callbacks: Sequence[Any] = ()) -> tuple[Path, FitResult]:
+    """Train `spec` in a new run directory; returns the directory and the fit result."""
+    directory = Path(directory) if directory is not None else default_run_dir(spec)
+    program = compile(spec)  # validates first: raises SpecError before anything is written
+    _prepare(directory)
+    spec_text = dump(spec)
+    atomic_write_text(directory / "spec.yaml", spec_text)
+    atomic_write_text(directory / "summary.txt", summary(spec) + "\n")
+    ordered, _ = _callbacks(spec, directory, spec_text, stream, callbacks)
+    result = fit(program, program.init(), load_data(spec), callbacks=ordered)
+    _finish(directory, result)
+    return directory, result
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise RunError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: say which and why
+        raise RunError(f"cannot read checkpoint {path}: {exc}") from None
+
+
+def resume(directory: Path, *, stream: TextIO | None = None,
+           callbacks: Sequence[Any] = ()) -> FitResult:
+    """Continue the run in `directory` from its last checkpoint."""
+    directory = Path(directory)
+    checkpoint = _load_checkpoint(directory / "checkpoints" / "last.pt")
+    spec = load(directory / "spec.yaml")
+    current = dump(spec)
+    if load(checkpoint["spec"]) != spec:
+        diff = "".join(difflib.unified_diff(checkpoint["spec"].splitlines(True),
+                                            current.splitlines(True), "checkpoint spec",
+                                            str(directory / "spec.yaml")))
+        raise RunError(f"the spec changed since the checkpoint was written:\n{diff}")
+    program = compile(spec)
+    ordered, stateful = _callbacks(spec, directory, checkpoint["spec"], stream, callbacks)
+    for callback, saved in zip(stateful[:-1], checkpoint["callbacks"], strict=True):
+        callback.load_state_dict(saved)
+    stateful[-1].load_state_dict(checkpoint["checkpointer"])
+    state = TrainState.from_dict(checkpoint["state"], program.device)
+    if checkpoint["stop_reason"]:
+        return FitResult(state, checkpoint["history"], checkpoint["stop_reason"])
+    result = fit(program, state, load_data(spec), callbacks=ordered, history=checkpoint["history"])
+    _finish(directory, result)
+    return result
+
+
+def _program_and_state(directory: Path, which: str) -> tuple[Program, TrainState]:
+    checkpoint = _load_checkpoint(Path(directory) / "checkpoints" / f"{which}.pt")
+    program = compile(load(checkpoint["spec"]))
+    return program, TrainState.from_dict(checkpoint["state"], program.device)
+
+
+def evaluate_run(directory: Path, which: str = "best") -> dict[str, dict[str, float]]:
+    """Metrics of the run's `which` checkpoint on its validation and test splits."""
+    program, state = _program_and_state(directory, which)
+    splits = load_data(program.spec)
+    results = {}
+    for name, data in (("val", splits.val), ("test", splits.test)):
+        if data is not None and len(data):
+            results[name] = evaluate(program, state, data)
+    if not results:
+        results["train"] = evaluate(program, state, splits.train)
+    return results
+
+
+def _read_features(path: Path) -> tuple[torch.Tensor, ...]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return (torch.from_numpy(np.load(path, allow_pickle=False)),)
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as arrays:
+                return tuple(torch.from_numpy(arrays[k]) for k in arrays.files)
+        if suffix == ".pt":
+            loaded = torch.load(path, weights_only=True)
+            return tuple(loaded) if isinstance(loaded, list | tuple) else (loaded,)
+        if suffix == ".csv":
+            return (torch.from_numpy(np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float32)),)
+    except (OSError, ValueError) as exc:
+        raise RunError(f"cannot read input {path}: {exc}") from None
+    raise RunError(f"unsupported input format {suffix!r}; use .npy, .npz, .pt or .csv")
+
+
+def predict_run(directory: Path, input_path: Path, output_path: Path, which: str = "best") -> int:
+    """Write the model's outputs for the rows in `input_path`; returns the row count."""
+    program, state = _program_and_state(directory, which)
+    features = _read_features(Path(input_path))
+    declared = program.spec.model.inputs
+    if len(features) != len(declared):
+        raise RunError(f"the model takes {len(declared)} input(s), {input_path} holds {len(features)}")
+    for item, tensor in zip(declared, features, strict=True):
+        if tuple(tensor.shape[1:]) != item.shape:
+            raise RunError(f"input {item.name!r} expects rows of shape {list(item.shape)}, "
+                           f"{input_path} has {list(tensor.shape[1:])}")
+    features = tuple(t.to(DTYPES[i.dtype]) for t, i in zip(features, declared, strict=True))
+    outputs = predict(program, state, features)
+    output_path = Path(output_path)
+    if output_path.suffix.lower() == ".csv":
+        np.savetxt(output_path, outputs.reshape(len(outputs), -1).numpy(), delimiter=",")
+    else:
+        np.save(output_path, outputs.numpy())
+    return len(outputs)
