@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -308,11 +309,15 @@ class _Engine:
             self.scheduler.load_state_dict(state.schedule)
             for group, values in zip(self.optimizer.param_groups, state.hyper, strict=True):
                 group.update(values)
-            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                monitor = self.spec.optimizer.schedule.monitor
-                self.scheduler.step(logs.get(monitor, logs["loss"]))
-            else:
-                self.scheduler.step()
+            with warnings.catch_warnings():
+                # The scheduler and optimizer are reloaded from the state each time, so torch's
+                # "scheduler stepped before optimizer" heuristic does not apply.
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    monitor = self.spec.optimizer.schedule.monitor
+                    self.scheduler.step(logs.get(monitor, logs["loss"]))
+                else:
+                    self.scheduler.step()
             schedule, hyper = self.scheduler.state_dict(), self._hyper()
         return attrs.evolve(state, schedule=schedule, hyper=hyper, epoch=state.epoch + 1,
                             lease=type(state.lease)())
