@@ -47,7 +47,8 @@ def main(epochs: int = 10) -> dict[str, float]:
             state, metrics = program.train_step(state, batch)
         state = program.end_epoch(state, {"loss": float(metrics["loss"])})
         scores = evaluate(program, state, data.val)
-        print(f"epoch {epoch + 1}: val_loss={scores['loss']:.4f} val_accuracy={scores['accuracy']:.4f}")
+        loss, accuracy = scores["loss"], scores["accuracy"]
+        print(f"epoch {epoch + 1}: val_loss={loss:.4f} val_accuracy={accuracy:.4f}")
     return scores
 
 

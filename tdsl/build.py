@@ -18,20 +18,42 @@ from tdsl.errors import Diagnostics, did_you_mean
 from tdsl.graph import Graph, Node
 from tdsl.ops.registry import BATCH, shape_text
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
-           "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32,
-           "bool": torch.bool}
+DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "bool": torch.bool,
+}
 # Arguments that are sizes wherever they appear: checked before torch sees them.
-_POSITIVE = {"out_features", "out_channels", "hidden_size", "num_layers", "num_embeddings",
-             "embedding_dim", "nhead", "num_heads", "kernel_size", "dim_feedforward", "in_features",
-             "in_channels", "num_features", "input_size", "embed_dim", "d_model", "output_size"}
+_POSITIVE = {
+    "out_features",
+    "out_channels",
+    "hidden_size",
+    "num_layers",
+    "num_embeddings",
+    "embedding_dim",
+    "nhead",
+    "num_heads",
+    "kernel_size",
+    "dim_feedforward",
+    "in_features",
+    "in_channels",
+    "num_features",
+    "input_size",
+    "embed_dim",
+    "d_model",
+    "output_size",
+}
 _PROBABILITY = {"p", "dropout"}
 
 
-
 class GraphModule(nn.Module):
-    """A layer graph as a plain module: submodules named after the nodes, so its
-    `state_dict` keys (`linear1.weight`) match a hand-written `nn.Sequential` with the same names."""
+    """A layer graph as a plain module. Submodules are named after the nodes, so its
+    `state_dict` keys (`linear1.weight`) match a hand-written `nn.Sequential` using the same
+    names."""
 
     def __init__(self, graph: Graph, layers: dict[str, nn.Module]):
         super().__init__()
@@ -70,8 +92,11 @@ def check_arguments(node: Node, op: ops.OpDef, diags: Diagnostics) -> bool:
     ok = True
     for key, value in node.args.items():
         if key not in op.arguments:
-            diags.error((*node.path, key), f"unknown argument {key!r} for op {node.op!r}",
-                        did_you_mean(key, op.arguments))
+            diags.error(
+                (*node.path, key),
+                f"unknown argument {key!r} for op {node.op!r}",
+                did_you_mean(key, op.arguments),
+            )
             ok = False
         elif key in _POSITIVE and not _all_positive_ints(value):
             diags.error((*node.path, key), f"must be a positive integer (got {value!r})")
@@ -88,7 +113,9 @@ def check_arguments(node: Node, op: ops.OpDef, diags: Diagnostics) -> bool:
     count = len(node.inputs)
     if count < op.min_inputs or (op.max_inputs is not None and count > op.max_inputs):
         most = "any number of" if op.max_inputs is None else str(op.max_inputs)
-        expected = str(op.min_inputs) if op.min_inputs == op.max_inputs else f"{op.min_inputs} to {most}"
+        expected = (
+            str(op.min_inputs) if op.min_inputs == op.max_inputs else f"{op.min_inputs} to {most}"
+        )
         diags.error((*node.path, "inputs"), f"op {node.op!r} takes {expected} inputs, got {count}")
         ok = False
     return ok
@@ -114,8 +141,11 @@ def build_graph(
     for node in graph.nodes:
         op = ops.lookup(node.op)
         if op is None:
-            diags.error((*node.path, "op"), f"unknown op {node.op!r}",
-                        did_you_mean(node.op, ops.all_op_names()))
+            diags.error(
+                (*node.path, "op"),
+                f"unknown op {node.op!r}",
+                did_you_mean(node.op, ops.all_op_names()),
+            )
             failed = True
             continue
         if not check_arguments(node, op, diags):
@@ -144,15 +174,21 @@ def build_graph(
 def _build_node(node: Node, op: ops.OpDef, inputs: Sequence[Any], diags: Diagnostics):
     tensors = [v for v in inputs if isinstance(v, torch.Tensor)]
     if op.input_kind == "int" and any(t.is_floating_point() for t in tensors):
-        diags.error(node.path, f"op {node.op!r} expects integer ids, got {describe(inputs[0])}",
-                    "declare the input with dtype: int64")
+        diags.error(
+            node.path,
+            f"op {node.op!r} expects integer ids, got {describe(inputs[0])}",
+            "declare the input with dtype: int64",
+        )
         return None
     try:
         with torch.device("meta"):
             layer = op.build(dict(node.args), inputs)
     except ops.OpError as exc:
-        diags.error((*node.path, exc.key) if exc.key else node.path,
-                    f"layer {node.name!r} ({node.op}) {exc.message}", exc.hint)
+        diags.error(
+            (*node.path, exc.key) if exc.key else node.path,
+            f"layer {node.name!r} ({node.op}) {exc.message}",
+            exc.hint,
+        )
         return None
     except Exception as exc:  # torch's own argument checks: report them, located at the node
         diags.error(node.path, f"cannot build layer {node.name!r} ({node.op}): {_first_line(exc)}")
@@ -161,9 +197,12 @@ def _build_node(node: Node, op: ops.OpDef, inputs: Sequence[Any], diags: Diagnos
     if floating_params and op.input_kind != "int":
         for value in tensors:
             if not value.is_floating_point():
-                diags.error(node.path, f"layer {node.name!r} ({node.op}) expects a floating-point "
-                            f"input, got {describe(value)}",
-                            "integer inputs are ids: feed them to an embedding first")
+                diags.error(
+                    node.path,
+                    f"layer {node.name!r} ({node.op}) expects a floating-point "
+                    f"input, got {describe(value)}",
+                    "integer inputs are ids: feed them to an embedding first",
+                )
                 return None
     return layer
 
@@ -175,8 +214,10 @@ def _run_node(node: Node, layer: nn.Module, inputs: Sequence[Any], diags: Diagno
         diags.error(node.path, f"layer {node.name!r} ({node.op}) {exc.message}", exc.hint)
     except Exception as exc:  # a shape or dtype torch refuses: say which node and what came in
         received = ", ".join(describe(v) for v in inputs)
-        diags.error(node.path, f"layer {node.name!r} ({node.op}) cannot take input {received}: "
-                    f"{_first_line(exc)}")
+        diags.error(
+            node.path,
+            f"layer {node.name!r} ({node.op}) cannot take input {received}: {_first_line(exc)}",
+        )
     return None
 
 

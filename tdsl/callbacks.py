@@ -50,8 +50,13 @@ class _Best:
 class EarlyStopping:
     """Stop when `monitor` has not improved by more than `min_delta` for `patience` epochs."""
 
-    def __init__(self, monitor: str = "val_loss", mode: str = "auto", patience: int = 5,
-                 min_delta: float = 0.0):
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        mode: str = "auto",
+        patience: int = 5,
+        min_delta: float = 0.0,
+    ):
         self.tracker = _Best(monitor, mode, min_delta)
         self.patience = patience
         self.waited = 0
@@ -63,8 +68,10 @@ class EarlyStopping:
             return
         self.waited += 1
         if self.waited > self.patience:
-            run.stop_reason = (f"early stopping: {self.tracker.monitor} has not improved for "
-                               f"{self.patience} epochs (best {self.tracker.best:.6g})")
+            run.stop_reason = (
+                f"early stopping: {self.tracker.monitor} has not improved for "
+                f"{self.patience} epochs (best {self.tracker.best:.6g})"
+            )
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.tracker.best, "waited": self.waited}
@@ -76,9 +83,16 @@ class EarlyStopping:
 class Checkpointer:
     """Writes `last.pt` every epoch and `best.pt` when `monitor` improves, atomically."""
 
-    def __init__(self, directory: Path, spec_text: str, monitor: str = "val_loss",
-                 mode: str = "auto", save_best: bool = True, save_last: bool = True,
-                 others: Sequence[Any] = ()):
+    def __init__(
+        self,
+        directory: Path,
+        spec_text: str,
+        monitor: str = "val_loss",
+        mode: str = "auto",
+        save_best: bool = True,
+        save_last: bool = True,
+        others: Sequence[Any] = (),
+    ):
         self.directory, self.spec_text = directory, spec_text
         self.tracker = _Best(monitor, mode)
         self.save_best, self.save_last = save_best, save_last
@@ -178,14 +192,18 @@ class ProgressPrinter:
         done = int(24 * self.step / run.steps_per_epoch)
         bar = "#" * done + "." * (24 - done)
         running = float(self.loss_sum) / self.rows  # one host sync per redraw, not per step
-        self.stream.write(f"\repoch {run.epoch + 1}/{run.epochs} [{bar}] {self.step}/"
-                          f"{run.steps_per_epoch} {rate:.0f} it/s eta {eta:.1f}s loss {running:.4g}")
+        self.stream.write(
+            f"\repoch {run.epoch + 1}/{run.epochs} [{bar}] {self.step}/"
+            f"{run.steps_per_epoch} {rate:.0f} it/s eta {eta:.1f}s loss {running:.4g}"
+        )
         self.stream.flush()
 
     def on_epoch_end(self, run, state: TrainState, logs: dict[str, float]) -> None:
         prefix = "\r\x1b[2K" if self.live else ""
-        self.stream.write(f"{prefix}epoch {int(logs['epoch'])}/{run.epochs} "
-                          f"{_format_logs(logs)} ({logs['seconds']:.2f}s)\n")
+        self.stream.write(
+            f"{prefix}epoch {int(logs['epoch'])}/{run.epochs} "
+            f"{_format_logs(logs)} ({logs['seconds']:.2f}s)\n"
+        )
         self.stream.flush()
         self.step, self.loss_sum, self.rows = 0, None, 0
 

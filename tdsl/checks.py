@@ -16,7 +16,7 @@ from tdsl import spec as S
 from tdsl.build import describe
 from tdsl.errors import Diagnostics, SpecPath, did_you_mean
 from tdsl.graph import Graph
-from tdsl.losses import LossDef, loss_names, lookup_loss
+from tdsl.losses import LossDef, lookup_loss, loss_names
 from tdsl.metrics import lookup_metric, metric_names
 from tdsl.ops.registry import shape_text
 from tdsl.optim import lookup_optimizer, lookup_schedule, optimizer_names, schedule_names
@@ -40,11 +40,19 @@ def data_signature(data: S.DataSource) -> DataSignature:
     return DataSignature(None, "float32", data.target)
 
 
-def check_arguments(args: Mapping[str, Any], known: Mapping[str, bool], what: str,
-                    path: SpecPath, diags: Diagnostics, filled: frozenset[str] = frozenset()) -> None:
+def check_arguments(
+    args: Mapping[str, Any],
+    known: Mapping[str, bool],
+    what: str,
+    path: SpecPath,
+    diags: Diagnostics,
+    filled: frozenset[str] = frozenset(),
+) -> None:
     for key in args:
         if key not in known:
-            diags.error((*path, key), f"unknown argument {key!r} for {what}", did_you_mean(key, known))
+            diags.error(
+                (*path, key), f"unknown argument {key!r} for {what}", did_you_mean(key, known)
+            )
     for key, required in known.items():
         if required and key not in args and key not in filled:
             diags.error(path, f"missing required argument {key!r} for {what}")
@@ -62,16 +70,26 @@ def check_data(spec: S.Spec, diags: Diagnostics) -> None:
         return
     inputs = spec.model.inputs
     if len(inputs) != 1:
-        diags.error(("model", "inputs"), f"data {spec.data.kind!r} yields one feature tensor, "
-                    f"the model declares {len(inputs)} inputs")
+        diags.error(
+            ("model", "inputs"),
+            f"data {spec.data.kind!r} yields one feature tensor, "
+            f"the model declares {len(inputs)} inputs",
+        )
     elif inputs[0].shape != signature.feature_shape:
-        diags.error(("model", "inputs", 0, "shape"), f"data {spec.data.kind!r} yields features "
-                    f"of shape {list(signature.feature_shape)}, the model input declares "
-                    f"{list(inputs[0].shape)}")
+        diags.error(
+            ("model", "inputs", 0, "shape"),
+            f"data {spec.data.kind!r} yields features "
+            f"of shape {list(signature.feature_shape)}, the model input declares "
+            f"{list(inputs[0].shape)}",
+        )
 
 
-_PROBABILITY_OPS = {"sigmoid": "probabilities", "softmax": "probabilities",
-                    "log_softmax": "log_probabilities", "logsoftmax": "log_probabilities"}
+_PROBABILITY_OPS = {
+    "sigmoid": "probabilities",
+    "softmax": "probabilities",
+    "log_softmax": "log_probabilities",
+    "logsoftmax": "log_probabilities",
+}
 
 
 def output_kind(graph: Graph) -> tuple[str, str]:
@@ -82,40 +100,63 @@ def output_kind(graph: Graph) -> tuple[str, str]:
     return _PROBABILITY_OPS.get(last.op.lower().removeprefix("nn."), "logits"), last.name
 
 
-def check_loss(spec: S.Spec, graph: Graph | None, output: Any, diags: Diagnostics) -> LossDef | None:
+def check_loss(
+    spec: S.Spec, graph: Graph | None, output: Any, diags: Diagnostics
+) -> LossDef | None:
     loss = lookup_loss(spec.loss.kind)
     if loss is None:
-        diags.error(("loss", "kind"), f"unknown loss {spec.loss.kind!r}",
-                    did_you_mean(spec.loss.kind, loss_names()))
+        diags.error(
+            ("loss", "kind"),
+            f"unknown loss {spec.loss.kind!r}",
+            did_you_mean(spec.loss.kind, loss_names()),
+        )
         return None
     check_arguments(spec.loss.args, loss.arguments, f"loss {loss.name!r}", ("loss",), diags)
     target = data_signature(spec.data).target
     if target.kind not in loss.targets:
         fitting = [n for n in loss_names() if target.kind in lookup_loss(n).targets]
-        diags.error(("loss", "kind"), f"loss {loss.name!r} needs {_kinds(loss.targets)} targets, "
-                    f"but the data yields {target.kind} targets",
-                    "losses for these targets: " + ", ".join(fitting))
+        diags.error(
+            ("loss", "kind"),
+            f"loss {loss.name!r} needs {_kinds(loss.targets)} targets, "
+            f"but the data yields {target.kind} targets",
+            "losses for these targets: " + ", ".join(fitting),
+        )
         return loss
     if graph is None or output is None:
         return loss
     if not isinstance(output, torch.Tensor):
-        diags.error(("model", "outputs"), f"the loss takes one tensor, the model returns "
-                    f"{describe(output)}", "list one node in model.outputs or pick with 'item'")
+        diags.error(
+            ("model", "outputs"),
+            f"the loss takes one tensor, the model returns {describe(output)}",
+            "list one node in model.outputs or pick with 'item'",
+        )
         return loss
     _check_output_shape(loss, target, output, diags)
     produced, node = output_kind(graph)
     where = ("model", "layers", _layer_index(graph, node))
     if loss.expects == "probabilities" and produced != "probabilities":
-        diags.error(where, f"loss {loss.name!r} expects probabilities, but the output {node!r} "
-                    "is not a sigmoid or softmax", "end the model with sigmoid, or use "
-                    "bce_with_logits" if target.kind == "binary" else "end with softmax")
+        diags.error(
+            where,
+            f"loss {loss.name!r} expects probabilities, but the output {node!r} "
+            "is not a sigmoid or softmax",
+            "end the model with sigmoid, or use bce_with_logits"
+            if target.kind == "binary"
+            else "end with softmax",
+        )
     elif loss.expects == "logits" and produced == "probabilities":
-        diags.warning(where, f"loss {loss.name!r} applies its own sigmoid/softmax, but the output "
-                      f"{node!r} is already one (double sigmoid)",
-                      "remove the final layer, or use bce" if target.kind == "binary" else None)
+        diags.warning(
+            where,
+            f"loss {loss.name!r} applies its own sigmoid/softmax, but the output "
+            f"{node!r} is already one (double sigmoid)",
+            "remove the final layer, or use bce" if target.kind == "binary" else None,
+        )
     elif loss.expects == "log_probabilities" and produced != "log_probabilities":
-        diags.warning(where, f"loss {loss.name!r} expects log-probabilities, but the output "
-                      f"{node!r} is not a log_softmax", "end with log_softmax, or use cross_entropy")
+        diags.warning(
+            where,
+            f"loss {loss.name!r} expects log-probabilities, but the output "
+            f"{node!r} is not a log_softmax",
+            "end with log_softmax, or use cross_entropy",
+        )
     return loss
 
 
@@ -128,19 +169,26 @@ def _layer_index(graph: Graph, name: str) -> int:
     return node.path[-1]  # type: ignore[return-value]
 
 
-def _check_output_shape(loss: LossDef, target: S.Target, output: torch.Tensor,
-                        diags: Diagnostics) -> None:
+def _check_output_shape(
+    loss: LossDef, target: S.Target, output: torch.Tensor, diags: Diagnostics
+) -> None:
     per_sample = tuple(output.shape[1:])
     if target.kind == "class":
         classes = target.num_classes
         if len(per_sample) != 1 or (classes is not None and per_sample[0] != classes):
             want = f"[B, {classes}]" if classes else "[B, num_classes]"
-            diags.error(("model", "outputs"), f"loss {loss.name!r} over {classes or 'N'} classes "
-                        f"needs an output of shape {want}, got {shape_text(output.shape)}")
+            diags.error(
+                ("model", "outputs"),
+                f"loss {loss.name!r} over {classes or 'N'} classes "
+                f"needs an output of shape {want}, got {shape_text(output.shape)}",
+            )
     elif per_sample != tuple(target.shape) and per_sample != ():
-        diags.error(("model", "outputs"), f"loss {loss.name!r} on {target.kind} targets of shape "
-                    f"{shape_text((output.shape[0], *target.shape))} needs an output of that shape,"
-                    f" got {shape_text(output.shape)}")
+        diags.error(
+            ("model", "outputs"),
+            f"loss {loss.name!r} on {target.kind} targets of shape "
+            f"{shape_text((output.shape[0], *target.shape))} needs an output of that shape,"
+            f" got {shape_text(output.shape)}",
+        )
 
 
 def check_metrics(spec: S.Spec, diags: Diagnostics) -> list[str]:
@@ -149,14 +197,21 @@ def check_metrics(spec: S.Spec, diags: Diagnostics) -> list[str]:
     for index, metric in enumerate(spec.metrics):
         found = lookup_metric(metric.kind)
         if found is None:
-            diags.error(("metrics", index), f"unknown metric {metric.kind!r}",
-                        did_you_mean(metric.kind, metric_names()))
+            diags.error(
+                ("metrics", index),
+                f"unknown metric {metric.kind!r}",
+                did_you_mean(metric.kind, metric_names()),
+            )
             continue
-        check_arguments(metric.args, found.arguments, f"metric {metric.kind!r}", ("metrics", index),
-                        diags)
+        check_arguments(
+            metric.args, found.arguments, f"metric {metric.kind!r}", ("metrics", index), diags
+        )
         if target.kind not in found.targets:
-            diags.error(("metrics", index), f"metric {metric.kind!r} needs "
-                        f"{_kinds(found.targets)} targets, but the data yields {target.kind} targets")
+            diags.error(
+                ("metrics", index),
+                f"metric {metric.kind!r} needs "
+                f"{_kinds(found.targets)} targets, but the data yields {target.kind} targets",
+            )
         names.append(metric.kind)
     return names
 
@@ -168,33 +223,55 @@ def check_optimizer(spec: S.Spec, diags: Diagnostics) -> None:
     opt = spec.optimizer
     found = lookup_optimizer(opt.kind)
     if found is None:
-        diags.error(("optimizer", "kind"), f"unknown optimizer {opt.kind!r}",
-                    did_you_mean(opt.kind, optimizer_names()))
+        diags.error(
+            ("optimizer", "kind"),
+            f"unknown optimizer {opt.kind!r}",
+            did_you_mean(opt.kind, optimizer_names()),
+        )
     else:
         known = {k: v for k, v in found.arguments.items() if k != "lr"}
         check_arguments(opt.args, known, f"optimizer {opt.kind!r}", ("optimizer",), diags)
         for index, group in enumerate(opt.groups):
-            check_arguments(group.args, {k: False for k in found.arguments}, f"optimizer "
-                            f"{opt.kind!r} param groups", ("optimizer", "groups", index), diags)
+            check_arguments(
+                group.args,
+                {k: False for k in found.arguments},
+                f"optimizer {opt.kind!r} param groups",
+                ("optimizer", "groups", index),
+                diags,
+            )
     if opt.schedule is not None:
         schedule = lookup_schedule(opt.schedule.kind)
         path = ("optimizer", "schedule")
         if schedule is None:
-            diags.error((*path, "kind"), f"unknown schedule {opt.schedule.kind!r}",
-                        did_you_mean(opt.schedule.kind, schedule_names()))
+            diags.error(
+                (*path, "kind"),
+                f"unknown schedule {opt.schedule.kind!r}",
+                did_you_mean(opt.schedule.kind, schedule_names()),
+            )
         else:
-            check_arguments(opt.schedule.args, schedule.arguments, f"schedule "
-                            f"{opt.schedule.kind!r}", path, diags, _FILLED_SCHEDULE_ARGS)
+            check_arguments(
+                opt.schedule.args,
+                schedule.arguments,
+                f"schedule {opt.schedule.kind!r}",
+                path,
+                diags,
+                _FILLED_SCHEDULE_ARGS,
+            )
 
 
-def check_selectors(spec: S.Spec, graph: Graph, module: torch.nn.Module, diags: Diagnostics) -> None:
+def check_selectors(
+    spec: S.Spec, graph: Graph, module: torch.nn.Module, diags: Diagnostics
+) -> None:
     ops = {n.name: n.op for n in graph.nodes}
     all_names = [name for name, _ in module.named_parameters()]
     hint = "parameters: " + ", ".join(all_names[:8]) + (" ..." if len(all_names) > 8 else "")
     for index, reg in enumerate(spec.loss.regularizers):
         if not select(reg, module, ops):
-            diags.error(("loss", "regularizers", index), f"{reg.kind} regularizer selects no "
-                        "parameter", hint)
+            diags.error(
+                ("loss", "regularizers", index),
+                f"{reg.kind} regularizer selects no parameter",
+                hint,
+            )
     claimed: dict[str, int] = {}
     for index, group in enumerate(spec.optimizer.groups):
         chosen = select(group, module, ops)
@@ -202,9 +279,12 @@ def check_selectors(spec: S.Spec, graph: Graph, module: torch.nn.Module, diags: 
             diags.error(("optimizer", "groups", index), "param group selects no parameter", hint)
         twice = [name for name in chosen if name in claimed]
         if twice:
-            diags.error(("optimizer", "groups", index), f"parameters claimed by groups "
-                        f"{claimed[twice[0]]} and {index}: {', '.join(twice[:5])}",
-                        "make the selectors disjoint, e.g. with exclude")
+            diags.error(
+                ("optimizer", "groups", index),
+                f"parameters claimed by groups "
+                f"{claimed[twice[0]]} and {index}: {', '.join(twice[:5])}",
+                "make the selectors disjoint, e.g. with exclude",
+            )
         for name in chosen:
             claimed.setdefault(name, index)
 
@@ -212,14 +292,19 @@ def check_selectors(spec: S.Spec, graph: Graph, module: torch.nn.Module, diags: 
 def check_monitors(spec: S.Spec, metric_names_: list[str], diags: Diagnostics) -> None:
     base = ["loss", *metric_names_]
     known = base + [f"val_{name}" for name in base]
-    watched = [(("train", "early_stopping", "monitor"), spec.train.early_stopping),
-               (("train", "checkpoint", "monitor"), spec.train.checkpoint)]
+    watched = [
+        (("train", "early_stopping", "monitor"), spec.train.early_stopping),
+        (("train", "checkpoint", "monitor"), spec.train.checkpoint),
+    ]
     for path, item in watched:
         if item is None:
             continue
         if item.monitor not in known:
-            diags.error(path, f"cannot monitor {item.monitor!r}: no such metric",
-                        did_you_mean(item.monitor, known))
+            diags.error(
+                path,
+                f"cannot monitor {item.monitor!r}: no such metric",
+                did_you_mean(item.monitor, known),
+            )
         elif item.monitor.startswith("val_") and spec.data.split.val == 0:
             diags.error(path, f"cannot monitor {item.monitor!r}: the data has no validation split")
 
@@ -230,20 +315,33 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 def check_device(spec: S.Spec, diags: Diagnostics) -> None:
     name, precision = spec.device.name, spec.device.precision
     if not _DEVICE.match(name):
-        diags.error(("device", "name"), f"unknown device {name!r}",
-                    "expected auto, cpu, cuda, cuda:N or mps")
+        diags.error(
+            ("device", "name"),
+            f"unknown device {name!r}",
+            "expected auto, cpu, cuda, cuda:N or mps",
+        )
         return
     if name.startswith("cuda"):
         count = torch.cuda.device_count()
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= count:
-            diags.error(("device", "name"), f"device {name!r} is not available here "
-                        f"({count} CUDA device(s))", "use device: auto to pick what exists")
+            diags.error(
+                ("device", "name"),
+                f"device {name!r} is not available here ({count} CUDA device(s))",
+                "use device: auto to pick what exists",
+            )
     elif name == "mps" and not torch.backends.mps.is_available():
-        diags.error(("device", "name"), "device 'mps' is not available here",
-                    "use device: auto to pick what exists")
-    resolved_cpu = name == "cpu" or (name == "auto" and not torch.cuda.is_available()
-                                     and not torch.backends.mps.is_available())
+        diags.error(
+            ("device", "name"),
+            "device 'mps' is not available here",
+            "use device: auto to pick what exists",
+        )
+    resolved_cpu = name == "cpu" or (
+        name == "auto" and not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    )
     if precision == "fp16" and resolved_cpu:
-        diags.error(("device", "precision"), "fp16 autocast needs a GPU; this run is on the CPU",
-                    "use precision: bf16 or fp32")
+        diags.error(
+            ("device", "precision"),
+            "fp16 autocast needs a GPU; this run is on the CPU",
+            "use precision: bf16 or fp32",
+        )

@@ -12,15 +12,21 @@ from tdsl.errors import SpecError, TdslError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tdsl", description="A declarative training DSL for "
-                                     "PyTorch.")
+    parser = argparse.ArgumentParser(
+        prog="tdsl", description="A declarative training DSL for PyTorch."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = commands.add_parser("validate", help="check specs without running them")
     check.add_argument("files", nargs="+", metavar="FILE")
     check.add_argument("--format", choices=("text", "json"), default="text")
-    check.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
-                       help="override a spec field (repeatable)")
+    check.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="override a spec field (repeatable)",
+    )
 
     show = commands.add_parser("summary", help="print the model's layers, shapes and parameters")
     show.add_argument("file", metavar="FILE")
@@ -69,7 +75,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if report.diagnostics:
             print(report.format())
         if report.ok:
-            outputs = ", ".join(f"{name} {_shape(shape)}" for name, shape in report.output_shapes.items())
+            outputs = ", ".join(
+                f"{name} {_shape(shape)}" for name, shape in report.output_shapes.items()
+            )
             print(f"{file}: valid; output {outputs}; {report.param_count:,} parameters")
     if args.format == "json":
         print(json.dumps(everything, indent=2))
@@ -148,14 +156,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from tdsl.rundir import predict_run
 
-    rows = predict_run(_as_path(args.run_dir), _as_path(args.input), _as_path(args.output),
-                       args.checkpoint)
+    rows = predict_run(
+        _as_path(args.run_dir), _as_path(args.input), _as_path(args.output), args.checkpoint
+    )
     print(f"wrote {rows} predictions to {args.output}")
     return 0
 
 
-COMMANDS = {"validate": cmd_validate, "summary": cmd_summary, "schema": cmd_schema,
-            "run": cmd_run, "resume": cmd_resume, "eval": cmd_eval, "predict": cmd_predict}
+COMMANDS = {
+    "validate": cmd_validate,
+    "summary": cmd_summary,
+    "schema": cmd_schema,
+    "run": cmd_run,
+    "resume": cmd_resume,
+    "eval": cmd_eval,
+    "predict": cmd_predict,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

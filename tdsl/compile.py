@@ -178,7 +178,9 @@ class _Engine:
     # --- state <-> module slots -----------------------------------------------------------
 
     def _hyper(self) -> tuple[dict[str, Any], ...]:
-        return tuple({k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups)
+        return tuple(
+            {k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups
+        )
 
     def _rng(self) -> tuple[torch.Tensor, ...]:
         states = [torch.get_rng_state()]
@@ -196,8 +198,9 @@ class _Engine:
             torch.manual_seed(seed)
             fresh, _ = build_graph(self.graph, Diagnostics(), device=self.device)
             rng_start = torch.Generator().manual_seed(seed).get_state()
-            rng = (rng_start,) + ((torch.cuda.get_rng_state(self.device),)
-                                  if self.device.type == "cuda" else ())
+            rng = (rng_start,) + (
+                (torch.cuda.get_rng_state(self.device),) if self.device.type == "cuda" else ()
+            )
         return TrainState(
             params={n: p.detach() for n, p in fresh.named_parameters()},
             buffers={n: b.detach() for n, b in fresh.named_buffers()},
@@ -248,8 +251,13 @@ class _Engine:
             return target.reshape(-1).long()
         return target.float()
 
-    def _batch_metrics(self, output: torch.Tensor, target: torch.Tensor, loss: torch.Tensor,
-                       extra: dict[str, torch.Tensor]) -> dict[str, Any]:
+    def _batch_metrics(
+        self,
+        output: torch.Tensor,
+        target: torch.Tensor,
+        loss: torch.Tensor,
+        extra: dict[str, torch.Tensor],
+    ) -> dict[str, Any]:
         prob = self.to_prob(output.detach().float())
         stats = {m.name: m.update(m.init(), prob, target) for m in self.metrics}
         return {"loss": loss.detach(), **extra, "count": target.shape[0], "stats": stats}
@@ -319,8 +327,9 @@ class _Engine:
                 else:
                     self.scheduler.step()
             schedule, hyper = self.scheduler.state_dict(), self._hyper()
-        return attrs.evolve(state, schedule=schedule, hyper=hyper, epoch=state.epoch + 1,
-                            lease=type(state.lease)())
+        return attrs.evolve(
+            state, schedule=schedule, hyper=hyper, epoch=state.epoch + 1, lease=type(state.lease)()
+        )
 
 
 def compile(spec: S.Spec) -> Program:  # noqa: A001  (the issue names the API `compile`)

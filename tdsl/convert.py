@@ -127,7 +127,9 @@ def make_converter() -> cattrs.Converter:
     def union(type_: Any):
         members = [m for m in typing.get_args(type_) if m is not type(None)]
         optional = len(members) < len(typing.get_args(type_))
-        if len(members) > 1 and all(attrs.has(m) and "kind" in attrs.fields_dict(m) for m in members):
+        if len(members) > 1 and all(
+            attrs.has(m) and "kind" in attrs.fields_dict(m) for m in members
+        ):
             tagged = {attrs.fields_dict(m)["kind"].default: m for m in members}
         else:
             tagged = None
@@ -152,7 +154,9 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook_factory(attrs.has, lambda cls: _attrs_hook(conv, cls))
     conv.register_unstructure_hook_factory(attrs.has, lambda cls: _attrs_unhook(conv, cls))
     conv.register_unstructure_hook(FrozenMap, thaw)
-    conv.register_unstructure_hook_func(lambda t: t is tuple, lambda v: [conv.unstructure(x) for x in v])
+    conv.register_unstructure_hook_func(
+        lambda t: t is tuple, lambda v: [conv.unstructure(x) for x in v]
+    )
     return conv
 
 
@@ -177,7 +181,9 @@ def _attrs_hook(conv: cattrs.Converter, cls: type):
             field = fields.get(key) if key != "args" else None
             if field is None:
                 if takes_args and isinstance(key, str):
-                    extra.update(item if key == "args" and isinstance(item, Mapping) else {key: item})
+                    extra.update(
+                        item if key == "args" and isinstance(item, Mapping) else {key: item}
+                    )
                     continue
                 hint = did_you_mean(str(key), [n for n in fields if n != "args"])
                 problems.append(Diagnostic((key,), f"unknown key {key!r} in {noun}", hint=hint))

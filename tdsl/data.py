@@ -27,8 +27,10 @@ class Batch:
         return int(self.target.shape[0])
 
     def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
-        return Batch(tuple(f.to(device, non_blocking=non_blocking) for f in self.features),
-                     self.target.to(device, non_blocking=non_blocking))
+        return Batch(
+            tuple(f.to(device, non_blocking=non_blocking) for f in self.features),
+            self.target.to(device, non_blocking=non_blocking),
+        )
 
 
 @attrs.frozen
@@ -55,9 +57,11 @@ class TensorData:
         generator = torch.Generator().manual_seed(order_seed)
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, batch_size):
-            index = order[start:start + batch_size]
-            yield Batch(tuple(f.index_select(0, index) for f in self.features),
-                        self.target.index_select(0, index))
+            index = order[start : start + batch_size]
+            yield Batch(
+                tuple(f.index_select(0, index) for f in self.features),
+                self.target.index_select(0, index),
+            )
 
     def subset(self, index: torch.Tensor) -> TensorData:
         return TensorData(tuple(f[index] for f in self.features), self.target[index])
@@ -128,7 +132,7 @@ def load_data(spec: S.Spec) -> Splits:
     order = torch.randperm(len(rows), generator=generator)
     n_train = round(data.split.train * len(rows))
     n_val = round(data.split.val * len(rows))
-    val = rows.subset(order[n_train:n_train + n_val]) if n_val else None
-    test_index = order[n_train + n_val:]
+    val = rows.subset(order[n_train : n_train + n_val]) if n_val else None
+    test_index = order[n_train + n_val :]
     test = rows.subset(test_index) if data.split.test and len(test_index) else None
     return Splits(rows.subset(order[:n_train]), val, test)

@@ -63,24 +63,37 @@ def resolve(model: S.Model, diags: Diagnostics, path: SpecPath = ("model",)) -> 
     input_names = [i.name for i in model.inputs]
     for index, name in enumerate(input_names):
         if not _NAME.match(name):
-            diags.error((*path, "inputs", index, "name"), f"input name {name!r} is not an identifier")
+            diags.error(
+                (*path, "inputs", index, "name"), f"input name {name!r} is not an identifier"
+            )
         if input_names.index(name) != index:
             diags.error((*path, "inputs", index, "name"), f"duplicate input name {name!r}")
 
     names = auto_names(model.layers)
     nodes: list[Node] = []
-    first_defined: dict[str, SpecPath] = {n: (*path, "inputs", i) for i, n in enumerate(input_names)}
+    first_defined: dict[str, SpecPath] = {
+        n: (*path, "inputs", i) for i, n in enumerate(input_names)
+    }
     for index, (layer, name) in enumerate(zip(model.layers, names, strict=True)):
         layer_path = (*path, "layers", index)
         if not _NAME.match(name):
-            diags.error((*layer_path, "name"), f"layer name {name!r} is not an identifier",
-                        "use letters, digits and underscores")
+            diags.error(
+                (*layer_path, "name"),
+                f"layer name {name!r} is not an identifier",
+                "use letters, digits and underscores",
+            )
         elif hasattr(nn.Module, name):
-            diags.error((*layer_path, "name"), f"layer name {name!r} is reserved by torch.nn.Module",
-                        "choose another name")
+            diags.error(
+                (*layer_path, "name"),
+                f"layer name {name!r} is reserved by torch.nn.Module",
+                "choose another name",
+            )
         elif name in first_defined:
-            diags.error((*layer_path, "name"), f"duplicate name {name!r}",
-                        f"first used at {format_path(first_defined[name])}")
+            diags.error(
+                (*layer_path, "name"),
+                f"duplicate name {name!r}",
+                f"first used at {format_path(first_defined[name])}",
+            )
         else:
             first_defined[name] = layer_path
         if layer.inputs:
@@ -90,8 +103,11 @@ def resolve(model: S.Model, diags: Diagnostics, path: SpecPath = ("model",)) -> 
         elif len(input_names) == 1:
             inputs = (input_names[0],)
         else:
-            diags.error(layer_path, "the first layer must name its inputs when the model has "
-                        "several", "add inputs: [" + ", ".join(input_names) + "]")
+            diags.error(
+                layer_path,
+                "the first layer must name its inputs when the model has several",
+                "add inputs: [" + ", ".join(input_names) + "]",
+            )
             inputs = ()
         nodes.append(Node(name, layer.op, layer.args, tuple(inputs), layer_path))
 
@@ -99,17 +115,22 @@ def resolve(model: S.Model, diags: Diagnostics, path: SpecPath = ("model",)) -> 
     for node in nodes:
         for position, source in enumerate(node.inputs):
             if source == node.name:
-                diags.error((*node.path, "inputs", position), f"layer {node.name!r} takes itself "
-                            "as input")
+                diags.error(
+                    (*node.path, "inputs", position), f"layer {node.name!r} takes itself as input"
+                )
             elif source not in known:
-                diags.error((*node.path, "inputs", position), f"unknown input {source!r}",
-                            did_you_mean(source, known))
+                diags.error(
+                    (*node.path, "inputs", position),
+                    f"unknown input {source!r}",
+                    did_you_mean(source, known),
+                )
 
     outputs = model.outputs or ((nodes[-1].name,) if nodes else ())
     for position, out in enumerate(model.outputs):
         if out not in known:
-            diags.error((*path, "outputs", position), f"unknown output {out!r}",
-                        did_you_mean(out, known))
+            diags.error(
+                (*path, "outputs", position), f"unknown output {out!r}", did_you_mean(out, known)
+            )
     if not outputs:
         diags.error((*path, "outputs"), "the model has no output")
     if len(diags.items) > errors_before:
@@ -157,7 +178,7 @@ def _find_cycle(pending: dict[str, Node]) -> list[str]:
     while current not in trail:
         trail.append(current)
         current = next(i for i in pending[current].inputs if i in pending)
-    cycle = [*trail[trail.index(current):], current]
+    cycle = [*trail[trail.index(current) :], current]
     return cycle[::-1]  # trail follows inputs backwards; report in data-flow order
 
 
@@ -172,5 +193,8 @@ def _warn_unreachable(nodes: list[Node], outputs: tuple[str, ...], diags: Diagno
         stack.extend(by_name[name].inputs)
     for node in nodes:
         if node.name not in needed:
-            diags.warning(node.path, f"layer {node.name!r} does not reach any output",
-                          "connect it, list it in model.outputs, or remove it")
+            diags.warning(
+                node.path,
+                f"layer {node.name!r} does not reach any output",
+                "connect it, list it in model.outputs, or remove it",
+            )

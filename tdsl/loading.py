@@ -18,7 +18,9 @@ def _looks_like_path(source: str) -> bool:
     return "\n" not in source and source.strip().endswith((".yaml", ".yml"))
 
 
-def read_spec(source: str | os.PathLike, overrides: Any = None) -> tuple[S.Spec | None, list[Diagnostic]]:
+def read_spec(
+    source: str | os.PathLike, overrides: Any = None
+) -> tuple[S.Spec | None, list[Diagnostic]]:
     """Load without raising: (spec or None, diagnostics located in the file).
 
     `source` is a path (a `Path`, or a string ending in .yaml/.yml) or YAML text.
@@ -33,7 +35,9 @@ def read_spec(source: str | os.PathLike, overrides: Any = None) -> tuple[S.Spec 
             return None, [Diagnostic((), "no such file", location=Location(file, 1, 1))]
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
-            return None, [Diagnostic((), f"cannot read spec: {reason}", location=Location(file, 1, 1))]
+            return None, [
+                Diagnostic((), f"cannot read spec: {reason}", location=Location(file, 1, 1))
+            ]
     else:
         text = str(source)
     data, source_map, problems = parse(text, file)

@@ -67,7 +67,9 @@ class _Accumulator:
         for metric in self.program.metrics:
             batch_state = metrics["stats"][metric.name]
             previous = self.stats.get(metric.name)
-            self.stats[metric.name] = batch_state if previous is None else metric.merge(previous, batch_state)
+            self.stats[metric.name] = (
+                batch_state if previous is None else metric.merge(previous, batch_state)
+            )
 
     def running_loss(self) -> float:
         return float(self.sums["loss"] / self.rows) if self.rows else float("nan")
@@ -137,8 +139,14 @@ def fit(
     return FitResult(state, run.history, run.stop_reason)
 
 
-def evaluate(program: Program, state: TrainState, data: TensorData, *, batch_size: int | None = None,
-             prefix: str = "") -> dict[str, float]:
+def evaluate(
+    program: Program,
+    state: TrainState,
+    data: TensorData,
+    *,
+    batch_size: int | None = None,
+    prefix: str = "",
+) -> dict[str, float]:
     """Exact metrics of `state` over all of `data`, with names prefixed by `prefix`."""
     batch_size = batch_size or program.spec.train.batch_size
     data = _on_device(data, program)
@@ -148,13 +156,18 @@ def evaluate(program: Program, state: TrainState, data: TensorData, *, batch_siz
     return totals.result(prefix)
 
 
-def predict(program: Program, state: TrainState, features: Sequence[torch.Tensor], *,
-            batch_size: int | None = None) -> torch.Tensor:
+def predict(
+    program: Program,
+    state: TrainState,
+    features: Sequence[torch.Tensor],
+    *,
+    batch_size: int | None = None,
+) -> torch.Tensor:
     """The model's outputs for every row of `features`, in order, on the CPU."""
     batch_size = batch_size or program.spec.train.batch_size
     features = tuple(f.to(program.device) for f in features)
     outputs = []
     for start in range(0, int(features[0].shape[0]), batch_size):
-        chunk = tuple(f[start:start + batch_size] for f in features)
+        chunk = tuple(f[start : start + batch_size] for f in features)
         outputs.append(program.predict_step(state, chunk).float().cpu())
     return torch.cat(outputs)

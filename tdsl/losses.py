@@ -55,13 +55,19 @@ class LossDef:
 
     def build(self, args: Mapping[str, Any]) -> nn.Module:
         # Class weights arrive from YAML as lists; torch wants tensors.
-        kwargs = {k: torch.tensor(v, dtype=torch.float32) if k in _TENSOR_ARGS else v
-                  for k, v in args.items()}
+        kwargs = {
+            k: torch.tensor(v, dtype=torch.float32) if k in _TENSOR_ARGS else v
+            for k, v in args.items()
+        }
         return self.cls(**kwargs)
 
 
 _TENSOR_ARGS = {"weight", "pos_weight"}
-_BINARY, _CLASS, _REGRESSION = frozenset({"binary"}), frozenset({"class"}), frozenset({"regression"})
+_BINARY, _CLASS, _REGRESSION = (
+    frozenset({"binary"}),
+    frozenset({"class"}),
+    frozenset({"regression"}),
+)
 _NUMERIC = frozenset({"binary", "regression"})
 
 _LOSSES: dict[str, LossDef] = {}
@@ -70,8 +76,9 @@ _LOSSES: dict[str, LossDef] = {}
 def _register(name: str, cls: type[nn.Module], expects: str, targets: frozenset[str]) -> None:
     if name in _LOSSES:
         raise ValueError(f"loss {name!r} is already registered")
-    arguments = {k: v for k, v in signature_arguments(cls).items()
-                 if k not in ("size_average", "reduce")}  # deprecated torch arguments
+    arguments = {
+        k: v for k, v in signature_arguments(cls).items() if k not in ("size_average", "reduce")
+    }  # deprecated torch arguments
     _LOSSES[name] = LossDef(name, cls, expects, targets, arguments)
 
 

@@ -118,7 +118,10 @@ def _auroc(kind: str) -> Metric:
 
     def update(state: State, prob: torch.Tensor, target: torch.Tensor) -> State:
         scores = prob.detach().reshape(-1).to(torch.float64)
-        return (torch.cat([state[0], scores.cpu()]), torch.cat([state[1], target.reshape(-1).cpu().double()]))
+        return (
+            torch.cat([state[0], scores.cpu()]),
+            torch.cat([state[1], target.reshape(-1).cpu().double()]),
+        )
 
     def compute(state: State) -> float:
         scores, labels = state
@@ -134,14 +137,18 @@ def _auroc(kind: str) -> Metric:
         mean_rank = torch.zeros_like(unique).index_add_(0, inverse, ranks[order])
         mean_rank /= torch.bincount(inverse, minlength=unique.numel())
         ranks[order] = mean_rank[inverse]
-        return float((ranks[labels == 1].sum() - positives * (positives + 1) / 2)
-                     / (positives * negatives))
+        return float(
+            (ranks[labels == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives)
+        )
 
     return Metric("auroc", init, update, compute, _merge_cat)
 
 
-def _error(name: str, per_item: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-           finish: Callable[[float], float] = lambda x: x) -> Callable[..., Metric]:
+def _error(
+    name: str,
+    per_item: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    finish: Callable[[float], float] = lambda x: x,
+) -> Callable[..., Metric]:
     def make(kind: str) -> Metric:
         def update(state: State, out: torch.Tensor, target: torch.Tensor) -> State:
             errors = per_item(out.reshape(target.shape).to(torch.float64), target.double())
@@ -157,8 +164,13 @@ _NUMERIC = frozenset({"binary", "regression"})
 _METRICS: dict[str, MetricDef] = {}
 
 
-def _register(name: str, targets: frozenset[str], higher: bool, make: Callable[..., Metric],
-              arguments: Mapping[str, bool] | None = None) -> None:
+def _register(
+    name: str,
+    targets: frozenset[str],
+    higher: bool,
+    make: Callable[..., Metric],
+    arguments: Mapping[str, bool] | None = None,
+) -> None:
     _METRICS[name] = MetricDef(name, targets, higher, make, dict(arguments or {}))
 
 
@@ -171,10 +183,12 @@ _register("mse", _NUMERIC, False, _error("mse", lambda o, t: (o - t) ** 2))
 _register("rmse", _NUMERIC, False, _error("rmse", lambda o, t: (o - t) ** 2, lambda x: x**0.5))
 _register("mae", _NUMERIC, False, _error("mae", lambda o, t: (o - t).abs()))
 # Percentage errors divide by the target: rows with a zero target are undefined, as usual.
-_register("mape", frozenset({"regression"}), False,
-          _error("mape", lambda o, t: ((o - t) / t).abs() * 100))
-_register("mspe", frozenset({"regression"}), False,
-          _error("mspe", lambda o, t: ((o - t) / t) ** 2 * 100))
+_register(
+    "mape", frozenset({"regression"}), False, _error("mape", lambda o, t: ((o - t) / t).abs() * 100)
+)
+_register(
+    "mspe", frozenset({"regression"}), False, _error("mspe", lambda o, t: ((o - t) / t) ** 2 * 100)
+)
 
 
 def metric_names() -> list[str]:
@@ -185,8 +199,12 @@ def lookup_metric(name: str) -> MetricDef | None:
     return _METRICS.get(name)
 
 
-def make_metric(definition: MetricDef, target_kind: str, args: Mapping[str, Any],
-                num_classes: int | None = None) -> Metric:
-    extra = {"num_classes": num_classes} if definition.name in ("precision", "recall", "f1") \
-        and target_kind == "class" else {}
+def make_metric(
+    definition: MetricDef, target_kind: str, args: Mapping[str, Any], num_classes: int | None = None
+) -> Metric:
+    extra = (
+        {"num_classes": num_classes}
+        if definition.name in ("precision", "recall", "f1") and target_kind == "class"
+        else {}
+    )
     return definition.make(target_kind, **args, **extra)

@@ -22,18 +22,34 @@ class OptimDef:
     arguments: dict[str, bool]
 
 
-_OPTIMIZER_ALIASES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "adagrad": "Adagrad",
-                      "rmsprop": "RMSprop"}
-_SCHEDULE_ALIASES = {"step": "StepLR", "multi_step": "MultiStepLR", "exponential": "ExponentialLR",
-                     "cosine": "CosineAnnealingLR", "one_cycle": "OneCycleLR",
-                     "reduce_on_plateau": "ReduceLROnPlateau", "linear_warmup": "LinearLR"}
+_OPTIMIZER_ALIASES = {
+    "sgd": "SGD",
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "adagrad": "Adagrad",
+    "rmsprop": "RMSprop",
+}
+_SCHEDULE_ALIASES = {
+    "step": "StepLR",
+    "multi_step": "MultiStepLR",
+    "exponential": "ExponentialLR",
+    "cosine": "CosineAnnealingLR",
+    "one_cycle": "OneCycleLR",
+    "reduce_on_plateau": "ReduceLROnPlateau",
+    "linear_warmup": "LinearLR",
+}
 
 
 def _classes(module: object, base: type) -> dict[str, type]:
     found = {}
     for attr in dir(module):
         cls = getattr(module, attr)
-        if inspect.isclass(cls) and issubclass(cls, base) and cls is not base and not attr.startswith("_"):
+        if (
+            inspect.isclass(cls)
+            and issubclass(cls, base)
+            and cls is not base
+            and not attr.startswith("_")
+        ):
             found[attr.lower()] = cls
     return found
 
@@ -63,8 +79,13 @@ _NOT_DECLARABLE = {"sequentiallr", "chainedscheduler", "lambdalr", "multiplicati
 def lookup_schedule(name: str) -> OptimDef | None:
     if name in _NOT_DECLARABLE:
         return None
-    return _lookup(name, torch.optim.lr_scheduler, _SCHEDULER_BASE, _SCHEDULE_ALIASES,
-                   {"optimizer", "last_epoch", "verbose"})
+    return _lookup(
+        name,
+        torch.optim.lr_scheduler,
+        _SCHEDULER_BASE,
+        _SCHEDULE_ALIASES,
+        {"optimizer", "last_epoch", "verbose"},
+    )
 
 
 def schedule_names() -> list[str]:

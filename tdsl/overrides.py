@@ -35,7 +35,9 @@ def parse_path(text: str) -> SpecPath | None:
 
 
 def _problem(assignment: str, message: str) -> Diagnostic:
-    return Diagnostic((), f"--set {assignment}: {message}", location=Location("<command line>", 1, 1))
+    return Diagnostic(
+        (), f"--set {assignment}: {message}", location=Location("<command line>", 1, 1)
+    )
 
 
 def apply_overrides(data: Any, assignments: Sequence[str]) -> tuple[Any, list[Diagnostic]]:

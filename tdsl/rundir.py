@@ -41,8 +41,10 @@ def default_run_dir(spec: S.Spec, root: Path = Path("runs")) -> Path:
 
 def _prepare(directory: Path) -> None:
     if (directory / "checkpoints" / "last.pt").exists():
-        raise RunError(f"{directory} already holds a run; continue it with `tdsl resume "
-                       f"{directory}` or choose another --out")
+        raise RunError(
+            f"{directory} already holds a run; continue it with `tdsl resume "
+            f"{directory}` or choose another --out"
+        )
     try:
         (directory / "checkpoints").mkdir(parents=True, exist_ok=True)
         atomic_write_text(directory / ".write-test", "")
@@ -51,24 +53,35 @@ def _prepare(directory: Path) -> None:
         raise RunError(f"cannot write the run directory {directory}: {exc.strerror}") from None
 
 
-def _callbacks(spec: S.Spec, directory: Path, spec_text: str, stream: TextIO | None,
-               extra: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+def _callbacks(
+    spec: S.Spec, directory: Path, spec_text: str, stream: TextIO | None, extra: Sequence[Any]
+) -> tuple[list[Any], list[Any]]:
     """(all callbacks in call order, the ones whose state a checkpoint must keep)."""
     stateful: list[Any] = []
     if spec.train.early_stopping is not None:
         es = spec.train.early_stopping
         stateful.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta))
     cp = spec.train.checkpoint
-    checkpointer = Checkpointer(directory / "checkpoints", spec_text, cp.monitor, cp.mode,
-                                cp.save_best, cp.save_last, others=stateful)
+    checkpointer = Checkpointer(
+        directory / "checkpoints",
+        spec_text,
+        cp.monitor,
+        cp.mode,
+        cp.save_best,
+        cp.save_last,
+        others=stateful,
+    )
     # Early stopping decides first so the checkpoint records the stop reason.
     ordered = [*stateful, HistoryWriter(directory), checkpointer, ProgressPrinter(stream), *extra]
     return ordered, [*stateful, checkpointer]
 
 
 def _finish(directory: Path, result: FitResult) -> dict[str, Any]:
-    final: dict[str, Any] = {"epochs": len(result.history), "stop_reason": result.stop_reason,
-                             "last": result.history[-1] if result.history else {}}
+    final: dict[str, Any] = {
+        "epochs": len(result.history),
+        "stop_reason": result.stop_reason,
+        "last": result.history[-1] if result.history else {},
+    }
     best_path = directory / "checkpoints" / "best.pt"
     if best_path.exists():
         best = torch.load(best_path, weights_only=True)
@@ -77,8 +90,13 @@ def _finish(directory: Path, result: FitResult) -> dict[str, Any]:
     return final
 
 
-def run(spec: S.Spec, directory: Path | None = None, *, stream: TextIO | None = None,
-        callbacks: Sequence[Any] = ()) -> tuple[Path, FitResult]:
+def run(
+    spec: S.Spec,
+    directory: Path | None = None,
+    *,
+    stream: TextIO | None = None,
+    callbacks: Sequence[Any] = (),
+) -> tuple[Path, FitResult]:
     """Train `spec` in a new run directory; returns the directory and the fit result."""
     directory = Path(directory) if directory is not None else default_run_dir(spec)
     program = compile(spec)  # validates first: raises SpecError before anything is written
@@ -101,17 +119,23 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
         raise RunError(f"cannot read checkpoint {path}: {exc}") from None
 
 
-def resume(directory: Path, *, stream: TextIO | None = None,
-           callbacks: Sequence[Any] = ()) -> FitResult:
+def resume(
+    directory: Path, *, stream: TextIO | None = None, callbacks: Sequence[Any] = ()
+) -> FitResult:
     """Continue the run in `directory` from its last checkpoint."""
     directory = Path(directory)
     checkpoint = _load_checkpoint(directory / "checkpoints" / "last.pt")
     spec = load(directory / "spec.yaml")
     current = dump(spec)
     if load(checkpoint["spec"]) != spec:
-        diff = "".join(difflib.unified_diff(checkpoint["spec"].splitlines(True),
-                                            current.splitlines(True), "checkpoint spec",
-                                            str(directory / "spec.yaml")))
+        diff = "".join(
+            difflib.unified_diff(
+                checkpoint["spec"].splitlines(True),
+                current.splitlines(True),
+                "checkpoint spec",
+                str(directory / "spec.yaml"),
+            )
+        )
         raise RunError(f"the spec changed since the checkpoint was written:\n{diff}")
     program = compile(spec)
     ordered, stateful = _callbacks(spec, directory, checkpoint["spec"], stream, callbacks)
@@ -169,11 +193,15 @@ def predict_run(directory: Path, input_path: Path, output_path: Path, which: str
     features = _read_features(Path(input_path))
     declared = program.spec.model.inputs
     if len(features) != len(declared):
-        raise RunError(f"the model takes {len(declared)} input(s), {input_path} holds {len(features)}")
+        raise RunError(
+            f"the model takes {len(declared)} input(s), {input_path} holds {len(features)}"
+        )
     for item, tensor in zip(declared, features, strict=True):
         if tuple(tensor.shape[1:]) != item.shape:
-            raise RunError(f"input {item.name!r} expects rows of shape {list(item.shape)}, "
-                           f"{input_path} has {list(tensor.shape[1:])}")
+            raise RunError(
+                f"input {item.name!r} expects rows of shape {list(item.shape)}, "
+                f"{input_path} has {list(tensor.shape[1:])}"
+            )
     features = tuple(t.to(DTYPES[i.dtype]) for t, i in zip(features, declared, strict=True))
     outputs = predict(program, state, features)
     output_path = Path(output_path)

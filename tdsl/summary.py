@@ -39,8 +39,12 @@ class Summary:
     def table(self) -> str:
         body = [(r.name, r.op, r.output, f"{r.trainable:,}", f"{r.frozen:,}") for r in self.rows]
         headers = ("Layer", "Op", "Output shape", "Params", "Non-trainable")
-        table = tabulate(body, headers=headers, tablefmt="simple", colalign=("left", "left",
-                                                                              "left", "right", "right"))
+        table = tabulate(
+            body,
+            headers=headers,
+            tablefmt="simple",
+            colalign=("left", "left", "left", "right", "right"),
+        )
         footer = [
             f"Total params: {self.total:,}",
             f"Trainable params: {self.trainable:,}",
@@ -68,7 +72,9 @@ def summarize(spec: S.Spec | str | os.PathLike) -> Summary:
         params = list(module.get_submodule(node.name).parameters())
         trainable = sum(p.numel() for p in params if p.requires_grad)
         frozen = sum(p.numel() for p in params if not p.requires_grad)
-        rows.append(Row(node.name, node.op, describe(inference.values[node.name]), trainable, frozen))
+        rows.append(
+            Row(node.name, node.op, describe(inference.values[node.name]), trainable, frozen)
+        )
     params = list(module.parameters())
     return Summary(
         rows=tuple(rows),

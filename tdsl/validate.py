@@ -55,8 +55,11 @@ def _check_ops_only(model: S.Model, diags: Diagnostics) -> None:
         node = Node(name, layer.op, layer.args, inputs, ("model", "layers", index))
         op = lookup(layer.op)
         if op is None:
-            diags.error((*node.path, "op"), f"unknown op {layer.op!r}",
-                        did_you_mean(layer.op, all_op_names()))
+            diags.error(
+                (*node.path, "op"),
+                f"unknown op {layer.op!r}",
+                did_you_mean(layer.op, all_op_names()),
+            )
         else:
             check_arguments(node, op, diags)
 
@@ -87,8 +90,11 @@ def validate(spec: S.Spec | str | os.PathLike, overrides: Any = None) -> Report:
     located = [locate(d, spec.source) for d in diags.items]
     shapes, params = {}, None
     if inference.module is not None and inference.graph is not None:
-        shapes = {name: symbolic_shape(inference.values[name]) for name in inference.graph.outputs
-                  if isinstance(inference.values[name], torch.Tensor)}
+        shapes = {
+            name: symbolic_shape(inference.values[name])
+            for name in inference.graph.outputs
+            if isinstance(inference.values[name], torch.Tensor)
+        }
         params = sum(p.numel() for p in inference.module.parameters())
     return Report(tuple(sorted(located, key=_position)), shapes, params)
 

@@ -98,7 +98,9 @@ class _Converter:
                 continue
             if key in seen:
                 self.problem(
-                    (*path, key), key_node, f"duplicate key {key!r} (first defined on line {seen[key]})"
+                    (*path, key),
+                    key_node,
+                    f"duplicate key {key!r} (first defined on line {seen[key]})",
                 )
                 continue
             seen[key] = key_node.start_mark.line + 1
@@ -154,7 +156,9 @@ def read_text(path: Path) -> str:
     """File contents as text; raises OSError or UnicodeDecodeError for the caller to report."""
     raw = path.read_bytes()
     if b"\x00" in raw:
-        raise UnicodeDecodeError("utf-8", raw, raw.index(b"\x00"), raw.index(b"\x00") + 1, "NUL byte")
+        raise UnicodeDecodeError(
+            "utf-8", raw, raw.index(b"\x00"), raw.index(b"\x00") + 1, "NUL byte"
+        )
     return raw.decode("utf-8")
 
 

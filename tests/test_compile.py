@@ -54,10 +54,17 @@ def first_batches(spec: tdsl.Spec, count: int, size: int = 32) -> list[Batch]:
 
 
 OPTIMIZERS = {
-    "sgd_momentum": (tdsl.Optimizer("sgd", lr=0.1, momentum=0.9), torch.optim.SGD, {"momentum": 0.9}),
+    "sgd_momentum": (
+        tdsl.Optimizer("sgd", lr=0.1, momentum=0.9),
+        torch.optim.SGD,
+        {"momentum": 0.9},
+    ),
     "adam": (tdsl.Optimizer("adam", lr=0.01), torch.optim.Adam, {}),
-    "adamw": (tdsl.Optimizer("adamw", lr=0.01, weight_decay=0.05), torch.optim.AdamW,
-              {"weight_decay": 0.05}),
+    "adamw": (
+        tdsl.Optimizer("adamw", lr=0.01, weight_decay=0.05),
+        torch.optim.AdamW,
+        {"weight_decay": 0.05},
+    ),
 }
 REGULARIZERS = {
     "none": (),

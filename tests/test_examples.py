@@ -30,7 +30,13 @@ def test_evolve_and_fit_applies_the_change(root, capsys):
 @pytest.mark.parametrize("name", ["custom_loop", "evolve_and_fit"])
 def test_examples_run_as_scripts(root, name):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models: one thread is fastest
-    done = subprocess.run([sys.executable, str(root / "examples" / f"{name}.py")],
-                          capture_output=True, text=True, timeout=300, cwd=root, env=env)
+    done = subprocess.run(
+        [sys.executable, str(root / "examples" / f"{name}.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr

@@ -90,8 +90,15 @@ def test_early_stopping_stops_and_says_why():
 def test_run_directory_contents(tmp_path):
     directory, result = run(small_spec(), tmp_path / "run")
     names = {p.relative_to(directory).as_posix() for p in directory.rglob("*")}
-    assert names >= {"spec.yaml", "summary.txt", "history.csv", "history.jsonl", "final.json",
-                     "checkpoints/last.pt", "checkpoints/best.pt"}
+    assert names >= {
+        "spec.yaml",
+        "summary.txt",
+        "history.csv",
+        "history.jsonl",
+        "final.json",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+    }
     assert tdsl.load(directory / "spec.yaml") == small_spec()
     assert len((directory / "history.csv").read_text().splitlines()) == 1 + 4
     rows = [json.loads(line) for line in (directory / "history.jsonl").read_text().splitlines()]
@@ -99,8 +106,14 @@ def test_run_directory_contents(tmp_path):
     final = json.loads((directory / "final.json").read_text())
     assert final["epochs"] == 4 and "val_accuracy" in final["best"]
     best = torch.load(directory / "checkpoints" / "best.pt", weights_only=True)
-    plain = nn.Sequential(OrderedDict(linear1=nn.Linear(2, 8), relu1=nn.ReLU(),
-                                      dropout1=nn.Dropout(0.2), linear2=nn.Linear(8, 1)))
+    plain = nn.Sequential(
+        OrderedDict(
+            linear1=nn.Linear(2, 8),
+            relu1=nn.ReLU(),
+            dropout1=nn.Dropout(0.2),
+            linear2=nn.Linear(8, 1),
+        )
+    )
     plain.load_state_dict(best["model"])
     assert "Total params: 33" in (directory / "summary.txt").read_text()
 
@@ -149,8 +162,20 @@ def test_a_run_directory_is_not_overwritten(tmp_path):
 def test_cli_run_eval_predict(tmp_path, capsys, root):
     spec_file = root / "specs" / "ring_dnn.yaml"
     out = tmp_path / "cli-run"
-    code = main(["run", str(spec_file), "--out", str(out), "--set", "train.epochs=2",
-                 "--set", "data.n_positive=200", "--set", "data.n_negative=200"])
+    code = main(
+        [
+            "run",
+            str(spec_file),
+            "--out",
+            str(out),
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "data.n_positive=200",
+            "--set",
+            "data.n_negative=200",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr()
     assert f"run directory: {out}" in printed.out
@@ -162,21 +187,48 @@ def test_cli_run_eval_predict(tmp_path, capsys, root):
 
     rows = np.random.default_rng(0).normal(size=(7, 2)).astype("float32")
     np.save(tmp_path / "rows.npy", rows)
-    code = main(["predict", str(out), "--input", str(tmp_path / "rows.npy"),
-                 "--output", str(tmp_path / "pred.npy")])
+    code = main(
+        [
+            "predict",
+            str(out),
+            "--input",
+            str(tmp_path / "rows.npy"),
+            "--output",
+            str(tmp_path / "pred.npy"),
+        ]
+    )
     assert code == 0
     assert np.load(tmp_path / "pred.npy").shape == (7, 1)
 
     np.save(tmp_path / "wrong.npy", rows[:, :1])
-    assert main(["predict", str(out), "--input", str(tmp_path / "wrong.npy"),
-                 "--output", str(tmp_path / "p.npy")]) == 1
+    assert (
+        main(
+            [
+                "predict",
+                str(out),
+                "--input",
+                str(tmp_path / "wrong.npy"),
+                "--output",
+                str(tmp_path / "p.npy"),
+            ]
+        )
+        == 1
+    )
     assert "expects rows of shape [2]" in capsys.readouterr().err
 
 
 def test_cli_run_refuses_an_invalid_spec_and_writes_nothing(tmp_path, capsys, root):
     out = tmp_path / "never"
-    code = main(["run", str(root / "specs" / "ring_dnn.yaml"), "--out", str(out),
-                 "--set", "model.layers[0].out_features=-4"])
+    code = main(
+        [
+            "run",
+            str(root / "specs" / "ring_dnn.yaml"),
+            "--out",
+            str(out),
+            "--set",
+            "model.layers[0].out_features=-4",
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "model.layers[0].out_features: must be a positive integer (got -4)" in err

@@ -21,7 +21,9 @@ def _shapes(values: Sequence[Any]) -> str:
 
 def _tensors(op: str, values: Sequence[Any]) -> None:
     if not all(isinstance(v, torch.Tensor) for v in values):
-        raise OpError(f"{op} takes tensors, got {_shapes(values)}; pick a tuple element with 'item'")
+        raise OpError(
+            f"{op} takes tensors, got {_shapes(values)}; pick a tuple element with 'item'"
+        )
 
 
 class Add(nn.Module):
@@ -158,8 +160,9 @@ def _same_shapes(op: str) -> Callable[[Sequence[Any], Mapping[str, Any]], None]:
         try:
             torch.broadcast_shapes(*(x.shape for x in inputs))
         except RuntimeError:
-            raise OpError(f"{op} needs inputs of matching (broadcastable) shapes, got "
-                          f"{_shapes(inputs)}") from None
+            raise OpError(
+                f"{op} needs inputs of matching (broadcastable) shapes, got {_shapes(inputs)}"
+            ) from None
 
     return check
 
@@ -178,21 +181,37 @@ def _concat_check(op: str) -> Callable[[Sequence[Any], Mapping[str, Any]], None]
             if op == "concat" and position == dim % len(shapes[0]):
                 continue
             if len({s[position] for s in shapes}) != 1:
-                raise OpError(f"{op} along dim {dim} needs the other dimensions to match, got "
-                              f"{_shapes(inputs)}")
+                raise OpError(
+                    f"{op} along dim {dim} needs the other dimensions to match, got "
+                    f"{_shapes(inputs)}"
+                )
 
     return check
 
 
-def _functional(name: str, cls: type[nn.Module], min_inputs: int = 1, max_inputs: int | None = 1,
-                check: Callable[..., None] | None = None, doc: str = "") -> None:
+def _functional(
+    name: str,
+    cls: type[nn.Module],
+    min_inputs: int = 1,
+    max_inputs: int | None = 1,
+    check: Callable[..., None] | None = None,
+    doc: str = "",
+) -> None:
     def build(args: Mapping[str, Any], inputs: Sequence[Any]) -> nn.Module:
         if check is not None:
             check(inputs, args)
         return cls(**args)
 
-    register(OpDef(name, build, signature_arguments(cls), min_inputs=min_inputs,
-                   max_inputs=max_inputs, doc=doc or (cls.__doc__ or "").strip()))
+    register(
+        OpDef(
+            name,
+            build,
+            signature_arguments(cls),
+            min_inputs=min_inputs,
+            max_inputs=max_inputs,
+            doc=doc or (cls.__doc__ or "").strip(),
+        )
+    )
 
 
 _functional("add", Add, 1, None, _same_shapes("add"))
@@ -207,9 +226,11 @@ _functional("transpose", Transpose, doc="Swap two dimensions.")
 _functional("permute", Permute, doc="Reorder all dimensions (batch included).")
 _functional("reshape", Reshape)
 for _how in ("mean", "sum", "max"):
-    register(OpDef(
-        _how,
-        lambda args, inputs, how=_how: Reduce(how, **args),
-        {"dim": True, "keepdim": False},
-        doc=f"{_how} over dim(s)",
-    ))
+    register(
+        OpDef(
+            _how,
+            lambda args, inputs, how=_how: Reduce(how, **args),
+            {"dim": True, "keepdim": False},
+            doc=f"{_how} over dim(s)",
+        )
+    )

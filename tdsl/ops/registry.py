@@ -73,17 +73,33 @@ def all_op_names() -> list[str]:
     return sorted(set(_REGISTRY) | set(_torch_layers()))
 
 
-_EXCLUDED = {"Module", "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict",
-             "Container", "LazyModuleMixin", "UninitializedParameter", "DataParallel", "RNNBase",
-             "RNNCellBase"}
+_EXCLUDED = {
+    "Module",
+    "Sequential",
+    "ModuleList",
+    "ModuleDict",
+    "ParameterList",
+    "ParameterDict",
+    "Container",
+    "LazyModuleMixin",
+    "UninitializedParameter",
+    "DataParallel",
+    "RNNBase",
+    "RNNCellBase",
+}
 
 
 def _torch_layers() -> dict[str, type[nn.Module]]:
     layers = {}
     for attr in dir(nn):
         cls = getattr(nn, attr)
-        if (inspect.isclass(cls) and issubclass(cls, nn.Module) and attr not in _EXCLUDED
-                and not attr.startswith("_") and not attr.endswith("Loss")):
+        if (
+            inspect.isclass(cls)
+            and issubclass(cls, nn.Module)
+            and attr not in _EXCLUDED
+            and not attr.startswith("_")
+            and not attr.endswith("Loss")
+        ):
             layers[attr.lower()] = cls
     return layers
 
@@ -101,10 +117,20 @@ def lookup(name: str) -> OpDef | None:
 # --- building torch.nn layers ------------------------------------------------------------
 
 # torch.nn.RNNBase takes *args/**kwargs; these are the documented keywords.
-_RNN_ARGUMENTS = {"input_size": True, "hidden_size": True, "num_layers": False, "bias": False,
-                  "batch_first": False, "dropout": False, "bidirectional": False}
-_SIGNATURE_OVERRIDES = {nn.LSTM: {**_RNN_ARGUMENTS, "proj_size": False},
-                        nn.GRU: _RNN_ARGUMENTS, nn.RNN: {**_RNN_ARGUMENTS, "nonlinearity": False}}
+_RNN_ARGUMENTS = {
+    "input_size": True,
+    "hidden_size": True,
+    "num_layers": False,
+    "bias": False,
+    "batch_first": False,
+    "dropout": False,
+    "bidirectional": False,
+}
+_SIGNATURE_OVERRIDES = {
+    nn.LSTM: {**_RNN_ARGUMENTS, "proj_size": False},
+    nn.GRU: _RNN_ARGUMENTS,
+    nn.RNN: {**_RNN_ARGUMENTS, "nonlinearity": False},
+}
 
 
 def signature_arguments(fn: Callable) -> dict[str, bool]:
@@ -124,8 +150,9 @@ def signature_arguments(fn: Callable) -> dict[str, bool]:
 def _feature_dim(index: int) -> Callable[[torch.Tensor], int]:
     def read(x: torch.Tensor) -> int:
         if x.dim() <= max(index, -index - 1):
-            raise OpError(f"needs an input with at least {max(index + 1, -index)} dimensions, "
-                          f"got {x.dim()}")
+            raise OpError(
+                f"needs an input with at least {max(index + 1, -index)} dimensions, got {x.dim()}"
+            )
         return int(x.shape[index])
 
     return read
@@ -156,13 +183,20 @@ def torch_op(
             value = read(_first_tensor(inputs))
             if key in args and args[key] != value:
                 shape = shape_text(_first_tensor(inputs).shape)
-                raise OpError(f"declares {key}={args[key]} but its input {shape} gives {value}",
-                              key=key)
+                raise OpError(
+                    f"declares {key}={args[key]} but its input {shape} gives {value}", key=key
+                )
             kwargs[key] = value
         return cls(**kwargs)
 
-    return OpDef(name, build, arguments, tuple(infer), doc=doc or f"torch.nn.{cls.__name__}",
-                 input_kind=input_kind)
+    return OpDef(
+        name,
+        build,
+        arguments,
+        tuple(infer),
+        doc=doc or f"torch.nn.{cls.__name__}",
+        input_kind=input_kind,
+    )
 
 
 def _first_tensor(inputs: Sequence[Any]) -> torch.Tensor:

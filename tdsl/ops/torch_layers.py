@@ -20,8 +20,11 @@ register(torch_op("bilinear", nn.Bilinear, {"in1_features": LAST_DIM}))
 for rank in (1, 2, 3):
     register(torch_op(f"conv{rank}d", getattr(nn, f"Conv{rank}d"), {"in_channels": CHANNEL_DIM}))
     register(
-        torch_op(f"conv_transpose{rank}d", getattr(nn, f"ConvTranspose{rank}d"),
-                 {"in_channels": CHANNEL_DIM}),
+        torch_op(
+            f"conv_transpose{rank}d",
+            getattr(nn, f"ConvTranspose{rank}d"),
+            {"in_channels": CHANNEL_DIM},
+        ),
         f"convtranspose{rank}d",
     )
     register(torch_op(f"maxpool{rank}d", getattr(nn, f"MaxPool{rank}d")), f"max_pool{rank}d")
@@ -34,10 +37,19 @@ for rank in (1, 2, 3):
         torch_op(f"adaptive_avgpool{rank}d", getattr(nn, f"AdaptiveAvgPool{rank}d")),
         f"adaptiveavgpool{rank}d",
     )
-    register(torch_op(f"batchnorm{rank}d", getattr(nn, f"BatchNorm{rank}d"),
-                      {"num_features": CHANNEL_DIM}), f"batch_norm{rank}d")
-    register(torch_op(f"instancenorm{rank}d", getattr(nn, f"InstanceNorm{rank}d"),
-                      {"num_features": CHANNEL_DIM}))
+    register(
+        torch_op(
+            f"batchnorm{rank}d", getattr(nn, f"BatchNorm{rank}d"), {"num_features": CHANNEL_DIM}
+        ),
+        f"batch_norm{rank}d",
+    )
+    register(
+        torch_op(
+            f"instancenorm{rank}d",
+            getattr(nn, f"InstanceNorm{rank}d"),
+            {"num_features": CHANNEL_DIM},
+        )
+    )
     register(torch_op(f"dropout{rank}d", getattr(nn, f"Dropout{rank}d")))
 
 register(torch_op("dropout", nn.Dropout))
@@ -64,10 +76,20 @@ def _batchnorm(args: Mapping[str, Any], inputs: Sequence[Any]) -> nn.Module:
     return _BATCHNORMS[rank].build(args, inputs)
 
 
-_BATCHNORMS = {r: torch_op(f"batchnorm{r}d", getattr(nn, f"BatchNorm{r}d"),
-                           {"num_features": CHANNEL_DIM}) for r in (1, 2, 3)}
-register(OpDef("batchnorm", _batchnorm, _BATCHNORMS[1].arguments, ("num_features",),
-               doc="BatchNorm1d/2d/3d chosen by input rank"), "batch_norm")
+_BATCHNORMS = {
+    r: torch_op(f"batchnorm{r}d", getattr(nn, f"BatchNorm{r}d"), {"num_features": CHANNEL_DIM})
+    for r in (1, 2, 3)
+}
+register(
+    OpDef(
+        "batchnorm",
+        _batchnorm,
+        _BATCHNORMS[1].arguments,
+        ("num_features",),
+        doc="BatchNorm1d/2d/3d chosen by input rank",
+    ),
+    "batch_norm",
+)
 
 
 def _transformer_encoder(args: Mapping[str, Any], inputs: Sequence[Any]) -> nn.Module:
@@ -78,12 +100,22 @@ def _transformer_encoder(args: Mapping[str, Any], inputs: Sequence[Any]) -> nn.M
     return nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
 
 
-_ENCODER_LAYER = torch_op("transformer_encoder_layer", nn.TransformerEncoderLayer,
-                          {"d_model": LAST_DIM}, {"batch_first": True})
+_ENCODER_LAYER = torch_op(
+    "transformer_encoder_layer",
+    nn.TransformerEncoderLayer,
+    {"d_model": LAST_DIM},
+    {"batch_first": True},
+)
 register(_ENCODER_LAYER)
-register(OpDef("transformer_encoder", _transformer_encoder,
-               {**_ENCODER_LAYER.arguments, "num_layers": False}, ("d_model",),
-               doc="a stack of num_layers TransformerEncoderLayer"))
+register(
+    OpDef(
+        "transformer_encoder",
+        _transformer_encoder,
+        {**_ENCODER_LAYER.arguments, "num_layers": False},
+        ("d_model",),
+        doc="a stack of num_layers TransformerEncoderLayer",
+    )
+)
 
 
 class SelfOrCrossAttention(nn.MultiheadAttention):
@@ -95,9 +127,23 @@ class SelfOrCrossAttention(nn.MultiheadAttention):
         return super().forward(query, key, value, **kwargs)
 
 
-_ATTENTION = torch_op("multihead_attention", SelfOrCrossAttention, {"embed_dim": LAST_DIM},
-                      {"batch_first": True},
-                      doc="MultiheadAttention; 1 input = self-attention, 3 = query/key/value; "
-                          "outputs (values, weights)")
-register(OpDef(_ATTENTION.name, _ATTENTION.build, _ATTENTION.arguments, _ATTENTION.inferred,
-               min_inputs=1, max_inputs=3, doc=_ATTENTION.doc), "attention")
+_ATTENTION = torch_op(
+    "multihead_attention",
+    SelfOrCrossAttention,
+    {"embed_dim": LAST_DIM},
+    {"batch_first": True},
+    doc="MultiheadAttention; 1 input = self-attention, 3 = query/key/value; "
+    "outputs (values, weights)",
+)
+register(
+    OpDef(
+        _ATTENTION.name,
+        _ATTENTION.build,
+        _ATTENTION.arguments,
+        _ATTENTION.inferred,
+        min_inputs=1,
+        max_inputs=3,
+        doc=_ATTENTION.doc,
+    ),
+    "attention",
+)
