@@ -1,0 +1,215 @@
+"""Pure step functions over `TrainState`.
+
+A step loads the state's tensors into the module's parameter slots (cloned, unless the
+caller donates the state), runs torch's own optimizer and scheduler on them, and returns a
+new state holding the results. So any torch.optim optimizer works unchanged, and the input
+state is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import torch
+
+from tdsl import spec as S
+from tdsl.build import GraphModule, build_graph
+from tdsl.data import Batch
+from tdsl.errors import Diagnostics
+from tdsl.graph import Graph
+from tdsl.metrics import Metric
+from tdsl.state import TrainState
+
+
+@attrs.frozen
+class Objective:
+    """What a step minimizes and measures."""
+
+    loss_fn: torch.nn.Module
+    to_prob: Callable[[torch.Tensor], torch.Tensor]  # output -> probabilities, for metrics
+    regularizers: tuple[tuple[str, Callable[[], torch.Tensor]], ...]
+    metrics: tuple[Metric, ...]
+    target_kind: str
+
+
+class Steps:
+    def __init__(
+        self,
+        spec: S.Spec,
+        graph: Graph,
+        module: GraphModule,
+        device: torch.device,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        objective: Objective,
+        autocast: Callable[[], Any],
+    ):
+        self.spec, self.graph, self.module, self.device = spec, graph, module, device
+        self.optimizer, self.scheduler, self.autocast = optimizer, scheduler, autocast
+        self.params = dict(module.named_parameters())
+        self.buffers = dict(module.named_buffers())
+        self.loss_fn, self.to_prob = objective.loss_fn, objective.to_prob
+        self.regularizers, self.metrics = objective.regularizers, objective.metrics
+        self.target_kind = objective.target_kind
+        self.initial_hyper = self._hyper()
+        self.initial_schedule = scheduler.state_dict() if scheduler else None
+        self.training: bool | None = None
+
+    def _hyper(self) -> tuple[dict[str, Any], ...]:
+        return tuple(
+            {k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups
+        )
+
+    def _rng(self) -> tuple[torch.Tensor, ...]:
+        states = [torch.get_rng_state()]
+        if self.device.type == "cuda":
+            states.append(torch.cuda.get_rng_state(self.device))
+        return tuple(states)
+
+    def _set_rng(self, rng: tuple[torch.Tensor, ...]) -> None:
+        torch.set_rng_state(rng[0])
+        if self.device.type == "cuda" and len(rng) > 1:
+            torch.cuda.set_rng_state(rng[1], self.device)
+
+    def init(self, seed: int) -> TrainState:
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            fresh, _ = build_graph(self.graph, Diagnostics(), device=self.device)
+            rng_start = torch.Generator().manual_seed(seed).get_state()
+            rng = (rng_start,) + (
+                (torch.cuda.get_rng_state(self.device),) if self.device.type == "cuda" else ()
+            )
+        return TrainState(
+            params={n: p.detach() for n, p in fresh.named_parameters()},
+            buffers={n: b.detach() for n, b in fresh.named_buffers()},
+            optimizer={},
+            hyper=tuple(dict(h) for h in self.initial_hyper),
+            schedule=copy.deepcopy(self.initial_schedule),
+            step=0,
+            epoch=0,
+            rng=rng,
+        )
+
+    def _load(self, state: TrainState, clone: bool) -> None:
+        take = (lambda t: t.clone()) if clone else (lambda t: t)
+        for name, param in self.params.items():
+            param.data = take(state.params[name])
+        for name, buffer in self.buffers.items():
+            buffer.data = take(state.buffers[name])
+        self.optimizer.state = defaultdict(dict)
+        for name, param_state in state.optimizer.items():
+            self.optimizer.state[self.params[name]] = {
+                k: take(v) if isinstance(v, torch.Tensor) else v for k, v in param_state.items()
+            }
+        for group, hyper in zip(self.optimizer.param_groups, state.hyper, strict=True):
+            group.update(hyper)
+
+    def _snapshot(self, state: TrainState, **changes: Any) -> TrainState:
+        by_param = {id(p): n for n, p in self.params.items()}
+        return attrs.evolve(
+            state,
+            params={n: p.data for n, p in self.params.items()},
+            buffers={n: b.data for n, b in self.buffers.items()},
+            optimizer={by_param[id(p)]: dict(s) for p, s in self.optimizer.state.items()},
+            hyper=self._hyper(),
+            lease=type(state.lease)(),
+            **changes,
+        )
+
+    def _mode(self, training: bool) -> None:
+        if self.training is not training:
+            self.module.train(training)
+            self.training = training
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def _target(self, batch: Batch) -> torch.Tensor:
+        target = batch.target
+        if self.target_kind == "class":
+            return target.reshape(-1).long()
+        return target.float()
+
+    def _batch_metrics(
+        self,
+        output: torch.Tensor,
+        target: torch.Tensor,
+        loss: torch.Tensor,
+        extra: dict[str, torch.Tensor],
+    ) -> dict[str, Any]:
+        prob = self.to_prob(output.detach().float())
+        stats = {m.name: m.update(m.init(), prob, target) for m in self.metrics}
+        return {"loss": loss.detach(), **extra, "count": target.shape[0], "stats": stats}
+
+    def train_step(self, state: TrainState, batch: Batch, donate: bool):
+        state.check_usable()
+        self._load(state, clone=not donate)
+        if donate:
+            state.lease.spent = True
+        self._set_rng(state.rng)
+        self._mode(True)
+        target = self._target(batch)
+        with self.autocast():
+            output = self.module(*batch.features)
+            data_loss = self.loss_fn(output.float(), target)
+        terms = {name: term() for name, term in self.regularizers}
+        total = data_loss + sum(terms.values()) if terms else data_loss
+        for param in self.params.values():
+            param.grad = None
+        total.backward()
+        self.optimizer.step()
+        for param in self.params.values():
+            param.grad = None
+        schedule = state.schedule
+        if self.scheduler is not None and self.spec.optimizer.schedule.interval == "step":
+            self.scheduler.load_state_dict(state.schedule)
+            self.scheduler.step()
+            schedule = self.scheduler.state_dict()
+        new_state = self._snapshot(state, schedule=schedule, step=state.step + 1, rng=self._rng())
+        extra = {name: value.detach() for name, value in terms.items()}
+        return new_state, self._batch_metrics(output, target, data_loss, extra)
+
+    @torch.no_grad()
+    def eval_step(self, state: TrainState, batch: Batch) -> dict[str, Any]:
+        state.check_usable()
+        self._load(state, clone=False)  # evaluation only reads the tensors
+        self._mode(False)
+        target = self._target(batch)
+        with self.autocast():
+            output = self.module(*batch.features)
+            loss = self.loss_fn(output.float(), target)
+        return self._batch_metrics(output, target, loss, {})
+
+    @torch.no_grad()
+    def predict_step(self, state: TrainState, features: tuple[torch.Tensor, ...]) -> Any:
+        state.check_usable()
+        self._load(state, clone=False)
+        self._mode(False)
+        with self.autocast():
+            return self.module(*features)
+
+    def end_epoch(self, state: TrainState, logs: dict[str, float]) -> TrainState:
+        state.check_usable()
+        schedule = state.schedule
+        hyper = state.hyper
+        if self.scheduler is not None and self.spec.optimizer.schedule.interval == "epoch":
+            self.scheduler.load_state_dict(state.schedule)
+            for group, values in zip(self.optimizer.param_groups, state.hyper, strict=True):
+                group.update(values)
+            with warnings.catch_warnings():
+                # The scheduler and optimizer are reloaded from the state each time, so torch's
+                # "scheduler stepped before optimizer" heuristic does not apply.
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    monitor = self.spec.optimizer.schedule.monitor
+                    self.scheduler.step(logs.get(monitor, logs["loss"]))
+                else:
+                    self.scheduler.step()
+            schedule, hyper = self.scheduler.state_dict(), self._hyper()
+        return attrs.evolve(
+            state, schedule=schedule, hyper=hyper, epoch=state.epoch + 1, lease=type(state.lease)()
+        )
