@@ -45,7 +45,7 @@ _MAPPING_NOUNS = {
     S.Metric: "metric",
 }
 # Bare strings stand for a spec with only its name: `- relu`, `metrics: [accuracy]`, `device: cpu`.
-_STRING_SHORTHAND = {S.Layer: "op", S.Metric: "kind", S.Device: "name"}
+STRING_SHORTHAND = {S.Layer: "op", S.Metric: "kind", S.Device: "name"}
 
 
 def _expected(word: str, value: Any) -> Invalid:
@@ -167,7 +167,7 @@ def _public_fields(cls: type) -> list[attrs.Attribute]:
 def _attrs_hook(conv: cattrs.Converter, cls: type):
     fields = {f.name: f for f in _public_fields(cls)}
     takes_args = cls in S.CALL_CLASSES
-    shorthand = _STRING_SHORTHAND.get(cls)
+    shorthand = STRING_SHORTHAND.get(cls)
     noun = _MAPPING_NOUNS.get(cls, cls.__name__)
 
     def hook(value: Any, _t: type) -> Any:
@@ -221,7 +221,7 @@ def _default_of(field: attrs.Attribute) -> Any:
 
 def _attrs_unhook(conv: cattrs.Converter, cls: type):
     fields = _public_fields(cls)
-    shorthand = _STRING_SHORTHAND.get(cls)
+    shorthand = STRING_SHORTHAND.get(cls)
 
     def hook(obj: Any) -> Any:
         out: dict[str, Any] = {}

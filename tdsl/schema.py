@@ -20,8 +20,8 @@ import attrs
 
 from tdsl import losses, metrics, ops, optim
 from tdsl import spec as S
-from tdsl.checks import _FILLED_SCHEDULE_ARGS
-from tdsl.convert import _STRING_SHORTHAND
+from tdsl.checks_setup import FILLED_SCHEDULE_ARGS
+from tdsl.convert import STRING_SHORTHAND
 from tdsl.frozen import FrozenMap
 
 SCHEMA_ID = "https://tdsl.dev/schema/spec.json"
@@ -52,7 +52,7 @@ _TORCH_CLASS_NAMES = {
     S.Loss: r"^(torch\.)?nn\.[A-Za-z0-9_]+Loss$",
 }
 # Required arguments that tdsl fills in when omitted (schedule lengths from train.epochs).
-_FILLED = {S.Schedule: _FILLED_SCHEDULE_ARGS}
+_FILLED = {S.Schedule: FILLED_SCHEDULE_ARGS}
 
 
 def json_schema() -> Schema:
@@ -137,7 +137,7 @@ def _class_schema(cls: type, defs: dict[str, Schema]) -> Schema:
         schema["additionalProperties"] = False
     if cls in _REGISTRIES:
         schema["allOf"] = _argument_hints(cls, set(properties))
-    shorthand = _STRING_SHORTHAND.get(cls)
+    shorthand = STRING_SHORTHAND.get(cls)
     if shorthand is not None:
         # `- relu`, `metrics: [accuracy]`, `device: cpu`: a bare string names the thing.
         schema = {"anyOf": [properties[shorthand], schema]}

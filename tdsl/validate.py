@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import torch
 
-from tdsl import checks
+from tdsl import checks, checks_setup
 from tdsl import spec as S
 from tdsl.build import GraphModule, build_graph, check_arguments
 from tdsl.errors import Diagnostic, Diagnostics, Report, did_you_mean
@@ -69,11 +69,11 @@ def check_spec(spec: S.Spec, diags: Diagnostics) -> Inference:
     checks.check_data(spec, diags)
     checks.check_loss(spec, inference.graph, inference.output, diags)
     metric_names = checks.check_metrics(spec, diags)
-    checks.check_optimizer(spec, diags)
+    checks_setup.check_optimizer(spec, diags)
     if inference.module is not None:
-        checks.check_selectors(spec, inference.graph, inference.module, diags)
-    checks.check_monitors(spec, metric_names, diags)
-    checks.check_device(spec, diags)
+        checks_setup.check_selectors(spec, inference.graph, inference.module, diags)
+    checks_setup.check_monitors(spec, metric_names, diags)
+    checks_setup.check_device(spec, diags)
     return inference
 
 

@@ -1,0 +1,145 @@
+"""How a run is set up: optimizer and schedule arguments, parameter selectors, monitored
+metrics, and the device. Each check appends diagnostics; none raises."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from tdsl import spec as S
+from tdsl.checks import check_arguments
+from tdsl.errors import Diagnostics, did_you_mean
+from tdsl.graph import Graph
+from tdsl.optim import lookup_optimizer, lookup_schedule, optimizer_names, schedule_names
+from tdsl.select import select
+
+FILLED_SCHEDULE_ARGS = frozenset({"T_max", "total_steps", "max_lr"})  # from epochs and lr
+
+
+def check_optimizer(spec: S.Spec, diags: Diagnostics) -> None:
+    opt = spec.optimizer
+    found = lookup_optimizer(opt.kind)
+    if found is None:
+        diags.error(
+            ("optimizer", "kind"),
+            f"unknown optimizer {opt.kind!r}",
+            did_you_mean(opt.kind, optimizer_names()),
+        )
+    else:
+        known = {k: v for k, v in found.arguments.items() if k != "lr"}
+        check_arguments(opt.args, known, f"optimizer {opt.kind!r}", ("optimizer",), diags)
+        for index, group in enumerate(opt.groups):
+            check_arguments(
+                group.args,
+                {k: False for k in found.arguments},
+                f"optimizer {opt.kind!r} param groups",
+                ("optimizer", "groups", index),
+                diags,
+            )
+    if opt.schedule is not None:
+        schedule = lookup_schedule(opt.schedule.kind)
+        path = ("optimizer", "schedule")
+        if schedule is None:
+            diags.error(
+                (*path, "kind"),
+                f"unknown schedule {opt.schedule.kind!r}",
+                did_you_mean(opt.schedule.kind, schedule_names()),
+            )
+        else:
+            check_arguments(
+                opt.schedule.args,
+                schedule.arguments,
+                f"schedule {opt.schedule.kind!r}",
+                path,
+                diags,
+                FILLED_SCHEDULE_ARGS,
+            )
+
+
+def check_selectors(
+    spec: S.Spec, graph: Graph, module: torch.nn.Module, diags: Diagnostics
+) -> None:
+    ops = {n.name: n.op for n in graph.nodes}
+    all_names = [name for name, _ in module.named_parameters()]
+    hint = "parameters: " + ", ".join(all_names[:8]) + (" ..." if len(all_names) > 8 else "")
+    for index, reg in enumerate(spec.loss.regularizers):
+        if not select(reg, module, ops):
+            diags.error(
+                ("loss", "regularizers", index),
+                f"{reg.kind} regularizer selects no parameter",
+                hint,
+            )
+    claimed: dict[str, int] = {}
+    for index, group in enumerate(spec.optimizer.groups):
+        chosen = select(group, module, ops)
+        if not chosen:
+            diags.error(("optimizer", "groups", index), "param group selects no parameter", hint)
+        twice = [name for name in chosen if name in claimed]
+        if twice:
+            diags.error(
+                ("optimizer", "groups", index),
+                f"parameters claimed by groups "
+                f"{claimed[twice[0]]} and {index}: {', '.join(twice[:5])}",
+                "make the selectors disjoint, e.g. with exclude",
+            )
+        for name in chosen:
+            claimed.setdefault(name, index)
+
+
+def check_monitors(spec: S.Spec, metric_names_: list[str], diags: Diagnostics) -> None:
+    base = ["loss", *metric_names_]
+    known = base + [f"val_{name}" for name in base]
+    watched = [
+        (("train", "early_stopping", "monitor"), spec.train.early_stopping),
+        (("train", "checkpoint", "monitor"), spec.train.checkpoint),
+    ]
+    for path, item in watched:
+        if item is None:
+            continue
+        if item.monitor not in known:
+            diags.error(
+                path,
+                f"cannot monitor {item.monitor!r}: no such metric",
+                did_you_mean(item.monitor, known),
+            )
+        elif item.monitor.startswith("val_") and spec.data.split.val == 0:
+            diags.error(path, f"cannot monitor {item.monitor!r}: the data has no validation split")
+
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device(spec: S.Spec, diags: Diagnostics) -> None:
+    name, precision = spec.device.name, spec.device.precision
+    if not _DEVICE.match(name):
+        diags.error(
+            ("device", "name"),
+            f"unknown device {name!r}",
+            "expected auto, cpu, cuda, cuda:N or mps",
+        )
+        return
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count()
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= count:
+            diags.error(
+                ("device", "name"),
+                f"device {name!r} is not available here ({count} CUDA device(s))",
+                "use device: auto to pick what exists",
+            )
+    elif name == "mps" and not torch.backends.mps.is_available():
+        diags.error(
+            ("device", "name"),
+            "device 'mps' is not available here",
+            "use device: auto to pick what exists",
+        )
+    resolved_cpu = name == "cpu" or (
+        name == "auto" and not torch.cuda.is_available() and not torch.backends.mps.is_available()
+    )
+    if precision == "fp16" and resolved_cpu:
+        diags.error(
+            ("device", "precision"),
+            "fp16 autocast needs a GPU; this run is on the CPU",
+            "use precision: bf16 or fp32",
+        )
