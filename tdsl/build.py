@@ -7,6 +7,7 @@ Compilation reuses the same path and then constructs each layer again on a real 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from tdsl import ops
-from tdsl.errors import Diagnostics, did_you_mean
+from tdsl.errors import Diagnostics, check_keywords, did_you_mean
 from tdsl.graph import Graph, Node
 from tdsl.ops.registry import BATCH, shape_text
 
@@ -89,26 +90,18 @@ def describe(value: Any) -> str:
 
 
 def check_arguments(node: Node, op: ops.OpDef, diags: Diagnostics) -> bool:
-    ok = True
+    what = f"op {node.op!r}"
+    ok = check_keywords(node.args, op.arguments, what, node.path, diags, op.inferred)
     for key, value in node.args.items():
         if key not in op.arguments:
-            diags.error(
-                (*node.path, key),
-                f"unknown argument {key!r} for op {node.op!r}",
-                did_you_mean(key, op.arguments),
-            )
-            ok = False
-        elif key in _POSITIVE and not _all_positive_ints(value):
+            continue
+        if key in _POSITIVE and not _all_positive_ints(value):
             diags.error((*node.path, key), f"must be a positive integer (got {value!r})")
             ok = False
         elif key in _PROBABILITY and not (
             isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
         ):
             diags.error((*node.path, key), f"must be a probability in [0, 1] (got {value!r})")
-            ok = False
-    for key, required in op.arguments.items():
-        if required and key not in node.args and key not in op.inferred:
-            diags.error(node.path, f"missing required argument {key!r} for op {node.op!r}")
             ok = False
     count = len(node.inputs)
     if count < op.min_inputs or (op.max_inputs is not None and count > op.max_inputs):
@@ -222,5 +215,7 @@ def _run_node(node: Node, layer: nn.Module, inputs: Sequence[Any], diags: Diagno
 
 
 def _first_line(exc: BaseException) -> str:
+    """torch's message, first line, with the inference batch size shown as B."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    first = text[0] if text else type(exc).__name__
+    return re.sub(rf"\b{BATCH}\b", "B", first)

@@ -4,7 +4,6 @@ and device: `checks_setup`.)"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -12,7 +11,7 @@ import torch
 
 from tdsl import spec as S
 from tdsl.build import describe
-from tdsl.errors import Diagnostics, SpecPath, did_you_mean
+from tdsl.errors import Diagnostics, SpecPath, check_keywords, did_you_mean
 from tdsl.graph import Graph
 from tdsl.losses import LossDef, lookup_loss, loss_names
 from tdsl.metrics import lookup_metric, metric_names
@@ -34,24 +33,6 @@ def data_signature(data: S.DataSource) -> DataSignature:
     if isinstance(data, S.Rings):
         return DataSignature((2,), "float32", S.Target(kind="binary"))
     return DataSignature(None, "float32", data.target)
-
-
-def check_arguments(
-    args: Mapping[str, Any],
-    known: Mapping[str, bool],
-    what: str,
-    path: SpecPath,
-    diags: Diagnostics,
-    filled: frozenset[str] = frozenset(),
-) -> None:
-    for key in args:
-        if key not in known:
-            diags.error(
-                (*path, key), f"unknown argument {key!r} for {what}", did_you_mean(key, known)
-            )
-    for key, required in known.items():
-        if required and key not in args and key not in filled:
-            diags.error(path, f"missing required argument {key!r} for {what}")
 
 
 def check_data(spec: S.Spec, diags: Diagnostics) -> None:
@@ -107,7 +88,7 @@ def check_loss(
             did_you_mean(spec.loss.kind, loss_names()),
         )
         return None
-    check_arguments(spec.loss.args, loss.arguments, f"loss {loss.name!r}", ("loss",), diags)
+    check_keywords(spec.loss.args, loss.arguments, f"loss {loss.name!r}", ("loss",), diags)
     target = data_signature(spec.data).target
     if target.kind not in loss.targets:
         fitting = [n for n in loss_names() if target.kind in lookup_loss(n).targets]
@@ -127,9 +108,9 @@ def check_loss(
             "list one node in model.outputs or pick with 'item'",
         )
         return loss
-    _check_output_shape(loss, target, output, diags)
     produced, node = output_kind(graph)
     where = ("model", "layers", _layer_index(graph, node))
+    _check_output_shape(loss, target, output, where, diags)
     if loss.expects == "probabilities" and produced != "probabilities":
         diags.error(
             where,
@@ -166,7 +147,7 @@ def _layer_index(graph: Graph, name: str) -> int:
 
 
 def _check_output_shape(
-    loss: LossDef, target: S.Target, output: torch.Tensor, diags: Diagnostics
+    loss: LossDef, target: S.Target, output: torch.Tensor, where: SpecPath, diags: Diagnostics
 ) -> None:
     per_sample = tuple(output.shape[1:])
     if target.kind == "class":
@@ -174,13 +155,13 @@ def _check_output_shape(
         if len(per_sample) != 1 or (classes is not None and per_sample[0] != classes):
             want = f"[B, {classes}]" if classes else "[B, num_classes]"
             diags.error(
-                ("model", "outputs"),
+                where,
                 f"loss {loss.name!r} over {classes or 'N'} classes "
                 f"needs an output of shape {want}, got {shape_text(output.shape)}",
             )
     elif per_sample != tuple(target.shape) and per_sample != ():
         diags.error(
-            ("model", "outputs"),
+            where,
             f"loss {loss.name!r} on {target.kind} targets of shape "
             f"{shape_text((output.shape[0], *target.shape))} needs an output of that shape,"
             f" got {shape_text(output.shape)}",
@@ -199,7 +180,7 @@ def check_metrics(spec: S.Spec, diags: Diagnostics) -> list[str]:
                 did_you_mean(metric.kind, metric_names()),
             )
             continue
-        check_arguments(
+        check_keywords(
             metric.args, found.arguments, f"metric {metric.kind!r}", ("metrics", index), diags
         )
         if target.kind not in found.targets:

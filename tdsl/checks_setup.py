@@ -8,8 +8,7 @@ import re
 import torch
 
 from tdsl import spec as S
-from tdsl.checks import check_arguments
-from tdsl.errors import Diagnostics, did_you_mean
+from tdsl.errors import Diagnostics, check_keywords, did_you_mean
 from tdsl.graph import Graph
 from tdsl.optim import lookup_optimizer, lookup_schedule, optimizer_names, schedule_names
 from tdsl.select import select
@@ -28,9 +27,9 @@ def check_optimizer(spec: S.Spec, diags: Diagnostics) -> None:
         )
     else:
         known = {k: v for k, v in found.arguments.items() if k != "lr"}
-        check_arguments(opt.args, known, f"optimizer {opt.kind!r}", ("optimizer",), diags)
+        check_keywords(opt.args, known, f"optimizer {opt.kind!r}", ("optimizer",), diags)
         for index, group in enumerate(opt.groups):
-            check_arguments(
+            check_keywords(
                 group.args,
                 {k: False for k in found.arguments},
                 f"optimizer {opt.kind!r} param groups",
@@ -47,7 +46,7 @@ def check_optimizer(spec: S.Spec, diags: Diagnostics) -> None:
                 did_you_mean(opt.schedule.kind, schedule_names()),
             )
         else:
-            check_arguments(
+            check_keywords(
                 opt.schedule.args,
                 schedule.arguments,
                 f"schedule {opt.schedule.kind!r}",
@@ -87,6 +86,10 @@ def check_selectors(
             claimed.setdefault(name, index)
 
 
+def default_monitor(spec: S.Spec) -> str:
+    return "val_loss" if spec.data.split.val > 0 else "loss"
+
+
 def check_monitors(spec: S.Spec, metric_names_: list[str], diags: Diagnostics) -> None:
     base = ["loss", *metric_names_]
     known = base + [f"val_{name}" for name in base]
@@ -94,8 +97,11 @@ def check_monitors(spec: S.Spec, metric_names_: list[str], diags: Diagnostics) -
         (("train", "early_stopping", "monitor"), spec.train.early_stopping),
         (("train", "checkpoint", "monitor"), spec.train.checkpoint),
     ]
+    schedule = spec.optimizer.schedule
+    if schedule is not None and schedule.kind in ("reduce_on_plateau", "reducelronplateau"):
+        watched.append((("optimizer", "schedule", "monitor"), schedule))
     for path, item in watched:
-        if item is None:
+        if item is None or item.monitor is None:
             continue
         if item.monitor not in known:
             diags.error(

@@ -36,7 +36,19 @@ class Invalid(Exception):
 
 
 _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+# How each class is named in messages: by the YAML section it is, not the Python class.
 _MAPPING_NOUNS = {
+    S.Spec: "the spec",
+    S.Model: "model",
+    S.Input: "model input",
+    S.Train: "train",
+    S.EarlyStopping: "early_stopping",
+    S.Checkpoint: "checkpoint",
+    S.Device: "device",
+    S.Split: "split",
+    S.Target: "target",
+    S.Regularizer: "regularizer",
+    **{cls: f"data (kind {kind})" for kind, cls in S.DATA_SOURCES.items()},
     S.Layer: "layer",
     S.Loss: "loss",
     S.Optimizer: "optimizer",
@@ -142,7 +154,14 @@ def make_converter() -> cattrs.Converter:
             mapping = _expect_mapping(value, "with a 'kind' key")
             if "kind" not in mapping:
                 raise Invalid.at((), "missing required key 'kind'", did_you_mean("", tagged))
-            cls = tagged.get(mapping["kind"])
+            kind = mapping["kind"]
+            if not isinstance(kind, str):
+                raise Invalid.at(
+                    ("kind",),
+                    f"expected a string, got {describe_value(kind)}",
+                    did_you_mean(str(kind), tagged),
+                )
+            cls = tagged.get(kind)
             if cls is None:
                 hint = did_you_mean(str(mapping["kind"]), tagged)
                 raise Invalid.at(("kind",), f"unknown kind {mapping['kind']!r}", hint)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable, Sequence
-from typing import Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
 
 import attrs
 
@@ -21,10 +21,10 @@ def format_path(path: SpecPath) -> str:
     """`("model", "layers", 2, "out")` -> `model.layers[2].out`."""
     text = ""
     for part in path:
-        if isinstance(part, int):
+        if isinstance(part, int) and not isinstance(part, bool):
             text += f"[{part}]"
         else:
-            text += f".{part}" if text else part
+            text += f".{part}" if text else str(part)
     return text or "<root>"
 
 
@@ -40,11 +40,12 @@ def did_you_mean(word: str, choices: Iterable[str], listing_limit: int = 12) -> 
 
 
 def describe_value(value: object) -> str:
-    """`'fast' (str)` — how a received value is shown in messages."""
-    shown = repr(value)
+    """`'fast' (str)`, `true (bool)` — a received value as the user wrote it, and its type."""
+    shown = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
     if len(shown) > 40:
         shown = shown[:37] + "..."
-    return f"{shown} ({type(value).__name__})"
+    kind = {dict: "mapping", type(None): "null"}.get(type(value), type(value).__name__)
+    return f"{shown} ({kind})"
 
 
 @attrs.frozen
@@ -100,6 +101,31 @@ class Diagnostics:
     @property
     def has_errors(self) -> bool:
         return any(d.severity == "error" for d in self.items)
+
+
+def check_keywords(
+    args: Mapping[str, Any],
+    known: Mapping[str, bool],
+    what: str,
+    path: SpecPath,
+    diags: Diagnostics,
+    filled: Iterable[str] = (),
+) -> bool:
+    """Unknown keyword arguments (with did-you-mean) and missing required ones. A required
+    argument that an unknown key probably misspells is not reported twice."""
+    ok, misspelled = True, set()
+    for key in args:
+        if key not in known:
+            misspelled.update(difflib.get_close_matches(key, list(known), n=1, cutoff=0.6))
+            diags.error(
+                (*path, key), f"unknown argument {key!r} for {what}", did_you_mean(key, known)
+            )
+            ok = False
+    for key, required in known.items():
+        if required and key not in args and key not in filled and key not in misspelled:
+            diags.error(path, f"missing required argument {key!r} for {what}")
+            ok = False
+    return ok
 
 
 class TdslError(Exception):

@@ -126,8 +126,15 @@ def resolve(model: S.Model, diags: Diagnostics, path: SpecPath = ("model",)) -> 
                 )
 
     outputs = model.outputs or ((nodes[-1].name,) if nodes else ())
+    layer_names = [n.name for n in nodes]
     for position, out in enumerate(model.outputs):
-        if out not in known:
+        if out in input_names:
+            diags.error(
+                (*path, "outputs", position),
+                f"output {out!r} is a model input, not a layer",
+                did_you_mean(out, layer_names),
+            )
+        elif out not in known:
             diags.error(
                 (*path, "outputs", position), f"unknown output {out!r}", did_you_mean(out, known)
             )

@@ -21,6 +21,7 @@ import torch
 from tdsl import spec as S
 from tdsl.build import DTYPES
 from tdsl.callbacks import Checkpointer, EarlyStopping, HistoryWriter, ProgressPrinter
+from tdsl.checks_setup import default_monitor
 from tdsl.compile import Program, compile
 from tdsl.data import load_data
 from tdsl.errors import TdslError
@@ -62,10 +63,11 @@ def _callbacks(
         es = spec.train.early_stopping
         stateful.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta))
     cp = spec.train.checkpoint
+    monitor = cp.monitor or default_monitor(spec)
     checkpointer = Checkpointer(
         directory / "checkpoints",
         spec_text,
-        cp.monitor,
+        monitor,
         cp.mode,
         cp.save_best,
         cp.save_last,

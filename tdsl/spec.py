@@ -252,7 +252,8 @@ class EarlyStopping:
 
 @frozen(kw_only=True)
 class Checkpoint:
-    monitor: str = "val_loss"
+    # None: val_loss when the data has a validation split, else loss.
+    monitor: str | None = None
     mode: Mode = "auto"
     save_best: bool = True
     save_last: bool = True

@@ -83,7 +83,7 @@ def validate(spec: S.Spec | str | os.PathLike, overrides: Any = None) -> Report:
     if not isinstance(spec, S.Spec):
         loaded, problems = read_spec(spec, overrides)
         if loaded is None:
-            return Report(tuple(problems))
+            return Report(tuple(sorted(problems, key=_position)))
         spec = loaded
     diags = Diagnostics()
     inference = check_spec(spec, diags)

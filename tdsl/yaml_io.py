@@ -18,6 +18,8 @@ from tdsl.errors import Diagnostic, Location, SpecPath
 MAX_NODES = 100_000  # a real spec has hundreds; more means an alias bomb
 MAX_DEPTH = 64
 _MAP, _SEQ, _MERGE = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge"
+_YAML_TAG = "tag:yaml.org,2002:"
+_PLAIN_TAGS = {"map", "seq", "str", "int", "float", "bool", "null", "merge", "timestamp"}
 
 
 @attrs.frozen
@@ -47,10 +49,21 @@ class _Converter:
         start = node.start_mark
         self.positions.setdefault(path, Location(self.file, start.line + 1, start.column + 1))
 
-    def problem(self, path: SpecPath, node: yaml.Node, message: str) -> None:
+    def problem(self, path: SpecPath, node: yaml.Node, message: str, at_key: bool = False) -> None:
+        """Report at `node`, or with at_key at the key that holds the path (if there is one)."""
         start = node.start_mark
         location = Location(self.file, start.line + 1, start.column + 1)
+        if at_key:
+            location = self.positions.get(path, location)
         self.problems.append(Diagnostic(path, message, location=location))
+
+    def refuse_tag(self, path: SpecPath, node: yaml.Node) -> bool:
+        """Only YAML's own plain tags are data; anything else (`!!python/...`) is refused."""
+        if node.tag.removeprefix(_YAML_TAG) in _PLAIN_TAGS:
+            return False
+        shown = node.tag.replace(_YAML_TAG, "!!", 1)
+        self.problem(path, node, f"YAML tag {shown!r} is not allowed", at_key=True)
+        return True
 
     def convert(self, node: yaml.Node, path: SpecPath) -> Any:
         self.visited += 1
@@ -58,15 +71,11 @@ class _Converter:
             raise _TooLarge(node)
         if len(path) > MAX_DEPTH:
             raise _TooDeep(node)
+        if self.refuse_tag(path, node):
+            return None
         if isinstance(node, yaml.MappingNode):
-            if node.tag != _MAP:
-                self.problem(path, node, f"YAML tag {node.tag!r} is not allowed")
-                return None
             return self.mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
-            if node.tag != _SEQ:
-                self.problem(path, node, f"YAML tag {node.tag!r} is not allowed")
-                return None
             items = []
             for index, item in enumerate(node.value):
                 self.mark((*path, index), item)
@@ -128,7 +137,7 @@ def parse(text: str, file: str | None = None) -> tuple[Any, SourceMap, list[Diag
         mark = exc.problem_mark or exc.context_mark
         where = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
         message = f"invalid YAML: {exc.problem or exc.context}"
-        return None, source, [Diagnostic((), message, location=where)]
+        return None, source, [Diagnostic((), message, hint=_syntax_hint(exc), location=where)]
     except yaml.YAMLError as exc:
         return None, source, [Diagnostic((), f"invalid YAML: {exc}", location=Location(file, 1, 1))]
     except RecursionError:
@@ -150,6 +159,23 @@ def parse(text: str, file: str | None = None) -> tuple[Any, SourceMap, list[Diag
             message = f"YAML expands to more than {MAX_NODES} nodes (an alias bomb?)"
         return None, source, [Diagnostic((), message, location=where)]
     return data, SourceMap(file, converter.positions), converter.problems
+
+
+def _syntax_hint(exc: yaml.MarkedYAMLError) -> str | None:
+    """PyYAML's messages name the symptom; say what usually causes it."""
+    problem, context = exc.problem or "", exc.context or ""
+    if "'\\t'" in problem or "\t" in problem:
+        return "YAML indentation must use spaces, not tabs"
+    if "mapping values are not allowed" in problem:
+        return (
+            "check this line's indentation against the keys above it; "
+            "quote values that contain ': '"
+        )
+    if context.startswith("while parsing a flow") and exc.context_mark is not None:
+        opener = "[" if "sequence" in context else "{"
+        mark = exc.context_mark
+        return f"the '{opener}' at line {mark.line + 1}, column {mark.column + 1} is never closed"
+    return None
 
 
 def read_text(path: Path) -> str:

@@ -26,7 +26,7 @@ def test_validate_several_files_fails_if_any_fails(tmp_path, capsys):
     assert main(["validate", RING, str(broken)]) == 1
     out = capsys.readouterr().out
     assert "61 parameters" in out
-    assert f"{broken}:1:1: error: <root>: missing required key 'data' in Spec" in out
+    assert f"{broken}:1:1: error: <root>: missing required key 'data' in the spec" in out
 
 
 def test_json_format(tmp_path, capsys):

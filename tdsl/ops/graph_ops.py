@@ -12,18 +12,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from tdsl.ops.registry import OpDef, OpError, register, signature_arguments
+from tdsl.ops.registry import OpDef, OpError, register, shape_text, signature_arguments
 
 
 def _shapes(values: Sequence[Any]) -> str:
-    return ", ".join(str(list(v.shape)) if isinstance(v, torch.Tensor) else "tuple" for v in values)
+    shown = [shape_text(v.shape) if isinstance(v, torch.Tensor) else "a tuple" for v in values]
+    return ", ".join(shown)
 
 
-def _tensors(op: str, values: Sequence[Any]) -> None:
+def _tensors(values: Sequence[Any]) -> None:
     if not all(isinstance(v, torch.Tensor) for v in values):
-        raise OpError(
-            f"{op} takes tensors, got {_shapes(values)}; pick a tuple element with 'item'"
-        )
+        raise OpError(f"takes tensors, got {_shapes(values)}; pick a tuple element with 'item'")
 
 
 class Add(nn.Module):
@@ -156,12 +155,12 @@ class Reduce(nn.Module):
 
 def _same_shapes(op: str) -> Callable[[Sequence[Any], Mapping[str, Any]], None]:
     def check(inputs: Sequence[Any], _args: Mapping[str, Any]) -> None:
-        _tensors(op, inputs)
+        _tensors(inputs)
         try:
             torch.broadcast_shapes(*(x.shape for x in inputs))
         except RuntimeError:
             raise OpError(
-                f"{op} needs inputs of matching (broadcastable) shapes, got {_shapes(inputs)}"
+                f"needs inputs of matching (broadcastable) shapes, got {_shapes(inputs)}"
             ) from None
 
     return check
@@ -169,11 +168,11 @@ def _same_shapes(op: str) -> Callable[[Sequence[Any], Mapping[str, Any]], None]:
 
 def _concat_check(op: str) -> Callable[[Sequence[Any], Mapping[str, Any]], None]:
     def check(inputs: Sequence[Any], args: Mapping[str, Any]) -> None:
-        _tensors(op, inputs)
+        _tensors(inputs)
         dim = args.get("dim", -1 if op == "concat" else 1)
         shapes = [list(x.shape) for x in inputs]
         if len({len(s) for s in shapes}) != 1:
-            raise OpError(f"{op} needs inputs of equal rank, got {_shapes(inputs)}")
+            raise OpError(f"needs inputs of equal rank, got {_shapes(inputs)}")
         rank = len(shapes[0]) + (1 if op == "stack" else 0)
         if not -rank <= dim < rank:
             raise OpError(f"dim {dim} is out of range for rank-{rank} inputs", key="dim")
@@ -182,8 +181,7 @@ def _concat_check(op: str) -> Callable[[Sequence[Any], Mapping[str, Any]], None]
                 continue
             if len({s[position] for s in shapes}) != 1:
                 raise OpError(
-                    f"{op} along dim {dim} needs the other dimensions to match, got "
-                    f"{_shapes(inputs)}"
+                    f"along dim {dim} needs the other dimensions to match, got {_shapes(inputs)}"
                 )
 
     return check
