@@ -61,6 +61,26 @@ def check_data(spec: S.Spec, diags: Diagnostics) -> None:
         )
 
 
+def check_random_ids(spec: S.Spec, graph: Graph | None, diags: Diagnostics) -> None:
+    """Random integer features must be valid ids for the embeddings that read them."""
+    if not isinstance(spec.data, S.RandomData) or graph is None:
+        return
+    int_inputs = {i.name for i in spec.model.inputs if i.dtype.startswith("int")}
+    for node in graph.nodes:
+        rows = node.args.get("num_embeddings")
+        if (
+            node.op.startswith("embedding")
+            and isinstance(rows, int)
+            and set(node.inputs) & int_inputs
+        ) and spec.data.int_high > rows:
+            diags.error(
+                ("data", "int_high"),
+                f"random ids go up to {spec.data.int_high - 1}, "
+                f"but embedding {node.name!r} has {rows} rows",
+                f"set int_high to at most {rows}",
+            )
+
+
 _PROBABILITY_OPS = {
     "sigmoid": "probabilities",
     "softmax": "probabilities",

@@ -67,6 +67,7 @@ def _check_ops_only(model: S.Model, diags: Diagnostics) -> None:
 def check_spec(spec: S.Spec, diags: Diagnostics) -> Inference:
     inference = infer(spec, diags)
     checks.check_data(spec, diags)
+    checks.check_random_ids(spec, inference.graph, diags)
     checks.check_loss(spec, inference.graph, inference.output, diags)
     metric_names = checks.check_metrics(spec, diags)
     checks_setup.check_optimizer(spec, diags)

@@ -217,7 +217,22 @@ _functional("mul", Mul, 1, None, _same_shapes("mul"))
 _functional("sub", Sub, 2, 2, _same_shapes("sub"), doc="The first input minus the second.")
 _functional("concat", Concat, 2, None, _concat_check("concat"), doc="torch.cat along dim.")
 _functional("stack", Stack, 2, None, _concat_check("stack"), doc="torch.stack along dim.")
-_functional("item", Item)
+
+
+def _item_check(inputs: Sequence[Any], args: Mapping[str, Any]) -> None:
+    value = inputs[0]
+    if isinstance(value, torch.Tensor):
+        raise OpError(
+            f"picks an element of a tuple output, but its input is a tensor "
+            f"{shape_text(value.shape)}",
+            hint="to index a tensor, use select or slice",
+        )
+    index = args.get("index")
+    if isinstance(index, int) and not -len(value) <= index < len(value):
+        raise OpError(f"index {index} is out of range for a tuple of {len(value)}", key="index")
+
+
+_functional("item", Item, check=_item_check)
 _functional("select", Select)
 _functional("slice", Slice, doc="x[..., start:end:step, ...] along dim.")
 _functional("transpose", Transpose, doc="Swap two dimensions.")
