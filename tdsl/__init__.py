@@ -1,11 +1,14 @@
 """tdsl: a declarative, functional-style training DSL for PyTorch.
 
 Write a spec (YAML or these attrs classes), `validate` it without running anything,
-`summary` its model, and (see `compile`) train it.
+`summary` its model, `compile` it into a module and pure step functions, and `fit` it.
 """
 
+from tdsl.compile import Program, compile
+from tdsl.data import load_data
 from tdsl.errors import Diagnostic, Report, SpecError, TdslError
 from tdsl.loading import dump, load
+from tdsl.loops import evaluate, fit, predict
 from tdsl.spec import (
     Checkpoint,
     Device,
@@ -27,6 +30,7 @@ from tdsl.spec import (
     Target,
     Train,
 )
+from tdsl.state import TrainState
 from tdsl.summary import summarize, summary
 from tdsl.validate import validate
 
@@ -43,6 +47,7 @@ __all__ = [
     "Model",
     "Optimizer",
     "ParamGroup",
+    "Program",
     "RandomData",
     "Regularizer",
     "Report",
@@ -54,8 +59,14 @@ __all__ = [
     "Target",
     "TdslError",
     "Train",
+    "TrainState",
+    "compile",
     "dump",
+    "evaluate",
+    "fit",
     "load",
+    "load_data",
+    "predict",
     "summarize",
     "summary",
     "validate",

@@ -114,7 +114,7 @@ def cmd_schema(_args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from tdsl.loading import read_spec
-    from tdsl.rundir import run
+    from tdsl.rundir import default_run_dir, run
     from tdsl.validate import validate
 
     report = validate(_as_path(args.file), overrides=_overrides(args.set))
@@ -124,8 +124,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{args.file}: not started: the spec has errors", file=sys.stderr)
         return 1
     spec, _ = read_spec(_as_path(args.file), _overrides(args.set))
-    out = _as_path(args.out) if args.out else None
-    directory, result = run(spec, out)
+    out = _as_path(args.out) if args.out else default_run_dir(spec)
+    try:
+        directory, result = run(spec, out)
+    except KeyboardInterrupt:
+        print(f"interrupted; continue from the last finished epoch with: tdsl resume {out}",
+              file=sys.stderr)
+        return 130
     print(f"run directory: {directory}")
     if result.history:
         print(f"final: {_logs(result.history[-1])}")

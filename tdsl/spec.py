@@ -290,6 +290,12 @@ class Spec:
     # Where each key of the YAML this spec came from sits; not part of the spec's value.
     source: Any = field(default=None, eq=False, repr=False, metadata={"internal": True})
 
+    def __str__(self) -> str:
+        """The spec as the YAML a user would write."""
+        from tdsl.loading import dump  # loading builds on these classes
+
+        return dump(self)
+
 
 # Classes whose unknown keys are keyword arguments for the thing they name.
 CALL_CLASSES = (Layer, Loss, ParamGroup, Schedule, Optimizer, Metric)

@@ -1,5 +1,6 @@
 """Loops, run directories, resume and the run/eval/predict commands."""
 
+import io
 import json
 from collections import OrderedDict
 
@@ -10,7 +11,7 @@ import torch
 from torch import nn
 
 import tdsl
-from tdsl.callbacks import EarlyStopping
+from tdsl.callbacks import EarlyStopping, ProgressPrinter
 from tdsl.cli import main
 from tdsl.compile import compile
 from tdsl.data import TensorData, load_data
@@ -240,3 +241,31 @@ def test_tensor_data_batches_cover_every_row_once():
     seen = torch.cat([b.target for b in data.batches(4, order_seed=5)])
     assert sorted(seen.tolist()) == list(range(10))
     assert [b.size for b in data.batches(4)] == [4, 4, 2]
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_shows_steps_rate_eta_and_loss():
+    spec = small_spec(epochs=2)
+    program = compile(spec)
+    screen = FakeTerminal()
+    printer = ProgressPrinter(screen, refresh_seconds=0.0)
+    fit(program, program.init(), load_data(spec), callbacks=[printer])
+    text = screen.getvalue()
+    assert "\repoch 1/2 [" in text and "7/7" in text and "it/s eta" in text and "loss " in text
+    assert "\r\x1b[2Kepoch 2/2 loss=" in text
+
+
+def test_cli_interrupt_says_how_to_resume(tmp_path, capsys, monkeypatch, root):
+    import tdsl.rundir
+
+    def interrupted(spec, directory, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tdsl.rundir, "run", interrupted)
+    out = tmp_path / "cut"
+    assert main(["run", str(root / "specs" / "ring_dnn.yaml"), "--out", str(out)]) == 130
+    assert f"tdsl resume {out}" in capsys.readouterr().err
