@@ -128,8 +128,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         directory, result = run(spec, out)
     except KeyboardInterrupt:
-        print(f"interrupted; continue from the last finished epoch with: tdsl resume {out}",
-              file=sys.stderr)
+        print(
+            f"interrupted; continue from the last finished epoch with: tdsl resume {out}",
+            file=sys.stderr,
+        )
         return 130
     print(f"run directory: {directory}")
     if result.history:

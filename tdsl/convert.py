@@ -56,8 +56,16 @@ _MAPPING_NOUNS = {
     S.Schedule: "schedule",
     S.Metric: "metric",
 }
-# Bare strings stand for a spec with only its name: `- relu`, `metrics: [accuracy]`, `device: cpu`.
-STRING_SHORTHAND = {S.Layer: "op", S.Metric: "kind", S.Device: "name"}
+# Bare strings stand for a spec with only its name: `- relu`, `metrics: [accuracy]`,
+# `device: cpu`, `loss: mse`, `optimizer: adam`.
+STRING_SHORTHAND = {
+    S.Layer: "op",
+    S.Metric: "kind",
+    S.Device: "name",
+    S.Loss: "kind",
+    S.Optimizer: "kind",
+    S.Schedule: "kind",
+}
 
 
 def _expected(word: str, value: Any) -> Invalid:

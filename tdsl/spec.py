@@ -44,6 +44,15 @@ def _each_positive(_instance: Any, attribute: attrs.Attribute, value: Any) -> No
         raise ValueError(f"sizes must be > 0 (got {list(value)!r})")
 
 
+def _float(value: Any) -> Any:
+    """Ints given for float fields become floats, so `lr=1` and `lr: 1.0` are one spec."""
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _floats(value: Any) -> Any:
+    return tuple(_float(v) for v in value)
+
+
 def _args(value: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> FrozenMap:
     return freeze({**(value or {}), **kwargs})
 
@@ -92,9 +101,9 @@ class Model:
 
 @frozen(kw_only=True)
 class Split:
-    train: float = field(default=0.8, validator=[non_negative, at_most_one])
-    val: float = field(default=0.2, validator=[non_negative, at_most_one])
-    test: float = field(default=0.0, validator=[non_negative, at_most_one])
+    train: float = field(converter=_float, default=0.8, validator=[non_negative, at_most_one])
+    val: float = field(converter=_float, default=0.2, validator=[non_negative, at_most_one])
+    test: float = field(converter=_float, default=0.0, validator=[non_negative, at_most_one])
 
 
 @frozen(kw_only=True)
@@ -110,11 +119,11 @@ class LinearRegression:
 
     kind: Literal["linear_regression"] = "linear_regression"
     n: int = field(default=400, validator=positive)
-    weights: tuple[float, ...] = field(default=(2.0, -3.0), converter=tuple, validator=_non_empty)
-    bias: float = 10.0
-    noise: float = field(default=2.0, validator=non_negative)
-    low: float = -5.0
-    high: float = 5.0
+    weights: tuple[float, ...] = field(default=(2.0, -3.0), converter=_floats, validator=_non_empty)
+    bias: float = field(default=10.0, converter=_float)
+    noise: float = field(converter=_float, default=2.0, validator=non_negative)
+    low: float = field(default=-5.0, converter=_float)
+    high: float = field(default=5.0, converter=_float)
     split: Split = Split()
 
 
@@ -125,9 +134,9 @@ class Rings:
     kind: Literal["rings"] = "rings"
     n_positive: int = field(default=2000, validator=positive)
     n_negative: int = field(default=2000, validator=positive)
-    r_positive: float = field(default=5.0, validator=positive)
-    r_negative: float = field(default=8.0, validator=positive)
-    noise: float = field(default=1.0, validator=non_negative)
+    r_positive: float = field(converter=_float, default=5.0, validator=positive)
+    r_negative: float = field(converter=_float, default=8.0, validator=positive)
+    noise: float = field(converter=_float, default=1.0, validator=non_negative)
     split: Split = Split()
 
 
@@ -154,13 +163,13 @@ class Regularizer:
     """A penalty on the parameters a selector picks: globs on names and/or op types."""
 
     kind: Literal["l1", "l2", "elastic_net"]
-    weight: float = field(validator=positive)
+    weight: float = field(converter=_float, validator=positive)
     params: tuple[str, ...] = field(default=("*",), converter=_tuple)
     modules: tuple[str, ...] = field(default=(), converter=_tuple)
     exclude: tuple[str, ...] = field(default=(), converter=_tuple)
     # As in the seeds: biases and normalization parameters are not penalized by default.
     include_bias_and_norm: bool = False
-    l1_ratio: float = field(default=0.5, validator=[non_negative, at_most_one])
+    l1_ratio: float = field(converter=_float, default=0.5, validator=[non_negative, at_most_one])
 
 
 @frozen(init=False)
@@ -217,7 +226,7 @@ class Schedule:
 @frozen(init=False)
 class Optimizer:
     kind: str = "adam"
-    lr: float = field(default=1e-3, validator=positive)
+    lr: float = field(converter=_float, default=1e-3, validator=positive)
     groups: tuple[ParamGroup, ...] = ()
     schedule: Schedule | None = None
     args: FrozenMap = FrozenMap()
@@ -247,7 +256,7 @@ class EarlyStopping:
     monitor: str = "val_loss"
     mode: Mode = "auto"
     patience: int = field(default=5, validator=non_negative)
-    min_delta: float = field(default=0.0, validator=non_negative)
+    min_delta: float = field(converter=_float, default=0.0, validator=non_negative)
 
 
 @frozen(kw_only=True)

@@ -189,7 +189,9 @@ def read_text(path: Path) -> str:
 
 
 class _Dumper(yaml.SafeDumper):
-    pass
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        # Indent list items under their key, as people write them.
+        super().increase_indent(flow, False)
 
 
 def _represent_list(dumper: yaml.SafeDumper, items: list) -> yaml.Node:
@@ -208,6 +210,17 @@ def _nested_list(value: Any) -> bool:
     return isinstance(value, list) and any(isinstance(i, dict | list) for i in value)
 
 
+# Characters a YAML reader folds or drops inside plain and single-quoted scalars; a
+# double-quoted scalar escapes them (NEL becomes \N), so they survive a round trip.
+_FRAGILE = {"\x85", "\u2028", "\u2029"}
+
+
+def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.Node:
+    style = '"' if any(ch in _FRAGILE for ch in text) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
 _Dumper.add_representer(list, _represent_list)
 _Dumper.add_representer(dict, _represent_dict)
 

@@ -1,0 +1,157 @@
+"""The JSON Schema that `tdsl schema` prints for editors: valid, and in step with tdsl."""
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from tdsl.cli import main
+from tdsl.convert import Invalid, structure_spec
+from tdsl.schema import json_schema
+
+SPECS = sorted((Path(__file__).parents[1] / "specs").glob("**/*.y*ml"))
+
+# The smallest spec tdsl accepts; each test changes one thing in a copy.
+MINIMAL: dict[str, Any] = {
+    "name": "tiny",
+    "data": {"kind": "rings"},
+    "model": {"inputs": [{"shape": [2]}], "layers": [{"op": "linear", "out_features": 1}]},
+    "loss": {"kind": "bce_with_logits"},
+}
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Any]:
+    return json_schema()
+
+
+@pytest.fixture(scope="module")
+def validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _nodes(value: Any) -> Iterator[dict[str, Any]]:
+    """Every mapping inside the schema, depth first."""
+    if isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from _nodes(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _nodes(item)
+
+
+def _changed(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    data = copy.deepcopy(MINIMAL)
+    *parents, last = path
+    target = data
+    for key in parents:
+        target = target.setdefault(key, {})
+    target[last] = value
+    return data
+
+
+def test_schema_is_a_valid_draft_2020_12_schema(schema: dict[str, Any]) -> None:
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$id"] and schema["title"]
+
+
+def test_schema_is_json_and_stable(schema: dict[str, Any]) -> None:
+    assert json.loads(json.dumps(schema)) == schema == json_schema()
+
+
+def test_there_are_specs_to_check() -> None:
+    assert SPECS, "no YAML specs found under specs/"
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
+def test_every_shipped_spec_validates(path: Path, validator) -> None:
+    validator.validate(yaml.safe_load(path.read_text()))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        MINIMAL,
+        _changed(("device",), "cpu"),
+        _changed(("device",), {"name": "cuda:0", "precision": "bf16"}),
+        _changed(("metrics",), ["accuracy", {"kind": "f1", "threshold": 0.3}]),
+        _changed(("model", "layers"), ["relu", {"op": "nn.GELU"}, {"op": "some_future_op"}]),
+        _changed(("train",), {"epochs": 3, "early_stopping": None}),
+        _changed(
+            ("loss",), {"kind": "nn.KLDivLoss", "regularizers": [{"kind": "l2", "weight": 1}]}
+        ),
+        _changed(("data",), {"kind": "random", "target": {"kind": "class", "num_classes": 3}}),
+        _changed(
+            ("optimizer",),
+            {"kind": "sgd", "lr": 0.1, "momentum": 0.9, "groups": [{"modules": ["linear"]}]},
+        ),
+    ],
+)
+def test_specs_tdsl_accepts_pass_the_schema(data: dict[str, Any], validator) -> None:
+    structure_spec(data)  # tdsl's own reading accepts it ...
+    validator.validate(data)  # ... so the editor must not flag it
+
+
+def test_schedules_pass_the_schema(validator) -> None:
+    # Schema only: structuring `schedule` is checked with the optimizer's own tests.
+    schedule = {"kind": "step", "step_size": 5, "interval": "step"}
+    validator.validate(_changed(("optimizer", "schedule"), schedule))
+    assert not validator.is_valid(_changed(("optimizer", "schedule"), {"step_size": 5}))
+    assert not validator.is_valid(_changed(("optimizer", "schedule", "interval"), "batch"))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param({**MINIMAL, "epochs": 10}, id="unknown top-level key"),
+        pytest.param(_changed(("train", "epochs"), "ten"), id="epochs not an integer"),
+        pytest.param(_changed(("train", "epochs"), 0), id="epochs not positive"),
+        pytest.param(_changed(("optimizer", "lr"), "fast"), id="lr not a number"),
+        pytest.param(_changed(("data", "kind"), "moons"), id="unknown data kind"),
+        pytest.param(_changed(("data",), {"n_positive": 10}), id="data without kind"),
+        pytest.param(_changed(("data", "n"), 10), id="key of another data kind"),
+        pytest.param({k: v for k, v in MINIMAL.items() if k != "model"}, id="missing model"),
+        pytest.param(_changed(("model", "layers"), []), id="no layers"),
+        pytest.param(_changed(("model", "inputs"), [{"shape": [0]}]), id="zero-sized input"),
+        pytest.param(_changed(("device",), {"precision": "fp8"}), id="unknown precision"),
+        pytest.param(_changed(("train", "checkpoint", "save_best"), "yes"), id="not a boolean"),
+    ],
+)
+def test_broken_specs_are_rejected_by_schema_and_tdsl(data: dict[str, Any], validator) -> None:
+    assert not validator.is_valid(data)
+    with pytest.raises(Invalid):
+        structure_spec(data)
+
+
+def test_op_names_are_suggested_with_their_arguments(schema: dict[str, Any]) -> None:
+    suggested = {name for node in _nodes(schema) for name in node.get("enum", ())}
+    assert {
+        "linear",
+        "relu",
+        "conv2d",
+        "bce_with_logits",
+        "accuracy",
+        "adamw",
+        "cosine",
+    } <= suggested
+
+    linear = next(
+        node["then"]["properties"]
+        for node in _nodes(schema)
+        if node.get("if", {}).get("properties", {}).get("op") == {"const": "linear"}
+    )
+    assert "out_features" in linear
+    assert "inferred" in linear["in_features"]["description"]
+
+
+def test_cli_prints_the_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(json.dumps(json_schema()))
