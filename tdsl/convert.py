@@ -109,8 +109,9 @@ def _expect_mapping(value: Any, noun: str) -> Mapping:
     return value
 
 
-def make_converter() -> cattrs.Converter:
-    """Build a fresh converter; tdsl keeps one per process in `CONVERTER`, never cattrs' global."""
+def make_converter(omit_defaults: bool = True) -> cattrs.Converter:
+    """Build a converter (tdsl's own, never cattrs' global). With omit_defaults, specs
+    unstructure to what a user would write; without, to every field spelled out."""
     conv = cattrs.Converter(forbid_extra_keys=True)
     for kind in (int, float, bool, str):
         conv.register_structure_hook(kind, _scalar_hook(kind))
@@ -179,7 +180,9 @@ def make_converter() -> cattrs.Converter:
 
     conv.register_structure_hook_factory(_is_union, union)
     conv.register_structure_hook_factory(attrs.has, lambda cls: _attrs_hook(conv, cls))
-    conv.register_unstructure_hook_factory(attrs.has, lambda cls: _attrs_unhook(conv, cls))
+    conv.register_unstructure_hook_factory(
+        attrs.has, lambda cls: _attrs_unhook(conv, cls, omit_defaults)
+    )
     conv.register_unstructure_hook(FrozenMap, thaw)
     conv.register_unstructure_hook_func(
         lambda t: t is tuple, lambda v: [conv.unstructure(x) for x in v]
@@ -246,7 +249,10 @@ def _default_of(field: attrs.Attribute) -> Any:
     return default
 
 
-def _attrs_unhook(conv: cattrs.Converter, cls: type):
+_STRUCTURAL = {"name", "inputs", "outputs", "groups", "regularizers", "schedule"}
+
+
+def _attrs_unhook(conv: cattrs.Converter, cls: type, omit_defaults: bool):
     fields = _public_fields(cls)
     shorthand = STRING_SHORTHAND.get(cls)
 
@@ -257,8 +263,11 @@ def _attrs_unhook(conv: cattrs.Converter, cls: type):
             if field.name == "args":
                 continue
             is_tag = field.name in ("op", "kind")
-            if not is_tag and field.default is not attrs.NOTHING and value == _default_of(field):
+            has_default = field.default is not attrs.NOTHING
+            if omit_defaults and not is_tag and has_default and value == _default_of(field):
                 continue
+            if field.name in _STRUCTURAL and value in (None, ()):
+                continue  # an absent name or empty edge list is not a default that could change
             out[field.name] = conv.unstructure(value)
         if cls in S.CALL_CLASSES:
             # Keyword arguments read best right after what they configure.
@@ -272,6 +281,9 @@ def _attrs_unhook(conv: cattrs.Converter, cls: type):
 
 
 CONVERTER = make_converter()
+# Spells out every default: for the run directory's spec, which must mean the same
+# thing even if a later tdsl changes a default.
+EXPLICIT_CONVERTER = make_converter(omit_defaults=False)
 
 
 def structure_spec(data: Any) -> S.Spec:
@@ -279,5 +291,5 @@ def structure_spec(data: Any) -> S.Spec:
     return CONVERTER.structure(data, S.Spec)
 
 
-def unstructure(obj: Any) -> Any:
-    return CONVERTER.unstructure(obj)
+def unstructure(obj: Any, defaults: bool = False) -> Any:
+    return (EXPLICIT_CONVERTER if defaults else CONVERTER).unstructure(obj)

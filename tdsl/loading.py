@@ -71,11 +71,11 @@ def load(source: str | os.PathLike) -> S.Spec:
     return spec
 
 
-def to_data(spec: S.Spec) -> dict[str, Any]:
-    """The plain dict a user would write, defaults left out."""
-    return unstructure(spec)
+def to_data(spec: S.Spec, defaults: bool = False) -> dict[str, Any]:
+    """The plain dict a user would write: defaults left out, or all spelled out."""
+    return unstructure(spec, defaults)
 
 
-def dump(spec: S.Spec) -> str:
-    """The spec as readable YAML; `load(dump(spec)) == spec`."""
-    return dump_data(to_data(spec))
+def dump(spec: S.Spec, defaults: bool = False) -> str:
+    """The spec as readable YAML; `load(dump(spec)) == spec` either way."""
+    return dump_data(to_data(spec, defaults))

@@ -103,7 +103,7 @@ def run(
     directory = Path(directory) if directory is not None else default_run_dir(spec)
     program = compile(spec)  # validates first: raises SpecError before anything is written
     _prepare(directory)
-    spec_text = dump(spec)
+    spec_text = dump(spec, defaults=True)
     atomic_write_text(directory / "spec.yaml", spec_text)
     atomic_write_text(directory / "summary.txt", summary(spec) + "\n")
     ordered, _ = _callbacks(spec, directory, spec_text, stream, callbacks)
@@ -128,7 +128,7 @@ def resume(
     directory = Path(directory)
     checkpoint = _load_checkpoint(directory / "checkpoints" / "last.pt")
     spec = load(directory / "spec.yaml")
-    current = dump(spec)
+    current = dump(spec, defaults=True)
     if load(checkpoint["spec"]) != spec:
         diff = "".join(
             difflib.unified_diff(

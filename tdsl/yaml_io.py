@@ -201,8 +201,10 @@ def _represent_list(dumper: yaml.SafeDumper, items: list) -> yaml.Node:
 
 
 def _represent_dict(dumper: yaml.SafeDumper, mapping: dict) -> yaml.Node:
+    # Small flat mappings (`{op: linear, out_features: 4}`) read better on one line.
     flat = all(not isinstance(v, dict) and not _nested_list(v) for v in mapping.values())
-    flow = flat and len(mapping) <= 6 and len(str(mapping)) <= 64
+    width = len(", ".join(f"{k}: {v}" for k, v in mapping.items()))
+    flow = flat and len(mapping) <= 6 and width <= 72
     return dumper.represent_mapping(_MAP, mapping.items(), flow_style=flow)
 
 
