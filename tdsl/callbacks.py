@@ -67,10 +67,10 @@ class EarlyStopping:
             self.waited = 0
             return
         self.waited += 1
-        if self.waited > self.patience:
+        if self.waited >= self.patience:  # as in Keras: patience epochs without improvement
             run.stop_reason = (
                 f"early stopping: {self.tracker.monitor} has not improved for "
-                f"{self.patience} epochs (best {self.tracker.best:.6g})"
+                f"{self.waited} epochs (best {self.tracker.best:.6g})"
             )
 
     def state_dict(self) -> dict[str, Any]:

@@ -85,7 +85,7 @@ def test_early_stopping_stops_and_says_why():
     stopper = EarlyStopping(monitor="val_loss", mode="min", patience=0, min_delta=10.0)
     result = fit(program, program.init(), load_data(spec), callbacks=[stopper])
     assert len(result.history) == 2
-    assert "val_loss has not improved for 0 epochs" in result.stop_reason
+    assert "val_loss has not improved for 1 epochs" in result.stop_reason
 
 
 def test_run_directory_contents(tmp_path):
@@ -269,3 +269,22 @@ def test_cli_interrupt_says_how_to_resume(tmp_path, capsys, monkeypatch, root):
     out = tmp_path / "cut"
     assert main(["run", str(root / "specs" / "ring_dnn.yaml"), "--out", str(out)]) == 130
     assert f"tdsl resume {out}" in capsys.readouterr().err
+
+
+def test_early_stopping_waits_exactly_patience_epochs():
+    class Scripted:
+        """Feeds early stopping a fixed val_loss sequence."""
+
+        def __init__(self, values):
+            self.values = iter(values)
+
+        def on_epoch_end(self, run, state, logs):
+            logs["val_loss"] = next(self.values)
+
+    spec = small_spec(epochs=30)
+    program = compile(spec)
+    stopper = EarlyStopping(monitor="val_loss", mode="min", patience=3)
+    losses = [5.0, 4.0, 4.5, 4.2, 4.1, 3.0, 9.0]
+    result = fit(program, program.init(), load_data(spec), callbacks=[Scripted(losses), stopper])
+    assert len(result.history) == 5  # best at epoch 2, then 3 epochs without improvement
+    assert "has not improved for 3 epochs (best 4)" in result.stop_reason
