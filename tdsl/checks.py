@@ -13,7 +13,7 @@ from tdsl import spec as S
 from tdsl.build import describe
 from tdsl.errors import Diagnostics, SpecPath, check_keywords, did_you_mean
 from tdsl.graph import Graph
-from tdsl.losses import LossDef, lookup_loss, loss_names
+from tdsl.losses import LossDef, WeightedSum, lookup_loss, loss_names
 from tdsl.metrics import lookup_metric, metric_names
 from tdsl.ops.registry import shape_text
 
@@ -97,21 +97,60 @@ def output_kind(graph: Graph) -> tuple[str, str]:
     return _PROBABILITY_OPS.get(last.op.lower().removeprefix("nn."), "logits"), last.name
 
 
+def _lookup(kind: str, path: SpecPath, diags: Diagnostics) -> LossDef | None:
+    loss = lookup_loss(kind)
+    if loss is None:
+        diags.error((*path, "kind"), f"unknown loss {kind!r}", did_you_mean(kind, loss_names()))
+    return loss
+
+
+def resolve_loss(spec: S.Loss, diags: Diagnostics) -> LossDef | None:
+    """The loss's definition; for `kind: sum`, one combining its terms' expectations."""
+    if spec.kind != "sum":
+        if spec.terms:
+            diags.error(
+                ("loss", "terms"),
+                "terms are only for kind: sum",
+                f"use kind: sum, or remove terms from loss {spec.kind!r}",
+            )
+        loss = _lookup(spec.kind, ("loss",), diags)
+        if loss is not None:
+            check_keywords(spec.args, loss.arguments, f"loss {loss.name!r}", ("loss",), diags)
+        return loss
+    check_keywords(spec.args, {}, "loss 'sum'", ("loss",), diags)
+    if not spec.terms:
+        diags.error(("loss",), "a sum loss needs terms", "terms: [{kind: mse, weight: 0.5}, ...]")
+        return None
+    parts = []
+    for index, term in enumerate(spec.terms):
+        path = ("loss", "terms", index)
+        found = _lookup(term.kind, path, diags)
+        if found is not None:
+            check_keywords(term.args, found.arguments, f"loss {term.kind!r}", path, diags)
+            parts.append(found)
+    if len(parts) < len(spec.terms):
+        return None
+    expects = sorted({p.expects for p in parts})
+    if len(expects) > 1:
+        diags.error(
+            ("loss", "terms"),
+            "the terms expect different outputs: "
+            + ", ".join(f"{p.name} {p.expects}" for p in parts),
+        )
+        return None
+    targets = frozenset.intersection(*(p.targets for p in parts))
+    return LossDef("sum", WeightedSum, expects[0], targets, {})
+
+
 def check_loss(
     spec: S.Spec, graph: Graph | None, output: Any, diags: Diagnostics
 ) -> LossDef | None:
-    loss = lookup_loss(spec.loss.kind)
+    loss = resolve_loss(spec.loss, diags)
     if loss is None:
-        diags.error(
-            ("loss", "kind"),
-            f"unknown loss {spec.loss.kind!r}",
-            did_you_mean(spec.loss.kind, loss_names()),
-        )
         return None
-    check_keywords(spec.loss.args, loss.arguments, f"loss {loss.name!r}", ("loss",), diags)
     target = data_signature(spec.data).target
     if target.kind not in loss.targets:
-        fitting = [n for n in loss_names() if target.kind in lookup_loss(n).targets]
+        fitting = [n for n in loss_names() if n != "sum" and target.kind in lookup_loss(n).targets]
         diags.error(
             ("loss", "kind"),
             f"loss {loss.name!r} needs {_kinds(loss.targets)} targets, "

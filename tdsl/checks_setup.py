@@ -58,12 +58,17 @@ def check_optimizer(spec: S.Spec, diags: Diagnostics) -> None:
 
 def check_selectors(
     spec: S.Spec, graph: Graph, module: torch.nn.Module, diags: Diagnostics
-) -> None:
+) -> dict[str, tuple[str, ...]]:
+    """Report selectors that pick nothing or overlap; return what each one picked, keyed
+    by its spec path (`loss.regularizers[0]`, `optimizer.groups[1]`)."""
     ops = {n.name: n.op for n in graph.nodes}
+    picked: dict[str, tuple[str, ...]] = {}
     all_names = [name for name, _ in module.named_parameters()]
     hint = "parameters: " + ", ".join(all_names[:8]) + (" ..." if len(all_names) > 8 else "")
     for index, reg in enumerate(spec.loss.regularizers):
-        if not select(reg, module, ops):
+        chosen = select(reg, module, ops)
+        picked[f"loss.regularizers[{index}]"] = tuple(chosen)
+        if not chosen:
             diags.error(
                 ("loss", "regularizers", index),
                 f"{reg.kind} regularizer selects no parameter",
@@ -72,6 +77,7 @@ def check_selectors(
     claimed: dict[str, int] = {}
     for index, group in enumerate(spec.optimizer.groups):
         chosen = select(group, module, ops)
+        picked[f"optimizer.groups[{index}]"] = tuple(chosen)
         if not chosen:
             diags.error(("optimizer", "groups", index), "param group selects no parameter", hint)
         twice = [name for name in chosen if name in claimed]
@@ -84,6 +90,10 @@ def check_selectors(
             )
         for name in chosen:
             claimed.setdefault(name, index)
+    rest = tuple(n for n in all_names if n not in claimed)
+    if spec.optimizer.groups and rest:
+        picked["optimizer (other parameters)"] = rest
+    return picked
 
 
 def default_monitor(spec: S.Spec) -> str:

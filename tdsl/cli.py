@@ -31,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     show = commands.add_parser("summary", help="print the model's layers, shapes and parameters")
     show.add_argument("file", metavar="FILE")
     show.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
+    show.add_argument(
+        "--params",
+        action="store_true",
+        help="also list every parameter with its param group and regularizers",
+    )
 
     commands.add_parser("schema", help="print the JSON Schema of spec files")
 
@@ -79,6 +84,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 f"{name} {_shape(shape)}" for name, shape in report.output_shapes.items()
             )
             print(f"{file}: valid; output {outputs}; {report.param_count:,} parameters")
+            for where, names in report.selections.items():
+                print(f"  {where} selects {len(names)}: {', '.join(names) or '-'}")
     if args.format == "json":
         print(json.dumps(everything, indent=2))
     return 0 if ok else 1
@@ -101,7 +108,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     spec, problems = read_spec(_as_path(args.file), _overrides(args.set))
     if spec is None:
         raise SpecError(problems)
-    print(summary(spec))
+    print(summary(spec, params=args.params))
     return 0
 
 

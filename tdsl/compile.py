@@ -20,11 +20,11 @@ from torch import nn
 
 from tdsl import spec as S
 from tdsl.build import GraphModule, build_graph
-from tdsl.checks import data_signature
+from tdsl.checks import data_signature, resolve_loss
 from tdsl.data import Batch
 from tdsl.errors import Diagnostics, SpecError
 from tdsl.graph import Graph, resolve
-from tdsl.losses import lookup_loss
+from tdsl.losses import build_loss
 from tdsl.metrics import Metric, lookup_metric, make_metric
 from tdsl.optim import lookup_optimizer, lookup_schedule
 from tdsl.select import select
@@ -152,7 +152,7 @@ def make_objective(
     spec: S.Spec, graph: Graph, module: GraphModule, device: torch.device
 ) -> Objective:
     target = data_signature(spec.data).target
-    loss_def = lookup_loss(spec.loss.kind)
+    loss_def = resolve_loss(spec.loss, Diagnostics())
     params = dict(module.named_parameters())
     ops = {n.name: n.op for n in graph.nodes}
     regularizers = []
@@ -168,7 +168,7 @@ def make_objective(
         for m in spec.metrics
     )
     return Objective(
-        loss_def.build(spec.loss.args).to(device),
+        build_loss(spec.loss).to(device),
         _to_probabilities(loss_def.expects, target.kind),
         tuple(regularizers),
         metrics,

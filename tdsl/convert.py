@@ -51,6 +51,7 @@ _MAPPING_NOUNS = {
     **{cls: f"data (kind {kind})" for kind, cls in S.DATA_SOURCES.items()},
     S.Layer: "layer",
     S.Loss: "loss",
+    S.LossTerm: "loss term",
     S.Optimizer: "optimizer",
     S.ParamGroup: "param group",
     S.Schedule: "schedule",
@@ -63,6 +64,7 @@ STRING_SHORTHAND = {
     S.Metric: "kind",
     S.Device: "name",
     S.Loss: "kind",
+    S.LossTerm: "kind",
     S.Optimizer: "kind",
     S.Schedule: "kind",
 }

@@ -148,6 +148,8 @@ class Report:
     # Output node -> shape, None marking the batch dimension.
     output_shapes: dict[str, tuple[int | None, ...]] = attrs.field(factory=dict)
     param_count: int | None = None
+    # Regularizer / param-group path -> the parameters its selector picked.
+    selections: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -94,12 +94,37 @@ _register("nll", nn.NLLLoss, "log_probabilities", _CLASS)
 _register("cosine", CosineLoss, "values", _REGRESSION)
 
 
+class WeightedSum(nn.Module):
+    """sum(weight_i * loss_i(output, target)) — a `kind: sum` loss."""
+
+    def __init__(self, weights: list[float], losses: list[nn.Module]):
+        super().__init__()
+        self.weights = list(weights)
+        self.losses = nn.ModuleList(losses)
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = self.weights[0] * self.losses[0](output, target)
+        for weight, loss in zip(self.weights[1:], self.losses[1:], strict=True):
+            total = total + weight * loss(output, target)
+        return total
+
+
+def build_loss(spec: Any) -> nn.Module:
+    """The loss module for a `tdsl.Loss` spec that has passed validation."""
+    if spec.kind == "sum":
+        return WeightedSum(
+            [t.weight for t in spec.terms], [lookup_loss(t.kind).build(t.args) for t in spec.terms]
+        )
+    return lookup_loss(spec.kind).build(spec.args)
+
+
 def loss_names() -> list[str]:
-    return sorted(_LOSSES)
+    return sorted([*_LOSSES, "sum"])
 
 
 def lookup_loss(name: str) -> LossDef | None:
-    """A registered loss, or any torch.nn loss by class name (`nn.KLDivLoss`)."""
+    """A registered loss, or any torch.nn loss by class name (`nn.KLDivLoss`). `sum` is not
+    a loss by itself: see `build_loss`."""
     if name in _LOSSES:
         return _LOSSES[name]
     class_name = name.removeprefix("torch.").removeprefix("nn.")

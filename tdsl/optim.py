@@ -8,6 +8,7 @@ against the class's own signature.
 from __future__ import annotations
 
 import inspect
+import math
 
 import attrs
 import torch
@@ -29,7 +30,38 @@ _OPTIMIZER_ALIASES = {
     "adagrad": "Adagrad",
     "rmsprop": "RMSprop",
 }
+
+
+class WarmupCosine(torch.optim.lr_scheduler.LRScheduler):
+    """Linear warmup from start_factor * lr to lr over `warmup` steps (or epochs), then a
+    cosine decay to `min_lr` at `T_max`. tdsl fills T_max from the run's length."""
+
+    def __init__(
+        self,
+        optimizer,
+        T_max: int,
+        warmup: int = 0,
+        min_lr: float = 0.0,  # noqa: N803
+        start_factor: float = 0.0,
+        last_epoch: int = -1,
+    ):
+        self.T_max, self.warmup, self.min_lr = T_max, warmup, min_lr
+        self.start_factor = start_factor
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        t = self.last_epoch
+        if t < self.warmup:
+            factor = self.start_factor + (1 - self.start_factor) * t / self.warmup
+            return [base * factor for base in self.base_lrs]
+        span = max(1, self.T_max - self.warmup)
+        progress = min(1.0, (t - self.warmup) / span)
+        cosine = 0.5 * (1 + math.cos(math.pi * progress))
+        return [self.min_lr + (base - self.min_lr) * cosine for base in self.base_lrs]
+
+
 _SCHEDULE_ALIASES = {
+    "cosine_warmup": WarmupCosine,
     "step": "StepLR",
     "multi_step": "MultiStepLR",
     "exponential": "ExponentialLR",
@@ -54,9 +86,14 @@ def _classes(module: object, base: type) -> dict[str, type]:
     return found
 
 
-def _lookup(name: str, module: object, base: type, aliases: dict[str, str], skip: set[str]):
+def _lookup(name: str, module: object, base: type, aliases: dict[str, object], skip: set[str]):
     classes = _classes(module, base)
-    cls = getattr(module, aliases[name]) if name in aliases else classes.get(name)
+    alias = aliases.get(name)
+    cls = (
+        (getattr(module, alias) if isinstance(alias, str) else alias)
+        if alias
+        else classes.get(name)
+    )
     if cls is None:
         return None
     arguments = {k: v for k, v in signature_arguments(cls).items() if k not in skip}

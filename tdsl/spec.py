@@ -173,13 +173,31 @@ class Regularizer:
 
 
 @frozen(init=False)
-class Loss:
+class LossTerm:
+    """One weighted part of a `kind: sum` loss."""
+
     kind: str
+    weight: float = field(default=1.0, converter=_float, validator=positive)
+    args: FrozenMap = FrozenMap()
+
+    def __init__(self, kind: str, *, weight: float = 1.0, args=None, **kw):
+        self.__attrs_init__(kind=kind, weight=weight, args=_args(args, kw))
+
+
+@frozen(init=False)
+class Loss:
+    """A loss by name with its arguments, or `kind: sum` of weighted `terms`; plus
+    regularizers on the parameters."""
+
+    kind: str
+    terms: tuple[LossTerm, ...] = ()
     regularizers: tuple[Regularizer, ...] = ()
     args: FrozenMap = FrozenMap()
 
-    def __init__(self, kind: str, *, regularizers: Any = (), args=None, **kw):
-        self.__attrs_init__(kind=kind, regularizers=tuple(regularizers), args=_args(args, kw))
+    def __init__(self, kind: str, *, terms: Any = (), regularizers: Any = (), args=None, **kw):
+        self.__attrs_init__(
+            kind=kind, terms=tuple(terms), regularizers=tuple(regularizers), args=_args(args, kw)
+        )
 
 
 @frozen(init=False)
@@ -271,7 +289,13 @@ class Checkpoint:
 @frozen(kw_only=True)
 class Train:
     epochs: int = field(default=10, validator=positive)
+    # The effective batch: with accumulate: k, each batch runs as k micro-batches whose
+    # gradients add up before one optimizer step (same update, less memory).
     batch_size: int = field(default=32, validator=positive)
+    accumulate: int = field(default=1, validator=positive)
+    # Gradient clipping before each optimizer step: by total norm and/or by value.
+    clip_norm: float | None = field(default=None, converter=_float, validator=positive)
+    clip_value: float | None = field(default=None, converter=_float, validator=positive)
     early_stopping: EarlyStopping | None = None
     checkpoint: Checkpoint = Checkpoint()
 
@@ -307,5 +331,5 @@ class Spec:
 
 
 # Classes whose unknown keys are keyword arguments for the thing they name.
-CALL_CLASSES = (Layer, Loss, ParamGroup, Schedule, Optimizer, Metric)
+CALL_CLASSES = (Layer, Loss, LossTerm, ParamGroup, Schedule, Optimizer, Metric)
 DATA_SOURCES = {cls.__attrs_attrs__.kind.default: cls for cls in DataSource.__args__}

@@ -37,6 +37,8 @@ class TrainState:
     epoch: int
     # RNG state(s) for dropout and friends: the CPU generator, then each CUDA device's.
     rng: tuple[torch.Tensor, ...]
+    # fp16 loss-scaler state (scale, growth tracker); None unless precision is fp16.
+    scaler: dict[str, Any] | None = None
     lease: _Lease = attrs.field(factory=_Lease, eq=False, repr=False)
 
     @property
@@ -62,6 +64,7 @@ class TrainState:
             "step": self.step,
             "epoch": self.epoch,
             "rng": list(self.rng),
+            "scaler": self.scaler,
         }
 
     @classmethod
@@ -76,6 +79,7 @@ class TrainState:
             step=int(data["step"]),
             epoch=int(data["epoch"]),
             rng=tuple(data["rng"]),
+            scaler=data.get("scaler"),
         )
 
     def model_state_dict(self) -> dict[str, torch.Tensor]:

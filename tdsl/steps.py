@@ -58,6 +58,9 @@ class Steps:
         self.target_kind = objective.target_kind
         self.initial_hyper = self._hyper()
         self.initial_schedule = scheduler.state_dict() if scheduler else None
+        # fp16 needs loss scaling so small gradients do not underflow; bf16 does not.
+        fp16 = spec.device.precision == "fp16"
+        self.scaler = torch.amp.GradScaler(device.type) if fp16 else None
         self.training: bool | None = None
 
     def _hyper(self) -> tuple[dict[str, Any], ...]:
@@ -93,6 +96,7 @@ class Steps:
             step=0,
             epoch=0,
             rng=rng,
+            scaler=self.scaler.state_dict() if self.scaler is not None else None,
         )
 
     def _load(self, state: TrainState, clone: bool) -> None:
@@ -145,6 +149,36 @@ class Steps:
         stats = {m.name: m.update(m.init(), prob, target) for m in self.metrics}
         return {"loss": loss.detach(), **extra, "count": target.shape[0], "stats": stats}
 
+    def _backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def _accumulate(self, batch: Batch, target: torch.Tensor):
+        """Forward and backward over `accumulate` micro-batches; the gradients add up to the
+        full batch's because each mean-reduced loss is weighted by its share of the rows."""
+        pieces = min(self.spec.train.accumulate, batch.size)
+        features = [torch.tensor_split(f, pieces) for f in batch.features]
+        outputs, data_loss = [], None
+        for index, part in enumerate(torch.tensor_split(target, pieces)):
+            with self.autocast():
+                output = self.module(*(f[index] for f in features))
+                loss = self.loss_fn(output.float(), part) * (part.shape[0] / batch.size)
+            self._backward(loss)
+            outputs.append(output.detach())
+            data_loss = loss.detach() if data_loss is None else data_loss + loss.detach()
+        return (outputs[0] if pieces == 1 else torch.cat(outputs)), data_loss
+
+    def _clip(self) -> None:
+        train = self.spec.train
+        if train.clip_norm is None and train.clip_value is None:
+            return
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled ones
+        params = list(self.params.values())
+        if train.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, train.clip_norm)
+        if train.clip_value is not None:
+            torch.nn.utils.clip_grad_value_(params, train.clip_value)
+
     def train_step(self, state: TrainState, batch: Batch, donate: bool):
         state.check_usable()
         self._load(state, clone=not donate)
@@ -153,15 +187,26 @@ class Steps:
         self._set_rng(state.rng)
         self._mode(True)
         target = self._target(batch)
-        with self.autocast():
-            output = self.module(*batch.features)
-            data_loss = self.loss_fn(output.float(), target)
-        terms = {name: term() for name, term in self.regularizers}
-        total = data_loss + sum(terms.values()) if terms else data_loss
         for param in self.params.values():
             param.grad = None
-        total.backward()
-        self.optimizer.step()
+        if self.spec.train.accumulate == 1:
+            with self.autocast():
+                output = self.module(*batch.features)
+                data_loss = self.loss_fn(output.float(), target)
+            terms = {name: term() for name, term in self.regularizers}
+            self._backward(data_loss + sum(terms.values()) if terms else data_loss)
+        else:
+            output, data_loss = self._accumulate(batch, target)
+            terms = {name: term() for name, term in self.regularizers}
+            if terms:
+                self._backward(sum(terms.values()))
+        self._clip()
+        if self.scaler is not None:
+            self.scaler.load_state_dict(state.scaler)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         for param in self.params.values():
             param.grad = None
         schedule = state.schedule
@@ -169,7 +214,13 @@ class Steps:
             self.scheduler.load_state_dict(state.schedule)
             self.scheduler.step()
             schedule = self.scheduler.state_dict()
-        new_state = self._snapshot(state, schedule=schedule, step=state.step + 1, rng=self._rng())
+        new_state = self._snapshot(
+            state,
+            schedule=schedule,
+            step=state.step + 1,
+            rng=self._rng(),
+            scaler=self.scaler.state_dict() if self.scaler is not None else None,
+        )
         extra = {name: value.detach() for name, value in terms.items()}
         return new_state, self._batch_metrics(output, target, data_loss, extra)
 

@@ -10,6 +10,7 @@ from tabulate import tabulate
 
 from tdsl import spec as S
 from tdsl.build import describe
+from tdsl.checks_setup import check_selectors
 from tdsl.errors import Diagnostics, SpecError
 from tdsl.loading import load, locate
 from tdsl.validate import infer
@@ -85,6 +86,43 @@ def summarize(spec: S.Spec | str | os.PathLike) -> Summary:
     )
 
 
-def summary(spec: S.Spec | str | os.PathLike) -> str:
-    """The summary table as text."""
-    return summarize(spec).table()
+def parameter_table(spec: S.Spec | str | os.PathLike) -> str:
+    """One row per parameter: shape, size, and the param group and regularizers that pick it."""
+    if not isinstance(spec, S.Spec):
+        spec = load(spec)
+    inference = infer(spec, Diagnostics())
+    if inference.module is None or inference.graph is None:
+        raise SpecError([locate(d, spec.source) for d in _diagnostics(spec)])
+    picked = check_selectors(spec, inference.graph, inference.module, Diagnostics())
+    rows = []
+    for name, param in inference.module.named_parameters():
+        group = next((k for k, v in picked.items() if k.startswith("optimizer") and name in v), "")
+        penalties = [
+            f"{spec.loss.regularizers[int(k.split('[')[1][:-1])].kind}"
+            for k, v in picked.items()
+            if k.startswith("loss.regularizers") and name in v
+        ]
+        rows.append(
+            (
+                name,
+                list(param.shape),
+                f"{param.numel():,}",
+                param.requires_grad,
+                group.removeprefix("optimizer.") or "default",
+                ", ".join(penalties) or "-",
+            )
+        )
+    headers = ("Parameter", "Shape", "Size", "Trainable", "Param group", "Regularizers")
+    return tabulate(rows, headers=headers, tablefmt="simple", colalign=("left", "left", "right"))
+
+
+def _diagnostics(spec: S.Spec) -> list:
+    diags = Diagnostics()
+    infer(spec, diags)
+    return diags.items
+
+
+def summary(spec: S.Spec | str | os.PathLike, params: bool = False) -> str:
+    """The summary table as text; with params, the per-parameter table after it."""
+    text = summarize(spec).table()
+    return text + "\n\n" + parameter_table(spec) if params else text

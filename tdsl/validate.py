@@ -30,6 +30,8 @@ class Inference:
     graph: Graph | None
     module: GraphModule | None
     values: dict[str, Any]
+    # Regularizer / param-group path -> the parameters its selector picked.
+    selections: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
 
     @property
     def output(self) -> Any:
@@ -71,11 +73,12 @@ def check_spec(spec: S.Spec, diags: Diagnostics) -> Inference:
     checks.check_loss(spec, inference.graph, inference.output, diags)
     metric_names = checks.check_metrics(spec, diags)
     checks_setup.check_optimizer(spec, diags)
+    selections = {}
     if inference.module is not None:
-        checks_setup.check_selectors(spec, inference.graph, inference.module, diags)
+        selections = checks_setup.check_selectors(spec, inference.graph, inference.module, diags)
     checks_setup.check_monitors(spec, metric_names, diags)
     checks_setup.check_device(spec, diags)
-    return inference
+    return attrs.evolve(inference, selections=selections)
 
 
 def validate(spec: S.Spec | str | os.PathLike, overrides: Any = None) -> Report:
@@ -97,7 +100,7 @@ def validate(spec: S.Spec | str | os.PathLike, overrides: Any = None) -> Report:
             if isinstance(inference.values[name], torch.Tensor)
         }
         params = sum(p.numel() for p in inference.module.parameters())
-    return Report(tuple(sorted(located, key=_position)), shapes, params)
+    return Report(tuple(sorted(located, key=_position)), shapes, params, inference.selections)
 
 
 def symbolic_shape(value: torch.Tensor) -> tuple[int | None, ...]:

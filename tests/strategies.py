@@ -353,7 +353,13 @@ regularizers = _build(
 )
 
 
-losses = _call(tdsl.Loss, names, {"regularizers": st.lists(regularizers, max_size=2)})
+loss_terms = _call(tdsl.LossTerm, names, {"weight": positive_floats})
+
+losses = _call(
+    tdsl.Loss,
+    names,
+    {"terms": st.lists(loss_terms, max_size=2), "regularizers": st.lists(regularizers, max_size=2)},
+)
 
 param_groups = _call(
     tdsl.ParamGroup,
@@ -399,7 +405,7 @@ early_stoppings = _build(
 checkpoints = _build(
     tdsl.Checkpoint,
     optional={
-        "monitor": names,
+        "monitor": st.one_of(st.none(), names),
         "mode": modes,
         "save_best": st.booleans(),
         "save_last": st.booleans(),
@@ -411,6 +417,9 @@ trains = _build(
     optional={
         "epochs": sizes,
         "batch_size": sizes,
+        "accumulate": sizes,
+        "clip_norm": st.one_of(st.none(), positive_floats),
+        "clip_value": st.one_of(st.none(), positive_floats),
         "early_stopping": st.one_of(st.none(), early_stoppings),
         "checkpoint": checkpoints,
     },
