@@ -116,7 +116,7 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise RunError(f"no checkpoint at {path}")
     try:
-        return torch.load(path, weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)  # any device -> CPU first
     except Exception as exc:  # a truncated or foreign file: say which and why
         raise RunError(f"cannot read checkpoint {path}: {exc}") from None
 
