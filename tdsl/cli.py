@@ -120,6 +120,7 @@ def cmd_schema(_args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from tdsl.compile import resolve_device
     from tdsl.loading import read_spec
     from tdsl.rundir import default_run_dir, run
     from tdsl.validate import validate
@@ -132,6 +133,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     spec, _ = read_spec(_as_path(args.file), _overrides(args.set))
     out = _as_path(args.out) if args.out else default_run_dir(spec)
+    device = resolve_device(spec.device.name)
+    print(
+        f"device: {device} (asked: {spec.device.name}; precision: {spec.device.precision})",
+        file=sys.stderr,
+    )
     try:
         directory, result = run(spec, out)
     except KeyboardInterrupt:
