@@ -115,6 +115,11 @@ class Checkpointer:
         torch.save(payload, buffer)
         atomic_write_bytes(self.directory / name, buffer.getvalue())
 
+    def on_fit_start(self, run, state: TrainState) -> None:
+        # A run interrupted during its first epoch can then be resumed from the start.
+        if self.save_last and not (self.directory / "last.pt").exists():
+            self._write("last.pt", self.payload(run, state))
+
     def on_epoch_end(self, run, state: TrainState, logs: dict[str, float]) -> None:
         improved = self.tracker.improved(logs)
         if improved:
@@ -168,7 +173,7 @@ class ProgressPrinter:
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
         self.refresh = refresh_seconds
 
-    def on_fit_start(self, run) -> None:
+    def on_fit_start(self, run, state: TrainState) -> None:
         self.step, self.started, self.last_draw = 0, time.perf_counter(), 0.0
         self.loss_sum, self.rows = None, 0
 

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -139,7 +141,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     try:
-        directory, result = run(spec, out)
+        with _stop_on_sigterm():
+            directory, result = run(spec, out)
     except KeyboardInterrupt:
         print(
             f"interrupted; continue from the last finished epoch with: tdsl resume {out}",
@@ -156,10 +159,34 @@ def _logs(logs: dict) -> str:
     return " ".join(f"{k}={v:.4g}" for k, v in logs.items() if k not in ("epoch", "seconds"))
 
 
+@contextlib.contextmanager
+def _stop_on_sigterm():
+    """SIGTERM stops a run like Ctrl-C: the current step is abandoned, the last epoch's
+    checkpoint stays, and the run can be resumed."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from tdsl.rundir import resume
 
-    result = resume(_as_path(args.run_dir))
+    try:
+        with _stop_on_sigterm():
+            result = resume(_as_path(args.run_dir))
+    except KeyboardInterrupt:
+        print(f"interrupted; continue with: tdsl resume {args.run_dir}", file=sys.stderr)
+        return 130
     if result.history:
         print(f"final: {_logs(result.history[-1])}")
     return 0

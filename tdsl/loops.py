@@ -16,13 +16,14 @@ import torch
 
 from tdsl.compile import Program
 from tdsl.data import Splits, TensorData
+from tdsl.errors import TdslError
 from tdsl.state import TrainState
 
 
 class Callback(Protocol):
     """Any of these methods may be left out."""
 
-    def on_fit_start(self, run: FitRun) -> None: ...
+    def on_fit_start(self, run: FitRun, state: TrainState) -> None: ...
     def on_batch_end(self, run: FitRun, metrics: dict[str, Any]) -> None: ...
     def on_epoch_end(self, run: FitRun, state: TrainState, logs: dict[str, float]) -> None: ...
     def on_fit_end(self, run: FitRun, state: TrainState) -> None: ...
@@ -47,6 +48,10 @@ class FitResult:
     stop_reason: str | None
 
 
+class NonFiniteLoss(TdslError):
+    """Training produced a NaN or infinite loss (with on_nan: stop)."""
+
+
 class _Accumulator:
     """Exact epoch totals: loss and regularizer sums weighted by rows, merged metric states."""
 
@@ -54,9 +59,23 @@ class _Accumulator:
         self.program = program
         self.sums: dict[str, torch.Tensor] = {}
         self.rows = 0
+        self.skipped = 0
         self.stats: dict[str, Any] = {}
+        # Each batch's loss, kept on the device: checked once per epoch, not synced per step.
+        self.losses: list[torch.Tensor] = []
+
+    def first_nonfinite(self) -> int | None:
+        """Index of the first batch whose loss was NaN or infinite, if any."""
+        if not self.losses:
+            return None
+        finite = torch.isfinite(torch.stack(self.losses))
+        return None if bool(finite.all()) else int((~finite).nonzero()[0, 0])
 
     def add(self, metrics: dict[str, Any]) -> None:
+        if metrics.get("skipped"):
+            self.skipped += 1
+            return
+        self.losses.append(metrics["loss"].detach())
         count = metrics["count"]
         self.rows += count
         for key, value in metrics.items():
@@ -75,6 +94,9 @@ class _Accumulator:
         return float(self.sums["loss"] / self.rows) if self.rows else float("nan")
 
     def result(self, prefix: str = "") -> dict[str, float]:
+        if not self.rows:  # every batch was skipped: nothing to average
+            names = ["loss", *(m.name for m in self.program.metrics)]
+            return {f"{prefix}{name}": float("nan") for name in names}
         logs = {f"{prefix}{key}": float(total / self.rows) for key, total in self.sums.items()}
         for metric in self.program.metrics:
             logs[f"{prefix}{metric.name}"] = metric.compute(self.stats[metric.name])
@@ -115,7 +137,7 @@ def fit(
     val = _on_device(data.val if isinstance(data, Splits) else None, program)
     callbacks = list(callbacks)
     run = FitRun(program, epochs, train.num_batches(batch_size), list(history or []))
-    _call(callbacks, "on_fit_start", run)
+    _call(callbacks, "on_fit_start", run, state)
     owned = False  # the caller's state is never donated; the ones fit creates are
     while state.epoch < epochs and run.stop_reason is None:
         run.epoch = state.epoch
@@ -126,7 +148,12 @@ def fit(
             owned = True
             totals.add(metrics)
             _call(callbacks, "on_batch_end", run, metrics)
+        bad = totals.first_nonfinite()
+        if bad is not None:
+            raise _nonfinite(run, state, bad, totals)
         logs = {"epoch": state.epoch + 1, **totals.result()}
+        if totals.skipped:
+            logs["skipped_batches"] = totals.skipped
         if val is not None and len(val):
             logs.update(evaluate(program, state, val, batch_size=batch_size, prefix="val_"))
         logs["lr"] = state.lrs[0]
@@ -137,6 +164,24 @@ def fit(
         _call(callbacks, "on_epoch_end", run, state, logs)
     _call(callbacks, "on_fit_end", run, state)
     return FitResult(state, run.history, run.stop_reason)
+
+
+def _nonfinite(run: FitRun, state: TrainState, index: int, totals: _Accumulator) -> NonFiniteLoss:
+    batches = len(totals.losses) + totals.skipped
+    step = state.step - batches + index + 1
+    value = float(totals.losses[index])
+    last = run.history[-1] if run.history else None
+    shown = (
+        " ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("epoch", "seconds"))
+        if last
+        else "none (the first epoch)"
+    )
+    return NonFiniteLoss(
+        f"the loss became {value} at step {step} (epoch {run.epoch + 1}, batch {index + 1} of "
+        f"{batches}); last finite epoch metrics: {shown}. The checkpoint of the last good "
+        "epoch is kept; lower the learning rate, clip gradients (train.clip_norm), or set "
+        "train.on_nan: skip_batch"
+    )
 
 
 def evaluate(

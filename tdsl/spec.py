@@ -296,6 +296,9 @@ class Train:
     # Gradient clipping before each optimizer step: by total norm and/or by value.
     clip_norm: float | None = field(default=None, converter=_float, validator=positive)
     clip_value: float | None = field(default=None, converter=_float, validator=positive)
+    # A non-finite loss stops the run (keeping the last good checkpoint), or with
+    # skip_batch that batch's update is dropped and counted.
+    on_nan: Literal["stop", "skip_batch"] = "stop"
     early_stopping: EarlyStopping | None = None
     checkpoint: Checkpoint = Checkpoint()
 

@@ -179,9 +179,21 @@ class Steps:
         if train.clip_value is not None:
             torch.nn.utils.clip_grad_value_(params, train.clip_value)
 
+    def _skipped(self, state: TrainState) -> tuple[TrainState, dict[str, Any]]:
+        """The batch's loss was not finite and on_nan is skip_batch: no update happens. The
+        tensors were cloned on load, so the new state may share the input state's."""
+        for param in self.params.values():
+            param.grad = None
+        new_state = attrs.evolve(
+            state, step=state.step + 1, rng=self._rng(), lease=type(state.lease)()
+        )
+        return new_state, {"skipped": 1, "count": 0}
+
     def train_step(self, state: TrainState, batch: Batch, donate: bool):
         state.check_usable()
-        self._load(state, clone=not donate)
+        skip_nonfinite = self.spec.train.on_nan == "skip_batch"
+        # Skipping needs the untouched input tensors, so it never updates in place.
+        self._load(state, clone=not donate or skip_nonfinite)
         if donate:
             state.lease.spent = True
         self._set_rng(state.rng)
@@ -200,6 +212,8 @@ class Steps:
             terms = {name: term() for name, term in self.regularizers}
             if terms:
                 self._backward(sum(terms.values()))
+        if skip_nonfinite and not bool(torch.isfinite(data_loss + sum(terms.values()))):
+            return self._skipped(state)
         self._clip()
         if self.scaler is not None:
             self.scaler.load_state_dict(state.scaler)
