@@ -1,0 +1,235 @@
+"""tdsl against hand-written PyTorch loops on the seeds' workloads, measured in one run.
+
+For each workload: (a) `tdsl.fit` on the spec (validation each epoch, metrics, progress
+lines, history — the defaults), (b) a tuned hand-written loop (one randperm per epoch,
+batched index_select, no per-step `.item()`, a validation pass per epoch), (c) a
+tutorial-style loop (DataLoader over a TensorDataset, per-step `.item()`). Variants run
+interleaved, several repetitions; the table reports medians of per-step time and ratios
+to (b).
+
+Run: python bench/workloads.py [--repeats 5] [--out bench/results.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import platform
+import statistics
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import tdsl
+from tdsl.callbacks import ProgressPrinter
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def teacher(n: int, features: int, classes: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, features, generator=g)
+    w = torch.randn(features, classes, generator=g)
+    return x, (x @ w).argmax(1)
+
+
+def workloads() -> dict[str, dict]:
+    ring = tdsl.load(ROOT / "specs" / "ring_dnn.yaml")
+    ring = tdsl.Spec(**{**_fields(ring), "train": tdsl.Train(epochs=20, batch_size=100)})
+    linreg = tdsl.load(ROOT / "specs" / "linear_regression.yaml")
+    linreg = tdsl.Spec(**{**_fields(linreg), "train": tdsl.Train(epochs=20, batch_size=10)})
+    digits = tdsl.Spec(
+        name="digits_cnn",
+        data=tdsl.RandomData(n=1797, target=tdsl.Target(kind="class", num_classes=10)),
+        model=tdsl.Model(
+            inputs=[tdsl.Input(shape=[1, 8, 8])],
+            layers=[
+                tdsl.Layer("conv2d", out_channels=16, kernel_size=3, padding=1),
+                tdsl.Layer("relu"),
+                tdsl.Layer("maxpool2d", kernel_size=2),
+                tdsl.Layer("conv2d", out_channels=32, kernel_size=3, padding=1),
+                tdsl.Layer("relu"),
+                tdsl.Layer("flatten"),
+                tdsl.Layer("linear", out_features=10),
+            ],
+        ),
+        loss=tdsl.Loss("cross_entropy"),
+        optimizer=tdsl.Optimizer("adam", lr=1e-3),
+        metrics=[tdsl.Metric("accuracy")],
+        train=tdsl.Train(epochs=10, batch_size=64),
+    )
+    wide = tdsl.Spec(
+        name="mlp_wide",
+        data=tdsl.RandomData(n=62_500, target=tdsl.Target(kind="class", num_classes=10)),
+        model=tdsl.Model(
+            inputs=[tdsl.Input(shape=[64])],
+            layers=[
+                tdsl.Layer("linear", out_features=512),
+                tdsl.Layer("relu"),
+                tdsl.Layer("linear", out_features=512),
+                tdsl.Layer("relu"),
+                tdsl.Layer("linear", out_features=10),
+            ],
+        ),
+        loss=tdsl.Loss("cross_entropy"),
+        optimizer=tdsl.Optimizer("adam", lr=1e-3),
+        metrics=[tdsl.Metric("accuracy")],
+        train=tdsl.Train(epochs=3, batch_size=256),
+    )
+    return {
+        "rings": {"spec": ring},
+        "linreg": {"spec": linreg},
+        "digits_cnn": {"spec": digits},
+        "mlp_wide": {"spec": wide},
+    }
+
+
+def _fields(spec: tdsl.Spec) -> dict:
+    return {
+        k: getattr(spec, k)
+        for k in ("name", "seed", "data", "model", "loss", "optimizer", "metrics")
+    }
+
+
+def hand_module(spec: tdsl.Spec) -> nn.Module:
+    """The spec's layers, same initial weights, as a plain nn.Sequential (no graph)."""
+    program = tdsl.compile(spec)
+    return nn.Sequential(OrderedDict(program.module_for(program.init()).named_children()))
+
+
+def tdsl_run(spec: tdsl.Spec, data) -> int:
+    program = tdsl.compile(spec)
+    result = tdsl.fit(program, program.init(), data, callbacks=[ProgressPrinter(io.StringIO())])
+    assert len(result.history) == spec.train.epochs
+    return spec.train.epochs * data.train.num_batches(spec.train.batch_size)
+
+
+def _loss_fn(spec: tdsl.Spec) -> nn.Module:
+    return {
+        "mse": nn.MSELoss(),
+        "bce_with_logits": nn.BCEWithLogitsLoss(),
+        "cross_entropy": nn.CrossEntropyLoss(),
+    }[spec.loss.kind]
+
+
+def _target(spec: tdsl.Spec, y: torch.Tensor) -> torch.Tensor:
+    return y.reshape(-1).long() if spec.loss.kind == "cross_entropy" else y
+
+
+def tuned_run(spec: tdsl.Spec, data) -> int:
+    net = hand_module(spec)
+    opt = torch.optim.Adam(net.parameters(), lr=spec.optimizer.lr)
+    loss_fn = _loss_fn(spec)
+    x, y = data.train.features[0], _target(spec, data.train.target)
+    vx, vy = data.val.features[0], _target(spec, data.val.target)
+    batch, steps = spec.train.batch_size, 0
+    history = []
+    for _epoch in range(spec.train.epochs):
+        net.train()
+        total = torch.zeros(())
+        order = torch.randperm(len(y))
+        for start in range(0, len(y), batch):
+            index = order[start : start + batch]
+            loss = loss_fn(net(x.index_select(0, index)), y.index_select(0, index))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(index)
+            steps += 1
+        net.eval()
+        with torch.no_grad():
+            val_loss = loss_fn(net(vx), vy)
+        history.append((float(total) / len(y), float(val_loss)))
+    return steps
+
+
+def tutorial_run(spec: tdsl.Spec, data) -> int:
+    net = hand_module(spec)
+    opt = torch.optim.Adam(net.parameters(), lr=spec.optimizer.lr)
+    loss_fn = _loss_fn(spec)
+    train = DataLoader(
+        TensorDataset(data.train.features[0], _target(spec, data.train.target)),
+        batch_size=spec.train.batch_size,
+        shuffle=True,
+    )
+    val = DataLoader(
+        TensorDataset(data.val.features[0], _target(spec, data.val.target)),
+        batch_size=spec.train.batch_size,
+    )
+    steps = 0
+    for _epoch in range(spec.train.epochs):
+        net.train()
+        losses = []
+        for x, y in train:
+            loss = loss_fn(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            steps += 1
+        net.eval()
+        with torch.no_grad():
+            val_losses = [loss_fn(net(x), y).item() for x, y in val]
+        _ = (sum(losses) / len(losses), sum(val_losses) / len(val_losses))
+    return steps
+
+
+VARIANTS: dict[str, Callable] = {"tdsl": tdsl_run, "tuned": tuned_run, "tutorial": tutorial_run}
+
+
+def measure(repeats: int) -> dict[str, dict[str, float]]:
+    results: dict[str, dict[str, float]] = {}
+    for name, workload in workloads().items():
+        spec = workload["spec"]
+        data = tdsl.load_data(spec)
+        times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        for fn in VARIANTS.values():  # warm-up
+            fn(spec, data)
+        for _ in range(repeats):
+            for variant, fn in VARIANTS.items():  # interleaved
+                started = time.perf_counter()
+                steps = fn(spec, data)
+                times[variant].append((time.perf_counter() - started) / steps)
+        results[name] = {v: statistics.median(t) for v, t in times.items()}
+        print(name, {v: f"{t * 1e6:.0f}us" for v, t in results[name].items()}, flush=True)
+    return results
+
+
+def table(results: dict[str, dict[str, float]]) -> str:
+    lines = [
+        "| workload | tuned loop (us/step) | tdsl | tutorial-style loop |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, r in results.items():
+        base = r["tuned"]
+        lines.append(
+            f"| {name} | {base * 1e6:.0f} | {r['tdsl'] / base:.2f}x | {r['tutorial'] / base:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    results = measure(args.repeats)
+    header = (
+        f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} "
+        f"({torch.get_num_threads()} threads, torch {torch.__version__}); medians of "
+        f"{args.repeats} interleaved repetitions, ratios to the tuned loop.\n\n"
+    )
+    text = header + table(results) + "\n"
+    args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
