@@ -11,8 +11,10 @@ from tdsl.loading import dump, load
 from tdsl.loops import evaluate, fit, predict
 from tdsl.spec import (
     Checkpoint,
+    Column,
     Device,
     EarlyStopping,
+    ImageFolder,
     Input,
     Layer,
     LinearRegression,
@@ -28,7 +30,12 @@ from tdsl.spec import (
     Schedule,
     Spec,
     Split,
+    Table,
     Target,
+    Teacher,
+    Tensors,
+    Text,
+    TimeSeries,
     Train,
 )
 from tdsl.state import TrainState
@@ -37,9 +44,11 @@ from tdsl.validate import validate
 
 __all__ = [
     "Checkpoint",
+    "Column",
     "Device",
     "Diagnostic",
     "EarlyStopping",
+    "ImageFolder",
     "Input",
     "Layer",
     "LinearRegression",
@@ -58,8 +67,13 @@ __all__ = [
     "Spec",
     "SpecError",
     "Split",
+    "Table",
     "Target",
     "TdslError",
+    "Teacher",
+    "Tensors",
+    "Text",
+    "TimeSeries",
     "Train",
     "TrainState",
     "compile",

@@ -17,6 +17,7 @@ from torch import nn
 from tdsl import ops
 from tdsl.errors import Diagnostics, check_keywords, did_you_mean
 from tdsl.graph import Graph, Node
+from tdsl.imports import ImportRefused
 from tdsl.ops.registry import BATCH, shape_text
 
 DTYPES = {
@@ -49,6 +50,8 @@ _POSITIVE = {
     "output_size",
 }
 _PROBABILITY = {"p", "dropout"}
+# Stacks deeper than any trained model, whose construction alone would take minutes.
+_AT_MOST = {"num_layers": 1024}
 
 
 class GraphModule(nn.Module):
@@ -95,6 +98,22 @@ def check_arguments(node: Node, op: ops.OpDef, diags: Diagnostics) -> bool:
     for key, value in node.args.items():
         if key not in op.arguments:
             continue
+        if key in _AT_MOST and isinstance(value, int) and value > _AT_MOST[key]:
+            diags.error(
+                (*node.path, key),
+                f"must be at most {_AT_MOST[key]} (got {value}); inference builds every layer",
+            )
+            ok = False
+            continue
+        too_big = [
+            v
+            for v in (value if isinstance(value, tuple) else (value,))
+            if isinstance(v, int) and abs(v) > 2**63 - 1
+        ]
+        if too_big:
+            diags.error((*node.path, key), f"must be at most 2**63 - 1 (got {too_big[0]})")
+            ok = False
+            continue
         if key in _POSITIVE and not _all_positive_ints(value):
             diags.error((*node.path, key), f"must be a positive integer (got {value!r})")
             ok = False
@@ -120,7 +139,11 @@ def _all_positive_ints(value: Any) -> bool:
 
 
 def build_graph(
-    graph: Graph, diags: Diagnostics, batch_size: int = BATCH, device: str | torch.device = "meta"
+    graph: Graph,
+    diags: Diagnostics,
+    batch_size: int = BATCH,
+    device: str | torch.device = "meta",
+    allow_imports: Sequence[str] = (),
 ) -> tuple[GraphModule | None, dict[str, Any]]:
     """Build every node; return the module (None if any node failed) and each node's value.
 
@@ -132,7 +155,12 @@ def build_graph(
     layers: dict[str, nn.Module] = {}
     failed = False
     for node in graph.nodes:
-        op = ops.lookup(node.op)
+        try:
+            op = ops.lookup(node.op, allow_imports)
+        except ImportRefused as exc:
+            diags.error((*node.path, "op"), exc.message, exc.hint)
+            failed = True
+            continue
         if op is None:
             diags.error(
                 (*node.path, "op"),
@@ -200,8 +228,33 @@ def _build_node(node: Node, op: ops.OpDef, inputs: Sequence[Any], diags: Diagnos
     return layer
 
 
+def _recurrent_shapes(layer: nn.RNNBase, x: torch.Tensor) -> Any:
+    """An RNN's outputs computed from its settings: running it on meta tensors costs a
+    Python loop per step and layer, which for long sequences takes as long as real work."""
+    if x.dim() != 3 or x.shape[-1] != layer.input_size:
+        return layer(x)  # let torch word the error
+    batch, steps = (x.shape[0], x.shape[1]) if layer.batch_first else (x.shape[1], x.shape[0])
+    directions = 2 if layer.bidirectional else 1
+    out_size = layer.proj_size or layer.hidden_size
+    shape = (
+        (batch, steps, directions * out_size)
+        if layer.batch_first
+        else (steps, batch, directions * out_size)
+    )
+    output = torch.empty(shape, dtype=x.dtype, device="meta")
+    h = torch.empty((directions * layer.num_layers, batch, out_size), dtype=x.dtype, device="meta")
+    if isinstance(layer, nn.LSTM):
+        c = torch.empty(
+            (directions * layer.num_layers, batch, layer.hidden_size), dtype=x.dtype, device="meta"
+        )
+        return output, (h, c)
+    return output, h
+
+
 def _run_node(node: Node, layer: nn.Module, inputs: Sequence[Any], diags: Diagnostics):
     try:
+        if type(layer) in (nn.LSTM, nn.GRU, nn.RNN) and len(inputs) == 1:
+            return _recurrent_shapes(layer, inputs[0])
         return layer(*inputs)
     except ops.OpError as exc:
         diags.error(node.path, f"layer {node.name!r} ({node.op}) {exc.message}", exc.hint)

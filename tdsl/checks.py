@@ -4,81 +4,26 @@ and device: `checks_setup`.)"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
-import attrs
 import torch
 
 from tdsl import spec as S
 from tdsl.build import describe
+from tdsl.data import DataSignature, data_signature  # noqa: F401 (re-exported)
+from tdsl.data import checks as data_checks
 from tdsl.errors import Diagnostics, SpecPath, check_keywords, did_you_mean
 from tdsl.graph import Graph
-from tdsl.losses import LossDef, WeightedSum, lookup_loss, loss_names
+from tdsl.imports import ImportRefused
+from tdsl.losses import LossDef, WeightedSum, build_loss, lookup_loss, loss_names
 from tdsl.metrics import lookup_metric, metric_names
 from tdsl.ops.registry import shape_text
 
-
-@attrs.frozen
-class DataSignature:
-    """What a data source yields: feature shape/dtype (None: follows the model) and target."""
-
-    feature_shape: tuple[int, ...] | None
-    feature_dtype: str
-    target: S.Target
-
-
-def data_signature(data: S.DataSource) -> DataSignature:
-    if isinstance(data, S.LinearRegression):
-        return DataSignature((len(data.weights),), "float32", S.Target(kind="regression"))
-    if isinstance(data, S.Rings):
-        return DataSignature((2,), "float32", S.Target(kind="binary"))
-    return DataSignature(None, "float32", data.target)
-
-
-def check_data(spec: S.Spec, diags: Diagnostics) -> None:
-    split = spec.data.split
-    total = split.train + split.val + split.test
-    if abs(total - 1.0) > 1e-6:
-        diags.error(("data", "split"), f"split fractions must sum to 1 (got {total:g})")
-    if split.train == 0:
-        diags.error(("data", "split", "train"), "the training split is empty")
-    signature = data_signature(spec.data)
-    if signature.feature_shape is None:
-        return
-    inputs = spec.model.inputs
-    if len(inputs) != 1:
-        diags.error(
-            ("model", "inputs"),
-            f"data {spec.data.kind!r} yields one feature tensor, "
-            f"the model declares {len(inputs)} inputs",
-        )
-    elif inputs[0].shape != signature.feature_shape:
-        diags.error(
-            ("model", "inputs", 0, "shape"),
-            f"data {spec.data.kind!r} yields features "
-            f"of shape {list(signature.feature_shape)}, the model input declares "
-            f"{list(inputs[0].shape)}",
-        )
-
-
-def check_random_ids(spec: S.Spec, graph: Graph | None, diags: Diagnostics) -> None:
-    """Random integer features must be valid ids for the embeddings that read them."""
-    if not isinstance(spec.data, S.RandomData) or graph is None:
-        return
-    int_inputs = {i.name for i in spec.model.inputs if i.dtype.startswith("int")}
-    for node in graph.nodes:
-        rows = node.args.get("num_embeddings")
-        if (
-            node.op.startswith("embedding")
-            and isinstance(rows, int)
-            and set(node.inputs) & int_inputs
-        ) and spec.data.int_high > rows:
-            diags.error(
-                ("data", "int_high"),
-                f"random ids go up to {spec.data.int_high - 1}, "
-                f"but embedding {node.name!r} has {rows} rows",
-                f"set int_high to at most {rows}",
-            )
+# Data checks live with the data sources; these names stay importable from here.
+check_data = data_checks.check_data
+check_random_ids = data_checks.check_ids
 
 
 _PROBABILITY_OPS = {
@@ -97,14 +42,22 @@ def output_kind(graph: Graph) -> tuple[str, str]:
     return _PROBABILITY_OPS.get(last.op.lower().removeprefix("nn."), "logits"), last.name
 
 
-def _lookup(kind: str, path: SpecPath, diags: Diagnostics) -> LossDef | None:
-    loss = lookup_loss(kind)
+def _lookup(
+    kind: str, path: SpecPath, diags: Diagnostics, allow_imports: Sequence[str]
+) -> LossDef | None:
+    try:
+        loss = lookup_loss(kind, allow_imports)
+    except ImportRefused as exc:
+        diags.error((*path, "kind"), exc.message, exc.hint)
+        return None
     if loss is None:
         diags.error((*path, "kind"), f"unknown loss {kind!r}", did_you_mean(kind, loss_names()))
     return loss
 
 
-def resolve_loss(spec: S.Loss, diags: Diagnostics) -> LossDef | None:
+def resolve_loss(
+    spec: S.Loss, diags: Diagnostics, allow_imports: Sequence[str] = ()
+) -> LossDef | None:
     """The loss's definition; for `kind: sum`, one combining its terms' expectations."""
     if spec.kind != "sum":
         if spec.terms:
@@ -113,7 +66,7 @@ def resolve_loss(spec: S.Loss, diags: Diagnostics) -> LossDef | None:
                 "terms are only for kind: sum",
                 f"use kind: sum, or remove terms from loss {spec.kind!r}",
             )
-        loss = _lookup(spec.kind, ("loss",), diags)
+        loss = _lookup(spec.kind, ("loss",), diags, allow_imports)
         if loss is not None:
             check_keywords(spec.args, loss.arguments, f"loss {loss.name!r}", ("loss",), diags)
         return loss
@@ -124,7 +77,7 @@ def resolve_loss(spec: S.Loss, diags: Diagnostics) -> LossDef | None:
     parts = []
     for index, term in enumerate(spec.terms):
         path = ("loss", "terms", index)
-        found = _lookup(term.kind, path, diags)
+        found = _lookup(term.kind, path, diags, allow_imports)
         if found is not None:
             check_keywords(term.args, found.arguments, f"loss {term.kind!r}", path, diags)
             parts.append(found)
@@ -143,12 +96,16 @@ def resolve_loss(spec: S.Loss, diags: Diagnostics) -> LossDef | None:
 
 
 def check_loss(
-    spec: S.Spec, graph: Graph | None, output: Any, diags: Diagnostics
+    spec: S.Spec,
+    graph: Graph | None,
+    output: Any,
+    diags: Diagnostics,
+    allow_imports: Sequence[str] = (),
 ) -> LossDef | None:
-    loss = resolve_loss(spec.loss, diags)
+    loss = resolve_loss(spec.loss, diags, allow_imports)
     if loss is None:
         return None
-    target = data_signature(spec.data).target
+    target = data_signature(spec).target
     if target.kind not in loss.targets:
         fitting = [n for n in loss_names() if n != "sum" and target.kind in lookup_loss(n).targets]
         diags.error(
@@ -169,7 +126,8 @@ def check_loss(
         return loss
     produced, node = output_kind(graph)
     where = ("model", "layers", _layer_index(graph, node))
-    _check_output_shape(loss, target, output, where, diags)
+    if _check_output_shape(loss, target, output, where, diags):
+        _try_loss(spec, target, output, diags, allow_imports)
     if loss.expects == "probabilities" and produced != "probabilities":
         diags.error(
             where,
@@ -196,6 +154,36 @@ def check_loss(
     return loss
 
 
+def _try_loss(
+    spec: S.Spec,
+    target: S.Target,
+    output: torch.Tensor,
+    diags: Diagnostics,
+    allow_imports: Sequence[str],
+) -> None:
+    """Build the loss and run it on stand-in tensors: torch's own checks of its arguments and
+    inputs (an unknown reduction, a weight of the wrong size) become diagnostics."""
+    # Two real rows when small, since some checks only run on real data; else meta.
+    device = "cpu" if math.prod(output.shape[1:]) <= 2**16 else "meta"
+    rows = 2 if device == "cpu" else output.shape[0]
+    sample = torch.zeros(rows, *output.shape[1:], device=device)
+    if target.kind == "class":
+        wanted = torch.zeros(rows, dtype=torch.long, device=device)
+    else:
+        wanted = torch.zeros(rows, *target.shape, device=device)
+    try:
+        with torch.device(device):
+            build_loss(spec.loss, allow_imports)(sample, wanted)
+    except Exception as exc:  # torch's wording of what is wrong
+        lines = str(exc).strip().splitlines()
+        received = shape_text((output.shape[0], *wanted.shape[1:]))
+        diags.error(
+            ("loss",),
+            f"loss {spec.loss.kind!r} cannot run on output {shape_text(output.shape)} and "
+            f"target {received}: {lines[0] if lines else type(exc).__name__}",
+        )
+
+
 def _kinds(kinds: frozenset[str]) -> str:
     return " or ".join(sorted(kinds))
 
@@ -207,7 +195,8 @@ def _layer_index(graph: Graph, name: str) -> int:
 
 def _check_output_shape(
     loss: LossDef, target: S.Target, output: torch.Tensor, where: SpecPath, diags: Diagnostics
-) -> None:
+) -> bool:
+    """False (with an error) when the output's shape cannot fit the targets."""
     per_sample = tuple(output.shape[1:])
     if target.kind == "class":
         classes = target.num_classes
@@ -218,6 +207,7 @@ def _check_output_shape(
                 f"loss {loss.name!r} over {classes or 'N'} classes "
                 f"needs an output of shape {want}, got {shape_text(output.shape)}",
             )
+            return False
     elif per_sample != tuple(target.shape) and per_sample != ():
         diags.error(
             where,
@@ -225,10 +215,12 @@ def _check_output_shape(
             f"{shape_text((output.shape[0], *target.shape))} needs an output of that shape,"
             f" got {shape_text(output.shape)}",
         )
+        return False
+    return True
 
 
 def check_metrics(spec: S.Spec, diags: Diagnostics) -> list[str]:
-    target = data_signature(spec.data).target
+    target = data_signature(spec).target
     names = []
     for index, metric in enumerate(spec.metrics):
         found = lookup_metric(metric.kind)

@@ -4,11 +4,14 @@ metrics, and the device. Each check appends diagnostics; none raises."""
 from __future__ import annotations
 
 import re
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
 from tdsl import spec as S
-from tdsl.errors import Diagnostics, check_keywords, did_you_mean
+from tdsl.errors import Diagnostics, SpecPath, check_keywords, did_you_mean
 from tdsl.graph import Graph
 from tdsl.optim import lookup_optimizer, lookup_schedule, optimizer_names, schedule_names
 from tdsl.select import select
@@ -25,17 +28,35 @@ def check_optimizer(spec: S.Spec, diags: Diagnostics) -> None:
             f"unknown optimizer {opt.kind!r}",
             did_you_mean(opt.kind, optimizer_names()),
         )
+    elif found.name in UNSUPPORTED_OPTIMIZERS:
+        diags.error(
+            ("optimizer", "kind"),
+            f"optimizer {opt.kind!r} "
+            f"{UNSUPPORTED_OPTIMIZERS[found.name]}, which a training step does not give",
+        )
+        found = None
     else:
         known = {k: v for k, v in found.arguments.items() if k != "lr"}
-        check_keywords(opt.args, known, f"optimizer {opt.kind!r}", ("optimizer",), diags)
+        ok = check_keywords(opt.args, known, f"optimizer {opt.kind!r}", ("optimizer",), diags)
         for index, group in enumerate(opt.groups):
-            check_keywords(
+            ok &= check_keywords(
                 group.args,
                 {k: False for k in found.arguments},
                 f"optimizer {opt.kind!r} param groups",
                 ("optimizer", "groups", index),
                 diags,
             )
+        trial = (
+            _trial(
+                ("optimizer",),
+                f"optimizer {opt.kind!r}",
+                diags,
+                lambda: _step_once(found.cls(_trial_groups(opt), lr=opt.lr, **opt.args)),
+            )
+            if ok
+            else None
+        )
+        found = trial
     if opt.schedule is not None:
         schedule = lookup_schedule(opt.schedule.kind)
         path = ("optimizer", "schedule")
@@ -46,7 +67,7 @@ def check_optimizer(spec: S.Spec, diags: Diagnostics) -> None:
                 did_you_mean(opt.schedule.kind, schedule_names()),
             )
         else:
-            check_keywords(
+            ok = check_keywords(
                 opt.schedule.args,
                 schedule.arguments,
                 f"schedule {opt.schedule.kind!r}",
@@ -54,6 +75,66 @@ def check_optimizer(spec: S.Spec, diags: Diagnostics) -> None:
                 diags,
                 FILLED_SCHEDULE_ARGS,
             )
+            if ok and found is not None:
+                args = {
+                    k: v
+                    for k, v in _filled(spec, schedule.arguments).items()
+                    if k not in opt.schedule.args
+                }
+                _trial(
+                    path,
+                    f"schedule {opt.schedule.kind!r}",
+                    diags,
+                    lambda: _step_twice(schedule.cls(found, **args, **opt.schedule.args)),
+                )
+
+
+# Optimizers whose step needs something a plain training step does not provide.
+UNSUPPORTED_OPTIMIZERS = {
+    "lbfgs": "needs a closure that re-evaluates the loss",
+    "sparseadam": "needs sparse gradients",
+}
+
+
+def _step_once(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Group arguments (a group's `lr: x`) are only used, and so checked, by a step."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            param.grad = torch.zeros_like(param)
+    optimizer.step()
+    return optimizer
+
+
+def _step_twice(scheduler: Any) -> None:
+    """Some bad arguments (T_max: 0) only fail when the schedule first computes a rate."""
+    plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    for _ in range(2):
+        scheduler.optimizer.step()
+        scheduler.step(1.0) if plateau else scheduler.step()
+
+
+def _trial_groups(opt: S.Optimizer) -> list[dict[str, Any]]:
+    """One stand-in parameter per group: enough for torch to check the arguments."""
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(1))], **g.args} for g in opt.groups]
+    return groups or [{"params": [torch.nn.Parameter(torch.zeros(1))]}]
+
+
+def _filled(spec: S.Spec, arguments: Mapping[str, bool]) -> dict[str, Any]:
+    total = spec.train.epochs
+    filled = {"T_max": total, "total_steps": total, "max_lr": spec.optimizer.lr}
+    return {k: v for k, v in filled.items() if k in arguments}
+
+
+def _trial(path: SpecPath, what: str, diags: Diagnostics, build: Callable[[], Any]) -> Any:
+    """Build the torch object on stand-ins: torch's own argument checks, as diagnostics."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return build()
+    except Exception as exc:  # torch's wording of what is wrong with an argument
+        lines = str(exc).strip().splitlines()
+        diags.error(path, f"{what} refuses its arguments: {lines[0] if lines else exc!r}")
+        return None
 
 
 def check_selectors(
@@ -123,12 +204,12 @@ def check_monitors(spec: S.Spec, metric_names_: list[str], diags: Diagnostics) -
             diags.error(path, f"cannot monitor {item.monitor!r}: the data has no validation split")
 
 
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 def check_device(spec: S.Spec, diags: Diagnostics) -> None:
     name, precision = spec.device.name, spec.device.precision
-    if not _DEVICE.match(name):
+    if not _DEVICE.fullmatch(name):
         diags.error(
             ("device", "name"),
             f"unknown device {name!r}",

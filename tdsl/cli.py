@@ -55,9 +55,23 @@ def _parser() -> argparse.ArgumentParser:
 
     guess = commands.add_parser("predict", help="a run's model outputs for new rows")
     guess.add_argument("run_dir", metavar="RUN_DIR")
-    guess.add_argument("--input", required=True, metavar="FILE", help=".npy, .npz, .pt or .csv")
+    guess.add_argument(
+        "--input",
+        required=True,
+        metavar="FILE",
+        help="rows: .npy, .npz or .pt; or raw data for the run's source (CSV, texts, images)",
+    )
     guess.add_argument("--output", required=True, metavar="FILE", help=".npy or .csv")
     guess.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    for command in (check, show, train, again, score, guess):
+        command.add_argument(
+            "--allow-import",
+            action="append",
+            default=[],
+            metavar="PREFIX",
+            dest="allow_imports",
+            help="let the spec import user code under this module prefix (repeatable)",
+        )
     return parser
 
 
@@ -74,7 +88,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     everything, ok = [], True
     for file in args.files:
-        report = validate(_as_path(file), overrides=_overrides(args.set))
+        report = validate(_as_path(file), _overrides(args.set), args.allow_imports)
         ok = ok and report.ok
         if args.format == "json":
             everything += [d.to_json() for d in report.diagnostics]
@@ -110,7 +124,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     spec, problems = read_spec(_as_path(args.file), _overrides(args.set))
     if spec is None:
         raise SpecError(problems)
-    print(summary(spec, params=args.params))
+    print(summary(spec, params=args.params, allow_imports=args.allow_imports))
     return 0
 
 
@@ -127,7 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tdsl.rundir import default_run_dir, run
     from tdsl.validate import validate
 
-    report = validate(_as_path(args.file), overrides=_overrides(args.set))
+    report = validate(_as_path(args.file), _overrides(args.set), args.allow_imports)
     if report.diagnostics:
         print(report.format(), file=sys.stderr)
     if not report.ok:
@@ -142,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     try:
         with _stop_on_sigterm():
-            directory, result = run(spec, out)
+            directory, result = run(spec, out, allow_imports=args.allow_imports)
     except KeyboardInterrupt:
         print(
             f"interrupted; continue from the last finished epoch with: tdsl resume {out}",
@@ -183,7 +197,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     try:
         with _stop_on_sigterm():
-            result = resume(_as_path(args.run_dir))
+            result = resume(_as_path(args.run_dir), allow_imports=args.allow_imports)
     except KeyboardInterrupt:
         print(f"interrupted; continue with: tdsl resume {args.run_dir}", file=sys.stderr)
         return 130
@@ -195,7 +209,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from tdsl.rundir import evaluate_run
 
-    for split, logs in evaluate_run(_as_path(args.run_dir), args.checkpoint).items():
+    for split, logs in evaluate_run(
+        _as_path(args.run_dir), args.checkpoint, args.allow_imports
+    ).items():
         print(f"{split}: {_logs(logs)}")
     return 0
 
@@ -204,7 +220,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from tdsl.rundir import predict_run
 
     rows = predict_run(
-        _as_path(args.run_dir), _as_path(args.input), _as_path(args.output), args.checkpoint
+        _as_path(args.run_dir),
+        _as_path(args.input),
+        _as_path(args.output),
+        args.checkpoint,
+        args.allow_imports,
     )
     print(f"wrote {rows} predictions to {args.output}")
     return 0

@@ -47,6 +47,7 @@ _MAPPING_NOUNS = {
     S.Device: "device",
     S.Split: "split",
     S.Target: "target",
+    S.Column: "column",
     S.Regularizer: "regularizer",
     **{cls: f"data (kind {kind})" for kind, cls in S.DATA_SOURCES.items()},
     S.Layer: "layer",
@@ -58,9 +59,10 @@ _MAPPING_NOUNS = {
     S.Metric: "metric",
 }
 # Bare strings stand for a spec with only its name: `- relu`, `metrics: [accuracy]`,
-# `device: cpu`, `loss: mse`, `optimizer: adam`.
+# `device: cpu`, `loss: mse`, `optimizer: adam`, a CSV column `- Fare`.
 STRING_SHORTHAND = {
     S.Layer: "op",
+    S.Column: "name",
     S.Metric: "kind",
     S.Device: "name",
     S.Loss: "kind",

@@ -62,7 +62,7 @@ def resolve(model: S.Model, diags: Diagnostics, path: SpecPath = ("model",)) -> 
     errors_before = len(diags.items)
     input_names = [i.name for i in model.inputs]
     for index, name in enumerate(input_names):
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             diags.error(
                 (*path, "inputs", index, "name"), f"input name {name!r} is not an identifier"
             )
@@ -76,7 +76,7 @@ def resolve(model: S.Model, diags: Diagnostics, path: SpecPath = ("model",)) -> 
     }
     for index, (layer, name) in enumerate(zip(model.layers, names, strict=True)):
         layer_path = (*path, "layers", index)
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             diags.error(
                 (*layer_path, "name"),
                 f"layer name {name!r} is not an identifier",

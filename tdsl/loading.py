@@ -29,6 +29,9 @@ def read_spec(
     file: str | None = None
     if isinstance(source, os.PathLike) or _looks_like_path(str(source)):
         file = os.fspath(source)
+        if Path(file).exists() and not Path(file).is_file():
+            # A directory, a FIFO or a device: reading it fails or blocks forever.
+            return None, [Diagnostic((), "not a regular file", location=Location(file, 1, 1))]
         try:
             text = read_text(Path(file))
         except FileNotFoundError:
@@ -41,8 +44,10 @@ def read_spec(
     else:
         text = str(source)
     data, source_map, problems = parse(text, file)
-    if problems or data is None:
+    if problems:
         return None, problems
+    if data is None:
+        return None, [Diagnostic((), "the spec is empty", location=Location(file, 1, 1))]
     if overrides is not None:
         data, override_problems = overrides(data)
         if override_problems:

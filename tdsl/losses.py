@@ -8,7 +8,7 @@ to catch a bce without a sigmoid, a cross-entropy with the wrong width, and so o
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tdsl.imports import ImportRefused, import_object, is_import_path
 from tdsl.ops.registry import signature_arguments
 
 
@@ -109,24 +110,29 @@ class WeightedSum(nn.Module):
         return total
 
 
-def build_loss(spec: Any) -> nn.Module:
+def build_loss(spec: Any, allow_imports: Sequence[str] = ()) -> nn.Module:
     """The loss module for a `tdsl.Loss` spec that has passed validation."""
     if spec.kind == "sum":
-        return WeightedSum(
-            [t.weight for t in spec.terms], [lookup_loss(t.kind).build(t.args) for t in spec.terms]
-        )
-    return lookup_loss(spec.kind).build(spec.args)
+        losses = [lookup_loss(t.kind, allow_imports).build(t.args) for t in spec.terms]
+        return WeightedSum([t.weight for t in spec.terms], losses)
+    return lookup_loss(spec.kind, allow_imports).build(spec.args)
 
 
 def loss_names() -> list[str]:
     return sorted([*_LOSSES, "sum"])
 
 
-def lookup_loss(name: str) -> LossDef | None:
+def lookup_loss(name: str, allow_imports: Sequence[str] = ()) -> LossDef | None:
     """A registered loss, or any torch.nn loss by class name (`nn.KLDivLoss`). `sum` is not
     a loss by itself: see `build_loss`."""
     if name in _LOSSES:
         return _LOSSES[name]
+    if is_import_path(name):  # a user's loss class: imported only if allowed
+        cls = import_object(name, allow_imports)
+        if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
+            raise ImportRefused(f"{name!r} is not a torch.nn.Module class")
+        kinds = frozenset({"binary", "class", "regression"})
+        return LossDef(name, cls, "values", kinds, signature_arguments(cls))
     class_name = name.removeprefix("torch.").removeprefix("nn.")
     cls = getattr(nn, class_name, None)
     if class_name != name and inspect.isclass(cls) and class_name.endswith("Loss"):

@@ -52,7 +52,7 @@ def apply_overrides(data: Any, assignments: Sequence[str]) -> tuple[Any, list[Di
             continue
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError, RecursionError, AttributeError):
             problems.append(_problem(assignment, f"cannot read value {raw!r}"))
             continue
         error = _assign(data, path, value)

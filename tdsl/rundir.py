@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from tdsl.build import DTYPES
 from tdsl.callbacks import Checkpointer, EarlyStopping, HistoryWriter, ProgressPrinter
 from tdsl.checks_setup import default_monitor
 from tdsl.compile import Program, compile
-from tdsl.data import load_data
+from tdsl.data import DataError, Fitted, load_data, read_input, with_absolute_paths
 from tdsl.errors import TdslError
 from tdsl.files import atomic_write_text
 from tdsl.loading import dump, load
@@ -37,7 +38,9 @@ class RunError(TdslError):
 
 
 def default_run_dir(spec: S.Spec, root: Path = Path("runs")) -> Path:
-    return root / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # Reduced to safe characters: no spec name (`../x`, `/abs`, NUL) leaves `root`.
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", spec.name).lstrip(".") or "run"
+    return root / f"{name[:80]}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _prepare(directory: Path) -> None:
@@ -98,16 +101,22 @@ def run(
     *,
     stream: TextIO | None = None,
     callbacks: Sequence[Any] = (),
+    allow_imports: Sequence[str] = (),
 ) -> tuple[Path, FitResult]:
     """Train `spec` in a new run directory; returns the directory and the fit result."""
     directory = Path(directory) if directory is not None else default_run_dir(spec)
-    program = compile(spec)  # validates first: raises SpecError before anything is written
+    spec = with_absolute_paths(spec)  # data paths as absolute: the same files from any folder
+    # Validates first: raises SpecError before anything is written.
+    program = compile(spec, allow_imports)
+    data = load_data(spec)
     _prepare(directory)
+    if data.fitted is not None:  # transforms fitted on the training rows, for resume/eval/predict
+        data.fitted.save(directory)
     spec_text = dump(spec, defaults=True)
     atomic_write_text(directory / "spec.yaml", spec_text)
     atomic_write_text(directory / "summary.txt", summary(spec) + "\n")
     ordered, _ = _callbacks(spec, directory, spec_text, stream, callbacks)
-    result = fit(program, program.init(), load_data(spec), callbacks=ordered)
+    result = fit(program, program.init(), data, callbacks=ordered)
     _finish(directory, result)
     return directory, result
 
@@ -122,7 +131,11 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def resume(
-    directory: Path, *, stream: TextIO | None = None, callbacks: Sequence[Any] = ()
+    directory: Path,
+    *,
+    stream: TextIO | None = None,
+    callbacks: Sequence[Any] = (),
+    allow_imports: Sequence[str] = (),
 ) -> FitResult:
     """Continue the run in `directory` from its last checkpoint."""
     directory = Path(directory)
@@ -139,7 +152,7 @@ def resume(
             )
         )
         raise RunError(f"the spec changed since the checkpoint was written:\n{diff}")
-    program = compile(spec)
+    program = compile(spec, allow_imports)
     ordered, stateful = _callbacks(spec, directory, checkpoint["spec"], stream, callbacks)
     for callback, saved in zip(stateful[:-1], checkpoint["callbacks"], strict=True):
         callback.load_state_dict(saved)
@@ -147,21 +160,26 @@ def resume(
     state = TrainState.from_dict(checkpoint["state"], program.device)
     if checkpoint["stop_reason"]:
         return FitResult(state, checkpoint["history"], checkpoint["stop_reason"])
-    result = fit(program, state, load_data(spec), callbacks=ordered, history=checkpoint["history"])
+    data = load_data(spec, Fitted.load(directory))
+    result = fit(program, state, data, callbacks=ordered, history=checkpoint["history"])
     _finish(directory, result)
     return result
 
 
-def _program_and_state(directory: Path, which: str) -> tuple[Program, TrainState]:
+def _program_and_state(
+    directory: Path, which: str, allow_imports: Sequence[str] = ()
+) -> tuple[Program, TrainState]:
     checkpoint = _load_checkpoint(Path(directory) / "checkpoints" / f"{which}.pt")
-    program = compile(load(checkpoint["spec"]))
+    program = compile(load(checkpoint["spec"]), allow_imports)
     return program, TrainState.from_dict(checkpoint["state"], program.device)
 
 
-def evaluate_run(directory: Path, which: str = "best") -> dict[str, dict[str, float]]:
+def evaluate_run(
+    directory: Path, which: str = "best", allow_imports: Sequence[str] = ()
+) -> dict[str, dict[str, float]]:
     """Metrics of the run's `which` checkpoint on its validation and test splits."""
-    program, state = _program_and_state(directory, which)
-    splits = load_data(program.spec)
+    program, state = _program_and_state(directory, which, allow_imports)
+    splits = load_data(program.spec, Fitted.load(directory))
     results = {}
     for name, data in (("val", splits.val), ("test", splits.test)):
         if data is not None and len(data):
@@ -189,10 +207,21 @@ def _read_features(path: Path) -> tuple[torch.Tensor, ...]:
     raise RunError(f"unsupported input format {suffix!r}; use .npy, .npz, .pt or .csv")
 
 
-def predict_run(directory: Path, input_path: Path, output_path: Path, which: str = "best") -> int:
+def predict_run(
+    directory: Path,
+    input_path: Path,
+    output_path: Path,
+    which: str = "best",
+    allow_imports: Sequence[str] = (),
+) -> int:
     """Write the model's outputs for the rows in `input_path`; returns the row count."""
-    program, state = _program_and_state(directory, which)
-    features = _read_features(Path(input_path))
+    program, state = _program_and_state(directory, which, allow_imports)
+    try:  # a CSV, texts, a series or images in the source's format, through its transforms
+        features = read_input(program.spec, Fitted.load(directory), Path(input_path))
+    except DataError as exc:
+        raise RunError(f"cannot use input {input_path}: {exc.problems[0].message}") from None
+    if features is None:
+        features = _read_features(Path(input_path))
     declared = program.spec.model.inputs
     if len(features) != len(declared):
         raise RunError(

@@ -7,6 +7,7 @@ in `args` and accept them as keywords: `Layer("linear", out_features=4)` is the 
 by the validation pass, not here. Change a spec with `attrs.evolve`.
 """
 
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -18,10 +19,24 @@ from tdsl.frozen import FrozenMap, freeze
 # --- validators: local invariants, worded "must be ... (got ...)" --------------------------
 
 
+INT64_MAX = 2**63 - 1
+# Values per sample an input may declare: inference multiplies it by its batch of 7919 and
+# must stay within int64, and no real sample is larger.
+MAX_SAMPLE_VALUES = 2**40
+
+
+def finite(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"must be finite (got {value!r})")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
+        raise ValueError(f"must be at most 2**63 - 1 (got {value!r})")
+
+
 def _bound(op: str, limit: float):
     tests = {">": lambda v: v > limit, ">=": lambda v: v >= limit, "<=": lambda v: v <= limit}
 
     def check(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        finite(_instance, attribute, value)
         if value is not None and not tests[op](value):
             raise ValueError(f"must be {op} {limit:g} (got {value!r})")
 
@@ -42,6 +57,8 @@ def _each_positive(_instance: Any, attribute: attrs.Attribute, value: Any) -> No
     bad = [v for v in value if v <= 0]
     if bad:
         raise ValueError(f"sizes must be > 0 (got {list(value)!r})")
+    if math.prod(value) > MAX_SAMPLE_VALUES:
+        raise ValueError(f"too large: {math.prod(value)} values per sample (got {list(value)!r})")
 
 
 def _float(value: Any) -> Any:
@@ -96,14 +113,26 @@ class Model:
     outputs: tuple[str, ...] = field(default=(), converter=_tuple)
 
 
-# --- data (placeholder-grade sources; the data issue adds files) ---------------------------
+# --- data -----------------------------------------------------------------------------------
+# Synthetic sources are generated from the spec's seed; file sources read paths relative to
+# the spec file (fields marked PATH). Fitted transforms (statistics, categories, vocabularies)
+# are fitted on the training split only.
+
+PATH = {"path": True}
+TargetKind = Literal["binary", "class", "regression"]
 
 
 @frozen(kw_only=True)
 class Split:
+    """Fractions of the rows per split, drawn with a seeded permutation. A split read from its
+    own file (`val_file`, `test_file`) needs a non-zero fraction here; the main file's rows are
+    then shared among the other splits in proportion to theirs."""
+
     train: float = field(converter=_float, default=0.8, validator=[non_negative, at_most_one])
     val: float = field(converter=_float, default=0.2, validator=[non_negative, at_most_one])
     test: float = field(converter=_float, default=0.0, validator=[non_negative, at_most_one])
+    # Keep each class's share of the rows in every split (binary and class targets).
+    stratify: bool = False
 
 
 @frozen(kw_only=True)
@@ -120,10 +149,10 @@ class LinearRegression:
     kind: Literal["linear_regression"] = "linear_regression"
     n: int = field(default=400, validator=positive)
     weights: tuple[float, ...] = field(default=(2.0, -3.0), converter=_floats, validator=_non_empty)
-    bias: float = field(default=10.0, converter=_float)
+    bias: float = field(default=10.0, converter=_float, validator=finite)
     noise: float = field(converter=_float, default=2.0, validator=non_negative)
-    low: float = field(default=-5.0, converter=_float)
-    high: float = field(default=5.0, converter=_float)
+    low: float = field(default=-5.0, converter=_float, validator=finite)
+    high: float = field(default=5.0, converter=_float, validator=finite)
     split: Split = Split()
 
 
@@ -152,7 +181,163 @@ class RandomData:
     split: Split = Split()
 
 
-DataSource = LinearRegression | Rings | RandomData
+@frozen(kw_only=True)
+class Teacher:
+    """Gaussian features labelled by a fixed random two-layer network: a learnable
+    classification task of any size, for benchmarks."""
+
+    kind: Literal["teacher"] = "teacher"
+    n: int = field(default=10_000, validator=positive)
+    features: int = field(default=32, validator=positive)
+    num_classes: int = field(default=2, validator=positive)
+    hidden: int = field(default=64, validator=positive)
+    # Fraction of the labels replaced by random ones.
+    label_noise: float = field(converter=_float, default=0.0, validator=[non_negative, at_most_one])
+    split: Split = Split()
+
+
+@frozen(kw_only=True)
+class Tensors:
+    """Named arrays: an .npz or .pt file, or a folder of NAME.npy files (memory-mapped and
+    read batch by batch, so a data set larger than memory trains)."""
+
+    kind: Literal["tensors"] = "tensors"
+    file: str = field(metadata=PATH)
+    target_kind: TargetKind
+    # Array names: one per model input, and the target's.
+    features: tuple[str, ...] = field(default=("x",), converter=_tuple, validator=_non_empty)
+    target: str = "y"
+    # Class targets: default one more than the largest label.
+    num_classes: int | None = field(default=None, validator=positive)
+    val_file: str | None = field(default=None, metadata=PATH)
+    test_file: str | None = field(default=None, metadata=PATH)
+    # DataLoader worker processes for memory-mapped folders.
+    workers: int = field(default=2, validator=non_negative)
+    split: Split = Split()
+
+
+@frozen(kw_only=True)
+class Column:
+    """One CSV column as features. `passthrough`, `standardize` and `minmax` read numbers;
+    `onehot` reads categories; `missing` gives only a 0/1 was-missing column."""
+
+    name: str
+    transform: Literal["passthrough", "standardize", "minmax", "onehot", "missing"] = "passthrough"
+    # Missing numbers become fill_value, or the training rows' mean or median.
+    fill: Literal["value", "mean", "median"] | None = None
+    fill_value: float = field(default=0.0, converter=_float)
+    # Add a 0/1 column: was the cell missing?
+    indicator: bool = False
+    # onehot: one more column for missing cells and categories the training rows lack.
+    unknown: bool = False
+
+
+def _columns(value: Any) -> tuple:
+    """`"Fare"` is `Column(name="Fare")`, as `- Fare` is in YAML."""
+    return tuple(Column(name=v) if isinstance(v, str) else v for v in value)
+
+
+@frozen(kw_only=True)
+class Table:
+    """A CSV file with a header: feature columns with per-column transforms, and a target."""
+
+    kind: Literal["csv"] = "csv"
+    file: str = field(metadata=PATH)
+    columns: tuple[Column, ...] = field(converter=_columns, validator=_non_empty)
+    # The target column and its kind; class labels that are not integers are numbered in
+    # sorted order.
+    target: str
+    target_kind: TargetKind
+    num_classes: int | None = field(default=None, validator=positive)
+    delimiter: str = ","
+    # Cell texts that mean missing.
+    missing: tuple[str, ...] = field(default=("", "NA", "NaN", "nan"), converter=_tuple)
+    val_file: str | None = field(default=None, metadata=PATH)
+    test_file: str | None = field(default=None, metadata=PATH)
+    split: Split = Split()
+
+
+@frozen(kw_only=True)
+class ImageFolder:
+    """One sub-folder of PNG/JPEG images per class, classes in sorted order (needs Pillow:
+    `pip install 'tdsl[images]'`)."""
+
+    kind: Literal["images"] = "images"
+    folder: str = field(metadata=PATH)
+    # Every image is resized to [height, width].
+    size: tuple[int, ...] = field(converter=tuple, validator=_each_positive)
+    mode: Literal["rgb", "gray"] = "rgb"
+    target_kind: Literal["binary", "class"] = "class"
+    # Per-channel normalization of pixels in [0, 1]: (x - mean) / std; empty: none.
+    mean: tuple[float, ...] = field(default=(), converter=_floats)
+    std: tuple[float, ...] = field(default=(), converter=_floats)
+    # Augmentations of training rows: a random horizontal flip; a random crop after padding
+    # by this many pixels.
+    random_flip: bool = False
+    random_crop: int = field(default=0, validator=non_negative)
+    val_folder: str | None = field(default=None, metadata=PATH)
+    test_folder: str | None = field(default=None, metadata=PATH)
+    workers: int = field(default=2, validator=non_negative)
+    split: Split = Split()
+
+
+@frozen(kw_only=True)
+class Text:
+    """Lines of `label<delimiter>text`, tokenized, as token ids padded or cut to `length`."""
+
+    kind: Literal["text"] = "text"
+    file: str = field(metadata=PATH)
+    target_kind: Literal["binary", "class"] = "binary"
+    num_classes: int | None = field(default=None, validator=positive)
+    delimiter: str = "\t"
+    # regex: the matches of `pattern`; whitespace: split on spaces.
+    tokenizer: Literal["regex", "whitespace"] = "regex"
+    pattern: str = r"\w+(?:'\w+)?"
+    lowercase: bool = True
+    # Ids 0..vocab_size-1, reserved ids included; the most frequent training tokens first.
+    vocab_size: int = field(default=10_000, validator=positive)
+    min_freq: int = field(default=1, validator=positive)
+    length: int = field(default=200, validator=positive)
+    pad_id: int = field(default=1, validator=non_negative)
+    unknown_id: int = field(default=0, validator=non_negative)
+    # pre: pad at the front and keep the last tokens (as the seeds do); post: the other end.
+    padding: Literal["pre", "post"] = "pre"
+    truncation: Literal["pre", "post"] = "pre"
+    val_file: str | None = field(default=None, metadata=PATH)
+    test_file: str | None = field(default=None, metadata=PATH)
+    split: Split = Split()
+
+
+@frozen(kw_only=True)
+class TimeSeries:
+    """Sliding windows over numeric CSV columns in time order: `window` rows in, the row
+    `horizon` steps after the window out. Splits are chronological: train first."""
+
+    kind: Literal["timeseries"] = "timeseries"
+    file: str = field(metadata=PATH)
+    columns: tuple[str, ...] = field(converter=_tuple, validator=_non_empty)
+    # The predicted columns; default: the input columns.
+    targets: tuple[str, ...] = field(default=(), converter=_tuple)
+    window: int = field(default=8, validator=positive)
+    horizon: int = field(default=1, validator=positive)
+    stride: int = field(default=1, validator=positive)
+    # Model the differences between consecutive rows (daily increments of cumulative counts).
+    difference: bool = False
+    delimiter: str = ","
+    split: Split = Split()
+
+
+DataSource = (
+    LinearRegression
+    | Rings
+    | RandomData
+    | Teacher
+    | Tensors
+    | Table
+    | ImageFolder
+    | Text
+    | TimeSeries
+)
 
 
 # --- loss, optimizer, metrics ---------------------------------------------------------------
@@ -318,7 +503,7 @@ class Spec:
     data: DataSource
     model: Model
     loss: Loss
-    seed: int = 0
+    seed: int = field(default=0, validator=finite)
     optimizer: Optimizer = Optimizer()
     metrics: tuple[Metric, ...] = field(default=(), converter=tuple)
     train: Train = Train()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -48,8 +48,10 @@ class Steps:
         scheduler: Any,
         objective: Objective,
         autocast: Callable[[], Any],
+        allow_imports: Sequence[str] = (),
     ):
         self.spec, self.graph, self.module, self.device = spec, graph, module, device
+        self.allow_imports = tuple(allow_imports)  # init() rebuilds the user's layers too
         self.optimizer, self.scheduler, self.autocast = optimizer, scheduler, autocast
         self.params = dict(module.named_parameters())
         self.buffers = dict(module.named_buffers())
@@ -82,7 +84,9 @@ class Steps:
     def init(self, seed: int) -> TrainState:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(seed)
-            fresh, _ = build_graph(self.graph, Diagnostics(), device=self.device)
+            fresh, _ = build_graph(
+                self.graph, Diagnostics(), device=self.device, allow_imports=self.allow_imports
+            )
             rng_start = torch.Generator().manual_seed(seed).get_state()
             rng = (rng_start,) + (
                 (torch.cuda.get_rng_state(self.device),) if self.device.type == "cuda" else ()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import attrs
 import torch
@@ -59,12 +60,12 @@ class Summary:
         return self.table()
 
 
-def summarize(spec: S.Spec | str | os.PathLike) -> Summary:
+def summarize(spec: S.Spec | str | os.PathLike, allow_imports: Sequence[str] = ()) -> Summary:
     """The summary of a valid spec's model; raises `SpecError` if the model does not infer."""
     if not isinstance(spec, S.Spec):
         spec = load(spec)
     diags = Diagnostics()
-    inference = infer(spec, diags)
+    inference = infer(spec, diags, allow_imports)
     if inference.module is None or inference.graph is None:
         raise SpecError([locate(d, spec.source) for d in diags.items])
     module = inference.module
@@ -86,13 +87,14 @@ def summarize(spec: S.Spec | str | os.PathLike) -> Summary:
     )
 
 
-def parameter_table(spec: S.Spec | str | os.PathLike) -> str:
+def parameter_table(spec: S.Spec | str | os.PathLike, allow_imports: Sequence[str] = ()) -> str:
     """One row per parameter: shape, size, and the param group and regularizers that pick it."""
     if not isinstance(spec, S.Spec):
         spec = load(spec)
-    inference = infer(spec, Diagnostics())
+    diags = Diagnostics()
+    inference = infer(spec, diags, allow_imports)
     if inference.module is None or inference.graph is None:
-        raise SpecError([locate(d, spec.source) for d in _diagnostics(spec)])
+        raise SpecError([locate(d, spec.source) for d in diags.items])
     picked = check_selectors(spec, inference.graph, inference.module, Diagnostics())
     rows = []
     for name, param in inference.module.named_parameters():
@@ -116,13 +118,9 @@ def parameter_table(spec: S.Spec | str | os.PathLike) -> str:
     return tabulate(rows, headers=headers, tablefmt="simple", colalign=("left", "left", "right"))
 
 
-def _diagnostics(spec: S.Spec) -> list:
-    diags = Diagnostics()
-    infer(spec, diags)
-    return diags.items
-
-
-def summary(spec: S.Spec | str | os.PathLike, params: bool = False) -> str:
+def summary(
+    spec: S.Spec | str | os.PathLike, params: bool = False, allow_imports: Sequence[str] = ()
+) -> str:
     """The summary table as text; with params, the per-parameter table after it."""
-    text = summarize(spec).table()
-    return text + "\n\n" + parameter_table(spec) if params else text
+    text = summarize(spec, allow_imports).table()
+    return text + "\n\n" + parameter_table(spec, allow_imports) if params else text

@@ -8,6 +8,7 @@ fit (data, loss, metrics, optimizer, selectors, monitors, device).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -18,6 +19,7 @@ from tdsl import spec as S
 from tdsl.build import GraphModule, build_graph, check_arguments
 from tdsl.errors import Diagnostic, Diagnostics, Report, did_you_mean
 from tdsl.graph import Graph, Node, auto_names, resolve
+from tdsl.imports import ImportRefused
 from tdsl.loading import locate, read_spec
 from tdsl.ops import all_op_names, lookup
 from tdsl.ops.registry import BATCH
@@ -41,21 +43,25 @@ class Inference:
         return outs[0] if len(outs) == 1 else (None if None in outs else tuple(outs))
 
 
-def infer(spec: S.Spec, diags: Diagnostics) -> Inference:
+def infer(spec: S.Spec, diags: Diagnostics, allow_imports: Sequence[str] = ()) -> Inference:
     graph = resolve(spec.model, diags)
     if graph is None:
-        _check_ops_only(spec.model, diags)
+        _check_ops_only(spec.model, diags, allow_imports)
         return Inference(None, None, {})
-    module, values = build_graph(graph, diags)
+    module, values = build_graph(graph, diags, allow_imports=allow_imports)
     return Inference(graph, module, values)
 
 
-def _check_ops_only(model: S.Model, diags: Diagnostics) -> None:
+def _check_ops_only(model: S.Model, diags: Diagnostics, allow_imports: Sequence[str]) -> None:
     """When the graph cannot be resolved, still report unknown ops and arguments."""
     for index, (layer, name) in enumerate(zip(model.layers, auto_names(model.layers), strict=True)):
         inputs = layer.inputs or ("<previous>",)
         node = Node(name, layer.op, layer.args, inputs, ("model", "layers", index))
-        op = lookup(layer.op)
+        try:
+            op = lookup(layer.op, allow_imports)
+        except ImportRefused as exc:
+            diags.error((*node.path, "op"), exc.message, exc.hint)
+            continue
         if op is None:
             diags.error(
                 (*node.path, "op"),
@@ -66,11 +72,11 @@ def _check_ops_only(model: S.Model, diags: Diagnostics) -> None:
             check_arguments(node, op, diags)
 
 
-def check_spec(spec: S.Spec, diags: Diagnostics) -> Inference:
-    inference = infer(spec, diags)
+def check_spec(spec: S.Spec, diags: Diagnostics, allow_imports: Sequence[str] = ()) -> Inference:
+    inference = infer(spec, diags, allow_imports)
     checks.check_data(spec, diags)
     checks.check_random_ids(spec, inference.graph, diags)
-    checks.check_loss(spec, inference.graph, inference.output, diags)
+    checks.check_loss(spec, inference.graph, inference.output, diags, allow_imports)
     metric_names = checks.check_metrics(spec, diags)
     checks_setup.check_optimizer(spec, diags)
     selections = {}
@@ -81,16 +87,19 @@ def check_spec(spec: S.Spec, diags: Diagnostics) -> Inference:
     return attrs.evolve(inference, selections=selections)
 
 
-def validate(spec: S.Spec | str | os.PathLike, overrides: Any = None) -> Report:
+def validate(
+    spec: S.Spec | str | os.PathLike, overrides: Any = None, allow_imports: Sequence[str] = ()
+) -> Report:
     """Every problem with `spec` (a Spec, a YAML path, or YAML text). Never raises for a
-    mistake in the spec; the report lists errors and warnings, located in the file."""
+    mistake in the spec; the report lists errors and warnings, located in the file.
+    User code named by import path is imported only under the `allow_imports` prefixes."""
     if not isinstance(spec, S.Spec):
         loaded, problems = read_spec(spec, overrides)
         if loaded is None:
             return Report(tuple(sorted(problems, key=_position)))
         spec = loaded
     diags = Diagnostics()
-    inference = check_spec(spec, diags)
+    inference = check_spec(spec, diags, allow_imports)
     located = [locate(d, spec.source) for d in diags.items]
     shapes, params = {}, None
     if inference.module is not None and inference.graph is not None:

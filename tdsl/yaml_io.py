@@ -13,10 +13,11 @@ from typing import Any
 import attrs
 import yaml
 
-from tdsl.errors import Diagnostic, Location, SpecPath
+from tdsl.errors import Diagnostic, Location, SpecPath, describe_value
 
 MAX_NODES = 100_000  # a real spec has hundreds; more means an alias bomb
 MAX_DEPTH = 64
+MAX_CHARACTERS = 10 * 2**20  # a spec is a page or two; megabytes of it are a mistake
 _MAP, _SEQ, _MERGE = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge"
 _YAML_TAG = "tag:yaml.org,2002:"
 _PLAIN_TAGS = {"map", "seq", "str", "int", "float", "bool", "null", "merge", "timestamp"}
@@ -59,7 +60,9 @@ class _Converter:
 
     def refuse_tag(self, path: SpecPath, node: yaml.Node) -> bool:
         """Only YAML's own plain tags are data; anything else (`!!python/...`) is refused."""
-        if node.tag.removeprefix(_YAML_TAG) in _PLAIN_TAGS:
+        tag = node.tag.removeprefix(_YAML_TAG)
+        collection = tag in ("map", "seq", "merge")
+        if tag in _PLAIN_TAGS and collection != isinstance(node, yaml.ScalarNode):
             return False
         shown = node.tag.replace(_YAML_TAG, "!!", 1)
         self.problem(path, node, f"YAML tag {shown!r} is not allowed", at_key=True)
@@ -85,7 +88,10 @@ class _Converter:
             return self.loader.construct_object(node)
         except yaml.constructor.ConstructorError as exc:
             self.problem(path, node, f"cannot read value: {exc.problem}")
-            return None
+        except Exception:  # `!!int abc`, `!!bool maybe`, a 5000-digit integer, ...
+            tag = node.tag.replace(_YAML_TAG, "!!", 1)
+            self.problem(path, node, f"cannot read value: {node.value!r} is not a valid {tag}")
+        return None
 
     def mapping(self, node: yaml.MappingNode, path: SpecPath) -> dict:
         result: dict[Any, Any] = {}
@@ -93,15 +99,25 @@ class _Converter:
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE:
                 merged = self.convert(value_node, path)
-                for extra in merged if isinstance(merged, list) else [merged]:
-                    if isinstance(extra, dict):
-                        for key, value in extra.items():
-                            result.setdefault(key, value)
+                extras = merged if isinstance(merged, list) else [merged]
+                if not all(isinstance(extra, dict) for extra in extras):
+                    self.problem((*path, "<<"), key_node, "expected a mapping or a list of "
+                                 f"mappings to merge, got {describe_value(merged)}")
+                    continue
+                for extra in extras:
+                    for key, value in extra.items():
+                        result.setdefault(key, value)
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
                 self.problem(path, key_node, "mapping keys must be plain scalars")
                 continue
-            key = self.loader.construct_object(key_node)
+            if self.refuse_tag(path, key_node):
+                continue
+            try:
+                key = self.loader.construct_object(key_node)
+            except Exception:  # a key that does not read as its tag says
+                self.problem(path, key_node, f"cannot read key {key_node.value[:40]!r}")
+                continue
             if not isinstance(key, str | int | float | bool) and key is not None:
                 self.problem(path, key_node, f"unsupported key {key!r}")
                 continue
@@ -130,7 +146,20 @@ class _TooDeep(_TooLarge):
 def parse(text: str, file: str | None = None) -> tuple[Any, SourceMap, list[Diagnostic]]:
     """YAML text -> (plain data, source map, problems). Never raises for bad YAML."""
     source = SourceMap(file, {})
-    loader = yaml.SafeLoader(text)
+    if len(text) > MAX_CHARACTERS:
+        message = (f"the spec is {len(text) / 2**20:.0f} MB; specs are limited to "
+                   f"{MAX_CHARACTERS // 2**20} MB")
+        return None, source, [Diagnostic((), message, location=Location(file, 1, 1))]
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character, NUL, ... anywhere in the text
+        before = text[: exc.position]
+        where = Location(file, before.count("\n") + 1, exc.position - before.rfind("\n"))
+        message = f"invalid YAML: character #x{exc.character:04x} is not allowed in YAML text"
+        return None, source, [Diagnostic((), message, location=where)]
+    too_deep = _too_deep(text, file)
+    if too_deep is not None:
+        return None, source, [too_deep]
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -161,6 +190,25 @@ def parse(text: str, file: str | None = None) -> tuple[Any, SourceMap, list[Diag
     return data, SourceMap(file, converter.positions), converter.problems
 
 
+def _too_deep(text: str, file: str | None) -> Diagnostic | None:
+    """Find nesting beyond MAX_DEPTH from the event stream, which PyYAML produces without
+    recursion (composing nodes recurses, and would overflow the stack first)."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH + 1:  # the top-level mapping is depth 1
+                    mark = event.start_mark
+                    return Diagnostic((), f"YAML nested too deeply (limit {MAX_DEPTH} levels)",
+                                      location=Location(file, mark.line + 1, mark.column + 1))
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return None  # a syntax error: composing reports it with its location
+    return None
+
+
 def _syntax_hint(exc: yaml.MarkedYAMLError) -> str | None:
     """PyYAML's messages name the symptom; say what usually causes it."""
     problem, context = exc.problem or "", exc.context or ""
@@ -180,12 +228,7 @@ def _syntax_hint(exc: yaml.MarkedYAMLError) -> str | None:
 
 def read_text(path: Path) -> str:
     """File contents as text; raises OSError or UnicodeDecodeError for the caller to report."""
-    raw = path.read_bytes()
-    if b"\x00" in raw:
-        raise UnicodeDecodeError(
-            "utf-8", raw, raw.index(b"\x00"), raw.index(b"\x00") + 1, "NUL byte"
-        )
-    return raw.decode("utf-8")
+    return path.read_bytes().decode("utf-8")
 
 
 class _Dumper(yaml.SafeDumper):

@@ -293,7 +293,13 @@ models = _build(
 # --- data -----------------------------------------------------------------------------------
 
 splits = _build(
-    tdsl.Split, optional={"train": probabilities, "val": probabilities, "test": probabilities}
+    tdsl.Split,
+    optional={
+        "train": probabilities,
+        "val": probabilities,
+        "test": probabilities,
+        "stratify": st.booleans(),
+    },
 )
 
 targets = _build(
@@ -336,7 +342,131 @@ random_data = _build(
     required={"target": targets},
 )
 
-data_sources = st.one_of(rings, linear_regressions, random_data)
+target_kinds = st.sampled_from(["binary", "class", "regression"])
+optional_paths = st.one_of(st.none(), names)
+optional_sizes = st.one_of(st.none(), sizes)
+
+teachers = _build(
+    tdsl.Teacher,
+    optional={
+        "n": sizes,
+        "features": sizes,
+        "num_classes": sizes,
+        "hidden": sizes,
+        "label_noise": probabilities,
+        "split": splits,
+    },
+)
+
+tensor_files = _build(
+    tdsl.Tensors,
+    optional={
+        "features": name_tuples.filter(bool),
+        "target": names,
+        "num_classes": optional_sizes,
+        "val_file": optional_paths,
+        "test_file": optional_paths,
+        "workers": st.integers(min_value=0, max_value=16),
+        "split": splits,
+    },
+    required={"file": names, "target_kind": target_kinds},
+)
+
+columns = _build(
+    tdsl.Column,
+    optional={
+        "transform": st.sampled_from(["passthrough", "standardize", "minmax", "onehot", "missing"]),
+        "fill": st.sampled_from([None, "value", "mean", "median"]),
+        "fill_value": _finite_floats,
+        "indicator": st.booleans(),
+        "unknown": st.booleans(),
+    },
+    required={"name": names},
+)
+
+tables = _build(
+    tdsl.Table,
+    optional={
+        "num_classes": optional_sizes,
+        "delimiter": text,
+        "missing": name_tuples,
+        "val_file": optional_paths,
+        "test_file": optional_paths,
+        "split": splits,
+    },
+    required={
+        "file": names,
+        "columns": st.lists(columns, min_size=1, max_size=3),
+        "target": names,
+        "target_kind": target_kinds,
+    },
+)
+
+image_folders = _build(
+    tdsl.ImageFolder,
+    optional={
+        "mode": st.sampled_from(["rgb", "gray"]),
+        "target_kind": st.sampled_from(["binary", "class"]),
+        "mean": st.lists(_finite_floats, max_size=3),
+        "std": st.lists(positive_floats, max_size=3),
+        "random_flip": st.booleans(),
+        "random_crop": st.integers(min_value=0, max_value=8),
+        "val_folder": optional_paths,
+        "test_folder": optional_paths,
+        "workers": st.integers(min_value=0, max_value=16),
+        "split": splits,
+    },
+    required={"folder": names, "size": st.lists(small_sizes, min_size=2, max_size=2)},
+)
+
+texts = _build(
+    tdsl.Text,
+    optional={
+        "target_kind": st.sampled_from(["binary", "class"]),
+        "num_classes": optional_sizes,
+        "delimiter": text,
+        "tokenizer": st.sampled_from(["regex", "whitespace"]),
+        "pattern": text,
+        "lowercase": st.booleans(),
+        "vocab_size": sizes,
+        "min_freq": sizes,
+        "length": sizes,
+        "pad_id": st.integers(min_value=0, max_value=2**31),
+        "unknown_id": st.integers(min_value=0, max_value=2**31),
+        "padding": st.sampled_from(["pre", "post"]),
+        "truncation": st.sampled_from(["pre", "post"]),
+        "val_file": optional_paths,
+        "test_file": optional_paths,
+        "split": splits,
+    },
+    required={"file": names},
+)
+
+time_series = _build(
+    tdsl.TimeSeries,
+    optional={
+        "targets": name_tuples,
+        "window": sizes,
+        "horizon": sizes,
+        "stride": sizes,
+        "difference": st.booleans(),
+        "delimiter": text,
+        "split": splits,
+    },
+    required={"file": names, "columns": name_tuples.filter(bool)},
+)
+
+data_sources = st.one_of(
+    rings,
+    linear_regressions,
+    random_data,
+    teachers,
+    tensor_files,
+    tables,
+    image_folders,
+    texts,
+    time_series,
+)
 
 # --- loss, optimizer, metrics ---------------------------------------------------------------
 
@@ -420,6 +550,7 @@ trains = _build(
         "accumulate": sizes,
         "clip_norm": st.one_of(st.none(), positive_floats),
         "clip_value": st.one_of(st.none(), positive_floats),
+        "on_nan": st.sampled_from(["stop", "skip_batch"]),
         "early_stopping": st.one_of(st.none(), early_stoppings),
         "checkpoint": checkpoints,
     },
@@ -441,7 +572,7 @@ def specs() -> st.SearchStrategy[tdsl.Spec]:
     return _build(
         tdsl.Spec,
         optional={
-            "seed": st.integers(min_value=-(2**63), max_value=2**63),
+            "seed": st.integers(min_value=-(2**63) + 1, max_value=2**63 - 1),
             "optimizer": optimizers,
             "metrics": st.lists(metrics, max_size=3),
             "train": trains,

@@ -9,6 +9,7 @@ warning-only cases. Regenerate the goldens with `TDSL_UPDATE_GOLDENS=1 pytest te
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import traceback
@@ -27,6 +28,7 @@ UPDATE = bool(os.environ.get("TDSL_UPDATE_GOLDENS"))
 # Cases whose expected output describes this (CPU-only) machine.
 MACHINE_DEPENDENT = {
     "61_device_cuda_unavailable": (torch.cuda.is_available(), "a CUDA device is present"),
+    "104_image_not_an_image": (importlib.util.find_spec("PIL") is None, "Pillow is missing"),
 }
 # A few cases for the JSON output: plain errors, a hint-less error, several errors, a warning.
 JSON_CASES = [

@@ -1,6 +1,7 @@
 """Every spec in specs/: valid, the seeds' parameter counts, golden summaries, and a short
 end-to-end run."""
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -28,8 +29,15 @@ SEED_PARAMETER_COUNTS = {
 GOLDEN = ROOT / "tests" / "golden"
 
 
+def skip_without_pillow(path: Path) -> None:
+    """Image specs read PNGs with Pillow, an optional extra (in `dev`)."""
+    if "kind: images" in path.read_text() and importlib.util.find_spec("PIL") is None:
+        pytest.skip("reading images needs Pillow: pip install 'tdsl[images]'")
+
+
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
 def test_spec_is_valid_with_the_seed_parameter_count(path):
+    skip_without_pillow(path)
     report = tdsl.validate(path)
     assert report.ok, report.format()
     assert not report.warnings, report.format()
@@ -48,6 +56,7 @@ def test_summary_matches_golden(path):
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
 def test_spec_runs_end_to_end(path, tmp_path):
+    skip_without_pillow(path)
     spec = tdsl.load(path)
     short = attrs.evolve(spec, train=attrs.evolve(spec.train, epochs=2))
     directory, result = run(short, tmp_path / path.stem)

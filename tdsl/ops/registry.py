@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from tdsl.errors import TdslError
+from tdsl.imports import ImportRefused, import_object, is_import_path
 
 Builder = Callable[[Mapping[str, Any], Sequence[Any]], nn.Module]
 
@@ -104,9 +105,16 @@ def _torch_layers() -> dict[str, type[nn.Module]]:
     return layers
 
 
-def lookup(name: str) -> OpDef | None:
+def lookup(name: str, allow_imports: Sequence[str] = ()) -> OpDef | None:
+    """The op called `name`, or None. A user's layer class by import path is imported only
+    when its prefix is in `allow_imports`; otherwise `ImportRefused` is raised."""
     if name in _REGISTRY:
         return _REGISTRY[name]
+    if is_import_path(name):
+        cls = import_object(name, allow_imports)
+        if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
+            raise ImportRefused(f"{name!r} is not a torch.nn.Module class")
+        return torch_op(name, cls, doc=f"{cls.__module__}.{cls.__qualname__}")
     class_name = name.removeprefix("torch.").removeprefix("nn.")
     if class_name != name and inspect.isclass(getattr(nn, class_name, None)):
         return torch_op(name, getattr(nn, class_name))

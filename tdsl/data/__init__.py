@@ -1,0 +1,146 @@
+"""Data sources -> splits of rows, the fast batching path over them, and fitted transforms.
+
+`load_data(spec)` reads (or generates) the spec's data, splits it with the spec's seed, fits
+the source's transforms on the training rows and returns `Splits`; `load_data(spec, fitted)`
+re-applies transforms fitted before (a run directory's `transforms.json`) instead.
+`data_signature(spec)` says what the data yields, for validation. Paths in a spec resolve
+relative to the spec file (the current folder for a spec built in Python).
+
+Modules: `tensors` (Batch, TensorData, splits), `streaming` (file-backed rows through
+DataLoader workers), `synthetic`, `files` (.npz/.pt/.npy), `table` (CSV), `images`, `text`,
+`timeseries`, `labels` (targets from text), `csvfile`, `fitted`, `checks` (validation).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from tdsl import spec as S
+from tdsl.data import files, images, synthetic, table, text, timeseries
+from tdsl.data.base import (
+    Context,
+    DataError,
+    DataSignature,
+    FeatureInfo,
+    context,
+    path_fields,
+    resolve_path,
+    spec_base,
+    stamp,
+    with_absolute_paths,
+)
+from tdsl.data.fitted import Fitted
+from tdsl.data.streaming import FileData
+from tdsl.data.tensors import Batch, Splits, TensorData
+
+__all__ = [
+    "Batch",
+    "Context",
+    "DataError",
+    "DataSignature",
+    "FeatureInfo",
+    "FileData",
+    "Fitted",
+    "Splits",
+    "TensorData",
+    "clear_cache",
+    "data_signature",
+    "load_data",
+    "read_input",
+    "resolve_path",
+    "spec_base",
+    "train_rows",
+    "with_absolute_paths",
+]
+
+# File sources: modules with prepare(source, ctx, fitted) -> (Splits, DataSignature), and
+# where prediction rows can come from a file of the source's own format, read_input.
+FILE_SOURCES: dict[type, ModuleType] = {
+    S.Tensors: files,
+    S.Table: table,
+    S.ImageFolder: images,
+    S.Text: text,
+    S.TimeSeries: timeseries,
+}
+
+
+def is_synthetic(source: S.DataSource) -> bool:
+    return type(source) in synthetic.GENERATORS
+
+
+@functools.lru_cache(maxsize=4)
+def _prepare_cached(source, ctx: Context, fitted: Fitted | None, _stamp: tuple):
+    return FILE_SOURCES[type(source)].prepare(source, ctx, fitted)
+
+
+def clear_cache() -> None:
+    """Forget prepared sources (they share their tensors with every `load_data` caller)."""
+    _prepare_cached.cache_clear()
+
+
+def prepare(source: S.DataSource, ctx: Context, fitted: Fitted | None = None):
+    """(Splits, DataSignature) of a file source; raises `DataError`. Cached while the files
+    are unchanged, so validating, compiling and loading read a file once."""
+    paths = [ctx.path(v) for k in path_fields(source) if (v := getattr(source, k)) is not None]
+    return _prepare_cached(source, ctx, fitted, stamp(paths))
+
+
+def load_data(spec: S.Spec, fitted: Fitted | None = None) -> Splits:
+    """The spec's rows, split by its seed, with transforms fitted on the training rows — or
+    the given `fitted` transforms re-applied. Raises `DataError` for data that cannot be
+    read as the spec says."""
+    ctx = context(spec)
+    if is_synthetic(spec.data):
+        return synthetic.prepare(spec.data, ctx)
+    splits, _ = prepare(spec.data, ctx, fitted)
+    return splits
+
+
+def declared_target(source: S.DataSource) -> S.Target:
+    """The target as the spec declares it, without reading anything."""
+    if isinstance(source, S.TimeSeries):
+        return S.Target(kind="regression", shape=(len(source.targets or source.columns),))
+    return S.Target(kind=source.target_kind, num_classes=getattr(source, "num_classes", None))
+
+
+def data_signature(spec: S.Spec | S.DataSource) -> DataSignature:
+    """What the data yields. File sources are read (cheap for the files specs name, and
+    cached); a source that cannot be read reports its declared target and unknown features.
+    Given a bare source, relative paths start at the current folder. Never raises."""
+    if isinstance(spec, S.Spec):
+        source, ctx = spec.data, context(spec)
+    else:
+        source, ctx = spec, Context(Path("."))
+    if is_synthetic(source):
+        return synthetic.signature(source, ctx)
+    try:
+        return prepare(source, ctx)[1]
+    except DataError:
+        return DataSignature(None, declared_target(source))
+
+
+def train_rows(spec: S.Spec) -> int:
+    """How many training rows the spec's data has (steps per epoch follow from it)."""
+    rows = data_signature(spec).rows or {}
+    return rows.get("train", 0)
+
+
+def read_input(spec: S.Spec, fitted: Fitted | None, path: Path) -> tuple[torch.Tensor, ...] | None:
+    """Prediction rows from a file in the source's own format (a CSV without the target
+    column, texts, a series, images), transformed with `fitted` (fitted now when None).
+    None for plain arrays (.npy, .npz, .pt: rows as the model takes them) and for sources
+    without a format of their own."""
+    path = Path(path)
+    reader = getattr(FILE_SOURCES.get(type(spec.data)), "read_input", None)
+    if reader is None or path.suffix.lower() in PLAIN_ARRAYS:
+        return None
+    if fitted is None:
+        fitted = load_data(spec).fitted
+    return reader(spec.data, context(spec), fitted, path)
+
+
+PLAIN_ARRAYS = (".npy", ".npz", ".pt")

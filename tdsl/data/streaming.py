@@ -1,0 +1,110 @@
+"""Rows read from files as batches are drawn: a map-style Dataset whose items are whole
+batches, loaded by DataLoader worker processes.
+
+The batch order is the same permutation `TensorData` draws, and each batch's augmentation
+seed depends only on (epoch seed, batch number), so the rows and their augmentations do not
+depend on the number of workers and a resumed run replays them. A row that cannot be read
+comes back from the worker as a message and is raised here as a one-line `DataError`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from typing import Protocol
+
+import attrs
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from tdsl.data.base import DataError, Problem
+from tdsl.data.tensors import Batch, epoch_order
+
+
+class RowReader(Protocol):
+    """Reads rows by index; picklable, so worker processes get their own copy."""
+
+    def __len__(self) -> int: ...
+    def read(self, index: np.ndarray, augment_seed: int | None) -> Batch: ...
+
+
+@attrs.frozen
+class _Failed:
+    problem: Problem
+
+
+class _BatchDataset(Dataset):
+    def __init__(self, reader: RowReader, chunks: list[np.ndarray], seeds: list[int | None]):
+        self.reader, self.chunks, self.seeds = reader, chunks, seeds
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, item: int) -> Batch | _Failed:
+        try:
+            return self.reader.read(self.chunks[item], self.seeds[item])
+        except DataError as exc:
+            return _Failed(exc.problems[0])
+
+
+def _unchanged(item):
+    return item
+
+
+def usable_workers(wanted: int, batches: int) -> int:
+    """No more workers than batches or than the CPUs this process may use (DataLoader warns
+    beyond those)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(wanted, batches, cpus))
+
+
+@attrs.frozen(eq=False)
+class FileData:
+    """One split of a file-backed source: row ids into `reader`, read per batch."""
+
+    reader: RowReader
+    index: np.ndarray  # this split's row ids in the reader
+    workers: int = 0
+    augment: bool = False  # draw augmentations for shuffled (training) batches
+    device: torch.device | None = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def num_batches(self, batch_size: int) -> int:
+        return math.ceil(len(self) / batch_size)
+
+    def batches(self, batch_size: int, order_seed: int | None = None) -> Iterator[Batch]:
+        order = epoch_order(len(self), order_seed)
+        rows = self.index if order is None else self.index[order.numpy()]
+        chunks = [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]
+        augment = self.augment and order_seed is not None
+        # Non-negative, as numpy's seeding wants, whatever the spec's seed.
+        seeds = [
+            (order_seed * 100_003 + i) % 2**63 if augment else None for i in range(len(chunks))
+        ]
+        workers = usable_workers(self.workers, len(chunks))
+        cuda = self.device is not None and self.device.type == "cuda"
+        loader = DataLoader(
+            _BatchDataset(self.reader, chunks, seeds),
+            batch_size=None,
+            shuffle=False,
+            num_workers=workers,
+            collate_fn=_unchanged,
+            pin_memory=cuda,
+        )
+        for item in loader:
+            if isinstance(item, _Failed):
+                raise DataError([item.problem])
+            yield item if self.device is None else item.to(self.device, non_blocking=cuda)
+
+    def to(self, device: torch.device) -> FileData:
+        return attrs.evolve(self, device=device)
+
+    def subset(self, index: np.ndarray) -> FileData:
+        return attrs.evolve(self, index=self.index[index])

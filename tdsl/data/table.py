@@ -1,0 +1,285 @@
+"""CSV tables: feature columns through per-column transforms, and a target column.
+
+Transforms are fitted on the training rows only — standardization statistics, min/max,
+fill values, one-hot categories — and kept as JSON, so validation, evaluation and
+prediction rows are transformed with the training rows' numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tdsl import spec as S
+from tdsl.data import csvfile
+from tdsl.data.base import Context, DataError, DataSignature, FeatureInfo, Problems, check_exists
+from tdsl.data.csvfile import CsvTable
+from tdsl.data.fitted import Fitted, mismatch
+from tdsl.data.labels import float_dtype, read_targets
+from tdsl.data.tensors import Splits, TensorData, split_index
+
+NUMERIC = ("passthrough", "standardize", "minmax")
+
+
+def static_problems(source: S.Table, problems: Problems) -> None:
+    """What is wrong with the columns whatever the file holds."""
+    seen: dict[str, int] = {}
+    for index, column in enumerate(source.columns):
+        where = ("columns", index)
+        if column.name in seen:
+            problems.add(
+                where, f"column {column.name!r} is listed twice (also columns[{seen[column.name]}])"
+            )
+        seen.setdefault(column.name, index)
+        if column.fill is not None and column.transform not in NUMERIC:
+            problems.add(
+                (*where, "fill"), f"fill applies to number columns, not to {column.transform}"
+            )
+        if column.unknown and column.transform != "onehot":
+            problems.add((*where, "unknown"), "unknown applies to onehot columns")
+    if source.num_classes is not None and source.target_kind != "class":
+        problems.add(("num_classes",), "num_classes applies to class targets")
+    if source.target in seen:
+        problems.add(("target",), f"the target {source.target!r} is also a feature column")
+
+
+def _fit_column(column: S.Column, cells: list[str], values: np.ndarray | None) -> dict[str, Any]:
+    state: dict[str, Any] = {"name": column.name, "transform": column.transform}
+    state["indicator"] = column.indicator or column.transform == "missing"
+    if column.transform == "onehot":
+        state["categories"] = sorted({c.strip() for c in cells}, key=_category_order)
+        state["unknown"] = column.unknown
+        return state
+    if column.transform == "missing":
+        return state
+    assert values is not None
+    present = values[~np.isnan(values)]
+    fill = {
+        "value": lambda: column.fill_value,
+        "mean": present.mean,
+        "median": lambda: np.median(present),
+    }
+    empty = column.fill in ("mean", "median") and not len(present)
+    state["fill"] = None if column.fill is None or empty else float(fill[column.fill]())
+    filled = np.where(np.isnan(values), state["fill"] if state["fill"] is not None else 0.0, values)
+    if column.transform == "standardize" and len(filled):
+        state["mean"], state["std"] = float(filled.mean()), float(filled.std()) or 1.0
+    if column.transform == "minmax" and len(filled):
+        low, high = float(filled.min()), float(filled.max())
+        state["min"], state["range"] = low, (high - low) or 1.0
+    return state
+
+
+def _category_order(text: str) -> tuple:
+    try:
+        return (0, float(text), text)
+    except ValueError:
+        return (1, 0.0, text)
+
+
+def output_names(state: dict[str, Any]) -> list[str]:
+    name, transform = state["name"], state["transform"]
+    names = []
+    if transform == "onehot":
+        names = [f"{name}={c}" for c in state["categories"]]
+        names += [f"{name}=<unknown>"] if state["unknown"] else []
+    elif transform != "missing":
+        names = [name]
+    return names + ([f"{name}:missing"] if state["indicator"] else [])
+
+
+def _apply_column(state: dict, table: CsvTable, missing: frozenset, where, problems) -> np.ndarray:
+    name, transform = state["name"], state["transform"]
+    cells = [c.strip() for c in table.column(name)]
+    absent = np.array([c in missing for c in cells], dtype=bool)
+    parts = []
+    if transform == "onehot":
+        categories = {c: i for i, c in enumerate(state["categories"])}
+        width = len(categories) + bool(state["unknown"])
+        block = np.zeros((len(cells), width))
+        for row, cell in enumerate(cells):
+            at = None if absent[row] else categories.get(cell)
+            if at is None and state["unknown"]:
+                at = width - 1
+            if at is not None:
+                block[row, at] = 1.0
+        parts.append(block)
+    elif transform != "missing":
+        values = csvfile.numbers(table, name, where, missing, problems, _NUMBER_HINT)
+        if state["fill"] is None and absent.any():
+            first = int(np.flatnonzero(absent)[0])
+            problems.add(
+                where,
+                f"column {name!r} has {int(absent.sum())} missing cells "
+                f"(the first on {table.where(first)})",
+                "set fill: value, mean or median",
+            )
+        values = np.where(absent, state["fill"] or 0.0, values)
+        if transform == "standardize":
+            values = (values - state["mean"]) / state["std"]
+        elif transform == "minmax":
+            values = (values - state["min"]) / state["range"]
+        parts.append(values[:, None])
+    if state["indicator"]:
+        parts.append(absent[:, None].astype(np.float64))
+    return np.concatenate(parts, axis=1) if parts else np.zeros((len(cells), 0))
+
+
+_NUMBER_HINT = "use transform: onehot for a column of categories"
+
+
+def transform(
+    source: S.Table, states: Sequence[dict], table: CsvTable, problems: Problems
+) -> np.ndarray:
+    missing = frozenset(source.missing)
+    blocks = [
+        _apply_column(state, table, missing, ("columns", index), problems)
+        for index, state in enumerate(states)
+    ]
+    return np.concatenate(blocks, axis=1)
+
+
+def _check_fitted(source: S.Table, fitted: Fitted) -> list[dict]:
+    states = fitted.expect("csv", "columns")
+    ours = [(c.name, c.transform) for c in source.columns]
+    theirs = [(s.get("name"), s.get("transform")) for s in states]
+    if ours != theirs:
+        raise mismatch(f"columns {theirs} were fitted, the spec has {ours}")
+    return states
+
+
+def _read(source: S.Table, ctx: Context, problems: Problems) -> dict[str, CsvTable]:
+    files = {"file": source.file, "val_file": source.val_file, "test_file": source.test_file}
+    paths = {k: ctx.path(v) for k, v in files.items() if v is not None}
+    for key, path in paths.items():
+        found = check_exists(path, (key,))
+        if found:
+            problems.items.append(found)
+    problems.check()
+    tables = {}
+    for key, path in paths.items():
+        try:
+            tables[key] = csvfile.read_csv(path, source.delimiter, (key,))
+        except DataError as exc:
+            problems.extend(exc)
+    problems.check()
+    for table in tables.values():
+        wanted = [(("columns", i), c.name) for i, c in enumerate(source.columns)]
+        csvfile.find_columns(table, [*wanted, (("target",), source.target)], problems)
+    problems.check()
+    return tables
+
+
+def _check_cells(source: S.Table, tables: dict[str, CsvTable], problems: Problems) -> None:
+    """Every cell of every number column in every file is a number, or missing and filled."""
+    missing = frozenset(source.missing)
+    for index, column in enumerate(source.columns):
+        if column.transform not in NUMERIC:
+            continue
+        for table in tables.values():
+            where = ("columns", index)
+            csvfile.numbers(table, column.name, where, missing, problems, _NUMBER_HINT)
+            gaps = [r for r, c in enumerate(table.column(column.name)) if c.strip() in missing]
+            if gaps and column.fill is None:
+                problems.add(
+                    where,
+                    f"column {column.name!r} has {len(gaps)} missing cells "
+                    f"(the first on {table.where(gaps[0])})",
+                    "set fill: value, mean or median",
+                )
+
+
+def prepare(
+    source: S.Table, ctx: Context, fitted: Fitted | None = None
+) -> tuple[Splits, DataSignature]:
+    problems = Problems()
+    static_problems(source, problems)
+    problems.check()
+    tables = _read(source, ctx, problems)
+    targets, target_spec, classes = read_targets(
+        source.target_kind,
+        source.num_classes,
+        {k: (t.column(source.target), t.where) for k, t in tables.items()},
+        frozenset(source.missing),
+        None if fitted is None else fitted.state.get("classes"),
+        problems,
+        fitted=fitted is not None,
+    )
+    _check_cells(source, tables, problems)
+    problems.check()
+    main = tables["file"]
+    strata = targets["file"].reshape(len(main), -1)[:, 0].long() if source.split.stratify else None
+    own = (source.val_file is not None, source.test_file is not None)
+    index = split_index(
+        len(main), source.split, torch.Generator().manual_seed(ctx.seed), strata, own
+    )
+    train_table = main.subset(index.train.tolist())
+    if fitted is None:
+        missing = frozenset(source.missing)
+        states = []
+        for i, column in enumerate(source.columns):
+            cells = [c for c in train_table.column(column.name) if c.strip() not in missing]
+            values = None
+            if column.transform in NUMERIC:
+                values = csvfile.numbers(
+                    train_table, column.name, ("columns", i), missing, problems, _NUMBER_HINT
+                )
+                if column.fill in ("mean", "median") and np.isnan(values).all():
+                    problems.add(
+                        ("columns", i, "fill"),
+                        f"column {column.name!r} has no numbers in the training rows "
+                        f"to take the {column.fill} of",
+                    )
+            states.append(_fit_column(column, cells, values))
+        problems.check()
+        fitted = Fitted(
+            "csv",
+            {
+                "columns": states,
+                "features": [n for s in states for n in output_names(s)],
+                "classes": classes,
+            },
+        )
+    states = _check_fitted(source, fitted)
+    dtype = float_dtype(ctx)
+    features = {
+        k: torch.from_numpy(transform(source, states, t, problems)).to(dtype)
+        for k, t in tables.items()
+    }
+    problems.check()
+    rows = TensorData((features["file"],), targets["file"])
+    splits = [rows.subset(index.train)]
+    for which, key in ((index.val, "val_file"), (index.test, "test_file")):
+        if key in tables:
+            splits.append(TensorData((features[key],), targets[key]))
+        else:
+            splits.append(None if which is None else rows.subset(which))
+    width = features["file"].shape[1]
+    counts = {
+        name: len(s)
+        for name, s in zip(("train", "val", "test"), splits, strict=True)
+        if s is not None
+    }
+    signature = DataSignature(
+        (FeatureInfo((width,), str(dtype).removeprefix("torch.")),), target_spec, counts
+    )
+    return Splits(*splits, fitted=fitted), signature
+
+
+def read_input(
+    source: S.Table, ctx: Context, fitted: Fitted, path: Path
+) -> tuple[torch.Tensor, ...]:
+    """Prediction rows from a CSV with the feature columns (the target column may be absent),
+    transformed with the fitted transforms."""
+    states = _check_fitted(source, fitted)
+    problems = Problems()
+    table = csvfile.read_csv(path, source.delimiter, ())
+    csvfile.find_columns(table, [((), c.name) for c in source.columns], problems)
+    problems.check()
+    features = transform(source, states, table, problems)
+    problems.check()
+    return (torch.from_numpy(features).to(float_dtype(ctx)),)
