@@ -60,14 +60,20 @@ class Summary:
         return self.table()
 
 
-def summarize(spec: S.Spec | str | os.PathLike, allow_imports: Sequence[str] = ()) -> Summary:
-    """The summary of a valid spec's model; raises `SpecError` if the model does not infer."""
+def _inferred(spec: S.Spec | str | os.PathLike, allow_imports: Sequence[str]):
+    """(spec, inference) for a spec whose model infers; raises `SpecError` otherwise."""
     if not isinstance(spec, S.Spec):
         spec = load(spec)
     diags = Diagnostics()
     inference = infer(spec, diags, allow_imports)
     if inference.module is None or inference.graph is None:
         raise SpecError([locate(d, spec.source) for d in diags.items])
+    return spec, inference
+
+
+def summarize(spec: S.Spec | str | os.PathLike, allow_imports: Sequence[str] = ()) -> Summary:
+    """The summary of a valid spec's model; raises `SpecError` if the model does not infer."""
+    spec, inference = _inferred(spec, allow_imports)
     module = inference.module
     rows = []
     for node in inference.graph.nodes:
@@ -89,12 +95,7 @@ def summarize(spec: S.Spec | str | os.PathLike, allow_imports: Sequence[str] = (
 
 def parameter_table(spec: S.Spec | str | os.PathLike, allow_imports: Sequence[str] = ()) -> str:
     """One row per parameter: shape, size, and the param group and regularizers that pick it."""
-    if not isinstance(spec, S.Spec):
-        spec = load(spec)
-    diags = Diagnostics()
-    inference = infer(spec, diags, allow_imports)
-    if inference.module is None or inference.graph is None:
-        raise SpecError([locate(d, spec.source) for d in diags.items])
+    spec, inference = _inferred(spec, allow_imports)
     picked = check_selectors(spec, inference.graph, inference.module, Diagnostics())
     rows = []
     for name, param in inference.module.named_parameters():
