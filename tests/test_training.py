@@ -459,8 +459,9 @@ def test_sum_loss_validation():
     def with_loss(loss):
         return tdsl.Spec(name="x", data=base.data, model=base.model, loss=loss)
 
-    mixed = with_loss(tdsl.Loss("sum", terms=[tdsl.LossTerm("bce_with_logits"),
-                                              tdsl.LossTerm("bce")]))
+    mixed = with_loss(
+        tdsl.Loss("sum", terms=[tdsl.LossTerm("bce_with_logits"), tdsl.LossTerm("bce")])
+    )
     report = tdsl.validate(mixed)
     assert "the terms expect different outputs: bce_with_logits logits, bce probabilities" in (
         report.format()
@@ -471,3 +472,28 @@ def test_sum_loss_validation():
     assert "a sum loss needs terms" in empty.format()
     typo = tdsl.validate(with_loss(tdsl.Loss("sum", terms=[tdsl.LossTerm("bce_with_logit")])))
     assert "loss.terms[0].kind: unknown loss 'bce_with_logit'" in typo.format()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_cuda_training_and_checkpoint_portability(precision, tmp_path):
+    spec = ring_spec(tdsl.Optimizer("adam", lr=0.02))
+    spec = tdsl.Spec(
+        **{
+            **{
+                f: getattr(spec, f) for f in ("name", "data", "model", "loss", "optimizer", "train")
+            },
+            "device": tdsl.Device(name="cuda", precision=precision),
+        }
+    )
+    program = tdsl.compile(spec)
+    assert program.device.type == "cuda"
+    result = tdsl.fit(program, program.init(), load_data(spec))
+    assert all(math.isfinite(row["loss"]) for row in result.history)
+    assert all(t.device.type == "cuda" for t in result.state.params.values())
+    if precision == "fp16":
+        assert result.state.scaler is not None
+    path = tmp_path / "state.pt"
+    torch.save(result.state.to_dict(), path)
+    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    assert all(t.device.type == "cpu" for t in loaded["params"].values())
