@@ -28,8 +28,10 @@ MAX_SAMPLE_VALUES = 2**40
 def finite(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"must be finite (got {value!r})")
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
+    if isinstance(value, int) and not isinstance(value, bool) and value > INT64_MAX:
         raise ValueError(f"must be at most 2**63 - 1 (got {value!r})")
+    if isinstance(value, int) and not isinstance(value, bool) and value < -INT64_MAX - 1:
+        raise ValueError(f"must be at least -2**63 (got {value!r})")
 
 
 def _bound(op: str, limit: float):
