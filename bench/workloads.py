@@ -31,13 +31,6 @@ from tdsl.callbacks import ProgressPrinter
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def teacher(n: int, features: int, classes: int, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, features, generator=g)
-    w = torch.randn(features, classes, generator=g)
-    return x, (x @ w).argmax(1)
-
-
 def workloads() -> dict[str, dict]:
     ring = tdsl.load(ROOT / "specs" / "ring_dnn.yaml")
     ring = tdsl.Spec(**{**_fields(ring), "train": tdsl.Train(epochs=20, batch_size=100)})
