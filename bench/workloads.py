@@ -31,62 +31,97 @@ from tdsl.callbacks import ProgressPrinter
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def workloads() -> dict[str, dict]:
-    ring = tdsl.load(ROOT / "specs" / "ring_dnn.yaml")
-    ring = tdsl.Spec(**{**_fields(ring), "train": tdsl.Train(epochs=20, batch_size=100)})
-    linreg = tdsl.load(ROOT / "specs" / "linear_regression.yaml")
-    linreg = tdsl.Spec(**{**_fields(linreg), "train": tdsl.Train(epochs=20, batch_size=10)})
-    digits = tdsl.Spec(
-        name="digits_cnn",
-        data=tdsl.RandomData(n=1797, target=tdsl.Target(kind="class", num_classes=10)),
-        model=tdsl.Model(
-            inputs=[tdsl.Input(shape=[1, 8, 8])],
-            layers=[
-                tdsl.Layer("conv2d", out_channels=16, kernel_size=3, padding=1),
-                tdsl.Layer("relu"),
-                tdsl.Layer("maxpool2d", kernel_size=2),
-                tdsl.Layer("conv2d", out_channels=32, kernel_size=3, padding=1),
-                tdsl.Layer("relu"),
-                tdsl.Layer("flatten"),
-                tdsl.Layer("linear", out_features=10),
-            ],
-        ),
-        loss=tdsl.Loss("cross_entropy"),
-        optimizer=tdsl.Optimizer("adam", lr=1e-3),
-        metrics=[tdsl.Metric("accuracy")],
-        train=tdsl.Train(epochs=10, batch_size=64),
+def _spec(
+    name: str,
+    data,
+    inputs: list[int],
+    layers: list,
+    loss: str,
+    lr: float,
+    metric: str,
+    epochs: int,
+    batch_size: int,
+) -> tdsl.Spec:
+    # Defined here rather than read from specs/, so the measured workloads stay fixed while
+    # the seed specs evolve.
+    return tdsl.Spec(
+        name=name,
+        data=data,
+        model=tdsl.Model(inputs=[tdsl.Input(shape=inputs)], layers=layers),
+        loss=tdsl.Loss(loss),
+        optimizer=tdsl.Optimizer("adam", lr=lr),
+        metrics=[tdsl.Metric(metric)],
+        train=tdsl.Train(epochs=epochs, batch_size=batch_size),
     )
-    wide = tdsl.Spec(
-        name="mlp_wide",
-        data=tdsl.RandomData(n=62_500, target=tdsl.Target(kind="class", num_classes=10)),
-        model=tdsl.Model(
-            inputs=[tdsl.Input(shape=[64])],
-            layers=[
-                tdsl.Layer("linear", out_features=512),
-                tdsl.Layer("relu"),
-                tdsl.Layer("linear", out_features=512),
-                tdsl.Layer("relu"),
-                tdsl.Layer("linear", out_features=10),
-            ],
-        ),
-        loss=tdsl.Loss("cross_entropy"),
-        optimizer=tdsl.Optimizer("adam", lr=1e-3),
-        metrics=[tdsl.Metric("accuracy")],
-        train=tdsl.Train(epochs=3, batch_size=256),
-    )
-    return {
-        "rings": {"spec": ring},
-        "linreg": {"spec": linreg},
-        "digits_cnn": {"spec": digits},
-        "mlp_wide": {"spec": wide},
-    }
 
 
-def _fields(spec: tdsl.Spec) -> dict:
-    return {
-        k: getattr(spec, k)
-        for k in ("name", "seed", "data", "model", "loss", "optimizer", "metrics")
-    }
+def workloads() -> dict[str, tdsl.Spec]:
+    split = tdsl.Split(train=0.7, val=0.3)
+    rings = _spec(
+        "rings",
+        tdsl.Rings(n_positive=2000, n_negative=2000, split=split),
+        [2],
+        [
+            tdsl.Layer("linear", out_features=4),
+            tdsl.Layer("relu"),
+            tdsl.Layer("linear", out_features=8),
+            tdsl.Layer("relu"),
+            tdsl.Layer("linear", out_features=1),
+        ],
+        "bce_with_logits",
+        0.01,
+        "accuracy",
+        20,
+        100,
+    )
+    linreg = _spec(
+        "linreg",
+        tdsl.LinearRegression(n=400, weights=[2.0, -3.0], bias=10.0, noise=2.0, split=split),
+        [2],
+        [tdsl.Layer("linear", out_features=1)],
+        "mse",
+        0.01,
+        "mae",
+        20,
+        10,
+    )
+    digits = _spec(
+        "digits_cnn",
+        tdsl.RandomData(n=1797, target=tdsl.Target(kind="class", num_classes=10)),
+        [1, 8, 8],
+        [
+            tdsl.Layer("conv2d", out_channels=16, kernel_size=3, padding=1),
+            tdsl.Layer("relu"),
+            tdsl.Layer("maxpool2d", kernel_size=2),
+            tdsl.Layer("conv2d", out_channels=32, kernel_size=3, padding=1),
+            tdsl.Layer("relu"),
+            tdsl.Layer("flatten"),
+            tdsl.Layer("linear", out_features=10),
+        ],
+        "cross_entropy",
+        1e-3,
+        "accuracy",
+        10,
+        64,
+    )
+    wide = _spec(
+        "mlp_wide",
+        tdsl.RandomData(n=62_500, target=tdsl.Target(kind="class", num_classes=10)),
+        [64],
+        [
+            tdsl.Layer("linear", out_features=512),
+            tdsl.Layer("relu"),
+            tdsl.Layer("linear", out_features=512),
+            tdsl.Layer("relu"),
+            tdsl.Layer("linear", out_features=10),
+        ],
+        "cross_entropy",
+        1e-3,
+        "accuracy",
+        3,
+        256,
+    )
+    return {"rings": rings, "linreg": linreg, "digits_cnn": digits, "mlp_wide": wide}
 
 
 def hand_module(spec: tdsl.Spec) -> nn.Module:
@@ -177,8 +212,7 @@ VARIANTS: dict[str, Callable] = {"tdsl": tdsl_run, "tuned": tuned_run, "tutorial
 
 def measure(repeats: int) -> dict[str, dict[str, float]]:
     results: dict[str, dict[str, float]] = {}
-    for name, workload in workloads().items():
-        spec = workload["spec"]
+    for name, spec in workloads().items():
         data = tdsl.load_data(spec)
         times: dict[str, list[float]] = {v: [] for v in VARIANTS}
         for fn in VARIANTS.values():  # warm-up

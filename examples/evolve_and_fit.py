@@ -1,4 +1,6 @@
-"""Load a YAML spec, change a field with attrs.evolve, and train it with tdsl.fit's loop.
+"""The seeds' DNN ring classifier as an embedding program: load specs/ring_dnn.yaml, change
+it with attrs.evolve (learning rate, epochs), and train it with `fit` and callbacks, as the
+seed's high-level chapter trains its network with `KerasModel.fit`.
 
 Run: python examples/evolve_and_fit.py [path/to/spec.yaml]
 """

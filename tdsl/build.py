@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from tdsl import ops
-from tdsl.errors import Diagnostics, check_keywords, did_you_mean
+from tdsl.errors import Diagnostics, check_keywords, did_you_mean, show
 from tdsl.graph import Graph, Node
 from tdsl.imports import ImportRefused
 from tdsl.ops.registry import BATCH, shape_text
@@ -66,8 +66,22 @@ class GraphModule(nn.Module):
         self.input_names = tuple(i.name for i in graph.inputs)
         self.output_names = graph.outputs
         self.plan = tuple((n.name, n.inputs) for n in graph.nodes)
+        # A plain chain (each node reads the one before, the last is the output) runs without
+        # the name lookups, which cost more than tiny layers do.
+        previous = self.input_names
+        chain = bool(graph.nodes) and len(previous) == 1
+        chain = chain and graph.outputs == (graph.nodes[-1].name,)
+        for node in graph.nodes:
+            chain = chain and tuple(node.inputs) == tuple(previous)
+            previous = (node.name,)
+        self.chain = tuple(layers[n.name] for n in graph.nodes) if chain else None
 
     def forward(self, *inputs: Any) -> Any:
+        if self.chain is not None:
+            (value,) = inputs
+            for layer in self.chain:
+                value = layer(value)
+            return value
         values = dict(zip(self.input_names, inputs, strict=True))
         for name, sources in self.plan:
             values[name] = self._modules[name](*[values[s] for s in sources])
@@ -111,16 +125,16 @@ def check_arguments(node: Node, op: ops.OpDef, diags: Diagnostics) -> bool:
             if isinstance(v, int) and abs(v) > 2**63 - 1
         ]
         if too_big:
-            diags.error((*node.path, key), f"must be at most 2**63 - 1 (got {too_big[0]})")
+            diags.error((*node.path, key), f"must be at most 2**63 - 1 (got {show(too_big[0])})")
             ok = False
             continue
         if key in _POSITIVE and not _all_positive_ints(value):
-            diags.error((*node.path, key), f"must be a positive integer (got {value!r})")
+            diags.error((*node.path, key), f"must be a positive integer (got {show(value)})")
             ok = False
         elif key in _PROBABILITY and not (
             isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
         ):
-            diags.error((*node.path, key), f"must be a probability in [0, 1] (got {value!r})")
+            diags.error((*node.path, key), f"must be a probability in [0, 1] (got {show(value)})")
             ok = False
     count = len(node.inputs)
     if count < op.min_inputs or (op.max_inputs is not None and count > op.max_inputs):

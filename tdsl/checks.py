@@ -105,7 +105,7 @@ def check_loss(
     loss = resolve_loss(spec.loss, diags, allow_imports)
     if loss is None:
         return None
-    target = data_signature(spec).target
+    target = data_signature(spec, allow_imports).target
     if target.kind not in loss.targets:
         fitting = [n for n in loss_names() if n != "sum" and target.kind in lookup_loss(n).targets]
         diags.error(

@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
 
     again = commands.add_parser("resume", help="continue an interrupted run")
     again.add_argument("run_dir", metavar="RUN_DIR")
+    for command, does in ((check, "check for"), (train, "train in"), (again, "continue in")):
+        command.add_argument(
+            "--nproc",
+            type=_process_count,
+            metavar="N",
+            help=f"{does} N data-parallel processes on this machine (device.strategy: ddp)",
+        )
 
     score = commands.add_parser("eval", help="metrics of a run's best checkpoint")
     score.add_argument("run_dir", metavar="RUN_DIR")
@@ -63,6 +70,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     guess.add_argument("--output", required=True, metavar="FILE", help=".npy or .csv")
     guess.add_argument("--checkpoint", choices=("best", "last"), default="best")
+
+    draw = commands.add_parser(
+        "plot", help="draw a run's training and validation curves (needs tdsl[plot])"
+    )
+    draw.add_argument("run_dir", metavar="RUN_DIR")
+    draw.add_argument(
+        "--metric",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        dest="metrics",
+        help="curves to draw (repeatable; default: the loss and the spec's metrics)",
+    )
+    draw.add_argument(
+        "--out", metavar="FILE", help="a .png, .svg or .pdf (default RUN_DIR/curves.png)"
+    )
     for command in (check, show, train, again, score, guess):
         command.add_argument(
             "--allow-import",
@@ -73,6 +97,16 @@ def _parser() -> argparse.ArgumentParser:
             help="let the spec import user code under this module prefix (repeatable)",
         )
     return parser
+
+
+def _process_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of processes, got {text!r}")
+    return value
 
 
 def _overrides(assignments: Sequence[str]):
@@ -88,7 +122,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     everything, ok = [], True
     for file in args.files:
-        report = validate(_as_path(file), _overrides(args.set), args.allow_imports)
+        report = validate(_as_path(file), _overrides(args.set), args.allow_imports, args.nproc)
         ok = ok and report.ok
         if args.format == "json":
             everything += [d.to_json() for d in report.diagnostics]
@@ -136,37 +170,100 @@ def cmd_schema(_args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tdsl.compile import resolve_device
+    from tdsl import distributed
     from tdsl.loading import read_spec
-    from tdsl.rundir import default_run_dir, run
+    from tdsl.rundir import default_run_dir, refuse_existing_run, run
     from tdsl.validate import validate
 
-    report = validate(_as_path(args.file), _overrides(args.set), args.allow_imports)
-    if report.diagnostics:
+    lead = distributed.is_lead()  # of launched processes, only rank 0 prints
+    report = validate(_as_path(args.file), _overrides(args.set), args.allow_imports, args.nproc)
+    if report.diagnostics and lead:
         print(report.format(), file=sys.stderr)
     if not report.ok:
-        print(f"{args.file}: not started: the spec has errors", file=sys.stderr)
+        if lead:
+            print(f"{args.file}: not started: the spec has errors", file=sys.stderr)
         return 1
     spec, _ = read_spec(_as_path(args.file), _overrides(args.set))
     out = _as_path(args.out) if args.out else default_run_dir(spec)
-    device = resolve_device(spec.device.name)
-    print(
-        f"device: {device} (asked: {spec.device.name}; precision: {spec.device.precision})",
-        file=sys.stderr,
-    )
+    if (args.nproc or 1) > 1:  # start the processes; each runs this command without --nproc
+        refuse_existing_run(out)
+        passed = [a for value in args.set for a in ("--set", value)]
+        argv = ["run", args.file, "--out", str(out), *passed, *_allowed(args)]
+        return _launch(args.nproc, argv, f"tdsl resume {out} --nproc {args.nproc}")
+    if lead:
+        _print_device(spec.device)
     try:
-        with _stop_on_sigterm():
+        with _stop_on_sigterm(), distributed.session():
             directory, result = run(spec, out, allow_imports=args.allow_imports)
     except KeyboardInterrupt:
+        if lead:
+            print(
+                f"interrupted; continue from the last finished epoch with: {_resume_command(out)}",
+                file=sys.stderr,
+            )
+        return 130
+    if lead:
+        print(f"run directory: {directory}")
+        if result.history:
+            print(f"final: {_logs(result.history[-1])}")
+    return 0
+
+
+def _print_device(device) -> None:
+    from tdsl import distributed
+    from tdsl.compile import resolve_device
+
+    launch = distributed.launched()
+    processes = launch.world_size if launch else 1
+    if device.strategy != "ddp":
+        where = resolve_device(device.name)
         print(
-            f"interrupted; continue from the last finished epoch with: tdsl resume {out}",
+            f"device: {where} (asked: {device.name}; precision: {device.precision})",
             file=sys.stderr,
         )
+        return
+    where = distributed.place(device.name, 0)
+    backend = distributed.backend_for(device, where)
+    print(
+        f"device: {where.type} (asked: {device.name}; precision: {device.precision}); "
+        f"ddp: {processes} process(es), backend {backend}",
+        file=sys.stderr,
+    )
+    if processes == 1:
+        print(
+            "note: strategy ddp with one process trains alone; start several with "
+            "--nproc N or torchrun",
+            file=sys.stderr,
+        )
+
+
+def _allowed(args: argparse.Namespace) -> list[str]:
+    return [a for prefix in args.allow_imports for a in ("--allow-import", prefix)]
+
+
+def _launch(nproc: int, argv: list[str], resume: str) -> int:
+    from tdsl import distributed
+
+    if distributed.launched() is not None:
+        print("error: --nproc starts processes, but a launcher started this one", file=sys.stderr)
+        return 2
+    try:
+        distributed.launch(nproc, argv)
+    except KeyboardInterrupt:
+        print(f"interrupted; continue with: {resume}", file=sys.stderr)
         return 130
-    print(f"run directory: {directory}")
-    if result.history:
-        print(f"final: {_logs(result.history[-1])}")
     return 0
+
+
+def _resume_command(out) -> str:
+    from tdsl import distributed
+
+    launch = distributed.launched()
+    if launch is None or launch.world_size == 1:
+        return f"tdsl resume {out}"
+    if launch.local_world_size == launch.world_size:
+        return f"tdsl resume {out} --nproc {launch.world_size}"
+    return f"torchrun ... -m tdsl resume {out} (on every machine)"
 
 
 def _logs(logs: dict) -> str:
@@ -193,15 +290,28 @@ def _stop_on_sigterm():
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from tdsl import distributed
     from tdsl.rundir import resume
+    from tdsl.validate import validate
 
+    if (args.nproc or 1) > 1:  # start the processes; each resumes without --nproc
+        spec_file = _as_path(args.run_dir) / "spec.yaml"
+        if spec_file.exists():  # the number of processes may differ from the first run's
+            report = validate(spec_file, None, args.allow_imports, args.nproc)
+            if not report.ok:
+                print(report.format(), file=sys.stderr)
+                return 1
+        argv = ["resume", args.run_dir, *_allowed(args)]
+        return _launch(args.nproc, argv, f"tdsl resume {args.run_dir} --nproc {args.nproc}")
+    lead = distributed.is_lead()
     try:
-        with _stop_on_sigterm():
+        with _stop_on_sigterm(), distributed.session():
             result = resume(_as_path(args.run_dir), allow_imports=args.allow_imports)
     except KeyboardInterrupt:
-        print(f"interrupted; continue with: tdsl resume {args.run_dir}", file=sys.stderr)
+        if lead:
+            print(f"interrupted; continue with: {_resume_command(args.run_dir)}", file=sys.stderr)
         return 130
-    if result.history:
+    if result.history and lead:
         print(f"final: {_logs(result.history[-1])}")
     return 0
 
@@ -230,6 +340,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from tdsl.plot import plot_run
+
+    written = plot_run(_as_path(args.run_dir), args.metrics, args.out)
+    print(f"wrote {written}")
+    return 0
+
+
 COMMANDS = {
     "validate": cmd_validate,
     "summary": cmd_summary,
@@ -238,6 +356,7 @@ COMMANDS = {
     "resume": cmd_resume,
     "eval": cmd_eval,
     "predict": cmd_predict,
+    "plot": cmd_plot,
 }
 
 

@@ -11,7 +11,7 @@ import contextlib
 import copy
 import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -22,6 +22,7 @@ from tdsl import spec as S
 from tdsl.build import GraphModule, build_graph
 from tdsl.checks import data_signature, resolve_loss
 from tdsl.data import Batch, train_rows
+from tdsl.distributed import World, connect
 from tdsl.errors import Diagnostics, SpecError
 from tdsl.graph import Graph, resolve
 from tdsl.losses import build_loss
@@ -43,23 +44,28 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
-def steps_per_epoch(spec: S.Spec) -> int:
-    return max(1, math.ceil(train_rows(spec) / spec.train.batch_size))
+def steps_per_epoch(spec: S.Spec, allow_imports: Sequence[str] = ()) -> int:
+    return max(1, math.ceil(train_rows(spec, allow_imports) / spec.train.batch_size))
 
 
-def _regularizer(reg: S.Regularizer, params: list[nn.Parameter]) -> Callable[[], torch.Tensor]:
+def _regularizer(
+    reg: S.Regularizer, names: list[str]
+) -> Callable[[Mapping[str, torch.Tensor]], torch.Tensor]:
+    """The penalty as a function of the parameters by name (the module's own, or the
+    stand-ins a compiled step differentiates)."""
+
     # As in the seeds: L2 = weight * 0.5 * sum(p^2), L1 = weight * sum(|p|).
-    def l1() -> torch.Tensor:
-        return sum(p.abs().sum() for p in params)
+    def l1(params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return sum(params[n].abs().sum() for n in names)
 
-    def l2() -> torch.Tensor:
-        return 0.5 * sum(p.pow(2).sum() for p in params)
+    def l2(params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return 0.5 * sum(params[n].pow(2).sum() for n in names)
 
     if reg.kind == "l1":
-        return lambda: reg.weight * l1()
+        return lambda params: reg.weight * l1(params)
     if reg.kind == "l2":
-        return lambda: reg.weight * l2()
-    return lambda: reg.weight * (reg.l1_ratio * l1() + (1 - reg.l1_ratio) * l2())
+        return lambda params: reg.weight * l2(params)
+    return lambda params: reg.weight * (reg.l1_ratio * l1(params) + (1 - reg.l1_ratio) * l2(params))
 
 
 def _to_probabilities(expects: str, target_kind: str) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -80,6 +86,8 @@ class Program:
     device: torch.device
     metrics: tuple[Metric, ...]
     _steps: Any = attrs.field(repr=False)
+    # The other processes of a data-parallel run (`tdsl.distributed.World`); None: alone.
+    world: World | None = attrs.field(default=None, repr=False)
 
     def init(self, seed: int | None = None) -> TrainState:
         return self._steps.init(self.spec.seed if seed is None else seed)
@@ -94,6 +102,12 @@ class Program:
 
     def predict_step(self, state: TrainState, features: tuple[torch.Tensor, ...]) -> Any:
         return self._steps.predict_step(state, features)
+
+    def measure(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
+        """Each metric's state over some rows, e.g. a step's `metrics["output"]` and
+        `metrics["target"]`; `metric.compute(state)` gives the value, `metric.merge` adds
+        the rows of two states."""
+        return self._steps.measure(output, target)
 
     def end_epoch(self, state: TrainState, logs: dict[str, float]) -> TrainState:
         """Advance per-epoch schedules (reduce-on-plateau reads `logs`) and the epoch count."""
@@ -121,13 +135,15 @@ def make_optimizer(spec: S.Spec, module: GraphModule, ops: dict[str, str]) -> to
     return cls(groups, lr=opt.lr, **opt.args)
 
 
-def make_scheduler(spec: S.Spec, optimizer: torch.optim.Optimizer):
+def make_scheduler(
+    spec: S.Spec, optimizer: torch.optim.Optimizer, allow_imports: Sequence[str] = ()
+):
     schedule = spec.optimizer.schedule
     if schedule is None:
         return None
     found = lookup_schedule(schedule.kind)
     args = dict(schedule.args)
-    per_epoch = steps_per_epoch(spec) if schedule.interval == "step" else 1
+    per_epoch = steps_per_epoch(spec, allow_imports) if schedule.interval == "step" else 1
     total = spec.train.epochs * per_epoch
     if "T_max" in found.arguments and "T_max" not in args:
         args["T_max"] = total
@@ -153,18 +169,15 @@ def make_objective(
     device: torch.device,
     allow_imports: Sequence[str] = (),
 ) -> Objective:
-    target = data_signature(spec).target
+    target = data_signature(spec, allow_imports).target
     loss_def = resolve_loss(spec.loss, Diagnostics(), allow_imports)
-    params = dict(module.named_parameters())
     ops = {n.name: n.op for n in graph.nodes}
     regularizers = []
     counts: dict[str, int] = defaultdict(int)
     for reg in spec.loss.regularizers:
         counts[reg.kind] += 1
         name = reg.kind if counts[reg.kind] == 1 else f"{reg.kind}_{counts[reg.kind]}"
-        regularizers.append(
-            (name, _regularizer(reg, [params[n] for n in select(reg, module, ops)]))
-        )
+        regularizers.append((name, _regularizer(reg, select(reg, module, ops))))
     metrics = tuple(
         make_metric(lookup_metric(m.kind), target.kind, m.args, target.num_classes)
         for m in spec.metrics
@@ -187,7 +200,8 @@ def compile(spec: S.Spec, allow_imports: Sequence[str] = ()) -> Program:  # noqa
         raise SpecError(report.errors)
     diags = Diagnostics()
     graph = resolve(spec.model, diags)
-    device = resolve_device(spec.device.name)
+    world = connect(spec.device)  # a launched ddp process joins the others here
+    device = world.device if world is not None else resolve_device(spec.device.name)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(spec.seed)
         module, _ = build_graph(graph, diags, device=device, allow_imports=allow_imports)
@@ -200,9 +214,10 @@ def compile(spec: S.Spec, allow_imports: Sequence[str] = ()) -> Program:  # noqa
         module,
         device,
         optimizer,
-        make_scheduler(spec, optimizer),
+        make_scheduler(spec, optimizer, allow_imports),
         objective,
         autocast_for(spec, device),
         allow_imports,
+        world,
     )
-    return Program(spec, module, device, objective.metrics, steps)
+    return Program(spec, module, device, objective.metrics, steps, world)

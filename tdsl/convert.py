@@ -16,7 +16,7 @@ import attrs
 import cattrs
 
 from tdsl import spec as S
-from tdsl.errors import Diagnostic, SpecPath, describe_value, did_you_mean
+from tdsl.errors import Diagnostic, SpecPath, describe_value, did_you_mean, show
 from tdsl.frozen import FrozenMap, freeze, thaw
 
 
@@ -95,7 +95,7 @@ def _literal_hook(value: Any, type_: Any) -> Any:
     if value in choices and type(value) is type(choices[0]):
         return value
     hint = did_you_mean(str(value), [str(c) for c in choices])
-    raise Invalid.at((), f"expected one of {', '.join(map(str, choices))}; got {value!r}", hint)
+    raise Invalid.at((), f"expected one of {', '.join(map(str, choices))}; got {show(value)}", hint)
 
 
 def _is_union(type_: Any) -> bool:
@@ -212,7 +212,8 @@ def _attrs_hook(conv: cattrs.Converter, cls: type):
         extra: dict[str, Any] = {}
         problems: list[Diagnostic] = []
         for key, item in mapping.items():
-            field = fields.get(key) if key != "args" else None
+            # A call class's `args` holds its free keys; `args:` in YAML merges into them.
+            field = fields.get(key) if key != "args" or not takes_args else None
             if field is None:
                 if takes_args and isinstance(key, str):
                     extra.update(
@@ -264,8 +265,8 @@ def _attrs_unhook(conv: cattrs.Converter, cls: type, omit_defaults: bool):
         out: dict[str, Any] = {}
         for field in fields:
             value = getattr(obj, field.name)
-            if field.name == "args":
-                continue
+            if field.name == "args" and cls in S.CALL_CLASSES:
+                continue  # written out as the call's own keys below
             is_tag = field.name in ("op", "kind")
             has_default = field.default is not attrs.NOTHING
             if omit_defaults and not is_tag and has_default and value == _default_of(field):

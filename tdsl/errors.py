@@ -8,13 +8,109 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
 
 SpecPath = tuple[str | int, ...]
 Severity = Literal["error", "warning"]
+
+# Characters of a user's value that a message echoes: a 1 MB name is cut, not printed whole.
+MAX_SHOWN = 80
+
+
+def shorten(text: str, limit: int = MAX_SHOWN) -> str:
+    """`text` cut to `limit` characters, ending in `...` when something was cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def show(value: object, limit: int = MAX_SHOWN) -> str:
+    """A value as the user wrote it in YAML, on one line: `[-2]` for a list or tuple,
+    `.inf`, `true`, `null`, `{a: 1}`; strings quoted. Cut to `limit` characters."""
+    text = ""
+    for piece in _pieces(value, limit, depth=0):
+        text += piece
+        if len(text) > limit:
+            break
+    if len(text) <= limit:
+        return text
+    if isinstance(value, str):  # keep the closing quote: the cut is visibly inside the value
+        return text[: limit - 4] + "..." + text[0]
+    return shorten(text, limit)
+
+
+def _pieces(value: object, limit: int, depth: int) -> Iterator[str]:
+    """The text of `value` in pieces, so that a huge value is only rendered as far as shown."""
+    if depth > 16:
+        yield "..."
+    elif isinstance(value, str) and depth > 0 and _plain_word(value):
+        yield value  # inside a list or mapping, as YAML would write it: [rings], {op: relu}
+    elif isinstance(value, str):
+        yield repr(value[: limit + 1])
+    elif value is None or isinstance(value, bool):
+        yield {None: "null", True: "true", False: "false"}[value]
+    elif isinstance(value, float) and not math.isfinite(value):
+        yield ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+    elif isinstance(value, int) and abs(value) >= 10**limit:
+        # Python will not even write out an integer past 4300 digits.
+        yield f"an integer of about {int(abs(value).bit_length() * math.log10(2)) + 1} digits"
+    elif isinstance(value, int | float):
+        yield repr(value)
+    elif isinstance(value, Mapping):
+        yield "{"
+        for index, (key, item) in enumerate(value.items()):
+            plain = isinstance(key, str) and _plain_word(key)
+            yield (", " if index else "") + (key if plain else repr(key)) + ": "
+            yield from _pieces(item, limit, depth + 1)
+        yield "}"
+    elif isinstance(value, list | tuple):
+        yield "["
+        for index, item in enumerate(value):
+            yield ", " if index else ""
+            yield from _pieces(item, limit, depth + 1)
+        yield "]"
+    else:
+        yield shorten(str(value), limit)
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_YAML_WORDS = {"true", "false", "null", "yes", "no", "on", "off", "y", "n"}
+
+
+def _plain_word(text: str) -> bool:
+    """Whether YAML reads `text` unquoted as this same string."""
+    return (
+        len(text) <= MAX_SHOWN and bool(_WORD.fullmatch(text)) and text.lower() not in _YAML_WORDS
+    )
+
+
+# A quoted value longer than MAX_SHOWN: quotes that open after a space or bracket and close
+# before one (so the apostrophes of "can't ... don't" are not taken for quotes); or an
+# unquoted run of several times that length (a huge number), but not a long file path.
+_LONG = f"{{{MAX_SHOWN},}}"
+_LONG_RUN = f"{{{3 * MAX_SHOWN},}}"
+_LONG_QUOTED = re.compile(
+    rf"""(?<![\w'"])(?:'[^'\n]{_LONG}'|"[^"\n]{_LONG}")(?!\w)|[^\s'"]{_LONG_RUN}"""
+)
+
+
+def shorten_quoted(text: str | None) -> str | None:
+    """A message with every long quoted value (and any huge unbroken run of characters) cut
+    short: messages echo names with `{name!r}` all over, and this catches them in one
+    place."""
+    if text is None or len(text) <= MAX_SHOWN:
+        return text
+
+    def cut(match: re.Match) -> str:
+        found = match.group()
+        if found[0] in "'\"":
+            return found[: MAX_SHOWN - 4] + "..." + found[0]
+        return shorten(found)
+
+    return _LONG_QUOTED.sub(cut, text)
 
 
 def format_path(path: SpecPath) -> str:
@@ -24,7 +120,8 @@ def format_path(path: SpecPath) -> str:
         if isinstance(part, int) and not isinstance(part, bool):
             text += f"[{part}]"
         else:
-            text += f".{part}" if text else str(part)
+            part = shorten(str(part))  # a key is user text too, and may be huge
+            text += f".{part}" if text else part
     return text or "<root>"
 
 
@@ -33,19 +130,23 @@ def did_you_mean(word: str, choices: Iterable[str], listing_limit: int = 12) -> 
     choices = sorted(set(choices))
     close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
     if close:
-        return "did you mean " + " or ".join(repr(c) for c in close) + "?"
+        return "did you mean " + " or ".join(show(c) for c in close) + "?"
     if choices and len(choices) <= listing_limit:
-        return "expected one of: " + ", ".join(choices)
+        return "expected one of: " + ", ".join(shorten(c) for c in choices)
     return None
 
 
 def describe_value(value: object) -> str:
     """`'fast' (str)`, `true (bool)` — a received value as the user wrote it, and its type."""
-    shown = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
-    if len(shown) > 40:
-        shown = shown[:37] + "..."
-    kind = {dict: "mapping", type(None): "null"}.get(type(value), type(value).__name__)
-    return f"{shown} ({kind})"
+    if value is None:
+        kind = "null"
+    elif isinstance(value, Mapping):
+        kind = "mapping"
+    elif isinstance(value, list | tuple):
+        kind = "list"
+    else:
+        kind = type(value).__name__
+    return f"{show(value)} ({kind})"
 
 
 @attrs.frozen
@@ -58,9 +159,9 @@ class Location:
 @attrs.frozen
 class Diagnostic:
     path: SpecPath
-    message: str
+    message: str = attrs.field(converter=shorten_quoted)
     severity: Severity = "error"
-    hint: str | None = None
+    hint: str | None = attrs.field(default=None, converter=shorten_quoted)
     location: Location | None = None
 
     def format(self) -> str:

@@ -19,6 +19,8 @@ from tdsl import spec as S
 from tdsl.errors import Diagnostics, SpecPath, did_you_mean, format_path
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Names become attribute paths and state-dict keys; tdsl keeps them to plain ASCII.
+_NAME_HINT = "use ASCII letters, digits and underscores, not starting with a digit"
 
 
 @attrs.frozen
@@ -64,7 +66,9 @@ def resolve(model: S.Model, diags: Diagnostics, path: SpecPath = ("model",)) -> 
     for index, name in enumerate(input_names):
         if not _NAME.fullmatch(name):
             diags.error(
-                (*path, "inputs", index, "name"), f"input name {name!r} is not an identifier"
+                (*path, "inputs", index, "name"),
+                f"input name {name!r} is not an ASCII identifier",
+                _NAME_HINT,
             )
         if input_names.index(name) != index:
             diags.error((*path, "inputs", index, "name"), f"duplicate input name {name!r}")
@@ -79,8 +83,8 @@ def resolve(model: S.Model, diags: Diagnostics, path: SpecPath = ("model",)) -> 
         if not _NAME.fullmatch(name):
             diags.error(
                 (*layer_path, "name"),
-                f"layer name {name!r} is not an identifier",
-                "use letters, digits and underscores",
+                f"layer name {name!r} is not an ASCII identifier",
+                _NAME_HINT,
             )
         elif hasattr(nn.Module, name):
             diags.error(

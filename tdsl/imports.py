@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 
-from tdsl.errors import TdslError
+from tdsl.errors import TdslError, shorten, show
 
 
 class ImportRefused(TdslError):
@@ -31,10 +31,12 @@ def _allowed(path: str, prefixes: Sequence[str]) -> bool:
 
 
 def import_object(path: str, allow_imports: Sequence[str]) -> object:
-    top = path.replace(":", ".").split(".", 1)[0]
+    """The object at `path`, imported only if a prefix in `allow_imports` covers it; raises
+    `ImportRefused` (with the flag that would allow it) otherwise, or if the import fails."""
+    top = shorten(path.replace(":", ".").split(".", 1)[0])
     if not _allowed(path, allow_imports):
         raise ImportRefused(
-            f"importing {path!r} is not allowed",
+            f"importing {show(path)} is not allowed",
             f"if you trust it, allow it with --allow-import {top} "
             f"(in Python: allow_imports=[{top!r}])",
         )
@@ -42,4 +44,6 @@ def import_object(path: str, allow_imports: Sequence[str]) -> object:
     try:
         return getattr(importlib.import_module(module_name), attribute)
     except Exception as exc:  # any failure of user code is reported, not raised
-        raise ImportRefused(f"cannot import {path!r}: {type(exc).__name__}: {exc}") from None
+        reason = str(exc).strip().splitlines()
+        detail = f"{type(exc).__name__}: {reason[0]}" if reason else type(exc).__name__
+        raise ImportRefused(f"cannot import {show(path)}: {detail}") from None

@@ -11,6 +11,7 @@ import attrs
 from tdsl import spec as S
 from tdsl.convert import Invalid, structure_spec, unstructure
 from tdsl.errors import Diagnostic, Location, SpecError
+from tdsl.overrides import overridden_paths
 from tdsl.yaml_io import SourceMap, dump_data, parse, read_text
 
 
@@ -49,9 +50,11 @@ def read_spec(
     if data is None:
         return None, [Diagnostic((), "the spec is empty", location=Location(file, 1, 1))]
     if overrides is not None:
-        data, override_problems = overrides(data)
+        data, override_problems = overrides(before := data)
         if override_problems:
             return None, override_problems
+        # A value set on the command line is reported there, not where the file had one.
+        source_map = attrs.evolve(source_map, overridden=overridden_paths(before, data))
     if not isinstance(data, dict):
         message = f"a spec is a mapping of sections, got {type(data).__name__}"
         return None, [Diagnostic((), message, location=Location(file, 1, 1))]

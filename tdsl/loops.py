@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import attrs
 import torch
 
+from tdsl import spec as S
 from tdsl.compile import Program
 from tdsl.data import Splits, TensorData
 from tdsl.errors import TdslError
@@ -53,16 +54,30 @@ class NonFiniteLoss(TdslError):
 
 
 class _Accumulator:
-    """Exact epoch totals: loss and regularizer sums weighted by rows, merged metric states."""
+    """Exact epoch totals: loss and regularizer sums weighted by rows, metric states.
+
+    Per step it only keeps references: batch losses stay on the device until the epoch ends
+    (one host sync then, not one per step), and outputs wait until enough rows are pending
+    to update the metric states in one go (exact either way: states are sums over rows)."""
+
+    FLUSH_ELEMENTS = 1 << 18
 
     def __init__(self, program: Program):
         self.program = program
-        self.sums: dict[str, torch.Tensor] = {}
-        self.rows = 0
+        self.values: dict[str, list[torch.Tensor]] = {}  # "loss" and regularizer terms
+        self.counts: list[int] = []
         self.skipped = 0
         self.stats: dict[str, Any] = {}
-        # Each batch's loss, kept on the device: checked once per epoch, not synced per step.
-        self.losses: list[torch.Tensor] = []
+        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.pending_elements = 0
+
+    @property
+    def losses(self) -> list[torch.Tensor]:
+        return self.values.get("loss", [])
+
+    @property
+    def rows(self) -> int:
+        return sum(self.counts)
 
     def first_nonfinite(self) -> int | None:
         """Index of the first batch whose loss was NaN or infinite, if any."""
@@ -75,32 +90,52 @@ class _Accumulator:
         if metrics.get("skipped"):
             self.skipped += 1
             return
-        self.losses.append(metrics["loss"].detach())
-        count = metrics["count"]
-        self.rows += count
+        self.counts.append(metrics["count"])
         for key, value in metrics.items():
-            if key in ("count", "stats"):
-                continue
-            weighted = value.detach().double() * count
-            self.sums[key] = self.sums[key] + weighted if key in self.sums else weighted
-        for metric in self.program.metrics:
-            batch_state = metrics["stats"][metric.name]
-            previous = self.stats.get(metric.name)
-            self.stats[metric.name] = (
-                batch_state if previous is None else metric.merge(previous, batch_state)
-            )
+            if key not in ("count", "output", "target"):
+                self.values.setdefault(key, []).append(value)
+        if self.program.metrics:
+            output = metrics["output"]
+            self.pending.append((output, metrics["target"]))
+            self.pending_elements += output.numel()
+            if self.pending_elements >= self.FLUSH_ELEMENTS:
+                self._flush()
 
-    def running_loss(self) -> float:
-        return float(self.sums["loss"] / self.rows) if self.rows else float("nan")
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        outputs, targets = zip(*self.pending, strict=True)
+        self.pending, self.pending_elements = [], 0
+        one = len(outputs) == 1
+        states = self.program.measure(
+            outputs[0] if one else torch.cat(outputs), targets[0] if one else torch.cat(targets)
+        )
+        for metric in self.program.metrics:
+            previous = self.stats.get(metric.name)
+            state = states[metric.name]
+            self.stats[metric.name] = state if previous is None else metric.merge(previous, state)
 
     def result(self, prefix: str = "") -> dict[str, float]:
-        if not self.rows:  # every batch was skipped: nothing to average
+        if self.program.world is not None:  # data-parallel: add up every process's rows
+            self.program.world.merge_accumulated(self)
+        if not self.counts:  # every batch was skipped: nothing to average
             names = ["loss", *(m.name for m in self.program.metrics)]
             return {f"{prefix}{name}": float("nan") for name in names}
-        logs = {f"{prefix}{key}": float(total / self.rows) for key, total in self.sums.items()}
+        self._flush()
+        device = self.losses[0].device
+        counts = torch.tensor(self.counts, dtype=torch.float64, device=device)
+        columns = torch.stack([torch.stack(v).double().reshape(-1) for v in self.values.values()])
+        means = ((columns * counts).sum(dim=1) / counts.sum()).tolist()
+        logs = {f"{prefix}{key}": mean for key, mean in zip(self.values, means, strict=True)}
         for metric in self.program.metrics:
             logs[f"{prefix}{metric.name}"] = metric.compute(self.stats[metric.name])
         return logs
+
+
+def eval_batch_size(train: S.Train) -> int:
+    """Rows per evaluation batch: `train.eval_batch_size`, by default four training batches
+    (no activations are kept for a backward pass, so larger batches fit)."""
+    return train.eval_batch_size or 4 * train.batch_size
 
 
 def _order_seed(seed: int, epoch: int) -> int:
@@ -108,8 +143,14 @@ def _order_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
-def _on_device(data: TensorData | None, program: Program) -> TensorData | None:
-    return None if data is None else data.to(program.device)
+def _on_device(
+    data: TensorData | None, program: Program, training: bool = False
+) -> TensorData | None:
+    if data is None:
+        return None
+    data = data.to(program.device)
+    # Data-parallel: each process takes its share of every batch.
+    return data if program.world is None else program.world.shard(data, training)
 
 
 def _call(callbacks: Sequence[Any], hook: str, *args: Any) -> None:
@@ -133,21 +174,25 @@ def fit(
     spec = program.spec
     epochs = spec.train.epochs if epochs is None else epochs
     batch_size = spec.train.batch_size if batch_size is None else batch_size
-    train = _on_device(data.train if isinstance(data, Splits) else data, program)
+    train = _on_device(data.train if isinstance(data, Splits) else data, program, training=True)
     val = _on_device(data.val if isinstance(data, Splits) else None, program)
     callbacks = list(callbacks)
     run = FitRun(program, epochs, train.num_batches(batch_size), list(history or []))
     _call(callbacks, "on_fit_start", run, state)
+    batch_hooks = [c.on_batch_end for c in callbacks if hasattr(c, "on_batch_end")]
     owned = False  # the caller's state is never donated; the ones fit creates are
     while state.epoch < epochs and run.stop_reason is None:
         run.epoch = state.epoch
+        if program.world is not None:  # each process's own dropout stream
+            state = program.world.rank_rng(state, spec.seed)
         started = time.perf_counter()
         totals = _Accumulator(program)
         for batch in train.batches(batch_size, _order_seed(spec.seed, state.epoch)):
             state, metrics = program.train_step(state, batch, donate=owned)
             owned = True
             totals.add(metrics)
-            _call(callbacks, "on_batch_end", run, metrics)
+            for hook in batch_hooks:
+                hook(run, metrics)
         bad = totals.first_nonfinite()
         if bad is not None:
             raise _nonfinite(run, state, bad, totals)
@@ -155,7 +200,7 @@ def fit(
         if totals.skipped:
             logs["skipped_batches"] = totals.skipped
         if val is not None and len(val):
-            logs.update(evaluate(program, state, val, batch_size=batch_size, prefix="val_"))
+            logs.update(evaluate(program, state, val, prefix="val_"))
         logs["lr"] = state.lrs[0]
         logs["seconds"] = time.perf_counter() - started
         state = program.end_epoch(state, logs)
@@ -193,7 +238,7 @@ def evaluate(
     prefix: str = "",
 ) -> dict[str, float]:
     """Exact metrics of `state` over all of `data`, with names prefixed by `prefix`."""
-    batch_size = batch_size or program.spec.train.batch_size
+    batch_size = batch_size or eval_batch_size(program.spec.train)
     data = _on_device(data, program)
     totals = _Accumulator(program)
     for batch in data.batches(batch_size):
@@ -209,7 +254,7 @@ def predict(
     batch_size: int | None = None,
 ) -> torch.Tensor:
     """The model's outputs for every row of `features`, in order, on the CPU."""
-    batch_size = batch_size or program.spec.train.batch_size
+    batch_size = batch_size or eval_batch_size(program.spec.train)
     features = tuple(f.to(program.device) for f in features)
     outputs = []
     for start in range(0, int(features[0].shape[0]), batch_size):

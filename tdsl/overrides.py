@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from tdsl.errors import Diagnostic, Location, SpecPath, format_path
+from tdsl.errors import Diagnostic, SpecPath, format_path
+from tdsl.yaml_io import COMMAND_LINE
 
 _PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(-?\d+)\]")
 
@@ -35,9 +36,28 @@ def parse_path(text: str) -> SpecPath | None:
 
 
 def _problem(assignment: str, message: str) -> Diagnostic:
-    return Diagnostic(
-        (), f"--set {assignment}: {message}", location=Location("<command line>", 1, 1)
-    )
+    return Diagnostic((), f"--set {assignment}: {message}", location=COMMAND_LINE)
+
+
+def overridden_paths(before: Any, after: Any, path: SpecPath = ()) -> frozenset[SpecPath]:
+    """The paths whose values differ between two versions of a spec's data (before and after
+    the overrides), so that their problems are located at the command line, not in the file."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        found: set[SpecPath] = set()
+        for key, value in after.items():
+            if key not in before:
+                found.add((*path, key))
+            else:
+                found |= overridden_paths(before[key], value, (*path, key))
+        return frozenset(found)
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        found = set()
+        for index, (old, new) in enumerate(zip(before, after, strict=True)):
+            found |= overridden_paths(old, new, (*path, index))
+        return frozenset(found)
+    # 1, 1.0 and true are equal in Python but not in a spec.
+    same = type(before) is type(after) and before == after
+    return frozenset() if same else frozenset({path})
 
 
 def apply_overrides(data: Any, assignments: Sequence[str]) -> tuple[Any, list[Diagnostic]]:

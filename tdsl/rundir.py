@@ -31,6 +31,8 @@ from tdsl.loading import dump, load
 from tdsl.loops import FitResult, evaluate, fit, predict
 from tdsl.state import TrainState
 from tdsl.summary import summary
+from tdsl.tensorboard import FOLDER as TENSORBOARD_FOLDER
+from tdsl.tensorboard import TensorBoardLogger
 
 
 class RunError(TdslError):
@@ -43,12 +45,17 @@ def default_run_dir(spec: S.Spec, root: Path = Path("runs")) -> Path:
     return root / f"{name[:80]}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _prepare(directory: Path) -> None:
+def refuse_existing_run(directory: Path) -> None:
+    """Raise if `directory` already holds a run (a new run must not overwrite it)."""
     if (directory / "checkpoints" / "last.pt").exists():
         raise RunError(
             f"{directory} already holds a run; continue it with `tdsl resume "
             f"{directory}` or choose another --out"
         )
+
+
+def _prepare(directory: Path) -> None:
+    refuse_existing_run(directory)
     try:
         (directory / "checkpoints").mkdir(parents=True, exist_ok=True)
         atomic_write_text(directory / ".write-test", "")
@@ -58,9 +65,15 @@ def _prepare(directory: Path) -> None:
 
 
 def _callbacks(
-    spec: S.Spec, directory: Path, spec_text: str, stream: TextIO | None, extra: Sequence[Any]
+    spec: S.Spec,
+    directory: Path,
+    spec_text: str,
+    stream: TextIO | None,
+    extra: Sequence[Any],
+    lead: bool = True,
 ) -> tuple[list[Any], list[Any]]:
-    """(all callbacks in call order, the ones whose state a checkpoint must keep)."""
+    """(all callbacks in call order, the ones whose state a checkpoint must keep). Only the
+    `lead` process writes and prints; the others of a data-parallel run only decide."""
     stateful: list[Any] = []
     if spec.train.early_stopping is not None:
         es = spec.train.early_stopping
@@ -76,8 +89,12 @@ def _callbacks(
         cp.save_last,
         others=stateful,
     )
+    if not lead:  # the same (reduced) logs give the same early-stopping decisions
+        return [*stateful, *extra], [*stateful, checkpointer]
     # Early stopping decides first so the checkpoint records the stop reason.
     ordered = [*stateful, HistoryWriter(directory), checkpointer, ProgressPrinter(stream), *extra]
+    if spec.train.tensorboard:
+        ordered.append(TensorBoardLogger(directory / TENSORBOARD_FOLDER))
     return ordered, [*stateful, checkpointer]
 
 
@@ -108,16 +125,20 @@ def run(
     spec = with_absolute_paths(spec)  # data paths as absolute: the same files from any folder
     # Validates first: raises SpecError before anything is written.
     program = compile(spec, allow_imports)
-    data = load_data(spec)
-    _prepare(directory)
-    if data.fitted is not None:  # transforms fitted on the training rows, for resume/eval/predict
-        data.fitted.save(directory)
+    data = load_data(spec, allow_imports=allow_imports)
     spec_text = dump(spec, defaults=True)
-    atomic_write_text(directory / "spec.yaml", spec_text)
-    atomic_write_text(directory / "summary.txt", summary(spec) + "\n")
-    ordered, _ = _callbacks(spec, directory, spec_text, stream, callbacks)
+    lead = program.world is None or program.world.lead  # data-parallel: rank 0 writes
+    if lead:
+        _prepare(directory)
+        if data.fitted is not None:  # fitted on the training rows, for resume/eval/predict
+            data.fitted.save(directory)
+        atomic_write_text(directory / "spec.yaml", spec_text)
+        summary_text = summary(spec, allow_imports=allow_imports)
+        atomic_write_text(directory / "summary.txt", summary_text + "\n")
+    ordered, _ = _callbacks(spec, directory, spec_text, stream, callbacks, lead)
     result = fit(program, program.init(), data, callbacks=ordered)
-    _finish(directory, result)
+    if lead:
+        _finish(directory, result)
     return directory, result
 
 
@@ -153,16 +174,18 @@ def resume(
         )
         raise RunError(f"the spec changed since the checkpoint was written:\n{diff}")
     program = compile(spec, allow_imports)
-    ordered, stateful = _callbacks(spec, directory, checkpoint["spec"], stream, callbacks)
+    lead = program.world is None or program.world.lead  # data-parallel: rank 0 writes
+    ordered, stateful = _callbacks(spec, directory, checkpoint["spec"], stream, callbacks, lead)
     for callback, saved in zip(stateful[:-1], checkpoint["callbacks"], strict=True):
         callback.load_state_dict(saved)
     stateful[-1].load_state_dict(checkpoint["checkpointer"])
     state = TrainState.from_dict(checkpoint["state"], program.device)
     if checkpoint["stop_reason"]:
         return FitResult(state, checkpoint["history"], checkpoint["stop_reason"])
-    data = load_data(spec, Fitted.load(directory))
+    data = load_data(spec, Fitted.load(directory), allow_imports)
     result = fit(program, state, data, callbacks=ordered, history=checkpoint["history"])
-    _finish(directory, result)
+    if lead:
+        _finish(directory, result)
     return result
 
 
@@ -179,7 +202,7 @@ def evaluate_run(
 ) -> dict[str, dict[str, float]]:
     """Metrics of the run's `which` checkpoint on its validation and test splits."""
     program, state = _program_and_state(directory, which, allow_imports)
-    splits = load_data(program.spec, Fitted.load(directory))
+    splits = load_data(program.spec, Fitted.load(directory), allow_imports)
     results = {}
     for name, data in (("val", splits.val), ("test", splits.test)):
         if data is not None and len(data):

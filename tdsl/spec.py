@@ -329,6 +329,42 @@ class TimeSeries:
     split: Split = Split()
 
 
+@frozen(kw_only=True)
+class Bundled:
+    """A data set that ships inside scikit-learn, so nothing is downloaded: `digits` (8x8
+    images of handwritten digits, pixels 0-16, 10 classes), `iris` and `wine` (3 classes),
+    `breast_cancer` (binary). Needs scikit-learn: `pip install 'tdsl[sklearn]'`."""
+
+    kind: Literal["sklearn"] = "sklearn"
+    dataset: Literal["digits", "iris", "wine", "breast_cancer"]
+    # Per-sample feature shape, e.g. [1, 8, 8] for the digits as one-channel images;
+    # default: the flat feature vector.
+    shape: tuple[int, ...] = field(default=(), converter=tuple, validator=_each_positive)
+    split: Split = Split()
+
+
+@frozen(kw_only=True)
+class PythonData:
+    """Arrays made by your own code: `factory` names a function by import path, imported
+    only when its prefix is allowed (`--allow-import mylab`; `allow_imports=["mylab"]`).
+    It is called with `args` as keywords, plus `seed=` the spec's seed when it has a `seed`
+    parameter, and returns a mapping of named arrays (numpy arrays or tensors, one row per
+    sample) or a `(features, target)` tuple, whose features are one array or a list."""
+
+    kind: Literal["python"] = "python"
+    # The function, by import path: `mylab.data.make` or `mylab.data:make`.
+    factory: str
+    target_kind: TargetKind
+    # Keyword arguments for the factory (plain YAML values).
+    args: FrozenMap = field(default=FrozenMap(), converter=freeze)
+    # The arrays of a returned mapping: one per model input, and the target's.
+    features: tuple[str, ...] = field(default=("x",), converter=_tuple, validator=_non_empty)
+    target: str = "y"
+    # Class targets: default one more than the largest label.
+    num_classes: int | None = field(default=None, validator=positive)
+    split: Split = Split()
+
+
 DataSource = (
     LinearRegression
     | Rings
@@ -339,6 +375,8 @@ DataSource = (
     | ImageFolder
     | Text
     | TimeSeries
+    | PythonData
+    | Bundled
 )
 
 
@@ -480,6 +518,11 @@ class Train:
     # gradients add up before one optimizer step (same update, less memory).
     batch_size: int = field(default=32, validator=positive)
     accumulate: int = field(default=1, validator=positive)
+    # Rows per batch when evaluating and predicting; by default 4 * batch_size.
+    eval_batch_size: int | None = field(default=None, validator=positive)
+    # Run each training step as one torch.compile graph: faster steps after a compile of
+    # seconds to a minute at the start of each run.
+    compile: bool = False
     # Gradient clipping before each optimizer step: by total norm and/or by value.
     clip_norm: float | None = field(default=None, converter=_float, validator=positive)
     clip_value: float | None = field(default=None, converter=_float, validator=positive)
@@ -488,6 +531,9 @@ class Train:
     on_nan: Literal["stop", "skip_batch"] = "stop"
     early_stopping: EarlyStopping | None = None
     checkpoint: Checkpoint = Checkpoint()
+    # Also log each epoch's metrics, learning rate and parameter histograms for TensorBoard
+    # in RUN_DIR/tensorboard (needs `pip install 'tdsl[tensorboard]'`).
+    tensorboard: bool = False
 
 
 @frozen(kw_only=True)
@@ -495,6 +541,15 @@ class Device:
     # auto | cpu | cuda | cuda:N | mps
     name: str = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # ddp: one process per device, launched by `tdsl run --nproc N` or torchrun; each takes
+    # its share of every (global) batch and gradients are averaged across processes.
+    strategy: Literal["single", "ddp"] = "single"
+    # auto: nccl on CUDA, gloo on the CPU.
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    # Allow a batch_size that the number of processes does not divide.
+    uneven_batches: bool = False
+    # Seconds a process waits for the others before the run fails instead of hanging.
+    timeout: float = field(default=300.0, converter=_float, validator=positive)
 
 
 @frozen(kw_only=True)

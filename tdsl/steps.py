@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -19,11 +19,35 @@ import torch
 
 from tdsl import spec as S
 from tdsl.build import GraphModule, build_graph
+from tdsl.compiled import CompiledStep
 from tdsl.data import Batch
 from tdsl.errors import Diagnostics
 from tdsl.graph import Graph
 from tdsl.metrics import Metric
 from tdsl.state import TrainState
+
+_RANDOM_LAYERS = (
+    torch.nn.Dropout,
+    torch.nn.Dropout1d,
+    torch.nn.Dropout2d,
+    torch.nn.Dropout3d,
+    torch.nn.AlphaDropout,
+    torch.nn.FeatureAlphaDropout,
+    torch.nn.RReLU,
+)
+
+
+def uses_randomness(module: torch.nn.Module) -> bool:
+    """Whether a training forward pass may draw random numbers."""
+    for layer in module.modules():
+        if not type(layer).__module__.startswith(("torch.nn.", "tdsl.")):
+            return True  # user code: assume it does
+        if isinstance(layer, _RANDOM_LAYERS):
+            return True
+        dropout = getattr(layer, "dropout", 0.0)  # RNNs and attention drop out internally
+        if isinstance(dropout, float | int) and dropout > 0:
+            return True
+    return False
 
 
 @attrs.frozen
@@ -32,7 +56,8 @@ class Objective:
 
     loss_fn: torch.nn.Module
     to_prob: Callable[[torch.Tensor], torch.Tensor]  # output -> probabilities, for metrics
-    regularizers: tuple[tuple[str, Callable[[], torch.Tensor]], ...]
+    # Penalties as functions of the parameters by name.
+    regularizers: tuple[tuple[str, Callable[[Mapping[str, torch.Tensor]], torch.Tensor]], ...]
     metrics: tuple[Metric, ...]
     target_kind: str
 
@@ -49,12 +74,21 @@ class Steps:
         objective: Objective,
         autocast: Callable[[], Any],
         allow_imports: Sequence[str] = (),
+        world: Any = None,
     ):
         self.spec, self.graph, self.module, self.device = spec, graph, module, device
         self.allow_imports = tuple(allow_imports)  # init() rebuilds the user's layers too
+        self.world = world  # tdsl.distributed.World: processes that share each batch
         self.optimizer, self.scheduler, self.autocast = optimizer, scheduler, autocast
         self.params = dict(module.named_parameters())
         self.buffers = dict(module.named_buffers())
+        self.param_names = {id(p): n for n, p in self.params.items()}
+        # Without random layers a step draws no random numbers, so the RNG state passes
+        # through unchanged and need not be set and read back each step.
+        self.stochastic = uses_randomness(module)
+        # The lease of the state whose tensors the module's slots hold right now: a donated or
+        # read-only use of that same state needs no reload.
+        self.loaded: Any = None
         self.loss_fn, self.to_prob = objective.loss_fn, objective.to_prob
         self.regularizers, self.metrics = objective.regularizers, objective.metrics
         self.target_kind = objective.target_kind
@@ -64,6 +98,17 @@ class Steps:
         fp16 = spec.device.precision == "fp16"
         self.scaler = torch.amp.GradScaler(device.type) if fp16 else None
         self.training: bool | None = None
+        # Decided once here rather than looked up in the spec on every step.
+        train = spec.train
+        self.skip_nonfinite = train.on_nan == "skip_batch"
+        self.clipping = train.clip_norm is not None or train.clip_value is not None
+        schedule = spec.optimizer.schedule
+        self.step_schedule = scheduler is not None and schedule.interval == "step"
+        self.compiled = (
+            CompiledStep(module, self.loss_fn, self.regularizers, optimizer, autocast, train)
+            if train.compile
+            else None
+        )
 
     def _hyper(self) -> tuple[dict[str, Any], ...]:
         return tuple(
@@ -103,7 +148,11 @@ class Steps:
             scaler=self.scaler.state_dict() if self.scaler is not None else None,
         )
 
-    def _load(self, state: TrainState, clone: bool) -> None:
+    def _load(self, state: TrainState, clone: bool) -> bool:
+        """Put `state` into the module's slots; False when they already hold it."""
+        if not clone and state.lease is self.loaded:
+            return False
+        self.loaded = None if clone else state.lease
         take = (lambda t: t.clone()) if clone else (lambda t: t)
         for name, param in self.params.items():
             param.data = take(state.params[name])
@@ -116,16 +165,24 @@ class Steps:
             }
         for group, hyper in zip(self.optimizer.param_groups, state.hyper, strict=True):
             group.update(hyper)
+        return True
 
-    def _snapshot(self, state: TrainState, **changes: Any) -> TrainState:
-        by_param = {id(p): n for n, p in self.params.items()}
-        return attrs.evolve(
-            state,
-            params={n: p.data for n, p in self.params.items()},
+    def _snapshot(self, state: TrainState, reloaded: bool, **changes: Any) -> TrainState:
+        # The new state shares the tensors now in the module's slots; remember that, so a
+        # step that is handed this state next need not load it.
+        self.loaded = lease = type(state.lease)()
+        names = self.param_names
+        # Optimizers update parameters in place, so without a reload the state's dict already
+        # names the right tensors. The per-parameter optimizer dicts are shared, not copied:
+        # they were made fresh by the last (cloning) load, or belong to a donated state.
+        params = {n: p.data for n, p in self.params.items()} if reloaded else state.params
+        return TrainState(
+            params=params,
             buffers={n: b.data for n, b in self.buffers.items()},
-            optimizer={by_param[id(p)]: dict(s) for p, s in self.optimizer.state.items()},
+            optimizer={names[id(p)]: s for p, s in self.optimizer.state.items()},
             hyper=self._hyper(),
-            lease=type(state.lease)(),
+            epoch=state.epoch,
+            lease=lease,
             **changes,
         )
 
@@ -142,16 +199,27 @@ class Steps:
             return target.reshape(-1).long()
         return target.float()
 
+    def measure(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
+        """Each metric's state over these rows (`output` as the model gives it)."""
+        prob = self.to_prob(output.detach().float())
+        return {m.name: m.update(m.init(), prob, target) for m in self.metrics}
+
+    @staticmethod
     def _batch_metrics(
-        self,
         output: torch.Tensor,
         target: torch.Tensor,
         loss: torch.Tensor,
         extra: dict[str, torch.Tensor],
     ) -> dict[str, Any]:
-        prob = self.to_prob(output.detach().float())
-        stats = {m.name: m.update(m.init(), prob, target) for m in self.metrics}
-        return {"loss": loss.detach(), **extra, "count": target.shape[0], "stats": stats}
+        # Outputs, not metric states: loops update metrics over many batches at once.
+        count = target.shape[0]
+        return {
+            "loss": loss.detach(),
+            **extra,
+            "count": count,
+            "output": output.detach(),
+            "target": target,
+        }
 
     def _backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
@@ -173,8 +241,6 @@ class Steps:
 
     def _clip(self) -> None:
         train = self.spec.train
-        if train.clip_norm is None and train.clip_value is None:
-            return
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled ones
         params = list(self.params.values())
@@ -189,54 +255,67 @@ class Steps:
         for param in self.params.values():
             param.grad = None
         new_state = attrs.evolve(
-            state, step=state.step + 1, rng=self._rng(), lease=type(state.lease)()
+            state,
+            step=state.step + 1,
+            rng=self._rng() if self.stochastic else state.rng,
+            lease=type(state.lease)(),
         )
         return new_state, {"skipped": 1, "count": 0}
 
     def train_step(self, state: TrainState, batch: Batch, donate: bool):
         state.check_usable()
-        skip_nonfinite = self.spec.train.on_nan == "skip_batch"
+        skip_nonfinite = self.skip_nonfinite
         # Skipping needs the untouched input tensors, so it never updates in place.
-        self._load(state, clone=not donate or skip_nonfinite)
+        reloaded = self._load(state, clone=not donate or skip_nonfinite)
         if donate:
             state.lease.spent = True
-        self._set_rng(state.rng)
+        if self.stochastic:
+            self._set_rng(state.rng)
         self._mode(True)
         target = self._target(batch)
         for param in self.params.values():
             param.grad = None
-        if self.spec.train.accumulate == 1:
+        compiled = self.compiled is not None and self.compiled.ready()
+        if compiled:  # forward, backward, clipping and the update in one graph
+            output, data_loss, term_values = self.compiled(batch.features, target)
+            terms = dict(zip((name for name, _ in self.regularizers), term_values, strict=True))
+        elif self.spec.train.accumulate == 1:
             with self.autocast():
                 output = self.module(*batch.features)
                 data_loss = self.loss_fn(output.float(), target)
-            terms = {name: term() for name, term in self.regularizers}
+            terms = {name: term(self.params) for name, term in self.regularizers}
             self._backward(data_loss + sum(terms.values()) if terms else data_loss)
         else:
             output, data_loss = self._accumulate(batch, target)
-            terms = {name: term() for name, term in self.regularizers}
+            terms = {name: term(self.params) for name, term in self.regularizers}
             if terms:
                 self._backward(sum(terms.values()))
+        if self.world is not None:  # the whole global batch's gradient and loss, everywhere
+            params, buffers = self.params.values(), self.buffers.values()
+            data_loss = self.world.sync_gradients(params, buffers, data_loss, batch.size)
         if skip_nonfinite and not bool(torch.isfinite(data_loss + sum(terms.values()))):
             return self._skipped(state)
-        self._clip()
+        if self.clipping and not compiled:
+            self._clip()
         if self.scaler is not None:
             self.scaler.load_state_dict(state.scaler)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-        else:
+        elif not compiled:
             self.optimizer.step()
         for param in self.params.values():
             param.grad = None
         schedule = state.schedule
-        if self.scheduler is not None and self.spec.optimizer.schedule.interval == "step":
+        if self.step_schedule:
             self.scheduler.load_state_dict(state.schedule)
             self.scheduler.step()
             schedule = self.scheduler.state_dict()
         new_state = self._snapshot(
             state,
+            reloaded,
             schedule=schedule,
             step=state.step + 1,
-            rng=self._rng(),
+            rng=self._rng() if self.stochastic else state.rng,
             scaler=self.scaler.state_dict() if self.scaler is not None else None,
         )
         extra = {name: value.detach() for name, value in terms.items()}

@@ -17,12 +17,14 @@ import torch
 from tdsl import checks, checks_setup
 from tdsl import spec as S
 from tdsl.build import GraphModule, build_graph, check_arguments
+from tdsl.compiled import check_compile
 from tdsl.errors import Diagnostic, Diagnostics, Report, did_you_mean
 from tdsl.graph import Graph, Node, auto_names, resolve
 from tdsl.imports import ImportRefused
 from tdsl.loading import locate, read_spec
 from tdsl.ops import all_op_names, lookup
 from tdsl.ops.registry import BATCH
+from tdsl.tensorboard import check_tensorboard
 
 
 @attrs.frozen
@@ -72,9 +74,14 @@ def _check_ops_only(model: S.Model, diags: Diagnostics, allow_imports: Sequence[
             check_arguments(node, op, diags)
 
 
-def check_spec(spec: S.Spec, diags: Diagnostics, allow_imports: Sequence[str] = ()) -> Inference:
+def check_spec(
+    spec: S.Spec,
+    diags: Diagnostics,
+    allow_imports: Sequence[str] = (),
+    world_size: int | None = None,
+) -> Inference:
     inference = infer(spec, diags, allow_imports)
-    checks.check_data(spec, diags)
+    checks.check_data(spec, diags, allow_imports)
     checks.check_random_ids(spec, inference.graph, diags)
     checks.check_loss(spec, inference.graph, inference.output, diags, allow_imports)
     metric_names = checks.check_metrics(spec, diags)
@@ -84,22 +91,30 @@ def check_spec(spec: S.Spec, diags: Diagnostics, allow_imports: Sequence[str] = 
         selections = checks_setup.check_selectors(spec, inference.graph, inference.module, diags)
     checks_setup.check_monitors(spec, metric_names, diags)
     checks_setup.check_device(spec, diags)
+    check_tensorboard(spec, diags)
+    check_compile(spec, diags)
+    checks_setup.check_distributed(spec, diags, world_size)
     return attrs.evolve(inference, selections=selections)
 
 
 def validate(
-    spec: S.Spec | str | os.PathLike, overrides: Any = None, allow_imports: Sequence[str] = ()
+    spec: S.Spec | str | os.PathLike,
+    overrides: Any = None,
+    allow_imports: Sequence[str] = (),
+    world_size: int | None = None,
 ) -> Report:
     """Every problem with `spec` (a Spec, a YAML path, or YAML text). Never raises for a
     mistake in the spec; the report lists errors and warnings, located in the file.
-    User code named by import path is imported only under the `allow_imports` prefixes."""
+    User code named by import path is imported only under the `allow_imports` prefixes.
+    `world_size`: the number of processes that will train it (default: what a launcher
+    such as torchrun says, else unknown)."""
     if not isinstance(spec, S.Spec):
         loaded, problems = read_spec(spec, overrides)
         if loaded is None:
             return Report(tuple(sorted(problems, key=_position)))
         spec = loaded
     diags = Diagnostics()
-    inference = check_spec(spec, diags, allow_imports)
+    inference = check_spec(spec, diags, allow_imports, world_size)
     located = [locate(d, spec.source) for d in diags.items]
     shapes, params = {}, None
     if inference.module is not None and inference.graph is not None:

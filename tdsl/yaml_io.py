@@ -7,6 +7,8 @@ duplicate keys are reported instead of silently overwritten, and alias bombs are
 
 from __future__ import annotations
 
+import bisect
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +25,23 @@ _YAML_TAG = "tag:yaml.org,2002:"
 _PLAIN_TAGS = {"map", "seq", "str", "int", "float", "bool", "null", "merge", "timestamp"}
 
 
+# Where a value set by `--set` is: it is not in the file, whatever the file held there.
+COMMAND_LINE = Location("<command line>", 1, 1)
+
+
 @attrs.frozen
 class SourceMap:
-    """Spec path -> where its key (or list item) starts in the file."""
+    """Spec path -> where its key (or list item) starts in the file; paths whose values
+    came from the command line instead (`--set`) are located there."""
 
     file: str | None
     positions: dict[SpecPath, Location] = attrs.field(eq=False)
+    overridden: frozenset[SpecPath] = attrs.field(default=frozenset(), eq=False)
 
     def locate(self, path: SpecPath) -> Location:
+        for end in range(len(path), -1, -1):
+            if tuple(path[:end]) in self.overridden:
+                return COMMAND_LINE
         for end in range(len(path), -1, -1):
             found = self.positions.get(tuple(path[:end]))
             if found is not None:
@@ -38,22 +49,41 @@ class SourceMap:
         return Location(self.file, 1, 1)
 
 
-class _Converter:
-    def __init__(self, loader: yaml.SafeLoader, file: str | None):
-        self.loader = loader
+# The line breaks an editor counts. YAML also breaks lines at NEL, LINE SEPARATOR and
+# PARAGRAPH SEPARATOR, which editors show inside a line, so PyYAML's line numbers drift.
+_EDITOR_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+class _Lines:
+    """Locations as an editor shows them, recounted from the character offset of a mark."""
+
+    def __init__(self, text: str, file: str | None):
         self.file = file
+        self.starts = [0, *(match.end() for match in _EDITOR_BREAK.finditer(text))]
+
+    def at(self, index: int) -> Location:
+        line = bisect.bisect_right(self.starts, index)
+        return Location(self.file, line, index - self.starts[line - 1] + 1)
+
+    def mark(self, mark: yaml.Mark | None) -> Location:
+        return self.at(mark.index) if mark is not None else Location(self.file, 1, 1)
+
+
+class _Converter:
+    def __init__(self, loader: yaml.SafeLoader, lines: _Lines):
+        self.loader = loader
+        self.lines = lines
+        self.file = lines.file
         self.positions: dict[SpecPath, Location] = {}
         self.problems: list[Diagnostic] = []
         self.visited = 0
 
     def mark(self, path: SpecPath, node: yaml.Node) -> None:
-        start = node.start_mark
-        self.positions.setdefault(path, Location(self.file, start.line + 1, start.column + 1))
+        self.positions.setdefault(path, self.lines.mark(node.start_mark))
 
     def problem(self, path: SpecPath, node: yaml.Node, message: str, at_key: bool = False) -> None:
         """Report at `node`, or with at_key at the key that holds the path (if there is one)."""
-        start = node.start_mark
-        location = Location(self.file, start.line + 1, start.column + 1)
+        location = self.lines.mark(node.start_mark)
         if at_key:
             location = self.positions.get(path, location)
         self.problems.append(Diagnostic(path, message, location=location))
@@ -101,8 +131,12 @@ class _Converter:
                 merged = self.convert(value_node, path)
                 extras = merged if isinstance(merged, list) else [merged]
                 if not all(isinstance(extra, dict) for extra in extras):
-                    self.problem((*path, "<<"), key_node, "expected a mapping or a list of "
-                                 f"mappings to merge, got {describe_value(merged)}")
+                    self.problem(
+                        (*path, "<<"),
+                        key_node,
+                        "expected a mapping or a list of "
+                        f"mappings to merge, got {describe_value(merged)}",
+                    )
                     continue
                 for extra in extras:
                     for key, value in extra.items():
@@ -128,7 +162,7 @@ class _Converter:
                     f"duplicate key {key!r} (first defined on line {seen[key]})",
                 )
                 continue
-            seen[key] = key_node.start_mark.line + 1
+            seen[key] = self.lines.mark(key_node.start_mark).line
             self.mark((*path, key), key_node)
             result[key] = self.convert(value_node, (*path, key))
         return result
@@ -147,26 +181,28 @@ def parse(text: str, file: str | None = None) -> tuple[Any, SourceMap, list[Diag
     """YAML text -> (plain data, source map, problems). Never raises for bad YAML."""
     source = SourceMap(file, {})
     if len(text) > MAX_CHARACTERS:
-        message = (f"the spec is {len(text) / 2**20:.0f} MB; specs are limited to "
-                   f"{MAX_CHARACTERS // 2**20} MB")
+        message = (
+            f"the spec is {len(text) / 2**20:.0f} MB; specs are limited to "
+            f"{MAX_CHARACTERS // 2**20} MB"
+        )
         return None, source, [Diagnostic((), message, location=Location(file, 1, 1))]
     try:
         loader = yaml.SafeLoader(text)
     except yaml.reader.ReaderError as exc:  # a control character, NUL, ... anywhere in the text
-        before = text[: exc.position]
-        where = Location(file, before.count("\n") + 1, exc.position - before.rfind("\n"))
+        where = _Lines(text, file).at(exc.position)
         message = f"invalid YAML: character #x{exc.character:04x} is not allowed in YAML text"
         return None, source, [Diagnostic((), message, location=where)]
-    too_deep = _too_deep(text, file)
+    lines = _Lines(text, file)
+    too_deep = _too_deep(text, lines)
     if too_deep is not None:
         return None, source, [too_deep]
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file, 1, 1)
+        where = lines.mark(exc.problem_mark or exc.context_mark)
         message = f"invalid YAML: {exc.problem or exc.context}"
-        return None, source, [Diagnostic((), message, hint=_syntax_hint(exc), location=where)]
+        hint = _syntax_hint(exc, lines)
+        return None, source, [Diagnostic((), message, hint=hint, location=where)]
     except yaml.YAMLError as exc:
         return None, source, [Diagnostic((), f"invalid YAML: {exc}", location=Location(file, 1, 1))]
     except RecursionError:
@@ -176,12 +212,11 @@ def parse(text: str, file: str | None = None) -> tuple[Any, SourceMap, list[Diag
         loader.dispose()
     if node is None:
         return None, source, [Diagnostic((), "the spec is empty", location=Location(file, 1, 1))]
-    converter = _Converter(loader, file)
+    converter = _Converter(loader, lines)
     try:
         data = converter.convert(node, ())
     except _TooLarge as exc:
-        start = exc.node.start_mark
-        where = Location(file, start.line + 1, start.column + 1)
+        where = lines.mark(exc.node.start_mark)
         if isinstance(exc, _TooDeep):
             message = f"YAML nested too deeply (limit {MAX_DEPTH} levels)"
         else:
@@ -190,7 +225,7 @@ def parse(text: str, file: str | None = None) -> tuple[Any, SourceMap, list[Diag
     return data, SourceMap(file, converter.positions), converter.problems
 
 
-def _too_deep(text: str, file: str | None) -> Diagnostic | None:
+def _too_deep(text: str, lines: _Lines) -> Diagnostic | None:
     """Find nesting beyond MAX_DEPTH from the event stream, which PyYAML produces without
     recursion (composing nodes recurses, and would overflow the stack first)."""
     depth = 0
@@ -199,9 +234,11 @@ def _too_deep(text: str, file: str | None) -> Diagnostic | None:
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH + 1:  # the top-level mapping is depth 1
-                    mark = event.start_mark
-                    return Diagnostic((), f"YAML nested too deeply (limit {MAX_DEPTH} levels)",
-                                      location=Location(file, mark.line + 1, mark.column + 1))
+                    return Diagnostic(
+                        (),
+                        f"YAML nested too deeply (limit {MAX_DEPTH} levels)",
+                        location=lines.mark(event.start_mark),
+                    )
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
     except yaml.YAMLError:
@@ -209,7 +246,7 @@ def _too_deep(text: str, file: str | None) -> Diagnostic | None:
     return None
 
 
-def _syntax_hint(exc: yaml.MarkedYAMLError) -> str | None:
+def _syntax_hint(exc: yaml.MarkedYAMLError, lines: _Lines) -> str | None:
     """PyYAML's messages name the symptom; say what usually causes it."""
     problem, context = exc.problem or "", exc.context or ""
     if "'\\t'" in problem or "\t" in problem:
@@ -221,8 +258,8 @@ def _syntax_hint(exc: yaml.MarkedYAMLError) -> str | None:
         )
     if context.startswith("while parsing a flow") and exc.context_mark is not None:
         opener = "[" if "sequence" in context else "{"
-        mark = exc.context_mark
-        return f"the '{opener}' at line {mark.line + 1}, column {mark.column + 1} is never closed"
+        mark = lines.mark(exc.context_mark)
+        return f"the '{opener}' at line {mark.line}, column {mark.column} is never closed"
     return None
 
 

@@ -456,6 +456,25 @@ time_series = _build(
     required={"file": names, "columns": name_tuples.filter(bool)},
 )
 
+# User code by import path; its `args` is a plain mapping with any keys.
+python_data = _build(
+    tdsl.PythonData,
+    optional={
+        "args": st.dictionaries(st.one_of(identifiers, text), arg_values, max_size=3),
+        "features": name_tuples.filter(bool),
+        "target": names,
+        "num_classes": optional_sizes,
+        "split": splits,
+    },
+    required={"factory": names, "target_kind": target_kinds},
+)
+
+bundled_sets = _build(
+    tdsl.spec.Bundled,
+    optional={"shape": st.lists(small_sizes, max_size=4), "split": splits},
+    required={"dataset": st.sampled_from(["digits", "iris", "wine", "breast_cancer"])},
+)
+
 data_sources = st.one_of(
     rings,
     linear_regressions,
@@ -466,6 +485,8 @@ data_sources = st.one_of(
     image_folders,
     texts,
     time_series,
+    python_data,
+    bundled_sets,
 )
 
 # --- loss, optimizer, metrics ---------------------------------------------------------------
@@ -548,9 +569,12 @@ trains = _build(
         "epochs": sizes,
         "batch_size": sizes,
         "accumulate": sizes,
+        "eval_batch_size": st.one_of(st.none(), sizes),
+        "compile": st.booleans(),
         "clip_norm": st.one_of(st.none(), positive_floats),
         "clip_value": st.one_of(st.none(), positive_floats),
         "on_nan": st.sampled_from(["stop", "skip_batch"]),
+        "tensorboard": st.booleans(),
         "early_stopping": st.one_of(st.none(), early_stoppings),
         "checkpoint": checkpoints,
     },
@@ -561,6 +585,10 @@ devices = _build(
     optional={
         "name": st.one_of(st.sampled_from(["auto", "cpu", "cuda", "cuda:1", "mps"]), names),
         "precision": st.sampled_from(["fp32", "bf16", "fp16"]),
+        "strategy": st.sampled_from(["single", "ddp"]),
+        "backend": st.sampled_from(["auto", "gloo", "nccl"]),
+        "uneven_batches": st.booleans(),
+        "timeout": positive_floats,
     },
 )
 

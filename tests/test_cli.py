@@ -36,7 +36,7 @@ def test_json_format(tmp_path, capsys):
     (item,) = json.loads(capsys.readouterr().out)
     assert item["path"] == "optimizer.lr" and item["severity"] == "error"
     assert item["message"] == "expected a number, got 'fast' (str)"
-    assert (item["file"], item["line"], item["column"]) == (str(broken), 23, 3)
+    assert (item["file"], item["line"], item["column"]) == (str(broken), 26, 3)
 
 
 def test_usage_errors_exit_2(capsys):

@@ -27,11 +27,16 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 def diverging_spec(**train) -> tdsl.Spec:
     """Linear regression with SGD at lr 0.3: finite for one epoch, infinite in the second."""
-    spec = tdsl.load(ROOT / "specs" / "linear_regression.yaml")
-    return attrs.evolve(
-        spec,
+    return tdsl.Spec(
+        name="diverging",
+        data=tdsl.LinearRegression(n=400, split=tdsl.Split(train=0.7, val=0.3)),
+        model=tdsl.Model(
+            inputs=[tdsl.Input(shape=[2])], layers=[tdsl.Layer("linear", out_features=1)]
+        ),
+        loss=tdsl.Loss("mse"),
         optimizer=tdsl.Optimizer("sgd", lr=0.3),
-        train=attrs.evolve(spec.train, epochs=4, **train),
+        metrics=[tdsl.Metric("mae")],
+        train=tdsl.Train(epochs=4, batch_size=16, **train),
     )
 
 
@@ -115,8 +120,14 @@ def long_spec(tmp_path: Path, epochs: int = 6) -> Path:
 
 
 def start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tdsl", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tdsl", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+    )
 
 
 def final_model(directory: Path) -> dict[str, torch.Tensor]:
@@ -132,9 +143,14 @@ def history_without_time(directory: Path) -> list[dict]:
 def uninterrupted(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("straight")
     directory = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "tdsl", "run", str(long_spec(tmp_path)),
-                           "--out", str(directory)], capture_output=True, text=True, env=ENV,
-                          cwd=ROOT, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "tdsl", "run", str(long_spec(tmp_path)), "--out", str(directory)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     return directory
 
@@ -160,8 +176,7 @@ def test_sigterm_stops_cleanly_and_resume_matches(tmp_path, uninterrupted):
         assert torch.equal(final_model(directory)[name], tensor)
 
 
-def test_sigkill_at_random_moments_never_corrupts_and_resumes_identically(tmp_path,
-                                                                         uninterrupted):
+def test_sigkill_at_random_moments_never_corrupts_and_resumes_identically(tmp_path, uninterrupted):
     chance = random.Random(1234)
     directory = tmp_path / "run"
     spec_file = long_spec(tmp_path)

@@ -23,16 +23,19 @@ SEED_PARAMETER_COUNTS = {
     "image_cnn": 54_273,
     "text_cnn": 40_625,
     "timeseries_lstm": 492,
-    "mnist_cnn": 53_994,
+    "digits_cnn": 53_994,
     "linear_regression": 3,
 }
 GOLDEN = ROOT / "tests" / "golden"
 
 
 def skip_without_pillow(path: Path) -> None:
-    """Image specs read PNGs with Pillow, an optional extra (in `dev`)."""
+    """Image specs read PNGs with Pillow, and `kind: sklearn` specs need scikit-learn:
+    optional extras (in `dev`)."""
     if "kind: images" in path.read_text() and importlib.util.find_spec("PIL") is None:
         pytest.skip("reading images needs Pillow: pip install 'tdsl[images]'")
+    if "kind: sklearn" in path.read_text() and importlib.util.find_spec("sklearn") is None:
+        pytest.skip("the sklearn data sets need scikit-learn: pip install 'tdsl[sklearn]'")
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)

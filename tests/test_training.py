@@ -387,7 +387,8 @@ def test_regularizer_gradients_are_numerically_right(kind):
     reg = tdsl.Regularizer(kind=kind, weight=0.3, l1_ratio=0.4)
 
     def penalty(*tensors):
-        return _regularizer(reg, list(tensors))()
+        names = [f"p{i}" for i in range(len(tensors))]
+        return _regularizer(reg, names)(dict(zip(names, tensors, strict=True)))
 
     assert torch.autograd.gradcheck(penalty, tuple(params))
     value = float(penalty(*params).detach())

@@ -193,15 +193,16 @@ def covid(rng: np.random.Generator, days: int) -> str:
 
 def main() -> None:
     rng = np.random.default_rng(SEED)
+    # Each later file draws from a generator of its own, so resizing one leaves the others.
     texts = {
         "titanic.csv": titanic(rng, 400),
         "titanic_new.csv": titanic(rng, 12, with_target=False),
-        "reviews.tsv": reviews(rng, 240),
-        "covid.csv": covid(rng, 60),
+        "reviews.tsv": reviews(np.random.default_rng([SEED, 1]), 1000),
+        "covid.csv": covid(np.random.default_rng([SEED, 2]), 60),
     }
     for name, text in texts.items():
         (HERE / name).write_text(text, encoding="utf-8")
-    for name, data in images(rng, 30).items():
+    for name, data in images(np.random.default_rng([SEED, 3]), 30).items():
         (HERE / name).parent.mkdir(parents=True, exist_ok=True)
         (HERE / name).write_bytes(data)
 

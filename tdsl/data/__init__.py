@@ -8,19 +8,21 @@ relative to the spec file (the current folder for a spec built in Python).
 
 Modules: `tensors` (Batch, TensorData, splits), `streaming` (file-backed rows through
 DataLoader workers), `synthetic`, `files` (.npz/.pt/.npy), `table` (CSV), `images`, `text`,
-`timeseries`, `labels` (targets from text), `csvfile`, `fitted`, `checks` (validation).
+`timeseries`, `bundled` (scikit-learn's data sets), `imported` (arrays from user code),
+`labels` (targets from text), `csvfile`, `fitted`, `checks` (validation).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
 import torch
 
 from tdsl import spec as S
-from tdsl.data import files, images, synthetic, table, text, timeseries
+from tdsl.data import bundled, files, images, imported, synthetic, table, text, timeseries
 from tdsl.data.base import (
     Context,
     DataError,
@@ -65,6 +67,7 @@ FILE_SOURCES: dict[type, ModuleType] = {
     S.ImageFolder: images,
     S.Text: text,
     S.TimeSeries: timeseries,
+    S.Bundled: bundled,
 }
 
 
@@ -80,23 +83,34 @@ def _prepare_cached(source, ctx: Context, fitted: Fitted | None, _stamp: tuple):
 def clear_cache() -> None:
     """Forget prepared sources (they share their tensors with every `load_data` caller)."""
     _prepare_cached.cache_clear()
+    imported.clear_cache()
 
 
-def prepare(source: S.DataSource, ctx: Context, fitted: Fitted | None = None):
+def prepare(
+    source: S.DataSource,
+    ctx: Context,
+    fitted: Fitted | None = None,
+    allow_imports: Sequence[str] = (),
+):
     """(Splits, DataSignature) of a file source; raises `DataError`. Cached while the files
-    are unchanged, so validating, compiling and loading read a file once."""
+    are unchanged, so validating, compiling and loading read a file once. A `python` source's
+    factory is imported only under the `allow_imports` prefixes."""
+    if isinstance(source, S.PythonData):
+        return imported.prepare(source, ctx, allow_imports)
     paths = [ctx.path(v) for k in path_fields(source) if (v := getattr(source, k)) is not None]
     return _prepare_cached(source, ctx, fitted, stamp(paths))
 
 
-def load_data(spec: S.Spec, fitted: Fitted | None = None) -> Splits:
+def load_data(
+    spec: S.Spec, fitted: Fitted | None = None, allow_imports: Sequence[str] = ()
+) -> Splits:
     """The spec's rows, split by its seed, with transforms fitted on the training rows — or
     the given `fitted` transforms re-applied. Raises `DataError` for data that cannot be
-    read as the spec says."""
+    read as the spec says. User code (`kind: python`) runs only under `allow_imports`."""
     ctx = context(spec)
     if is_synthetic(spec.data):
         return synthetic.prepare(spec.data, ctx)
-    splits, _ = prepare(spec.data, ctx, fitted)
+    splits, _ = prepare(spec.data, ctx, fitted, allow_imports)
     return splits
 
 
@@ -104,13 +118,16 @@ def declared_target(source: S.DataSource) -> S.Target:
     """The target as the spec declares it, without reading anything."""
     if isinstance(source, S.TimeSeries):
         return S.Target(kind="regression", shape=(len(source.targets or source.columns),))
+    if isinstance(source, S.Bundled):
+        return bundled.declared_target(source)
     return S.Target(kind=source.target_kind, num_classes=getattr(source, "num_classes", None))
 
 
-def data_signature(spec: S.Spec | S.DataSource) -> DataSignature:
+def data_signature(spec: S.Spec | S.DataSource, allow_imports: Sequence[str] = ()) -> DataSignature:
     """What the data yields. File sources are read (cheap for the files specs name, and
-    cached); a source that cannot be read reports its declared target and unknown features.
-    Given a bare source, relative paths start at the current folder. Never raises."""
+    cached); a source that cannot be read, or whose factory is not allowed, reports its
+    declared target and unknown features. Given a bare source, relative paths start at the
+    current folder. Never raises."""
     if isinstance(spec, S.Spec):
         source, ctx = spec.data, context(spec)
     else:
@@ -118,14 +135,14 @@ def data_signature(spec: S.Spec | S.DataSource) -> DataSignature:
     if is_synthetic(source):
         return synthetic.signature(source, ctx)
     try:
-        return prepare(source, ctx)[1]
+        return prepare(source, ctx, allow_imports=allow_imports)[1]
     except DataError:
         return DataSignature(None, declared_target(source))
 
 
-def train_rows(spec: S.Spec) -> int:
+def train_rows(spec: S.Spec, allow_imports: Sequence[str] = ()) -> int:
     """How many training rows the spec's data has (steps per epoch follow from it)."""
-    rows = data_signature(spec).rows or {}
+    rows = data_signature(spec, allow_imports).rows or {}
     return rows.get("train", 0)
 
 

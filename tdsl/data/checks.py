@@ -4,6 +4,8 @@ what the data yields fits the model's inputs. Each check appends diagnostics; no
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tdsl import spec as S
 from tdsl.data import is_synthetic, prepare, synthetic
 from tdsl.data.base import DataError, DataSignature, context, integer_dtype
@@ -21,8 +23,11 @@ _SPLIT_FILES = {
 _ID_FIELDS = {S.RandomData: "int_high", S.Text: "vocab_size"}
 
 
-def check_data(spec: S.Spec, diags: Diagnostics) -> DataSignature | None:
-    """Every problem with the data section; the signature when the data could be read."""
+def check_data(
+    spec: S.Spec, diags: Diagnostics, allow_imports: Sequence[str] = ()
+) -> DataSignature | None:
+    """Every problem with the data section; the signature when the data could be read.
+    A `python` source's factory is imported only under the `allow_imports` prefixes."""
     data = spec.data
     split = data.split
     total = split.train + split.val + split.test
@@ -48,7 +53,7 @@ def check_data(spec: S.Spec, diags: Diagnostics) -> DataSignature | None:
         signature = synthetic.signature(data, context(spec))
     else:
         try:
-            signature = prepare(data, context(spec))[1]
+            signature = prepare(data, context(spec), allow_imports=allow_imports)[1]
         except DataError as exc:
             for problem in exc.problems:
                 diags.error(("data", *problem.path), problem.message, problem.hint)

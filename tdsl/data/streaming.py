@@ -9,7 +9,6 @@ comes back from the worker as a message and is raised here as a one-line `DataEr
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator
 from typing import Protocol
@@ -20,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from tdsl.data.base import DataError, Problem
-from tdsl.data.tensors import Batch, epoch_order
+from tdsl.data.tensors import Batch, Part, batch_count, epoch_order
 
 
 class RowReader(Protocol):
@@ -72,22 +71,28 @@ class FileData:
     workers: int = 0
     augment: bool = False  # draw augmentations for shuffled (training) batches
     device: torch.device | None = None
+    part: Part | None = None  # several processes: this one's share of each batch
 
     def __len__(self) -> int:
         return len(self.index)
 
     def num_batches(self, batch_size: int) -> int:
-        return math.ceil(len(self) / batch_size)
+        return batch_count(len(self), batch_size, self.part)
 
     def batches(self, batch_size: int, order_seed: int | None = None) -> Iterator[Batch]:
         order = epoch_order(len(self), order_seed)
         rows = self.index if order is None else self.index[order.numpy()]
-        chunks = [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]
         augment = self.augment and order_seed is not None
-        # Non-negative, as numpy's seeding wants, whatever the spec's seed.
-        seeds = [
-            (order_seed * 100_003 + i) % 2**63 if augment else None for i in range(len(chunks))
-        ]
+        chunks, seeds = [], []
+        for number, start in enumerate(range(0, len(rows), batch_size)):
+            chunk = rows[start : start + batch_size]
+            if self.part is not None:
+                share = self.part.slice(len(chunk))
+                if share is None:
+                    continue
+                chunk = chunk[share[0] : share[1]]
+            chunks.append(chunk)
+            seeds.append(self._augment_seed(order_seed, number) if augment else None)
         workers = usable_workers(self.workers, len(chunks))
         cuda = self.device is not None and self.device.type == "cuda"
         loader = DataLoader(
@@ -102,6 +107,14 @@ class FileData:
             if isinstance(item, _Failed):
                 raise DataError([item.problem])
             yield item if self.device is None else item.to(self.device, non_blocking=cuda)
+
+    def _augment_seed(self, order_seed: int, number: int) -> int:
+        # Non-negative, as numpy's seeding wants, whatever the spec's seed; each process
+        # draws its own augmentations for its share of a batch.
+        seed = order_seed * 100_003 + number
+        if self.part is not None:
+            seed = seed * self.part.world + self.part.rank
+        return seed % 2**63
 
     def to(self, device: torch.device) -> FileData:
         return attrs.evolve(self, device=device)

@@ -47,6 +47,36 @@ class Rows(Protocol):
     def to(self, device: torch.device) -> Rows: ...
 
 
+@attrs.frozen
+class Part:
+    """One process's share of every batch when several processes train together: the
+    `rank`-th of `world` contiguous slices, whose sizes differ by at most one row. Every
+    training step involves all processes, so in training a batch with fewer rows than
+    processes is left out everywhere; in evaluation a process just skips an empty slice."""
+
+    rank: int
+    world: int
+    training: bool = True
+
+    def slice(self, rows: int) -> tuple[int, int] | None:
+        """This process's [start, end) within a batch of `rows` rows; None: nothing to do."""
+        if self.training and rows < self.world:
+            return None
+        base, extra = divmod(rows, self.world)
+        start = self.rank * base + min(self.rank, extra)
+        end = start + base + (self.rank < extra)
+        return (start, end) if end > start else None
+
+    def batch_count(self, n: int, batch_size: int) -> int:
+        full, rest = divmod(n, batch_size)
+        count = full if self.slice(batch_size) is not None else 0
+        return count + (rest > 0 and self.slice(rest) is not None)
+
+
+def batch_count(n: int, batch_size: int, part: Part | None) -> int:
+    return math.ceil(n / batch_size) if part is None else part.batch_count(n, batch_size)
+
+
 def epoch_order(n: int, order_seed: int | None) -> torch.Tensor | None:
     """The permutation of an epoch (None: row order)."""
     if order_seed is None:
@@ -60,34 +90,44 @@ class TensorData:
 
     features: tuple[torch.Tensor, ...]
     target: torch.Tensor
+    # Several processes: this one's share of each batch (`len` still counts every row).
+    part: Part | None = None
 
     def __len__(self) -> int:
         return int(self.target.shape[0])
 
     def num_batches(self, batch_size: int) -> int:
-        return math.ceil(len(self) / batch_size)
+        return batch_count(len(self), batch_size, self.part)
 
     def batches(self, batch_size: int, order_seed: int | None = None) -> Iterator[Batch]:
         """Batches in row order, or shuffled by a permutation drawn from `order_seed`."""
         n = len(self)
         order = epoch_order(n, order_seed)
-        if order is None:
-            for start in range(0, n, batch_size):
-                end = min(start + batch_size, n)
-                yield Batch(tuple(f[start:end] for f in self.features), self.target[start:end])
-            return
         for start in range(0, n, batch_size):
-            index = order[start : start + batch_size]
+            end = min(start + batch_size, n)
+            if self.part is not None:
+                share = self.part.slice(end - start)
+                if share is None:
+                    continue
+                start, end = start + share[0], start + share[1]
+            if order is None:
+                yield Batch(tuple(f[start:end] for f in self.features), self.target[start:end])
+                continue
+            index = order[start:end]
             yield Batch(
                 tuple(f.index_select(0, index) for f in self.features),
                 self.target.index_select(0, index),
             )
 
     def subset(self, index: torch.Tensor) -> TensorData:
-        return TensorData(tuple(f[index] for f in self.features), self.target[index])
+        return attrs.evolve(
+            self, features=tuple(f[index] for f in self.features), target=self.target[index]
+        )
 
     def to(self, device: torch.device) -> TensorData:
-        return TensorData(tuple(f.to(device) for f in self.features), self.target.to(device))
+        return attrs.evolve(
+            self, features=tuple(f.to(device) for f in self.features), target=self.target.to(device)
+        )
 
 
 @attrs.frozen

@@ -1,0 +1,18 @@
+# Developer shortcuts. The test suite itself is `python -m pytest -q` (see README).
+PYTHON ?= .venv/bin/python
+SEED_RUNS ?= runs/seeds
+
+.PHONY: examples plot test
+
+# Train every spec in specs/ to completion and check the numbers its seed reports
+# (about a minute on 2 cores); prints a markdown table, fails on a miss.
+examples:
+	rm -rf $(SEED_RUNS)
+	$(PYTHON) tools/check_seeds.py --out $(SEED_RUNS)
+
+# The README gallery picture: the ring classifier's curves from `make examples`.
+plot: examples
+	$(PYTHON) -m tdsl plot $(SEED_RUNS)/ring_dnn --out docs/ring_dnn_curves.png
+
+test:
+	$(PYTHON) -m pytest -q

@@ -1,0 +1,111 @@
+"""Data sets that ship inside the scikit-learn wheel (`kind: sklearn`): real data with no
+download, such as the 8x8 handwritten digits the seeds' MNIST chapter stands in for.
+
+scikit-learn is an optional extra (`pip install 'tdsl[sklearn]'`); without it the source
+reports a located problem instead of failing on import. The rows are split with the spec's
+seed like every other source; nothing is fitted.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import math
+
+import attrs
+import numpy as np
+import torch
+
+from tdsl import spec as S
+from tdsl.data.base import Context, DataError, DataSignature, FeatureInfo, Problems
+from tdsl.data.labels import float_dtype
+from tdsl.data.tensors import Splits, TensorData, split_index, split_rows
+
+INSTALL_HINT = "pip install 'tdsl[sklearn]'"
+
+
+@attrs.frozen
+class DatasetInfo:
+    loader: str  # the function in sklearn.datasets
+    features: int  # values per row
+    classes: int
+    binary: bool = False
+
+
+DATASETS = {
+    "digits": DatasetInfo("load_digits", 64, 10),
+    "iris": DatasetInfo("load_iris", 4, 3),
+    "wine": DatasetInfo("load_wine", 13, 3),
+    "breast_cancer": DatasetInfo("load_breast_cancer", 30, 2, binary=True),
+}
+
+
+def sklearn_available() -> bool:
+    return importlib.util.find_spec("sklearn") is not None
+
+
+def declared_target(source: S.Bundled) -> S.Target:
+    """The target, known from the data set's name alone."""
+    info = DATASETS[source.dataset]
+    if info.binary:
+        return S.Target(kind="binary")
+    return S.Target(kind="class", num_classes=info.classes)
+
+
+def _feature_shape(source: S.Bundled) -> tuple[int, ...]:
+    return tuple(source.shape) or (DATASETS[source.dataset].features,)
+
+
+def static_problems(source: S.Bundled, problems: Problems) -> None:
+    info = DATASETS[source.dataset]
+    if source.shape and math.prod(source.shape) != info.features:
+        hint = "e.g. shape: [1, 8, 8]" if source.dataset == "digits" else None
+        problems.add(
+            ("shape",),
+            f"{source.dataset} rows have {info.features} values; shape {list(source.shape)} "
+            f"holds {math.prod(source.shape)}",
+            hint,
+        )
+    if not sklearn_available():
+        problems.add(
+            ("kind",),
+            "the sklearn data sets need scikit-learn, which is not installed",
+            INSTALL_HINT,
+        )
+
+
+@functools.lru_cache(maxsize=len(DATASETS))
+def _load(dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    """(features [N, F] float64, labels [N] int) as scikit-learn ships them."""
+    try:
+        datasets = importlib.import_module("sklearn.datasets")
+        x, y = getattr(datasets, DATASETS[dataset].loader)(return_X_y=True)
+    except (ImportError, OSError) as exc:  # a broken install: say so in one line
+        raise DataError.at(
+            ("dataset",), f"cannot load {dataset} from scikit-learn: {exc}", INSTALL_HINT
+        ) from None
+    return np.asarray(x), np.asarray(y)
+
+
+def prepare(source: S.Bundled, ctx: Context, _fitted: object = None):
+    problems = Problems()
+    static_problems(source, problems)
+    problems.check()
+    x, y = _load(source.dataset)
+    shape = _feature_shape(source)
+    dtype = float_dtype(ctx)
+    features = torch.from_numpy(x).to(dtype).reshape(len(x), *shape)
+    labels = torch.from_numpy(y).long()
+    target = labels.float().reshape(-1, 1) if DATASETS[source.dataset].binary else labels
+    strata = labels if source.split.stratify else None
+    generator = torch.Generator().manual_seed(ctx.seed)
+    index = split_index(len(labels), source.split, generator, strata)
+    train, val, test = split_rows(TensorData((features,), target), index)
+    counts = {
+        name: len(rows)
+        for name, rows in (("train", train), ("val", val), ("test", test))
+        if rows is not None
+    }
+    feature = FeatureInfo(shape, str(dtype).removeprefix("torch."))
+    return Splits(train, val, test), DataSignature((feature,), declared_target(source), counts)
