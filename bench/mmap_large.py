@@ -83,7 +83,7 @@ def mapped_kib(pid: int, file: str) -> int:
     return total
 
 
-def sample(pid: int, file: str) -> dict[str, int] | None:
+def sample(pid: int, file: str) -> dict[str, int]:
     """KiB summed over `pid` and its children."""
     totals = {"VmRSS": 0, "RssAnon": 0, "RssFile": 0, "RssShmem": 0, "Pss": 0, "mapped": 0}
     pids = [pid, *children(pid)]
@@ -119,8 +119,6 @@ class Sampler(threading.Thread):
 
     def take(self) -> None:
         values = sample(os.getpid(), self.file)
-        if values is None:
-            return
         peak = self.peaks.setdefault(self.phase, dict(values))
         for key, value in values.items():
             peak[key] = max(peak[key], value)
@@ -224,8 +222,11 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="tdsl-mmap-", dir=args.dir))
     try:
         seconds = write_data(root / "data", rows, args.features)
-        print(f"wrote {root / 'data'}: x.npy {size / GIB:.2f} GiB ({rows:,} x {args.features} "
-              f"float32), y.npy {rows * 4 / MIB:.0f} MiB in {seconds:.0f}s", flush=True)
+        print(
+            f"wrote {root / 'data'}: x.npy {size / GIB:.2f} GiB ({rows:,} x {args.features} "
+            f"float32), y.npy {rows * 4 / MIB:.0f} MiB in {seconds:.0f}s",
+            flush=True,
+        )
         spec_path = root / "spec.yaml"
         spec_path.write_text(spec_yaml(args.features, args.workers, args.batch_size, args.epochs))
         return run(args, spec_path, root / "data" / "x.npy", size)

@@ -59,7 +59,7 @@ def interrupted_runs(folder: Path, chance: Random, runs: int, say: Callable[[str
             t[key] = t.get(key, 0) + value
         t["identical"] += bool(counts["finished"]) and _same(directory, straight)
     killed = (
-        f"runs killed with SIGKILL at random moments (3 kills in each of {runs} runs)",
+        f"runs killed with SIGKILL at random moments ({runs} runs, up to 3 kills each)",
         t["kills"],
         f"{t['intact']} kills left a loadable, finite checkpoint (or none yet); "
         f"{t['resumes']} resumes, {t['restarts']} restarts before a first checkpoint; "

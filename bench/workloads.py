@@ -3,9 +3,10 @@
 For each workload: (a) `tdsl.fit` on the spec (validation each epoch, metrics, progress
 lines, history — the defaults), (b) a tuned hand-written loop (one randperm per epoch,
 batched index_select, no per-step `.item()`, a validation pass per epoch), (c) a
-tutorial-style loop (DataLoader over a TensorDataset, per-step `.item()`). Variants run
-interleaved, several repetitions; the table reports medians of per-step time and ratios
-to (b).
+tutorial-style loop (DataLoader over a TensorDataset, per-step `.item()`), and (d) tdsl
+with `train.compile: true` (torch.compile of the whole step; its compile time is reported
+on its own). Variants run interleaved, several repetitions; the table reports medians of
+per-step time and ratios to (b).
 
 Run: python bench/workloads.py [--repeats 5] [--out bench/results.md]
 """
@@ -21,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -137,6 +139,21 @@ def tdsl_run(spec: tdsl.Spec, data) -> int:
     return spec.train.epochs * data.train.num_batches(spec.train.batch_size)
 
 
+_COMPILED: dict[str, tdsl.Program] = {}
+
+
+def tdsl_compiled_run(spec: tdsl.Spec, data) -> int:
+    """`train.compile: true`. One program per workload, reused, so torch.compile's work is
+    done in the warm-up run (reported separately) and not in every measured run."""
+    if spec.name not in _COMPILED:
+        compiled = attrs.evolve(spec, train=attrs.evolve(spec.train, compile=True))
+        _COMPILED[spec.name] = tdsl.compile(compiled)
+    program = _COMPILED[spec.name]
+    result = tdsl.fit(program, program.init(), data, callbacks=[ProgressPrinter(io.StringIO())])
+    assert len(result.history) == spec.train.epochs
+    return spec.train.epochs * data.train.num_batches(spec.train.batch_size)
+
+
 def _loss_fn(spec: tdsl.Spec) -> nn.Module:
     return {
         "mse": nn.MSELoss(),
@@ -207,35 +224,50 @@ def tutorial_run(spec: tdsl.Spec, data) -> int:
     return steps
 
 
-VARIANTS: dict[str, Callable] = {"tdsl": tdsl_run, "tuned": tuned_run, "tutorial": tutorial_run}
+VARIANTS: dict[str, Callable] = {
+    "tdsl": tdsl_run,
+    "tdsl_compiled": tdsl_compiled_run,
+    "tuned": tuned_run,
+    "tutorial": tutorial_run,
+}
 
 
 def measure(repeats: int) -> dict[str, dict[str, float]]:
+    """Per workload: each variant's median seconds per step, and `compile_s`: how much longer
+    the compiled variant's first (warm-up) run took than its median run."""
     results: dict[str, dict[str, float]] = {}
     for name, spec in workloads().items():
         data = tdsl.load_data(spec)
         times: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        for fn in VARIANTS.values():  # warm-up
+        warmup: dict[str, float] = {}
+        for variant, fn in VARIANTS.items():
+            started = time.perf_counter()
             fn(spec, data)
+            warmup[variant] = time.perf_counter() - started
         for _ in range(repeats):
             for variant, fn in VARIANTS.items():  # interleaved
                 started = time.perf_counter()
                 steps = fn(spec, data)
                 times[variant].append((time.perf_counter() - started) / steps)
         results[name] = {v: statistics.median(t) for v, t in times.items()}
+        steady = results[name]["tdsl_compiled"] * steps
+        results[name]["compile_s"] = warmup["tdsl_compiled"] - steady
         print(name, {v: f"{t * 1e6:.0f}us" for v, t in results[name].items()}, flush=True)
     return results
 
 
 def table(results: dict[str, dict[str, float]]) -> str:
     lines = [
-        "| workload | tuned loop (us/step) | tdsl | tutorial-style loop |",
-        "| --- | --- | --- | --- |",
+        "| workload | tuned loop (us/step) | tdsl | tdsl, train.compile | compile (s) "
+        "| tutorial-style loop |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, r in results.items():
         base = r["tuned"]
         lines.append(
-            f"| {name} | {base * 1e6:.0f} | {r['tdsl'] / base:.2f}x | {r['tutorial'] / base:.2f}x |"
+            f"| {name} | {base * 1e6:.0f} | {r['tdsl'] / base:.2f}x "
+            f"| {r['tdsl_compiled'] / base:.2f}x | {r['compile_s']:.1f} "
+            f"| {r['tutorial'] / base:.2f}x |"
         )
     return "\n".join(lines)
 

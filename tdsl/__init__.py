@@ -10,6 +10,7 @@ from tdsl.errors import Diagnostic, Report, SpecError, TdslError
 from tdsl.loading import dump, load
 from tdsl.loops import evaluate, fit, predict
 from tdsl.spec import (
+    Bundled,
     Checkpoint,
     Column,
     Device,
@@ -44,6 +45,7 @@ from tdsl.summary import summarize, summary
 from tdsl.validate import validate
 
 __all__ = [
+    "Bundled",
     "Checkpoint",
     "Column",
     "Device",

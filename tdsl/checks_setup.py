@@ -258,8 +258,8 @@ def check_distributed(spec: S.Spec, diags: Diagnostics, processes: int | None = 
         if processes is not None and processes > 1:
             diags.error(
                 ("device", "strategy"),
-                f"{processes} processes were started but strategy is single, so each would "
-                "train alone",
+                f"{processes} processes cannot share a run whose strategy is single: each "
+                "would train alone",
                 "set device: {strategy: ddp} to train data-parallel",
             )
         for key, default in _DDP_ONLY.items():

@@ -243,12 +243,13 @@ def _allowed(args: argparse.Namespace) -> list[str]:
 
 def _launch(nproc: int, argv: list[str], resume: str) -> int:
     from tdsl import distributed
+    from tdsl.launch import launch
 
     if distributed.launched() is not None:
         print("error: --nproc starts processes, but a launcher started this one", file=sys.stderr)
         return 2
     try:
-        distributed.launch(nproc, argv)
+        launch(nproc, argv)
     except KeyboardInterrupt:
         print(f"interrupted; continue with: {resume}", file=sys.stderr)
         return 130

@@ -124,6 +124,9 @@ class World:
         so decisions about non-finite losses agree). `loss` is this process's mean over
         its `rows` rows. Every process reaches the same parameters with the same graph, so a
         gradient that is None here is None everywhere and stays None."""
+        # Per dtype one flat tensor, summed over processes by one all_reduce: each gradient
+        # times this process's rows; each floating buffer (rank 0's, zeros elsewhere); and,
+        # last in float32, [loss * rows, rows].
         groups: dict[torch.dtype, list[tuple[torch.Tensor, torch.Tensor | None, str]]]
         groups = defaultdict(list)
         for param in params:
@@ -135,33 +138,32 @@ class World:
                 groups[buffer.dtype].append((buffer, buffer, "buffer"))
         row_count = torch.tensor(float(rows), device=loss.device)
         stats = torch.stack([loss.detach().float() * rows, row_count])
-        groups[torch.float32].append((stats, None, "stats"))
-        flats = {}
-        for dtype, items in groups.items():
-            flat = torch.cat([source.reshape(-1).to(dtype) for source, _, _ in items])
+        groups[torch.float32].append((stats, stats, "stats"))
+        pending = []
+        for items in groups.values():
+            flat = torch.cat([source.reshape(-1) for source, _, _ in items])
             offset = 0
             for source, _, kind in items:
                 piece = flat[offset : offset + source.numel()]
                 if kind == "grad":
-                    piece.mul_(rows)  # weight by rows: the sum over processes is then exact
+                    piece.mul_(rows)  # weighted by rows, the sum over processes is exact
                 elif kind == "buffer" and not self.lead:
                     piece.zero_()  # rank 0's value plus zeros is rank 0's value, bit for bit
                 offset += source.numel()
-            flats[dtype] = (flat, dist.all_reduce(flat, async_op=True))
-        for _, work in flats.values():
+            pending.append((flat, items, dist.all_reduce(flat, async_op=True)))
+        for _, _, work in pending:
             work.wait()
-        total = flats[torch.float32][0][-1].clone()  # rows of the global batch
-        for dtype, items in groups.items():
-            flat, offset = flats[dtype][0], 0
+        total = pending[list(groups).index(torch.float32)][0][-1]  # the global batch's rows
+        for flat, items, _ in pending:
+            offset = 0
             for source, target, kind in items:
                 piece = flat[offset : offset + source.numel()].view_as(source)
                 offset += source.numel()
-                if kind == "grad" and target is not None:
-                    target.copy_(piece).div_(total)
-                elif kind == "buffer":
-                    target.copy_(piece)
-                elif kind == "stats":
-                    stats = piece
+                if target is None:  # no gradient here, so none anywhere
+                    continue
+                target.copy_(piece)
+                if kind == "grad":
+                    target.div_(total)
         return (stats[0] / stats[1]).to(loss.dtype)
 
     def merge_totals(
@@ -302,37 +304,3 @@ def _lost(exc: BaseException) -> DistributedError:
         f"{who} lost the others during a collective operation ({_first_line(exc)}); another "
         "process failed or did not answer within device.timeout seconds — see its error"
     )
-
-
-def launch(nproc: int, argv: Sequence[str]) -> None:
-    """Run `python -m tdsl ARGV` in `nproc` processes on this machine through
-    torch.distributed.run (torchrun); raises DistributedError naming the failed ones."""
-    from torch.distributed import run as torchrun
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-
-    args = torchrun.parse_args(
-        ["--standalone", "--nproc-per-node", str(nproc), "--module", "tdsl", *argv]
-    )
-    try:
-        torchrun.run(args)
-    except ChildFailedError as exc:
-        raise DistributedError(_failures(exc, nproc)) from None
-    except SignalException:
-        raise KeyboardInterrupt from None
-
-
-def _failures(exc: Any, nproc: int) -> str:
-    first_rank, first = exc.get_first_failure()
-    # A recorded error (tdsl/__main__.py) says what was raised; a made-up one only how.
-    message = first.message.get("message", "") if isinstance(first.message, dict) else ""
-    lines = str(message).strip().splitlines()
-    if lines:  # its exit code may then be the launcher's stop signal: leave it out
-        how = f": {lines[0]}"
-    elif first.exitcode < 0:
-        how = f" (killed by signal {first.signal_name()})"
-    else:
-        how = f" (exit code {first.exitcode})"
-    others = sorted(rank for rank in exc.failures if rank != first_rank)
-    also = f"; then process(es) {', '.join(map(str, others))} stopped" if others else ""
-    return f"process {first_rank} of {nproc} failed{how}{also}; its output is above"

@@ -23,6 +23,8 @@ INT64_MAX = 2**63 - 1
 # Values per sample an input may declare: inference multiplies it by its batch of 7919 and
 # must stay within int64, and no real sample is larger.
 MAX_SAMPLE_VALUES = 2**40
+# Seconds (about 116 days): more than any wait is worth, and within torch's millisecond count.
+MAX_TIMEOUT = 1e7
 
 
 def finite(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -356,7 +358,7 @@ class PythonData:
     factory: str
     target_kind: TargetKind
     # Keyword arguments for the factory (plain YAML values).
-    args: FrozenMap = field(default=FrozenMap(), converter=freeze)
+    args: FrozenMap = field(default=FrozenMap(), converter=lambda value: _args(value, {}))
     # The arrays of a returned mapping: one per model input, and the target's.
     features: tuple[str, ...] = field(default=("x",), converter=_tuple, validator=_non_empty)
     target: str = "y"
@@ -549,7 +551,9 @@ class Device:
     # Allow a batch_size that the number of processes does not divide.
     uneven_batches: bool = False
     # Seconds a process waits for the others before the run fails instead of hanging.
-    timeout: float = field(default=300.0, converter=_float, validator=positive)
+    timeout: float = field(
+        default=300.0, converter=_float, validator=[positive, _bound("<=", MAX_TIMEOUT)]
+    )
 
 
 @frozen(kw_only=True)

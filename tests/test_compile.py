@@ -172,6 +172,77 @@ def test_donated_state_matches_and_cannot_be_reused():
         program.eval_step(donor, batch)
 
 
+def _all_tensors(state):
+    optimizer = {f"{k}.{n}": v for k, s in state.optimizer.items() for n, v in s.items()}
+    return {**state.model_state_dict(), **optimizer}
+
+
+def assert_same_state(a, b):
+    a, b = _all_tensors(a), _all_tensors(b)
+    assert a.keys() == b.keys()
+    for name, tensor in a.items():
+        assert torch.equal(tensor, b[name]), name
+
+
+@pytest.mark.parametrize(
+    "spec_fn", [dropout_spec, lambda: ring_spec(tdsl.Optimizer("sgd", lr=0.1, momentum=0.9))]
+)
+def test_donated_chains_with_evaluations_and_branches_match_pure_steps(spec_fn):
+    """Steps skip reloading a donated state that is already in the module; interleaved
+    evaluations, branches from older states and fresh states must not confuse that."""
+    program = compile(spec_fn())
+    batches = first_batches(program.spec, 4)
+    pure = program.init()
+    for batch in batches:
+        pure, _ = program.train_step(pure, batch)
+
+    state = program.init()
+    branch_point = None
+    for index, batch in enumerate(batches):
+        program.eval_step(state, batches[0])  # reads the state: a later donation may skip loading
+        if index == 2:
+            branch_point = state
+            program.train_step(program.init(), batch, donate=True)  # another state moves in
+            program.eval_step(branch_point, batch)
+            state, _ = program.train_step(state, batch)  # pure: branch_point stays usable
+        else:
+            state, _ = program.train_step(state, batch, donate=index > 0)
+    assert_same_state(state, pure)
+    replay, _ = program.train_step(branch_point, batches[2], donate=True)
+    replay, _ = program.train_step(replay, batches[3], donate=True)
+    assert_same_state(replay, pure)
+
+
+def test_rng_state_passes_through_only_without_random_layers():
+    plain = compile(ring_spec(tdsl.Optimizer("adam", lr=0.01)))
+    state = plain.init()
+    after, _ = plain.train_step(state, first_batches(plain.spec, 1)[0])
+    assert after.rng is state.rng
+    noisy = compile(dropout_spec())
+    state = noisy.init()
+    after, _ = noisy.train_step(state, first_batches(noisy.spec, 1)[0])
+    assert not torch.equal(after.rng[0], state.rng[0])
+
+
+def test_epoch_metrics_do_not_depend_on_how_often_pending_outputs_are_flushed(monkeypatch):
+    from tdsl import loops
+
+    spec = attrs.evolve(
+        ring_spec(tdsl.Optimizer("adam", lr=0.01)),
+        metrics=[tdsl.Metric("accuracy"), tdsl.Metric("auroc"), tdsl.Metric("f1")],
+        train=tdsl.Train(epochs=2, batch_size=16),
+    )
+    data = load_data(spec)
+    histories = []
+    for flush in (1, 10**9):  # after every batch, or once per epoch
+        monkeypatch.setattr(loops._Accumulator, "FLUSH_ELEMENTS", flush)
+        program = compile(spec)
+        histories.append(loops.fit(program, program.init(), data).history)
+    for by_batch, by_epoch in zip(*histories, strict=True):
+        for key in ("accuracy", "auroc", "f1", "val_accuracy", "val_auroc", "loss", "val_loss"):
+            assert by_batch[key] == pytest.approx(by_epoch[key], rel=1e-12), key
+
+
 def test_eval_and_predict_leave_the_state_alone():
     program = compile(dropout_spec())
     state = program.init()

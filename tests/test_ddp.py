@@ -22,10 +22,10 @@ from tdsl.cli import main
 from tdsl.data import FileData, TensorData, load_data
 from tdsl.data.tensors import Part
 from tdsl.distributed import World
-from tdsl.rundir import _callbacks, resume, run
+from tdsl.rundir import _callbacks, evaluate_run, resume, run
 
-# A user layer that passes its input through, except on the rank and training step named
-# by TRIP_RANK and TRIP_STEP, where it raises (TRIP=raise) or stops answering (TRIP=hang).
+# A user layer that passes its input through, except on the rank and training forward pass
+# named by TRIP_RANK and TRIP_AT, where it raises (TRIP=raise) or stops answering (TRIP=hang).
 LAYERS = """
 import os
 import time
@@ -36,20 +36,21 @@ import torch
 class Tripwire(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        self.steps = 0
+        self.passes = 0
 
     def forward(self, x):
         if self.training and x.device.type != "meta" and torch.is_grad_enabled():
-            self.steps += 1
+            self.passes += 1
             here = os.environ.get("RANK", "0") == os.environ.get("TRIP_RANK")
-            if here and self.steps == int(os.environ.get("TRIP_STEP", "0")):
+            if here and self.passes == int(os.environ.get("TRIP_AT", "0")):
                 if os.environ.get("TRIP") == "hang":
                     time.sleep(120)
-                raise RuntimeError(f"tripwire on rank {os.environ['RANK']} at step {self.steps}")
+                raise RuntimeError(f"tripwire on rank {os.environ['RANK']} at pass {self.passes}")
         return x
 """
 
-# 211 training rows in batches of 32: six even batches, then 19 rows shared 10 / 9.
+# 211 training rows in batches of 33, shared 17 / 16 (the last 13 rows 7 / 6) and run as
+# two micro-batches each; early stopping (val_loss never improves by 10) ends it after epoch 3.
 SPEC = """
 name: ddp_rings
 seed: 5
@@ -61,11 +62,16 @@ model:
     - relu
     - {op: ddplayers.Tripwire}
     - {op: linear, out_features: 1}
-loss: {kind: bce_with_logits}
+loss: {kind: bce_with_logits, regularizers: [{kind: l2, weight: 0.001}]}
 optimizer: {kind: adam, lr: 0.02}
 metrics: [accuracy, auroc]
-train: {epochs: 3, batch_size: 32, early_stopping: {monitor: val_loss, patience: 5}}
-device: {name: cpu, strategy: ddp}
+train:
+  epochs: 4
+  batch_size: 33
+  accumulate: 2
+  clip_norm: 1.0
+  early_stopping: {monitor: val_loss, patience: 2, min_delta: 10}
+device: {name: cpu, strategy: ddp, uneven_batches: true}
 """
 ALLOW = ["ddplayers"]
 LIMIT = 120  # seconds any launch may take before the test fails instead of hanging
@@ -84,7 +90,8 @@ def workspace(tmp_path_factory):
 def tdsl_cli(workspace, *args: str, trip: dict[str, str] | None = None, torchrun: bool = False):
     """Run `python -m tdsl ARGS` (or torchrun with them) in a fresh process:
     (completed process, seconds)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    launched = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "TORCHELASTIC_ERROR_FILE")
+    env = {k: v for k, v in os.environ.items() if k not in launched}
     path = [str(workspace), env.get("PYTHONPATH", "")]
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(filter(None, path)), **(trip or {}))
     launcher = []
@@ -130,7 +137,7 @@ def single(workspace):
 
 @pytest.fixture(scope="module")
 def two_processes(workspace):
-    done, seconds = tdsl_cli(
+    done, _ = tdsl_cli(
         workspace, "run", "spec.yaml", "--nproc", "2", "--out", "two", "--allow-import", "ddplayers"
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -148,7 +155,10 @@ def test_two_processes_reach_the_weights_and_metrics_of_one(single, two_processe
 def test_only_rank_zero_prints_and_reports(two_processes):
     directory, done = two_processes
     assert done.stdout.count("run directory:") == 1
-    assert done.stderr.count("epoch 1/3") == 1 and done.stderr.count("epoch 3/3") == 1
+    assert done.stderr.count("epoch 1/4") == 1 and done.stderr.count("epoch 3/4") == 1
+    # Every process stopped after epoch 3 (one that went on would have failed the run).
+    assert "epoch 4/4" not in done.stderr
+    assert done.stderr.count("stopped: early stopping: val_loss has not improved") == 1
     assert "ddp: 2 process(es), backend gloo" in done.stderr
     assert sorted(p.name for p in directory.iterdir()) == [
         "checkpoints",
@@ -168,16 +178,13 @@ def test_other_ranks_decide_but_write_nothing(workspace):
     assert not (workspace / "x").exists()
 
 
-def test_a_ddp_checkpoint_evaluates_in_one_process(two_processes, capsys):
+def test_a_ddp_checkpoint_evaluates_in_one_process(two_processes):
     directory, _ = two_processes
-    assert (
-        main(["eval", str(directory), "--checkpoint", "last", "--allow-import", "ddplayers"]) == 0
-    )
-    printed = capsys.readouterr().out
     last = torch.load(directory / "checkpoints" / "last.pt", weights_only=True)["history"][-1]
-    logs = dict(item.split("=") for item in printed.split(":", 1)[1].split())
-    assert float(logs["loss"]) == pytest.approx(last["val_loss"], rel=1e-3)
-    assert float(logs["accuracy"]) == pytest.approx(last["val_accuracy"], rel=1e-3)
+    val = evaluate_run(directory, "last", ALLOW)["val"]
+    assert val == pytest.approx(
+        {k.removeprefix("val_"): v for k, v in last.items() if k.startswith("val_")}, rel=1e-6
+    )
 
 
 class Interrupt:
@@ -193,12 +200,13 @@ def test_a_run_moves_between_one_and_two_processes_through_a_crash(workspace, si
     spec = tdsl.load(workspace / "spec.yaml")
     with pytest.raises(KeyboardInterrupt):
         run(spec, workspace / "moved", callbacks=[Interrupt()], allow_imports=ALLOW)
-    trip = {"TRIP": "raise", "TRIP_RANK": "1", "TRIP_STEP": "10"}  # third step of epoch 3
+    # Two forward passes a step, seven steps an epoch: pass 19 is in epoch 3's third step.
+    trip = {"TRIP": "raise", "TRIP_RANK": "1", "TRIP_AT": "19"}
     args = ["resume", "moved", "--nproc", "2", "--allow-import", "ddplayers"]
     done, seconds = tdsl_cli(workspace, *args, trip=trip)
     assert done.returncode == 1
     assert seconds < 60
-    assert "RuntimeError: tripwire on rank 1 at step 10" in done.stderr
+    assert "RuntimeError: tripwire on rank 1 at pass 19" in done.stderr
     assert "error: process 1 of 2 failed: RuntimeError: tripwire on rank 1" in done.stderr
     two = torch.load(workspace / "moved" / "checkpoints" / "last.pt", weights_only=True)
     assert two["state"]["epoch"] == 2
@@ -209,7 +217,7 @@ def test_a_run_moves_between_one_and_two_processes_through_a_crash(workspace, si
 
 
 def test_a_process_that_stops_answering_times_out_under_torchrun(workspace):
-    trip = {"TRIP": "hang", "TRIP_RANK": "1", "TRIP_STEP": "2"}
+    trip = {"TRIP": "hang", "TRIP_RANK": "1", "TRIP_AT": "3"}
     args = ["run", "spec.yaml", "--out", "hung", "--set", "device.timeout=3"]
     done, seconds = tdsl_cli(
         workspace, *args, "--allow-import", "ddplayers", trip=trip, torchrun=True
@@ -223,10 +231,14 @@ def test_a_process_that_stops_answering_times_out_under_torchrun(workspace):
 # --- validation ------------------------------------------------------------------------------
 
 
-def spec_text(**device) -> str:
-    fields = ", ".join(f"{k}: {v}" for k, v in {"name": "cpu", "strategy": "ddp", **device}.items())
-    return SPEC.replace("{op: ddplayers.Tripwire}", "{op: relu}").replace(
-        "device: {name: cpu, strategy: ddp}", f"device: {{{fields}}}"
+def spec_text(batch: int = 32, **device) -> str:
+    """SPEC without the user layer, with this batch_size and device (cpu, ddp, ...)."""
+    fields = {"name": "cpu", "strategy": "ddp", **device}
+    line = ", ".join(f"{k}: {v}" for k, v in fields.items())
+    text = SPEC.replace("{op: ddplayers.Tripwire}", "{op: relu}")
+    text = text.replace("batch_size: 33", f"batch_size: {batch}")
+    return text.replace(
+        "device: {name: cpu, strategy: ddp, uneven_batches: true}", f"device: {{{line}}}"
     )
 
 
@@ -235,33 +247,31 @@ def messages(report) -> list[str]:
 
 
 def test_validate_checks_the_batch_against_the_number_of_processes():
-    report = tdsl.validate(spec_text().replace("batch_size: 32", "batch_size: 33"), world_size=2)
+    report = tdsl.validate(spec_text(33), world_size=2)
     assert messages(report) == [
         "error train.batch_size: batch_size 33 is the global batch and does not divide "
         "evenly among 2 processes"
     ]
     assert report.errors[0].hint == "use a multiple of 2, or set device.uneven_batches: true"
-    uneven = spec_text(uneven_batches="true").replace("batch_size: 32", "batch_size: 33")
+    uneven = spec_text(33, uneven_batches="true")
     assert tdsl.validate(uneven, world_size=2).ok
-    assert tdsl.validate(spec_text().replace("batch_size: 32", "batch_size: 33")).ok  # unknown
-    tiny = tdsl.validate(
-        spec_text(uneven_batches="true").replace("batch_size: 32", "batch_size: 3"), world_size=4
-    )
+    assert tdsl.validate(spec_text(33)).ok  # unknown
+    tiny = tdsl.validate(spec_text(3, uneven_batches="true"), world_size=4)
     assert "smaller than the 4 processes" in tiny.errors[0].message
     # 211 rows in batches of 30 leave 1 row, which two processes cannot share.
-    short = tdsl.validate(spec_text().replace("batch_size: 32", "batch_size: 30"), world_size=2)
+    short = tdsl.validate(spec_text(30), world_size=2)
     assert short.ok and "last batch of each epoch has 1 row(s)" in short.warnings[0].message
 
 
 def test_validate_reads_the_number_of_processes_from_the_launcher(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", "0")
-    report = tdsl.validate(spec_text().replace("batch_size: 32", "batch_size: 30"))
+    report = tdsl.validate(spec_text(30))
     assert "does not divide evenly among 4 processes" in report.errors[0].message
     single = tdsl.validate(spec_text().replace("strategy: ddp", "strategy: single"))
     assert messages(single) == [
-        "error device.strategy: 4 processes were started but strategy is single, so each "
-        "would train alone"
+        "error device.strategy: 4 processes cannot share a run whose strategy is single: "
+        "each would train alone"
     ]
 
 
@@ -289,7 +299,7 @@ def test_validate_refuses_impossible_devices(device, expected):
 
 
 def test_run_refuses_an_invalid_spec_before_launching(workspace, tmp_path, capsys):
-    (tmp_path / "odd.yaml").write_text(spec_text().replace("batch_size: 32", "batch_size: 33"))
+    (tmp_path / "odd.yaml").write_text(spec_text(33))
     code = main(["run", str(tmp_path / "odd.yaml"), "--nproc", "2", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 1
@@ -298,7 +308,7 @@ def test_run_refuses_an_invalid_spec_before_launching(workspace, tmp_path, capsy
 
 
 def test_ddp_without_a_launcher_trains_alone(tmp_path, capsys):
-    (tmp_path / "s.yaml").write_text(spec_text().replace("epochs: 3", "epochs: 1"))
+    (tmp_path / "s.yaml").write_text(spec_text().replace("epochs: 4", "epochs: 1"))
     assert main(["run", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "r")]) == 0
     assert "note: strategy ddp with one process trains alone" in capsys.readouterr().err
 
@@ -338,19 +348,25 @@ def test_each_process_takes_its_slice_of_every_global_batch(kind, tmp_path):
     def make(part):
         return attrs.evolve(data, part=part)
 
-    whole = list(make(None).batches(7, 11))  # 7, 7, 7, 2 rows
-    for training in (True, False):
-        parts = shares(make, 3, training)
-        kept = whole[:3] if training else whole  # training leaves out the 2-row batch
-        assert all(len(p) == len(kept) if training else True for p in parts)
-        joined = []
-        for number in range(len(kept)):
-            pieces = [p[number].target for p in parts if number < len(p)]
-            joined.append(torch.cat(pieces))
-        for got, expected in zip(joined, kept, strict=True):
-            assert torch.equal(got, expected.target)
-        assert [len(b.target) for b in parts[0]] == ([3, 3, 3] if training else [3, 3, 3, 1])
-        assert [len(b.target) for b in parts[2]] == ([2, 2, 2] if training else [2, 2, 2])
+    whole = list(make(None).batches(7, 11))  # the shuffled rows in batches of 7, 7, 7, 2
+
+    def sizes(parts):
+        return [[len(batch.target) for batch in part] for part in parts]
+
+    def joined(parts, number):
+        return torch.cat([part[number].target for part in parts if number < len(part)])
+
+    # Training: every process takes part in every step, so the 2-row batch is left out.
+    parts = shares(make, 3, training=True)
+    assert sizes(parts) == [[3, 3, 3], [2, 2, 2], [2, 2, 2]]
+    assert [make(Part(rank, 3)).num_batches(7) for rank in range(3)] == [3, 3, 3]
+    for number, batch in enumerate(whole[:3]):
+        assert torch.equal(joined(parts, number), batch.target)
+    # Evaluation: every row once; the third process has no share of the last batch.
+    parts = shares(make, 3, training=False)
+    assert sizes(parts) == [[3, 3, 3, 1], [2, 2, 2, 1], [2, 2, 2]]
+    for number, batch in enumerate(whole):
+        assert torch.equal(joined(parts, number), batch.target)
 
 
 def test_ranks_draw_their_own_dropout_streams_and_replay_them():

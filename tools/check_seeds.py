@@ -258,6 +258,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("names", nargs="*", metavar="SPEC", help="spec names (default: all)")
     parser.add_argument("--out", metavar="DIR", help="keep the run directories here")
     parser.add_argument("--specs", metavar="DIR", default=str(SPECS), help="the specs folder")
+    # These models are tiny: one thread is fastest and keeps a busy machine's timings stable.
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     return parser
 
 
@@ -280,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(chosen, str):
         print(f"error: {chosen}", file=sys.stderr)
         return 2
+    torch.set_num_threads(max(args.threads, 1))
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(args.out) if args.out else Path(scratch)
         rows = []

@@ -2,13 +2,14 @@
 `weights_only=True`), or a folder of NAME.npy files.
 
 .npz and .pt arrays are read into memory and take the `TensorData` fast path. A folder's
-.npy files are memory-mapped (`np.load(..., mmap_mode="r")`) and read batch by batch in
-DataLoader workers, so a data set larger than memory trains; only the target array is read
-whole (for splitting and stratifying).
+.npy files are read batch by batch in DataLoader workers, each batch's rows with positional
+reads, so a data set larger than memory trains with resident memory of a few batches; only
+the target array is read whole (for splitting and stratifying).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,51 @@ from tdsl.errors import did_you_mean
 FILES = ("file", "val_file", "test_file")
 
 
+class _RowFile:
+    """Rows of one C-ordered .npy file read with positional reads (`os.preadv`) into fresh
+    arrays. Unlike indexing a memory map, nothing stays mapped: a shuffled epoch over a
+    memory map touches every page of the file, and each process's resident memory would
+    grow to the file's size."""
+
+    def __init__(self, path: Path):
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)  # header only, nothing read
+        self.offset, self.dtype, self.row_shape = mapped.offset, mapped.dtype, mapped.shape[1:]
+        self.row_bytes = mapped.dtype.itemsize * int(np.prod(self.row_shape, dtype=np.int64))
+        self.rows = mapped.shape[0]
+        del mapped
+        self.file = open(path, "rb", buffering=0)  # noqa: SIM115 (kept open while reading)
+
+    def read(self, index: np.ndarray) -> np.ndarray:
+        order = np.argsort(index, kind="stable")
+        wanted = index[order]
+        if len(wanted) and (wanted[0] < 0 or wanted[-1] >= self.rows):
+            raise ValueError(f"row {int(wanted[-1])} is outside the file's {self.rows} rows")
+        data = np.empty((len(index), *self.row_shape), self.dtype)
+        flat = data.reshape(len(index), -1).view(np.uint8)
+        # Rows with consecutive numbers are one read: sequential batches cost one system call.
+        breaks = np.flatnonzero(np.diff(wanted) != 1) + 1
+        for start, stop in zip([0, *breaks], [*breaks, len(wanted)], strict=True):
+            if start == stop:
+                continue
+            size = (stop - start) * self.row_bytes
+            read = os.preadv(
+                self.file.fileno(),
+                [flat[start:stop].reshape(-1)],
+                self.offset + int(wanted[start]) * self.row_bytes,
+            )
+            if read != size:
+                raise OSError(f"the file ended early ({read} of {size} bytes read)")
+        rows = np.empty_like(data)
+        rows[order] = data
+        return rows
+
+
 class NpyReader:
-    """Rows of memory-mapped .npy feature files; opened lazily in each process."""
+    """Rows of .npy feature files; files are opened lazily in each (worker) process."""
 
     def __init__(self, paths: list[Path], dtypes: list[torch.dtype], target: torch.Tensor):
         self.paths, self.dtypes, self.target = paths, dtypes, target
-        self._arrays: list[np.ndarray] | None = None
+        self._arrays: list[Any] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_arrays": None}
@@ -38,20 +78,34 @@ class NpyReader:
     def __len__(self) -> int:
         return len(self.target)
 
-    def arrays(self) -> list[np.ndarray]:
+    def arrays(self) -> list[Any]:
         if self._arrays is None:
-            self._arrays = [np.load(p, mmap_mode="r", allow_pickle=False) for p in self.paths]
+            self._arrays = [_open_rows(p) for p in self.paths]
         return self._arrays
 
     def read(self, index: np.ndarray, augment_seed: int | None = None) -> Batch:
         try:
-            rows = [np.asarray(a[index]) for a in self.arrays()]  # copies just these rows
+            rows = [_rows_of(a, index) for a in self.arrays()]
         except (OSError, ValueError) as exc:
             raise DataError.at(
                 ("file",), f"cannot read rows of {self.paths[0].parent}: {exc}"
             ) from None
         features = tuple(torch.from_numpy(r).to(d) for r, d in zip(rows, self.dtypes, strict=True))
         return Batch(features, self.target[torch.from_numpy(index)])
+
+
+def _open_rows(path: Path) -> Any:
+    mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+    # Positional reads need C order and os.preadv (not on Windows); otherwise the map.
+    if hasattr(os, "preadv") and mapped.flags.c_contiguous:
+        return _RowFile(path)
+    return mapped
+
+
+def _rows_of(array: Any, index: np.ndarray) -> np.ndarray:
+    if isinstance(array, _RowFile):
+        return array.read(index)
+    return np.asarray(array[index])  # copies just these rows
 
 
 def _open(path: Path, key: str, problems: Problems) -> dict[str, Any] | None:

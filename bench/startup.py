@@ -1,0 +1,61 @@
+"""Start-up costs, each in a fresh process: `import torch`, `import tdsl`, and
+`tdsl validate` of seed specs, as the best of several runs (start-up time is noisy and the
+best run is the one least disturbed by the rest of the machine).
+
+Run: python bench/startup.py [--runs 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ["ring_dnn", "tabular", "text_cnn"]
+
+
+def _env() -> dict[str, str]:
+    # Users' Pythons cache bytecode; some sandboxes turn that off, which would add the
+    # compilation of every module to each start.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "OMP_NUM_THREADS": "1"}
+
+
+def best_of(command: list[str], runs: int) -> float:
+    subprocess.run(command, env=_env(), cwd=ROOT, capture_output=True, check=True)  # warm
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(command, env=_env(), cwd=ROOT, capture_output=True, check=True)
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    python = sys.executable
+    torch_s = best_of([python, "-c", "import torch"], args.runs)
+    rows = [("python -c 'import torch'", torch_s)]
+    rows.append(("python -c 'import tdsl'", best_of([python, "-c", "import tdsl"], args.runs)))
+    for name in SPECS:
+        command = [python, "-m", "tdsl", "validate", f"specs/{name}.yaml"]
+        rows.append((f"tdsl validate specs/{name}.yaml", best_of(command, args.runs)))
+    print(
+        f"Best of {args.runs} runs, {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
+        f"{os.cpu_count()} cores\n"
+    )
+    print("| command | seconds | over `import torch` |")
+    print("| --- | --- | --- |")
+    for label, seconds in rows:
+        print(f"| `{label}` | {seconds:.2f} | {seconds - torch_s:+.2f} |")
+
+
+if __name__ == "__main__":
+    main()
