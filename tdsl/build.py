@@ -245,6 +245,13 @@ def _build_node(node: Node, op: ops.OpDef, inputs: Sequence[Any], diags: Diagnos
 def _recurrent_shapes(layer: nn.RNNBase, x: torch.Tensor) -> Any:
     """An RNN's outputs computed from its settings: running it on meta tensors costs a
     Python loop per step and layer, which for long sequences takes as long as real work."""
+    if x.dim() == 2:
+        # torch would read [batch, features] as one unbatched sequence whose steps are the
+        # batch: never what a spec means, and thousands of meta steps to find that out.
+        raise ops.OpError(
+            f"needs a [batch, steps, features] input, got {shape_text(x.shape)}",
+            hint="declare the input's per-sample shape as [steps, features]",
+        )
     if x.dim() != 3 or x.shape[-1] != layer.input_size:
         return layer(x)  # let torch word the error
     batch, steps = (x.shape[0], x.shape[1]) if layer.batch_first else (x.shape[1], x.shape[0])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -24,6 +23,7 @@ from tdsl.data import Batch
 from tdsl.errors import Diagnostics
 from tdsl.graph import Graph
 from tdsl.metrics import Metric
+from tdsl.slots import Slots
 from tdsl.state import TrainState
 
 _RANDOM_LAYERS = (
@@ -80,19 +80,15 @@ class Steps:
         self.allow_imports = tuple(allow_imports)  # init() rebuilds the user's layers too
         self.world = world  # tdsl.distributed.World: processes that share each batch
         self.optimizer, self.scheduler, self.autocast = optimizer, scheduler, autocast
-        self.params = dict(module.named_parameters())
-        self.buffers = dict(module.named_buffers())
-        self.param_names = {id(p): n for n, p in self.params.items()}
+        self.slots = Slots(module, optimizer)
+        self.params, self.buffers = self.slots.params, self.slots.buffers
         # Without random layers a step draws no random numbers, so the RNG state passes
         # through unchanged and need not be set and read back each step.
         self.stochastic = uses_randomness(module)
-        # The lease of the state whose tensors the module's slots hold right now: a donated or
-        # read-only use of that same state needs no reload.
-        self.loaded: Any = None
         self.loss_fn, self.to_prob = objective.loss_fn, objective.to_prob
         self.regularizers, self.metrics = objective.regularizers, objective.metrics
         self.target_kind = objective.target_kind
-        self.initial_hyper = self._hyper()
+        self.initial_hyper = self.slots.hyper()
         self.initial_schedule = scheduler.state_dict() if scheduler else None
         # fp16 needs loss scaling so small gradients do not underflow; bf16 does not.
         fp16 = spec.device.precision == "fp16"
@@ -108,11 +104,6 @@ class Steps:
             CompiledStep(module, self.loss_fn, self.regularizers, optimizer, autocast, train)
             if train.compile
             else None
-        )
-
-    def _hyper(self) -> tuple[dict[str, Any], ...]:
-        return tuple(
-            {k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups
         )
 
     def _rng(self) -> tuple[torch.Tensor, ...]:
@@ -146,44 +137,6 @@ class Steps:
             epoch=0,
             rng=rng,
             scaler=self.scaler.state_dict() if self.scaler is not None else None,
-        )
-
-    def _load(self, state: TrainState, clone: bool) -> bool:
-        """Put `state` into the module's slots; False when they already hold it."""
-        if not clone and state.lease is self.loaded:
-            return False
-        self.loaded = None if clone else state.lease
-        take = (lambda t: t.clone()) if clone else (lambda t: t)
-        for name, param in self.params.items():
-            param.data = take(state.params[name])
-        for name, buffer in self.buffers.items():
-            buffer.data = take(state.buffers[name])
-        self.optimizer.state = defaultdict(dict)
-        for name, param_state in state.optimizer.items():
-            self.optimizer.state[self.params[name]] = {
-                k: take(v) if isinstance(v, torch.Tensor) else v for k, v in param_state.items()
-            }
-        for group, hyper in zip(self.optimizer.param_groups, state.hyper, strict=True):
-            group.update(hyper)
-        return True
-
-    def _snapshot(self, state: TrainState, reloaded: bool, **changes: Any) -> TrainState:
-        # The new state shares the tensors now in the module's slots; remember that, so a
-        # step that is handed this state next need not load it.
-        self.loaded = lease = type(state.lease)()
-        names = self.param_names
-        # Optimizers update parameters in place, so without a reload the state's dict already
-        # names the right tensors. The per-parameter optimizer dicts are shared, not copied:
-        # they were made fresh by the last (cloning) load, or belong to a donated state.
-        params = {n: p.data for n, p in self.params.items()} if reloaded else state.params
-        return TrainState(
-            params=params,
-            buffers={n: b.data for n, b in self.buffers.items()},
-            optimizer={names[id(p)]: s for p, s in self.optimizer.state.items()},
-            hyper=self._hyper(),
-            epoch=state.epoch,
-            lease=lease,
-            **changes,
         )
 
     def _mode(self, training: bool) -> None:
@@ -266,7 +219,7 @@ class Steps:
         state.check_usable()
         skip_nonfinite = self.skip_nonfinite
         # Skipping needs the untouched input tensors, so it never updates in place.
-        reloaded = self._load(state, clone=not donate or skip_nonfinite)
+        reloaded = self.slots.load(state, clone=not donate or skip_nonfinite)
         if donate:
             state.lease.spent = True
         if self.stochastic:
@@ -310,7 +263,7 @@ class Steps:
             self.scheduler.load_state_dict(state.schedule)
             self.scheduler.step()
             schedule = self.scheduler.state_dict()
-        new_state = self._snapshot(
+        new_state = self.slots.snapshot(
             state,
             reloaded,
             schedule=schedule,
@@ -324,7 +277,7 @@ class Steps:
     @torch.no_grad()
     def eval_step(self, state: TrainState, batch: Batch) -> dict[str, Any]:
         state.check_usable()
-        self._load(state, clone=False)  # evaluation only reads the tensors
+        self.slots.load(state, clone=False)  # evaluation only reads the tensors
         self._mode(False)
         target = self._target(batch)
         with self.autocast():
@@ -335,7 +288,7 @@ class Steps:
     @torch.no_grad()
     def predict_step(self, state: TrainState, features: tuple[torch.Tensor, ...]) -> Any:
         state.check_usable()
-        self._load(state, clone=False)
+        self.slots.load(state, clone=False)
         self._mode(False)
         with self.autocast():
             return self.module(*features)
@@ -357,7 +310,7 @@ class Steps:
                     self.scheduler.step(logs.get(monitor, logs["loss"]))
                 else:
                     self.scheduler.step()
-            schedule, hyper = self.scheduler.state_dict(), self._hyper()
+            schedule, hyper = self.scheduler.state_dict(), self.slots.hyper()
         return attrs.evolve(
             state, schedule=schedule, hyper=hyper, epoch=state.epoch + 1, lease=type(state.lease)()
         )

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 import torch
 
-from tdsl import checks, checks_setup
+from tdsl import checks, checks_device, checks_setup
 from tdsl import spec as S
 from tdsl.build import GraphModule, build_graph, check_arguments
 from tdsl.compiled import check_compile
@@ -90,10 +90,10 @@ def check_spec(
     if inference.module is not None:
         selections = checks_setup.check_selectors(spec, inference.graph, inference.module, diags)
     checks_setup.check_monitors(spec, metric_names, diags)
-    checks_setup.check_device(spec, diags)
+    checks_device.check_device(spec, diags)
     check_tensorboard(spec, diags)
     check_compile(spec, diags)
-    checks_setup.check_distributed(spec, diags, world_size)
+    checks_device.check_distributed(spec, diags, world_size)
     return attrs.evolve(inference, selections=selections)
 
 

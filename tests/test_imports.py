@@ -10,7 +10,7 @@ import torch
 
 import tdsl
 from tdsl.cli import main
-from tdsl.data import DataError, clear_cache, data_signature, load_data
+from tdsl.data import DataError, data_signature, load_data
 from tdsl.rundir import evaluate_run, resume, run
 
 PACKAGE = """
@@ -110,10 +110,11 @@ def user_package(tmp_path, monkeypatch):
     (package / "broken.py").write_text("raise RuntimeError('boom at import')\n")
     (package / "data.py").write_text(textwrap.dedent(DATA))
     monkeypatch.syspath_prepend(str(tmp_path))
-    clear_cache()  # factory results are cached per process
     yield tmp_path
+    # The next test's package is a new folder; its new functions are new keys for the cache
+    # of factory results, so no test sees another's.
     for name in [m for m in sys.modules if m == "labcode" or m.startswith("labcode.")]:
-        del sys.modules[name]  # the next test's package is a new folder
+        del sys.modules[name]
 
 
 def spec_text(layer="labcode.Gate", loss="labcode.Dice"):

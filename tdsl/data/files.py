@@ -38,7 +38,7 @@ class _RowFile:
         self.row_bytes = mapped.dtype.itemsize * int(np.prod(self.row_shape, dtype=np.int64))
         self.rows = mapped.shape[0]
         del mapped
-        self.file = open(path, "rb", buffering=0)  # noqa: SIM115 (kept open while reading)
+        self.path = path
 
     def read(self, index: np.ndarray) -> np.ndarray:
         order = np.argsort(index, kind="stable")
@@ -49,17 +49,20 @@ class _RowFile:
         flat = data.reshape(len(index), -1).view(np.uint8)
         # Rows with consecutive numbers are one read: sequential batches cost one system call.
         breaks = np.flatnonzero(np.diff(wanted) != 1) + 1
-        for start, stop in zip([0, *breaks], [*breaks, len(wanted)], strict=True):
-            if start == stop:
-                continue
-            size = (stop - start) * self.row_bytes
-            read = os.preadv(
-                self.file.fileno(),
-                [flat[start:stop].reshape(-1)],
-                self.offset + int(wanted[start]) * self.row_bytes,
-            )
-            if read != size:
-                raise OSError(f"the file ended early ({read} of {size} bytes read)")
+        # Opened per batch (microseconds) rather than held: nothing to close when the
+        # reader is dropped, and each worker process has its own descriptor.
+        with open(self.path, "rb", buffering=0) as file:
+            for start, stop in zip([0, *breaks], [*breaks, len(wanted)], strict=True):
+                if start == stop:
+                    continue
+                size = (stop - start) * self.row_bytes
+                read = os.preadv(
+                    file.fileno(),
+                    [flat[start:stop].reshape(-1)],
+                    self.offset + int(wanted[start]) * self.row_bytes,
+                )
+                if read != size:
+                    raise OSError(f"the file ended early ({read} of {size} bytes read)")
         rows = np.empty_like(data)
         rows[order] = data
         return rows

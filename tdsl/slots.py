@@ -1,0 +1,72 @@
+"""Moving `TrainState`s in and out of a module's parameter slots.
+
+The steps run torch's own modules and optimizers, which hold their tensors in parameter
+slots and `optimizer.state`. `Slots.load` puts a state's tensors there (cloned, unless the
+state is donated) and `Slots.snapshot` wraps what is there after a step as a new state. The
+slots remember which state they hold, so a donated state that is already loaded — each
+step of a training loop — costs nothing to load.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import torch
+
+from tdsl.state import TrainState
+
+
+class Slots:
+    def __init__(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer):
+        self.optimizer = optimizer
+        self.params = dict(module.named_parameters())
+        self.buffers = dict(module.named_buffers())
+        self.param_names = {id(p): n for n, p in self.params.items()}
+        # The lease of the state whose tensors the slots hold right now; None after a cloning
+        # load, whose tensors belong to no state yet.
+        self.loaded: Any = None
+
+    def hyper(self) -> tuple[dict[str, Any], ...]:
+        """Each param group's hyperparameters, as the optimizer holds them now."""
+        return tuple(
+            {k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups
+        )
+
+    def load(self, state: TrainState, clone: bool) -> bool:
+        """Put `state` into the slots; False when they already hold it."""
+        if not clone and state.lease is self.loaded:
+            return False
+        self.loaded = None if clone else state.lease
+        take = (lambda t: t.clone()) if clone else (lambda t: t)
+        for name, param in self.params.items():
+            param.data = take(state.params[name])
+        for name, buffer in self.buffers.items():
+            buffer.data = take(state.buffers[name])
+        self.optimizer.state = defaultdict(dict)
+        for name, param_state in state.optimizer.items():
+            self.optimizer.state[self.params[name]] = {
+                k: take(v) if isinstance(v, torch.Tensor) else v for k, v in param_state.items()
+            }
+        for group, hyper in zip(self.optimizer.param_groups, state.hyper, strict=True):
+            group.update(hyper)
+        return True
+
+    def snapshot(self, state: TrainState, reloaded: bool, **changes: Any) -> TrainState:
+        """The slots' tensors after a step on `state` (which `load` returned `reloaded` for),
+        as a new state with `changes`; the slots now hold that state."""
+        self.loaded = lease = type(state.lease)()
+        names = self.param_names
+        # Optimizers update parameters in place, so without a reload the state's dict already
+        # names the right tensors. The per-parameter optimizer dicts are shared, not copied:
+        # they were made fresh by the last (cloning) load, or belong to a donated state.
+        params = {n: p.data for n, p in self.params.items()} if reloaded else state.params
+        return TrainState(
+            params=params,
+            buffers={n: b.data for n, b in self.buffers.items()},
+            optimizer={names[id(p)]: s for p, s in self.optimizer.state.items()},
+            hyper=self.hyper(),
+            epoch=state.epoch,
+            lease=lease,
+            **changes,
+        )
