@@ -44,6 +44,10 @@ def main() -> None:
     torch_s = best_of([python, "-c", "import torch"], args.runs)
     rows = [("python -c 'import torch'", torch_s)]
     rows.append(("python -c 'import tdsl'", best_of([python, "-c", "import tdsl"], args.runs)))
+    # torch imports its compiler stack on the first meta-device elementwise op or optimizer
+    # step; validation does both, so this is part of any validation's floor.
+    dynamo = [python, "-c", "import torch._dynamo"]
+    rows.append(("python -c 'import torch._dynamo'", best_of(dynamo, args.runs)))
     for name in SPECS:
         command = [python, "-m", "tdsl", "validate", f"specs/{name}.yaml"]
         rows.append((f"tdsl validate specs/{name}.yaml", best_of(command, args.runs)))

@@ -8,7 +8,7 @@ with `train.compile: true` (torch.compile of the whole step; its compile time is
 on its own). Variants run interleaved, several repetitions; the table reports medians of
 per-step time and ratios to (b).
 
-Run: python bench/workloads.py [--repeats 5] [--out bench/results.md]
+Run: python bench/workloads.py [--repeats 5] [--only rings ...] [--out bench/results.md]
 """
 
 from __future__ import annotations
@@ -232,11 +232,13 @@ VARIANTS: dict[str, Callable] = {
 }
 
 
-def measure(repeats: int) -> dict[str, dict[str, float]]:
+def measure(repeats: int, only: list[str] | None = None) -> dict[str, dict[str, float]]:
     """Per workload: each variant's median seconds per step, and `compile_s`: how much longer
     the compiled variant's first (warm-up) run took than its median run."""
     results: dict[str, dict[str, float]] = {}
     for name, spec in workloads().items():
+        if only and name not in only:
+            continue
         data = tdsl.load_data(spec)
         times: dict[str, list[float]] = {v: [] for v in VARIANTS}
         warmup: dict[str, float] = {}
@@ -277,9 +279,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
+    parser.add_argument("--only", nargs="*", choices=list(workloads()), help="these workloads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = measure(args.repeats)
+    results = measure(args.repeats, args.only)
     header = (
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} "
         f"({torch.get_num_threads()} threads, torch {torch.__version__}); medians of "

@@ -284,17 +284,29 @@ def _first_line(exc: BaseException) -> str:
 @contextlib.contextmanager
 def session() -> Iterator[None]:
     """Around a command: a failed collective operation (another process died or stopped
-    answering within device.timeout) becomes one clear error, and the group is ended."""
+    answering within device.timeout) becomes one clear error, and the group is ended.
+
+    An error of this process's own leaves the group to end with the process: ending it here
+    would tell the others at once, before the error is recorded for the launcher
+    (tdsl/__main__.py) and printed, so that they could fail and exit first, and the launcher,
+    which stops every process as soon as one has failed, could stop this one before its
+    error is out or name one that merely lost it as the first failure."""
+    own_error = False
     try:
         yield
     except dist.DistError as exc:
         raise _lost(exc) from None
     except RuntimeError as exc:
         if not dist.is_initialized() or "gloo" not in str(exc).lower():
+            own_error = True
             raise
         raise _lost(exc) from None
+    except Exception:
+        own_error = True
+        raise
     finally:
-        shutdown()
+        if not own_error:
+            shutdown()
 
 
 def _lost(exc: BaseException) -> DistributedError:

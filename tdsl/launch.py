@@ -27,11 +27,24 @@ def launch(nproc: int, argv: Sequence[str]) -> None:
         raise KeyboardInterrupt from None
 
 
+def _recorded(failure: Any) -> str:
+    """The error a failed process recorded (tdsl/__main__.py: what it raised); "" when it
+    recorded none (it exited with a code after printing its error, or was killed), where
+    torchrun makes one up."""
+    message = failure.message.get("message", "") if isinstance(failure.message, dict) else ""
+    return str(message).strip()
+
+
 def _failures(exc: Any, nproc: int) -> str:
-    first_rank, first = exc.get_first_failure()
-    # A recorded error (tdsl/__main__.py) says what was raised; a made-up one only how.
-    message = first.message.get("message", "") if isinstance(first.message, dict) else ""
-    lines = str(message).strip().splitlines()
+    # torchrun's first failure has the earliest timestamp, in whole seconds: a recorded
+    # error's, else when the launcher noticed the exit; a tie goes to the one it noticed
+    # first, and it checks the processes in local rank order. A process that lost the others
+    # to a crash exits moments after the crashed one, so it often shares that second and, as
+    # rank 0 noticed in the same check, came first. Within a second a recorded error comes
+    # first: it was raised, which losing the others never is (distributed.session).
+    failures = list(exc.failures.items())  # in the order the launcher noticed them
+    first_rank, first = min(failures, key=lambda kv: (kv[1].timestamp, not _recorded(kv[1])))
+    lines = _recorded(first).splitlines()
     if lines:  # its exit code may then be the launcher's stop signal: leave it out
         how = f": {lines[0]}"
     elif first.exitcode < 0:

@@ -7,6 +7,7 @@ by batch size, not means of batch means) and asks callbacks whether to stop.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
@@ -70,6 +71,7 @@ class _Accumulator:
         self.stats: dict[str, Any] = {}
         self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.pending_elements = 0
+        self.batch_losses: list[torch.Tensor] | None = None  # this process's, kept by result()
 
     @property
     def losses(self) -> list[torch.Tensor]:
@@ -81,9 +83,10 @@ class _Accumulator:
 
     def first_nonfinite(self) -> int | None:
         """Index of the first batch whose loss was NaN or infinite, if any."""
-        if not self.losses:
+        losses = self.batch_losses if self.batch_losses is not None else self.losses
+        if not losses:
             return None
-        finite = torch.isfinite(torch.stack(self.losses))
+        finite = torch.isfinite(torch.stack(losses))
         return None if bool(finite.all()) else int((~finite).nonzero()[0, 0])
 
     def add(self, metrics: dict[str, Any]) -> None:
@@ -116,6 +119,7 @@ class _Accumulator:
             self.stats[metric.name] = state if previous is None else metric.merge(previous, state)
 
     def result(self, prefix: str = "") -> dict[str, float]:
+        self.batch_losses = list(self.losses)
         if self.program.world is not None:  # data-parallel: add up every process's rows
             self.program.world.merge_accumulated(self)
         if not self.counts:  # every batch was skipped: nothing to average
@@ -124,18 +128,27 @@ class _Accumulator:
         self._flush()
         device = self.losses[0].device
         counts = torch.tensor(self.counts, dtype=torch.float64, device=device)
-        columns = torch.stack([torch.stack(v).double().reshape(-1) for v in self.values.values()])
-        means = ((columns * counts).sum(dim=1) / counts.sum()).tolist()
+        columns = torch.stack([torch.stack(v).reshape(-1) for v in self.values.values()])
+        means = (torch.mv(columns.double(), counts) / sum(self.counts)).tolist()
         logs = {f"{prefix}{key}": mean for key, mean in zip(self.values, means, strict=True)}
         for metric in self.program.metrics:
             logs[f"{prefix}{metric.name}"] = metric.compute(self.stats[metric.name])
         return logs
 
 
-def eval_batch_size(train: S.Train) -> int:
+# Evaluation batches hold at least this many input values (4 MB of float32): small rows are
+# evaluated in few batches, large ones (images) four training batches at a time.
+EVAL_VALUES = 1 << 20
+
+
+def eval_batch_size(spec: S.Spec) -> int:
     """Rows per evaluation batch: `train.eval_batch_size`, by default four training batches
-    (no activations are kept for a backward pass, so larger batches fit)."""
-    return train.eval_batch_size or 4 * train.batch_size
+    or `EVAL_VALUES` input values, whichever is more (no activations are kept for a backward
+    pass, so larger batches fit)."""
+    if spec.train.eval_batch_size:
+        return spec.train.eval_batch_size
+    values_per_row = sum(math.prod(i.shape) for i in spec.model.inputs) or 1
+    return max(4 * spec.train.batch_size, EVAL_VALUES // values_per_row)
 
 
 def _order_seed(seed: int, epoch: int) -> int:
@@ -193,10 +206,12 @@ def fit(
             totals.add(metrics)
             for hook in batch_hooks:
                 hook(run, metrics)
-        bad = totals.first_nonfinite()
+        logs = {"epoch": state.epoch + 1, **totals.result()}
+        # A NaN or infinite batch loss makes the epoch's loss one too, so the batches are
+        # searched only then: no extra host sync per epoch.
+        bad = None if math.isfinite(logs["loss"]) else totals.first_nonfinite()
         if bad is not None:
             raise _nonfinite(run, state, bad, totals)
-        logs = {"epoch": state.epoch + 1, **totals.result()}
         if totals.skipped:
             logs["skipped_batches"] = totals.skipped
         if val is not None and len(val):
@@ -238,7 +253,7 @@ def evaluate(
     prefix: str = "",
 ) -> dict[str, float]:
     """Exact metrics of `state` over all of `data`, with names prefixed by `prefix`."""
-    batch_size = batch_size or eval_batch_size(program.spec.train)
+    batch_size = batch_size or eval_batch_size(program.spec)
     data = _on_device(data, program)
     totals = _Accumulator(program)
     for batch in data.batches(batch_size):
@@ -254,7 +269,7 @@ def predict(
     batch_size: int | None = None,
 ) -> torch.Tensor:
     """The model's outputs for every row of `features`, in order, on the CPU."""
-    batch_size = batch_size or eval_batch_size(program.spec.train)
+    batch_size = batch_size or eval_batch_size(program.spec)
     features = tuple(f.to(program.device) for f in features)
     outputs = []
     for start in range(0, int(features[0].shape[0]), batch_size):

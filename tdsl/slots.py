@@ -61,11 +61,12 @@ class Slots:
         # names the right tensors. The per-parameter optimizer dicts are shared, not copied:
         # they were made fresh by the last (cloning) load, or belong to a donated state.
         params = {n: p.data for n, p in self.params.items()} if reloaded else state.params
+        hyper = changes.pop("hyper", None)
         return TrainState(
             params=params,
             buffers={n: b.data for n, b in self.buffers.items()},
             optimizer={names[id(p)]: s for p, s in self.optimizer.state.items()},
-            hyper=self.hyper(),
+            hyper=self.hyper() if hyper is None else hyper,
             epoch=state.epoch,
             lease=lease,
             **changes,

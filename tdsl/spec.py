@@ -520,7 +520,8 @@ class Train:
     # gradients add up before one optimizer step (same update, less memory).
     batch_size: int = field(default=32, validator=positive)
     accumulate: int = field(default=1, validator=positive)
-    # Rows per batch when evaluating and predicting; by default 4 * batch_size.
+    # Rows per batch when evaluating and predicting; by default 4 * batch_size or 2**20
+    # input values, whichever is more.
     eval_batch_size: int | None = field(default=None, validator=positive)
     # Run each training step as one torch.compile graph: faster steps after a compile of
     # seconds to a minute at the start of each run.

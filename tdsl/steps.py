@@ -266,6 +266,8 @@ class Steps:
         new_state = self.slots.snapshot(
             state,
             reloaded,
+            # Optimizers leave their hyperparameters alone; only a schedule changes them.
+            hyper=None if self.step_schedule else state.hyper,
             schedule=schedule,
             step=state.step + 1,
             rng=self._rng() if self.stochastic else state.rng,

@@ -15,6 +15,7 @@ import attrs
 import numpy as np
 import pytest
 import torch
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
 import tdsl
 from tdsl.callbacks import EarlyStopping
@@ -22,6 +23,7 @@ from tdsl.cli import main
 from tdsl.data import FileData, TensorData, load_data
 from tdsl.data.tensors import Part
 from tdsl.distributed import World
+from tdsl.launch import _failures
 from tdsl.rundir import _callbacks, evaluate_run, resume, run
 
 # A user layer that passes its input through, except on the rank and training forward pass
@@ -214,6 +216,25 @@ def test_a_run_moves_between_one_and_two_processes_through_a_crash(workspace, si
     single_dir, expected = single
     model = result.state.model_state_dict()
     assert_same_training(result.history, expected.history, model, last_model(single_dir))
+
+
+def test_the_launcher_names_the_process_that_raised_not_one_that_lost_it(tmp_path):
+    """torchrun's failure timestamps are whole seconds, and of two in one second it takes the
+    one it noticed first, checking in rank order: rank 0, which lost the others to rank 1's
+    crash and exited moments after it, was named (the test above, now and then)."""
+    error = "RuntimeError: tripwire on rank 1 at pass 19"
+    record = {"message": error, "extraInfo": {"py_callstack": "", "timestamp": "1700000000"}}
+    (tmp_path / "1.json").write_text(json.dumps({"message": record}))
+    lost = ProcessFailure(local_rank=0, pid=10, exitcode=1, error_file=str(tmp_path / "0.json"))
+    raised = ProcessFailure(local_rank=1, pid=11, exitcode=1, error_file=str(tmp_path / "1.json"))
+    failed = ChildFailedError("tdsl", {0: lost, 1: raised})
+    lost.timestamp = raised.timestamp  # no record: when the launcher noticed it exit
+    assert failed.get_first_failure()[0] == 0
+    assert _failures(failed, 2) == (
+        f"process 1 of 2 failed: {error}; then process(es) 0 stopped; its output is above"
+    )
+    lost.timestamp -= 1  # a second before: the earliest failure is still the first
+    assert _failures(failed, 2).startswith("process 0 of 2 failed (exit code 1); then process")
 
 
 def test_a_process_that_stops_answering_times_out_under_torchrun(workspace):
