@@ -6,6 +6,7 @@ Run: python bench/pure_step.py   (prints per-step times and ratios to the hand-w
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import OrderedDict
 
@@ -48,7 +49,7 @@ def per_step(run_steps, steps: int, repeats: int = 5) -> float:
     return best
 
 
-def main(steps: int = 100) -> None:
+def main(steps: int = 100, repeats: int = 5) -> None:
     torch.set_num_threads(2)
     experiment = spec()
     program = tdsl.compile(experiment)
@@ -85,13 +86,15 @@ def main(steps: int = 100) -> None:
         for batch in batches[:n]:
             state["donated"], _ = program.train_step(state["donated"], batch, donate=True)
 
-    base = per_step(hand_written, steps)
-    for name, fn in (
-        ("hand-written", hand_written),
-        ("tdsl pure", pure),
-        ("tdsl donated", donated),
-    ):
-        seconds = base if fn is hand_written else per_step(fn, steps)
+    variants = {"hand-written": hand_written, "tdsl pure": pure, "tdsl donated": donated}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):  # interleaved, so a busy moment hits every variant alike
+        for name, fn in variants.items():
+            times[name].append(per_step(fn, steps))
+    base = statistics.median(times["hand-written"])
+    print(f"medians of {repeats} interleaved repetitions of {steps} steps")
+    for name, samples in times.items():
+        seconds = statistics.median(samples)
         print(f"{name:14s} {seconds * 1e6:8.1f} us/step  {seconds / base:5.2f}x")
 
 
