@@ -166,31 +166,36 @@ def _target(spec: tdsl.Spec, y: torch.Tensor) -> torch.Tensor:
     return y.reshape(-1).long() if spec.loss.kind == "cross_entropy" else y
 
 
+def tuned_epoch(net, opt, loss_fn, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
+    """One epoch as a good engineer writes it: one randperm, batched index_select, the loss
+    summed on the device and read once at the end."""
+    total = torch.zeros(())
+    order = torch.randperm(len(y))
+    for start in range(0, len(y), batch):
+        index = order[start : start + batch]
+        loss = loss_fn(net(x.index_select(0, index)), y.index_select(0, index))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.detach() * len(index)
+    return float(total) / len(y)
+
+
 def tuned_run(spec: tdsl.Spec, data) -> int:
     net = hand_module(spec)
     opt = torch.optim.Adam(net.parameters(), lr=spec.optimizer.lr)
     loss_fn = _loss_fn(spec)
     x, y = data.train.features[0], _target(spec, data.train.target)
     vx, vy = data.val.features[0], _target(spec, data.val.target)
-    batch, steps = spec.train.batch_size, 0
     history = []
     for _epoch in range(spec.train.epochs):
         net.train()
-        total = torch.zeros(())
-        order = torch.randperm(len(y))
-        for start in range(0, len(y), batch):
-            index = order[start : start + batch]
-            loss = loss_fn(net(x.index_select(0, index)), y.index_select(0, index))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach() * len(index)
-            steps += 1
+        train_loss = tuned_epoch(net, opt, loss_fn, x, y, spec.train.batch_size)
         net.eval()
         with torch.no_grad():
             val_loss = loss_fn(net(vx), vy)
-        history.append((float(total) / len(y), float(val_loss)))
-    return steps
+        history.append((train_loss, float(val_loss)))
+    return spec.train.epochs * data.train.num_batches(spec.train.batch_size)
 
 
 def tutorial_run(spec: tdsl.Spec, data) -> int:

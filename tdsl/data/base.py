@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import torch
 
 from tdsl import spec as S
 from tdsl.errors import SpecPath, TdslError, did_you_mean, format_path
@@ -187,6 +188,30 @@ class DataSignature:
     @property
     def feature_dtype(self) -> str:
         return self.features[0].dtype if self.features else "float32"
+
+
+def tensor_signature(
+    arrays: Sequence[Any],
+    dtypes: Sequence[torch.dtype],
+    target: torch.Tensor,
+    source: Any,
+    found_classes: int | None,
+    splits: Sequence[Any],
+) -> DataSignature:
+    """The signature of named arrays (tensor files, a factory's result): their per-row
+    shapes and dtypes, the target as `source` declares it, and each split's rows."""
+    infos = tuple(
+        FeatureInfo(tuple(a.shape[1:]), str(d).removeprefix("torch."))
+        for a, d in zip(arrays, dtypes, strict=True)
+    )
+    target_spec = S.Target(
+        kind=source.target_kind,
+        num_classes=source.num_classes or found_classes,
+        shape=tuple(target.shape[1:]) or (1,),
+    )
+    names = ("train", "val", "test")
+    rows = {n: len(s) for n, s in zip(names, splits, strict=True) if s is not None}
+    return DataSignature(infos, target_spec, rows)
 
 
 def integer_dtype(dtype: str) -> bool:

@@ -18,7 +18,13 @@ import torch
 
 from tdsl import spec as S
 from tdsl.build import DTYPES
-from tdsl.data.base import Context, DataError, DataSignature, FeatureInfo, Problems, check_exists
+from tdsl.data.base import (
+    Context,
+    DataError,
+    Problems,
+    check_exists,
+    tensor_signature,
+)
 from tdsl.data.streaming import FileData
 from tdsl.data.tensors import Batch, Splits, TensorData, split_index
 from tdsl.errors import did_you_mean
@@ -260,18 +266,8 @@ def prepare(source: S.Tensors, ctx: Context, _fitted: object = None):
             splits.append(None)
         else:
             splits.append(_rows(source, paths["file"], features, target, dtypes, which))
-    infos = tuple(
-        FeatureInfo(tuple(a.shape[1:]), str(d).removeprefix("torch."))
-        for a, d in zip(features, dtypes, strict=True)
-    )
-    shape = tuple(target.shape[1:]) or (1,)
-    target_spec = S.Target(
-        kind=source.target_kind, num_classes=source.num_classes or found, shape=shape
-    )
-    counts = {
-        n: len(s) for n, s in zip(("train", "val", "test"), splits, strict=True) if s is not None
-    }
-    return Splits(*splits), DataSignature(infos, target_spec, counts)
+    signature = tensor_signature(features, dtypes, target, source, found, splits)
+    return Splits(*splits), signature
 
 
 def _rows(source: S.Tensors, path: Path, features: list, target: torch.Tensor, dtypes, which=None):

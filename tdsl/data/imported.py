@@ -25,7 +25,13 @@ import numpy as np
 import torch
 
 from tdsl import spec as S
-from tdsl.data.base import Context, DataError, DataSignature, FeatureInfo, Problems
+from tdsl.data.base import (
+    Context,
+    DataError,
+    DataSignature,
+    Problems,
+    tensor_signature,
+)
 from tdsl.data.files import _cast, _target
 from tdsl.data.tensors import Splits, TensorData, split_index, split_rows
 from tdsl.errors import SpecPath, did_you_mean, show
@@ -193,17 +199,6 @@ def _split(
     strata = target.reshape(len(target), -1)[:, 0].long() if source.split.stratify else None
     generator = torch.Generator().manual_seed(ctx.seed)
     train, val, test = split_rows(rows, split_index(len(target), source.split, generator, strata))
-    infos = tuple(
-        FeatureInfo(tuple(f.shape[1:]), str(d).removeprefix("torch."))
-        for f, d in zip(features, dtypes, strict=True)
-    )
-    shape = tuple(target.shape[1:]) or (1,)
-    target_spec = S.Target(
-        kind=source.target_kind, num_classes=source.num_classes or found_classes, shape=shape
-    )
-    counts = {
-        n: len(s)
-        for n, s in zip(("train", "val", "test"), (train, val, test), strict=True)
-        if s is not None
-    }
-    return Splits(train, val, test), DataSignature(infos, target_spec, counts)
+    splits = (train, val, test)
+    signature = tensor_signature(features, dtypes, target, source, found_classes, splits)
+    return Splits(*splits), signature
