@@ -206,6 +206,23 @@ def build_graph(
     return (None if failed else GraphModule(graph, layers)), values
 
 
+def materialize(
+    graph: Graph,
+    values: dict[str, Any],
+    device: str | torch.device,
+    allow_imports: Sequence[str] = (),
+) -> GraphModule:
+    """The module of a graph that `build_graph` has checked, built on `device` from the
+    meta values it inferred (no second inference), in graph order, so initialization
+    consumes the RNG as a hand-written model defining the same layers would."""
+    layers = {}
+    with torch.device(device):
+        for node in graph.nodes:
+            op = ops.lookup(node.op, allow_imports)
+            layers[node.name] = op.build(dict(node.args), [values[s] for s in node.inputs])
+    return GraphModule(graph, layers)
+
+
 def _build_node(node: Node, op: ops.OpDef, inputs: Sequence[Any], diags: Diagnostics):
     tensors = [v for v in inputs if isinstance(v, torch.Tensor)]
     if op.input_kind == "int" and any(t.is_floating_point() for t in tensors):

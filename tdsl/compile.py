@@ -19,19 +19,19 @@ import torch
 from torch import nn
 
 from tdsl import spec as S
-from tdsl.build import GraphModule, build_graph
+from tdsl.build import GraphModule, materialize
 from tdsl.checks import data_signature, resolve_loss
 from tdsl.data import Batch, train_rows
 from tdsl.distributed import World, connect
 from tdsl.errors import Diagnostics, SpecError
-from tdsl.graph import Graph, resolve
+from tdsl.graph import Graph
 from tdsl.losses import build_loss
 from tdsl.metrics import Metric, lookup_metric, make_metric
 from tdsl.optim import lookup_optimizer, lookup_schedule
 from tdsl.select import select
 from tdsl.state import TrainState
 from tdsl.steps import Objective, Steps
-from tdsl.validate import validate
+from tdsl.validate import validated
 
 
 def resolve_device(name: str) -> torch.device:
@@ -195,16 +195,15 @@ def make_objective(
 def compile(spec: S.Spec, allow_imports: Sequence[str] = ()) -> Program:  # noqa: A001
     """Check `spec` and build its program; raises `SpecError` listing every problem.
     User code named by import path is imported only under the `allow_imports` prefixes."""
-    report = validate(spec, allow_imports=allow_imports)
+    report, inference = validated(spec, allow_imports)
     if not report.ok:
         raise SpecError(report.errors)
-    diags = Diagnostics()
-    graph = resolve(spec.model, diags)
+    graph, values = inference.graph, inference.values
     world = connect(spec.device)  # a launched ddp process joins the others here
     device = world.device if world is not None else resolve_device(spec.device.name)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(spec.seed)
-        module, _ = build_graph(graph, diags, device=device, allow_imports=allow_imports)
+        module = materialize(graph, values, device, allow_imports)
     ops = {n.name: n.op for n in graph.nodes}
     optimizer = make_optimizer(spec, module, ops)
     objective = make_objective(spec, graph, module, device, allow_imports)
@@ -219,5 +218,6 @@ def compile(spec: S.Spec, allow_imports: Sequence[str] = ()) -> Program:  # noqa
         autocast_for(spec, device),
         allow_imports,
         world,
+        values=values,
     )
     return Program(spec, module, device, objective.metrics, steps, world)

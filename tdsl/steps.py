@@ -17,7 +17,7 @@ import attrs
 import torch
 
 from tdsl import spec as S
-from tdsl.build import GraphModule, build_graph
+from tdsl.build import GraphModule, build_graph, materialize
 from tdsl.compiled import CompiledStep
 from tdsl.data import Batch
 from tdsl.errors import Diagnostics
@@ -75,10 +75,12 @@ class Steps:
         autocast: Callable[[], Any],
         allow_imports: Sequence[str] = (),
         world: Any = None,
+        values: dict[str, Any] | None = None,
     ):
         self.spec, self.graph, self.module, self.device = spec, graph, module, device
         self.allow_imports = tuple(allow_imports)  # init() rebuilds the user's layers too
         self.world = world  # tdsl.distributed.World: processes that share each batch
+        self.values = values  # each node's meta value, from validation: init() builds from them
         self.optimizer, self.scheduler, self.autocast = optimizer, scheduler, autocast
         self.slots = Slots(module, optimizer)
         self.params, self.buffers = self.slots.params, self.slots.buffers
@@ -120,9 +122,12 @@ class Steps:
     def init(self, seed: int) -> TrainState:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(seed)
-            fresh, _ = build_graph(
-                self.graph, Diagnostics(), device=self.device, allow_imports=self.allow_imports
-            )
+            if self.values is not None:
+                fresh = materialize(self.graph, self.values, self.device, self.allow_imports)
+            else:
+                fresh, _ = build_graph(
+                    self.graph, Diagnostics(), device=self.device, allow_imports=self.allow_imports
+                )
             rng_start = torch.Generator().manual_seed(seed).get_state()
             rng = (rng_start,) + (
                 (torch.cuda.get_rng_state(self.device),) if self.device.type == "cuda" else ()

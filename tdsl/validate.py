@@ -113,6 +113,13 @@ def validate(
         if loaded is None:
             return Report(tuple(sorted(problems, key=_position)))
         spec = loaded
+    return validated(spec, allow_imports, world_size)[0]
+
+
+def validated(
+    spec: S.Spec, allow_imports: Sequence[str] = (), world_size: int | None = None
+) -> tuple[Report, Inference]:
+    """The report, and the inference behind it (which `compile` builds the module from)."""
     diags = Diagnostics()
     inference = check_spec(spec, diags, allow_imports, world_size)
     located = [locate(d, spec.source) for d in diags.items]
@@ -124,7 +131,8 @@ def validate(
             if isinstance(inference.values[name], torch.Tensor)
         }
         params = sum(p.numel() for p in inference.module.parameters())
-    return Report(tuple(sorted(located, key=_position)), shapes, params, inference.selections)
+    report = Report(tuple(sorted(located, key=_position)), shapes, params, inference.selections)
+    return report, inference
 
 
 def symbolic_shape(value: torch.Tensor) -> tuple[int | None, ...]:
