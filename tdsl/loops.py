@@ -77,10 +77,6 @@ class _Accumulator:
     def losses(self) -> list[torch.Tensor]:
         return self.values.get("loss", [])
 
-    @property
-    def rows(self) -> int:
-        return sum(self.counts)
-
     def first_nonfinite(self) -> int | None:
         """Index of the first batch whose loss was NaN or infinite, if any."""
         losses = self.batch_losses if self.batch_losses is not None else self.losses

@@ -9,6 +9,7 @@ import attrs
 import numpy as np
 import pytest
 import torch
+from helpers import Interrupt
 
 import tdsl
 from tdsl.cli import main
@@ -67,11 +68,6 @@ def test_eval_and_resume_reapply_the_saved_transforms(tmp_path):
     assert evaluate_run(directory) != first
     fitted.save(directory)
     assert evaluate_run(directory) == first
-
-    class Interrupt:
-        def on_epoch_end(self, run, state, logs):
-            if logs["epoch"] == 1:
-                raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         run(spec, tmp_path / "cut", callbacks=[Interrupt()])

@@ -15,6 +15,7 @@ import attrs
 import numpy as np
 import pytest
 import torch
+from helpers import Interrupt
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
 import tdsl
@@ -187,12 +188,6 @@ def test_a_ddp_checkpoint_evaluates_in_one_process(two_processes):
     assert val == pytest.approx(
         {k.removeprefix("val_"): v for k, v in last.items() if k.startswith("val_")}, rel=1e-6
     )
-
-
-class Interrupt:
-    def on_epoch_end(self, run, state, logs):
-        if logs["epoch"] == 1:
-            raise KeyboardInterrupt
 
 
 def test_a_run_moves_between_one_and_two_processes_through_a_crash(workspace, single):

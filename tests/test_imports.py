@@ -7,6 +7,7 @@ import textwrap
 import attrs
 import pytest
 import torch
+from helpers import Interrupt
 
 import tdsl
 from tdsl.cli import main
@@ -295,17 +296,6 @@ def test_an_array_the_spec_names_must_be_returned(user_package):
             "did you mean 'y'?",
         ),
     ]
-
-
-class Interrupt:
-    """Ctrl-C right after the checkpoint of epoch `after` is written."""
-
-    def __init__(self, after: int):
-        self.after = after
-
-    def on_epoch_end(self, run, state, logs):
-        if logs["epoch"] == self.after:
-            raise KeyboardInterrupt
 
 
 def test_run_resume_and_eval_need_the_same_allowance(user_package, tmp_path):

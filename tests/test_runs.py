@@ -8,6 +8,7 @@ import attrs
 import numpy as np
 import pytest
 import torch
+from helpers import Interrupt
 from torch import nn
 
 import tdsl
@@ -117,17 +118,6 @@ def test_run_directory_contents(tmp_path):
     )
     plain.load_state_dict(best["model"])
     assert "Total params: 33" in (directory / "summary.txt").read_text()
-
-
-class Interrupt:
-    """Simulates Ctrl-C right after the checkpoint of epoch `after` is written."""
-
-    def __init__(self, after: int):
-        self.after = after
-
-    def on_epoch_end(self, run, state, logs):
-        if logs["epoch"] == self.after:
-            raise KeyboardInterrupt
 
 
 def test_resume_reaches_the_same_weights_and_history_bitwise(tmp_path):
