@@ -1,7 +1,8 @@
 """Build a resolved graph into modules, propagating tensors through it.
 
-Validation builds on the `meta` device: every layer is constructed and run on shape-only
-tensors, so shapes and dtypes are checked and parameters counted with nothing allocated.
+Validation builds on the `meta` device: every layer is constructed on shape-only tensors
+and its output read off a shape rule (`tdsl.shapes`) or, for other layers, found by running
+it there, so shapes and dtypes are checked and parameters counted with nothing allocated.
 Compilation reuses the same path and then constructs each layer again on a real device.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tdsl import ops
+from tdsl import ops, shapes
 from tdsl.errors import Diagnostics, check_keywords, did_you_mean, show
 from tdsl.graph import Graph, Node
 from tdsl.imports import ImportRefused
@@ -233,7 +234,7 @@ def _build_node(node: Node, op: ops.OpDef, inputs: Sequence[Any], diags: Diagnos
         )
         return None
     try:
-        with torch.device("meta"):
+        with shapes.SkipMetaInit(), torch.device("meta"):
             layer = op.build(dict(node.args), inputs)
     except ops.OpError as exc:
         diags.error(
@@ -259,41 +260,18 @@ def _build_node(node: Node, op: ops.OpDef, inputs: Sequence[Any], diags: Diagnos
     return layer
 
 
-def _recurrent_shapes(layer: nn.RNNBase, x: torch.Tensor) -> Any:
-    """An RNN's outputs computed from its settings: running it on meta tensors costs a
-    Python loop per step and layer, which for long sequences takes as long as real work."""
-    if x.dim() == 2:
-        # torch would read [batch, features] as one unbatched sequence whose steps are the
-        # batch: never what a spec means, and thousands of meta steps to find that out.
-        raise ops.OpError(
-            f"needs a [batch, steps, features] input, got {shape_text(x.shape)}",
-            hint="declare the input's per-sample shape as [steps, features]",
-        )
-    if x.dim() != 3 or x.shape[-1] != layer.input_size:
-        return layer(x)  # let torch word the error
-    batch, steps = (x.shape[0], x.shape[1]) if layer.batch_first else (x.shape[1], x.shape[0])
-    directions = 2 if layer.bidirectional else 1
-    out_size = layer.proj_size or layer.hidden_size
-    shape = (
-        (batch, steps, directions * out_size)
-        if layer.batch_first
-        else (steps, batch, directions * out_size)
-    )
-    output = torch.empty(shape, dtype=x.dtype, device="meta")
-    h = torch.empty((directions * layer.num_layers, batch, out_size), dtype=x.dtype, device="meta")
-    if isinstance(layer, nn.LSTM):
-        c = torch.empty(
-            (directions * layer.num_layers, batch, layer.hidden_size), dtype=x.dtype, device="meta"
-        )
-        return output, (h, c)
-    return output, h
-
-
 def _run_node(node: Node, layer: nn.Module, inputs: Sequence[Any], diags: Diagnostics):
     try:
-        if type(layer) in (nn.LSTM, nn.GRU, nn.RNN) and len(inputs) == 1:
-            return _recurrent_shapes(layer, inputs[0])
-        return layer(*inputs)
+        x = inputs[0] if len(inputs) == 1 else None
+        if isinstance(layer, nn.RNNBase) and isinstance(x, torch.Tensor) and x.dim() == 2:
+            # torch would read [batch, features] as one unbatched sequence whose steps are
+            # the batch: never what a spec means, and thousands of meta steps to find out.
+            raise ops.OpError(
+                f"needs a [batch, steps, features] input, got {shape_text(x.shape)}",
+                hint="declare the input's per-sample shape as [steps, features]",
+            )
+        known = shapes.output_of(layer, inputs)
+        return layer(*inputs) if known is None else known
     except ops.OpError as exc:
         diags.error(node.path, f"layer {node.name!r} ({node.op}) {exc.message}", exc.hint)
     except Exception as exc:  # a shape or dtype torch refuses: say which node and what came in

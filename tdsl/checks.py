@@ -163,8 +163,9 @@ def _try_loss(
 ) -> None:
     """Build the loss and run it on stand-in tensors: torch's own checks of its arguments and
     inputs (an unknown reduction, a weight of the wrong size) become diagnostics."""
-    # Two real rows when small, since some checks only run on real data; else meta.
-    device = "cpu" if math.prod(output.shape[1:]) <= 2**16 else "meta"
+    # Two real rows (at most 8 MB), since some checks only run on real data and any meta
+    # op costs torch's compiler import; else meta.
+    device = "cpu" if math.prod(output.shape[1:]) <= 2**20 else "meta"
     rows = 2 if device == "cpu" else output.shape[0]
     sample = torch.zeros(rows, *output.shape[1:], device=device)
     if target.kind == "class":

@@ -9,10 +9,11 @@ from typing import Any
 
 import torch
 
+from tdsl import optim_args
 from tdsl import spec as S
 from tdsl.errors import Diagnostics, SpecPath, check_keywords, did_you_mean
 from tdsl.graph import Graph
-from tdsl.optim import lookup_optimizer, lookup_schedule, optimizer_names, schedule_names
+from tdsl.optim import OptimDef, lookup_optimizer, lookup_schedule, optimizer_names, schedule_names
 from tdsl.select import select
 
 FILLED_SCHEDULE_ARGS = frozenset({"T_max", "total_steps", "max_lr"})  # from epochs and lr
@@ -34,58 +35,54 @@ def check_optimizer(spec: S.Spec, diags: Diagnostics) -> None:
             f"{UNSUPPORTED_OPTIMIZERS[found.name]}, which a training step does not give",
         )
         found = None
-    else:
-        known = {k: v for k, v in found.arguments.items() if k != "lr"}
-        ok = check_keywords(opt.args, known, f"optimizer {opt.kind!r}", ("optimizer",), diags)
-        for index, group in enumerate(opt.groups):
-            ok &= check_keywords(
-                group.args,
-                {k: False for k in found.arguments},
-                f"optimizer {opt.kind!r} param groups",
-                ("optimizer", "groups", index),
-                diags,
-            )
-        trial = (
-            _trial(
-                ("optimizer",),
-                f"optimizer {opt.kind!r}",
-                diags,
-                lambda: _step_once(found.cls(_trial_groups(opt), lr=opt.lr, **opt.args)),
-            )
-            if ok
-            else None
-        )
-        found = trial
+    elif not _arguments_ok(opt, found, diags):
+        found = None
     if opt.schedule is not None:
-        schedule = lookup_schedule(opt.schedule.kind)
-        path = ("optimizer", "schedule")
-        if schedule is None:
-            diags.error(
-                (*path, "kind"),
-                f"unknown schedule {opt.schedule.kind!r}",
-                did_you_mean(opt.schedule.kind, schedule_names()),
-            )
-        else:
-            ok = check_keywords(
-                opt.schedule.args,
-                schedule.arguments,
-                f"schedule {opt.schedule.kind!r}",
-                path,
-                diags,
-                FILLED_SCHEDULE_ARGS,
-            )
-            if ok and found is not None:
-                args = {
-                    k: v
-                    for k, v in _filled(spec, schedule.arguments).items()
-                    if k not in opt.schedule.args
-                }
-                _trial(
-                    path,
-                    f"schedule {opt.schedule.kind!r}",
-                    diags,
-                    lambda: _step_twice(schedule.cls(found, **args, **opt.schedule.args)),
-                )
+        _check_schedule(spec, found, diags)
+
+
+def _arguments_ok(opt: S.Optimizer, found: OptimDef, diags: Diagnostics) -> bool:
+    what = f"optimizer {opt.kind!r}"
+    known = {k: v for k, v in found.arguments.items() if k != "lr"}
+    ok = check_keywords(opt.args, known, what, ("optimizer",), diags)
+    for index, group in enumerate(opt.groups):
+        ok &= check_keywords(
+            group.args,
+            {k: False for k in found.arguments},
+            f"{what} param groups",
+            ("optimizer", "groups", index),
+            diags,
+        )
+    if not ok:
+        return False
+    groups = [g.args for g in opt.groups]
+    if optim_args.checkable(found.cls, opt.args, groups):
+        return optim_args.check_arguments(found.cls, what, opt.lr, opt.args, groups, diags)
+    return _trial(("optimizer",), what, diags, lambda: _step_once(found.cls, opt)) is not None
+
+
+def _check_schedule(spec: S.Spec, found: OptimDef | None, diags: Diagnostics) -> None:
+    """The schedule's name and arguments; it is tried on a stand-in of the optimizer when
+    the optimizer's own arguments are right (`found`)."""
+    opt, path = spec.optimizer, ("optimizer", "schedule")
+    schedule = lookup_schedule(opt.schedule.kind)
+    if schedule is None:
+        diags.error(
+            (*path, "kind"),
+            f"unknown schedule {opt.schedule.kind!r}",
+            did_you_mean(opt.schedule.kind, schedule_names()),
+        )
+        return
+    what = f"schedule {opt.schedule.kind!r}"
+    given = opt.schedule.args
+    ok = check_keywords(given, schedule.arguments, what, path, diags, FILLED_SCHEDULE_ARGS)
+    if not ok or found is None:
+        return
+    filled = {k: v for k, v in _filled(spec, schedule.arguments).items() if k not in given}
+    stand_in = optim_args.StandInOptimizer(
+        found.cls, opt.lr, opt.args, [g.args for g in opt.groups]
+    )
+    _trial(path, what, diags, lambda: _step_twice(schedule.cls(stand_in, **filled, **given)))
 
 
 # Optimizers whose step needs something a plain training step does not provide.
@@ -95,8 +92,16 @@ UNSUPPORTED_OPTIMIZERS = {
 }
 
 
-def _step_once(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
-    """Group arguments (a group's `lr: x`) are only used, and so checked, by a step."""
+def _step_once(cls: type, opt: S.Optimizer) -> torch.optim.Optimizer:
+    """The optimizer on one stand-in parameter per group, stepped once: group arguments
+    (a group's `lr: x`) are only used, and so checked, by a step."""
+    stand_ins = [{"params": [torch.nn.Parameter(torch.zeros(1))], **g.args} for g in opt.groups]
+    groups = [optim_args.as_torch(g) for g in stand_ins]
+    optimizer = cls(
+        groups or [{"params": [torch.nn.Parameter(torch.zeros(1))]}],
+        lr=opt.lr,
+        **optim_args.as_torch(opt.args),
+    )
     for group in optimizer.param_groups:
         for param in group["params"]:
             param.grad = torch.zeros_like(param)
@@ -110,12 +115,6 @@ def _step_twice(scheduler: Any) -> None:
     for _ in range(2):
         scheduler.optimizer.step()
         scheduler.step(1.0) if plateau else scheduler.step()
-
-
-def _trial_groups(opt: S.Optimizer) -> list[dict[str, Any]]:
-    """One stand-in parameter per group: enough for torch to check the arguments."""
-    groups = [{"params": [torch.nn.Parameter(torch.zeros(1))], **g.args} for g in opt.groups]
-    return groups or [{"params": [torch.nn.Parameter(torch.zeros(1))]}]
 
 
 def _filled(spec: S.Spec, arguments: Mapping[str, bool]) -> dict[str, Any]:

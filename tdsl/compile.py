@@ -28,6 +28,7 @@ from tdsl.graph import Graph
 from tdsl.losses import build_loss
 from tdsl.metrics import Metric, lookup_metric, make_metric
 from tdsl.optim import lookup_optimizer, lookup_schedule
+from tdsl.optim_args import as_torch
 from tdsl.select import select
 from tdsl.state import TrainState
 from tdsl.steps import Objective, Steps
@@ -127,12 +128,12 @@ def make_optimizer(spec: S.Spec, module: GraphModule, ops: dict[str, str]) -> to
     for group in opt.groups:
         names = [n for n in select(group, module, ops) if n not in claimed]
         claimed.update(names)
-        groups.append({"params": [params[n] for n in names], **group.args})
+        groups.append({"params": [params[n] for n in names], **as_torch(group.args)})
     rest = [p for n, p in params.items() if n not in claimed]
     if rest or not groups:
         groups.append({"params": rest})
     cls = lookup_optimizer(opt.kind).cls
-    return cls(groups, lr=opt.lr, **opt.args)
+    return cls(groups, lr=opt.lr, **as_torch(opt.args))
 
 
 def make_scheduler(

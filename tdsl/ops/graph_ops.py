@@ -6,6 +6,7 @@ Dimension numbers count the batch dimension as 0, as in torch; `reshape` shapes 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from tdsl.ops.registry import OpDef, OpError, register, shape_text, signature_arguments
+from tdsl.shapes import meta
 
 
 def _shapes(values: Sequence[Any]) -> str:
@@ -20,12 +22,31 @@ def _shapes(values: Sequence[Any]) -> str:
     return ", ".join(shown)
 
 
+def _promoted(xs: Sequence[torch.Tensor]) -> torch.dtype:
+    return functools.reduce(torch.promote_types, (x.dtype for x in xs))
+
+
+class _Elementwise(nn.Module):
+    """Inputs combined element by element, with broadcasting."""
+
+    def meta_output(self, *xs: torch.Tensor) -> torch.Tensor:
+        """The output on meta inputs, without running the op (see tdsl.shapes). The dtype
+        follows forward's chain of binary ops: a 0-d input (or the scalar `value`) does
+        not promote a higher-dimensional one of the same kind (float32 + float64 0-d is
+        float32)."""
+        out = xs[0]
+        for x in xs[1:]:
+            out = meta(torch.broadcast_shapes(out.shape, x.shape), torch.result_type(out, x))
+        value = getattr(self, "value", None)
+        return out if value is None else meta(out.shape, torch.result_type(out, value))
+
+
 def _tensors(values: Sequence[Any]) -> None:
     if not all(isinstance(v, torch.Tensor) for v in values):
         raise OpError(f"takes tensors, got {_shapes(values)}; pick a tuple element with 'item'")
 
 
-class Add(nn.Module):
+class Add(_Elementwise):
     """Sum of the inputs, plus `value` if given: `add` with one input and value=1 is 1 + x."""
 
     def __init__(self, value: float | None = None):
@@ -39,7 +60,7 @@ class Add(nn.Module):
         return out if self.value is None else out + self.value
 
 
-class Mul(nn.Module):
+class Mul(_Elementwise):
     """Product of the inputs, times `value` if given."""
 
     def __init__(self, value: float | None = None):
@@ -53,7 +74,7 @@ class Mul(nn.Module):
         return out if self.value is None else out * self.value
 
 
-class Sub(nn.Module):
+class Sub(_Elementwise):
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return a - b
 
@@ -66,6 +87,11 @@ class Concat(nn.Module):
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         return torch.cat(xs, dim=self.dim)
 
+    def meta_output(self, *xs: torch.Tensor) -> torch.Tensor:
+        shape = list(xs[0].shape)  # build() checked ranks, dim and the other sizes
+        shape[self.dim] = sum(x.shape[self.dim] for x in xs)
+        return meta(shape, _promoted(xs))
+
 
 class Stack(nn.Module):
     def __init__(self, dim: int = 1):
@@ -74,6 +100,11 @@ class Stack(nn.Module):
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         return torch.stack(xs, dim=self.dim)
+
+    def meta_output(self, *xs: torch.Tensor) -> torch.Tensor:
+        shape = list(xs[0].shape)
+        shape.insert(self.dim % (len(shape) + 1), len(xs))
+        return meta(shape, _promoted(xs))
 
 
 class Item(nn.Module):
@@ -148,6 +179,18 @@ class Reduce(nn.Module):
         if self.how == "max":
             return x.amax(dim=dim, keepdim=self.keepdim)
         return getattr(x, self.how)(dim=dim, keepdim=self.keepdim)
+
+    def meta_output(self, x: torch.Tensor) -> torch.Tensor | None:
+        dims = (self.dim,) if isinstance(self.dim, int) else tuple(self.dim)
+        if not dims or not all(-max(x.dim(), 1) <= d < max(x.dim(), 1) for d in dims):
+            return None
+        reduced = {d % max(x.dim(), 1) for d in dims}
+        if len(reduced) != len(dims) or x.dim() == 0:
+            return None
+        shape = [1 if i in reduced else s for i, s in enumerate(x.shape)]
+        if not self.keepdim:
+            shape = [s for i, s in enumerate(x.shape) if i not in reduced]
+        return meta(shape, x.dtype)
 
     def extra_repr(self) -> str:
         return f"{self.how}, dim={self.dim}, keepdim={self.keepdim}"
