@@ -2,6 +2,10 @@
 in-place PyTorch step, on the same model, batches and optimizer, measured in one run.
 
 Run: python bench/pure_step.py   (prints per-step times and ratios to the hand-written step)
+
+The variants take turns in short blocks of steps, in a rotating order, and each ratio is the
+median over rounds of that round's ratio: on a shared machine a busy spell then slows the
+variants it is compared against alike.
 """
 
 from __future__ import annotations
@@ -39,22 +43,12 @@ def spec() -> tdsl.Spec:
     )
 
 
-def per_step(run_steps, steps: int, repeats: int = 5) -> float:
-    run_steps(10)  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run_steps(steps)
-        best = min(best, (time.perf_counter() - started) / steps)
-    return best
-
-
-def main(steps: int = 100, repeats: int = 5) -> None:
+def main(rounds: int = 40, block: int = 20) -> None:
     torch.set_num_threads(2)
     experiment = spec()
     program = tdsl.compile(experiment)
     data = tdsl.load_data(experiment)
-    batches = [b for _, b in zip(range(steps), data.train.batches(256, order_seed=0), strict=False)]
+    batches = [b for _, b in zip(range(block), data.train.batches(256, order_seed=0), strict=False)]
 
     torch.manual_seed(0)
     net = nn.Sequential(
@@ -87,15 +81,20 @@ def main(steps: int = 100, repeats: int = 5) -> None:
             state["donated"], _ = program.train_step(state["donated"], batch, donate=True)
 
     variants = {"hand-written": hand_written, "tdsl pure": pure, "tdsl donated": donated}
+    names = list(variants)
     times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(repeats):  # interleaved, so a busy moment hits every variant alike
-        for name, fn in variants.items():
-            times[name].append(per_step(fn, steps))
-    base = statistics.median(times["hand-written"])
-    print(f"medians of {repeats} interleaved repetitions of {steps} steps")
+    for index in range(rounds + 1):  # round 0 warms up
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            started = time.perf_counter()
+            variants[name](block)
+            if index:
+                times[name].append((time.perf_counter() - started) / block)
+    base = times["hand-written"]
+    print(f"medians of {rounds} interleaved rounds of {block} steps per variant")
     for name, samples in times.items():
-        seconds = statistics.median(samples)
-        print(f"{name:14s} {seconds * 1e6:8.1f} us/step  {seconds / base:5.2f}x")
+        ratio = statistics.median(t / b for t, b in zip(samples, base, strict=True))
+        print(f"{name:14s} {statistics.median(samples) * 1e6:8.1f} us/step  {ratio:5.2f}x")
 
 
 if __name__ == "__main__":

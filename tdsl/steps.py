@@ -3,11 +3,14 @@
 A step loads the state's tensors into the module's parameter slots (cloned, unless the
 caller donates the state), runs torch's own optimizer and scheduler on them, and returns a
 new state holding the results. So any torch.optim optimizer works unchanged, and the input
-state is never modified.
+state is never modified. For SGD, Adam and AdamW on the CPU a pure step instead only reads
+the state's parameters and updates them out of place (`tdsl.pure_updates`), which saves
+the copy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +26,7 @@ from tdsl.data import Batch
 from tdsl.errors import Diagnostics
 from tdsl.graph import Graph
 from tdsl.metrics import Metric
+from tdsl.pure_updates import PureUpdate, pure_update_for
 from tdsl.slots import Slots
 from tdsl.state import TrainState
 
@@ -48,6 +52,16 @@ def uses_randomness(module: torch.nn.Module) -> bool:
         if isinstance(dropout, float | int) and dropout > 0:
             return True
     return False
+
+
+@contextlib.contextmanager
+def _scheduler_order_unchecked():
+    """The scheduler and optimizer are reloaded from the state each time, and an out-of-place
+    update never calls optimizer.step(), so torch's "scheduler stepped before optimizer"
+    heuristic does not apply."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        yield
 
 
 @attrs.frozen
@@ -107,6 +121,12 @@ class Steps:
             if train.compile
             else None
         )
+        # The out-of-place update a pure step may use instead of cloning; only where nothing
+        # else touches the optimizer: no loss scaler, gradient sync, compiled update,
+        # accumulation, or skipped batch (which needs the untouched input).
+        plain = not (fp16 or world is not None or train.compile or self.skip_nonfinite)
+        plain = plain and train.accumulate == 1
+        self.pure_update = pure_update_for(optimizer, module, device) if plain else None
 
     def _rng(self) -> tuple[torch.Tensor, ...]:
         states = [torch.get_rng_state()]
@@ -223,8 +243,14 @@ class Steps:
     def train_step(self, state: TrainState, batch: Batch, donate: bool):
         state.check_usable()
         skip_nonfinite = self.skip_nonfinite
-        # Skipping needs the untouched input tensors, so it never updates in place.
-        reloaded = self.slots.load(state, clone=not donate or skip_nonfinite)
+        update = None if donate else self.pure_update
+        out_of_place = update is not None and update.covers(state.hyper)
+        if out_of_place:
+            self.slots.borrow(state)
+            reloaded = True
+        else:
+            # Skipping needs the untouched input tensors, so it never updates in place.
+            reloaded = self.slots.load(state, clone=not donate or skip_nonfinite)
         if donate:
             state.lease.spent = True
         if self.stochastic:
@@ -259,6 +285,8 @@ class Steps:
             self.scaler.load_state_dict(state.scaler)
             self.scaler.step(self.optimizer)
             self.scaler.update()
+        elif out_of_place:
+            self._update_out_of_place(update, state)
         elif not compiled:
             self.optimizer.step()
         for param in self.params.values():
@@ -266,7 +294,8 @@ class Steps:
         schedule = state.schedule
         if self.step_schedule:
             self.scheduler.load_state_dict(state.schedule)
-            self.scheduler.step()
+            with _scheduler_order_unchecked():
+                self.scheduler.step()
             schedule = self.scheduler.state_dict()
         new_state = self.slots.snapshot(
             state,
@@ -280,6 +309,15 @@ class Steps:
         )
         extra = {name: value.detach() for name, value in terms.items()}
         return new_state, self._batch_metrics(output, target, data_loss, extra)
+
+    def _update_out_of_place(self, update: PureUpdate, state: TrainState) -> None:
+        """The optimizer's step on the borrowed `state`, leaving its tensors alone."""
+        made = update(state.params, state.optimizer)
+        if made is None:  # a step it does not cover (sparse gradients): clone after all
+            self.slots.unborrow(state)
+            self.optimizer.step()
+        else:
+            self.slots.adopt(*made)
 
     @torch.no_grad()
     def eval_step(self, state: TrainState, batch: Batch) -> dict[str, Any]:
@@ -308,10 +346,7 @@ class Steps:
             self.scheduler.load_state_dict(state.schedule)
             for group, values in zip(self.optimizer.param_groups, state.hyper, strict=True):
                 group.update(values)
-            with warnings.catch_warnings():
-                # The scheduler and optimizer are reloaded from the state each time, so torch's
-                # "scheduler stepped before optimizer" heuristic does not apply.
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            with _scheduler_order_unchecked():
                 if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     monitor = self.spec.optimizer.schedule.monitor
                     self.scheduler.step(logs.get(monitor, logs["loss"]))
