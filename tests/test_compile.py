@@ -5,34 +5,13 @@ from collections import OrderedDict
 import attrs
 import pytest
 import torch
+from helpers import first_batches, ring_spec
 from torch import nn
 
 import tdsl
 from tdsl.compile import compile
-from tdsl.data import Batch, load_data
+from tdsl.data import load_data
 from tdsl.state import DonatedStateError
-
-
-def ring_spec(optimizer: tdsl.Optimizer, regularizers=(), layers=None) -> tdsl.Spec:
-    return tdsl.Spec(
-        name="ring",
-        seed=3,
-        data=tdsl.Rings(n_positive=100, n_negative=100),
-        model=tdsl.Model(
-            inputs=[tdsl.Input(shape=[2])],
-            layers=layers
-            or [
-                tdsl.Layer("linear", out_features=4),
-                tdsl.Layer("relu"),
-                tdsl.Layer("linear", out_features=8),
-                tdsl.Layer("relu"),
-                tdsl.Layer("linear", out_features=1),
-            ],
-        ),
-        loss=tdsl.Loss("bce_with_logits", regularizers=regularizers),
-        optimizer=optimizer,
-        metrics=[tdsl.Metric("accuracy")],
-    )
 
 
 def hand_written_net(seed: int) -> nn.Module:
@@ -46,11 +25,6 @@ def hand_written_net(seed: int) -> nn.Module:
             linear3=nn.Linear(8, 1),
         )
     )
-
-
-def first_batches(spec: tdsl.Spec, count: int, size: int = 32) -> list[Batch]:
-    batches = load_data(spec).train.batches(size, order_seed=0)
-    return [next(batches) for _ in range(count)]
 
 
 OPTIMIZERS = {

@@ -9,8 +9,8 @@ from collections import OrderedDict
 import attrs
 import pytest
 import torch
-from test_compile import first_batches
-from test_compile import ring_spec as compile_test_rings
+from helpers import first_batches
+from helpers import ring_spec as compile_test_rings
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
