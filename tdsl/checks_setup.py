@@ -95,13 +95,11 @@ UNSUPPORTED_OPTIMIZERS = {
 def _step_once(cls: type, opt: S.Optimizer) -> torch.optim.Optimizer:
     """The optimizer on one stand-in parameter per group, stepped once: group arguments
     (a group's `lr: x`) are only used, and so checked, by a step."""
-    stand_ins = [{"params": [torch.nn.Parameter(torch.zeros(1))], **g.args} for g in opt.groups]
-    groups = [optim_args.as_torch(g) for g in stand_ins]
-    optimizer = cls(
-        groups or [{"params": [torch.nn.Parameter(torch.zeros(1))]}],
-        lr=opt.lr,
-        **optim_args.as_torch(opt.args),
-    )
+    groups = [
+        {"params": [torch.nn.Parameter(torch.zeros(1))], **optim_args.as_torch(args)}
+        for args in [g.args for g in opt.groups] or [{}]
+    ]
+    optimizer = cls(groups, lr=opt.lr, **optim_args.as_torch(opt.args))
     for group in optimizer.param_groups:
         for param in group["params"]:
             param.grad = torch.zeros_like(param)

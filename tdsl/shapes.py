@@ -43,6 +43,11 @@ def output_of(layer: nn.Module, inputs: Sequence[Any]) -> Any:
     return rule(layer, x)
 
 
+def valid_dim(dim: int, rank: int) -> bool:
+    """Whether torch accepts `dim` for a tensor of `rank` (a 0-d tensor takes 0 and -1)."""
+    return -max(rank, 1) <= dim < max(rank, 1)
+
+
 def _same(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return meta(x.shape, x.dtype)
 
@@ -87,7 +92,7 @@ def _matches_params(layer: nn.Module, x: torch.Tensor) -> bool:
 
 def _softmax(layer: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     dim = layer.dim
-    if dim is None or not -max(x.dim(), 1) <= dim < max(x.dim(), 1):
+    if dim is None or not valid_dim(dim, x.dim()):
         return None  # torch picks (and warns about) an implicit dim
     return _same(layer, x)
 

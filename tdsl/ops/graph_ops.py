@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from tdsl.ops.registry import OpDef, OpError, register, shape_text, signature_arguments
-from tdsl.shapes import meta
+from tdsl.shapes import meta, valid_dim
 
 
 def _shapes(values: Sequence[Any]) -> str:
@@ -182,15 +182,14 @@ class Reduce(nn.Module):
 
     def meta_output(self, x: torch.Tensor) -> torch.Tensor | None:
         dims = (self.dim,) if isinstance(self.dim, int) else tuple(self.dim)
-        if not dims or not all(-max(x.dim(), 1) <= d < max(x.dim(), 1) for d in dims):
+        if x.dim() == 0 or not dims or not all(valid_dim(d, x.dim()) for d in dims):
             return None
-        reduced = {d % max(x.dim(), 1) for d in dims}
-        if len(reduced) != len(dims) or x.dim() == 0:
-            return None
-        shape = [1 if i in reduced else s for i, s in enumerate(x.shape)]
-        if not self.keepdim:
-            shape = [s for i, s in enumerate(x.shape) if i not in reduced]
-        return meta(shape, x.dtype)
+        reduced = {d % x.dim() for d in dims}
+        if len(reduced) != len(dims):
+            return None  # torch refuses a dim named twice
+        if self.keepdim:
+            return meta([1 if i in reduced else s for i, s in enumerate(x.shape)], x.dtype)
+        return meta([s for i, s in enumerate(x.shape) if i not in reduced], x.dtype)
 
     def extra_repr(self) -> str:
         return f"{self.how}, dim={self.dim}, keepdim={self.keepdim}"
