@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 import tdsl
-from tdsl.callbacks import ProgressPrinter
+from tdsl.train.callbacks import ProgressPrinter
 
 MIB = 2**20
 GIB = 2**30

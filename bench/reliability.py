@@ -37,7 +37,7 @@ from reliability_runs import interrupted_runs, nan_runs, refused_imports  # noqa
 from test_fuzz import Hang, _check_report, _hard_limit, _validate, mutated  # noqa: E402
 from test_malformed import HANG_PRONE  # noqa: E402
 
-from tdsl.cli import main  # noqa: E402
+from tdsl.runs.cli import main  # noqa: E402
 
 CORPUS = sorted((ROOT / "tests" / "corpus" / "invalid").glob("*.yaml"))
 SPEC_FILES = sorted((ROOT / "specs").glob("*.yaml"))

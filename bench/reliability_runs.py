@@ -33,8 +33,8 @@ from test_failures import (
 )
 
 import tdsl
-from tdsl.loops import NonFiniteLoss
-from tdsl.rundir import run
+from tdsl.runs.directories import run
+from tdsl.train.loops import NonFiniteLoss
 
 Row = tuple[str, int, str, str]
 

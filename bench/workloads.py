@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import tdsl
-from tdsl.callbacks import ProgressPrinter
+from tdsl.train.callbacks import ProgressPrinter
 
 ROOT = Path(__file__).resolve().parent.parent
 

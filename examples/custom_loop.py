@@ -10,8 +10,8 @@ Run: python examples/custom_loop.py
 """
 
 import tdsl
-from tdsl.compile import compile
 from tdsl.data import load_data
+from tdsl.train.program import compile
 
 
 def build_spec(epochs: int = 200) -> tdsl.Spec:

@@ -11,10 +11,10 @@ from pathlib import Path
 import attrs
 
 import tdsl
-from tdsl.callbacks import EarlyStopping, ProgressPrinter
-from tdsl.compile import compile
 from tdsl.data import load_data
-from tdsl.loops import fit
+from tdsl.train.callbacks import EarlyStopping, ProgressPrinter
+from tdsl.train.loops import fit
+from tdsl.train.program import compile
 
 DEFAULT_SPEC = Path(__file__).resolve().parent.parent / "specs" / "ring_dnn.yaml"
 

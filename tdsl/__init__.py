@@ -4,11 +4,10 @@ Write a spec (YAML or these attrs classes), `validate` it without running anythi
 `summary` its model, `compile` it into a module and pure step functions, and `fit` it.
 """
 
-from tdsl.compile import Program, compile
+from tdsl.check.pipeline import validate
+from tdsl.check.summary import summarize, summary
 from tdsl.data import load_data
 from tdsl.errors import Diagnostic, Report, SpecError, TdslError
-from tdsl.loading import dump, load
-from tdsl.loops import evaluate, fit, predict
 from tdsl.spec import (
     Bundled,
     Checkpoint,
@@ -40,9 +39,10 @@ from tdsl.spec import (
     TimeSeries,
     Train,
 )
-from tdsl.state import TrainState
-from tdsl.summary import summarize, summary
-from tdsl.validate import validate
+from tdsl.spec.load_dump import dump, load
+from tdsl.train.loops import evaluate, fit, predict
+from tdsl.train.program import Program, compile
+from tdsl.train.state import TrainState
 
 __all__ = [
     "Bundled",

@@ -4,7 +4,7 @@ data-parallel run (`torchrun ... -m tdsl run spec.yaml`)."""
 import os
 import sys
 
-from tdsl.cli import main
+from tdsl.runs.cli import main
 
 if "TORCHELASTIC_ERROR_FILE" in os.environ:
     # Started by torchrun: an uncaught error is recorded for the launcher's failure report.

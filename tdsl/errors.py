@@ -269,3 +269,7 @@ class Report:
 
     def to_json(self) -> str:
         return json.dumps([d.to_json() for d in self.diagnostics], indent=2)
+
+
+class DistributedError(TdslError):
+    """Processes of a data-parallel run could not start, or one of them failed."""

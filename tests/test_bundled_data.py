@@ -6,7 +6,7 @@ import torch
 
 import tdsl
 from tdsl.data import DataError, bundled, clear_cache, data_signature, load_data
-from tdsl.schema import json_schema
+from tdsl.spec.json_schema import json_schema
 
 needs_sklearn = pytest.mark.skipif(
     not bundled.sklearn_available(), reason="the sklearn data sets need tdsl[sklearn]"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import tdsl
-from tdsl.cli import main
-from tdsl.overrides import apply_overrides, parse_path
+from tdsl.runs.cli import main
+from tdsl.spec.overrides import apply_overrides, parse_path
 
 ROOT = Path(__file__).resolve().parent.parent
 RING = str(ROOT / "specs" / "ring_dnn.yaml")

@@ -9,9 +9,9 @@ from helpers import first_batches, ring_spec
 from torch import nn
 
 import tdsl
-from tdsl.compile import compile
 from tdsl.data import load_data
-from tdsl.state import DonatedStateError
+from tdsl.train.program import compile
+from tdsl.train.state import DonatedStateError
 
 
 def hand_written_net(seed: int) -> nn.Module:
@@ -199,7 +199,7 @@ def test_rng_state_passes_through_only_without_random_layers():
 
 
 def test_epoch_metrics_do_not_depend_on_how_often_pending_outputs_are_flushed(monkeypatch):
-    from tdsl import loops
+    from tdsl.train import loops
 
     spec = attrs.evolve(
         ring_spec(tdsl.Optimizer("adam", lr=0.01)),

@@ -10,7 +10,7 @@ import torch
 
 import tdsl
 from tdsl.data import load_data
-from tdsl.loops import fit
+from tdsl.train.loops import fit
 
 needs_compiler = pytest.mark.skipif(
     not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("clang++")),

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tdsl.cli import main
+from tdsl.runs.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "corpus" / "invalid"

@@ -12,13 +12,13 @@ import torch
 from helpers import Interrupt
 
 import tdsl
-from tdsl.cli import main
-from tdsl.data import Fitted, load_data
+from tdsl.data import FITTED_FILE, Fitted, load_data
 from tdsl.data.base import Problems
 from tdsl.data.csvfile import read_csv
 from tdsl.data.table import transform
-from tdsl.loops import predict
-from tdsl.rundir import _program_and_state, evaluate_run, predict_run, resume, run
+from tdsl.runs.cli import main
+from tdsl.runs.directories import _program_and_state, evaluate_run, predict_run, resume, run
+from tdsl.train.loops import predict
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -66,7 +66,7 @@ def test_eval_and_resume_reapply_the_saved_transforms(tmp_path):
     age["fill"] = 99.0
     (directory / "transforms.json").write_text(json.dumps(doctored))
     assert evaluate_run(directory) != first
-    fitted.save(directory)
+    (directory / FITTED_FILE).write_text(fitted.to_json())
     assert evaluate_run(directory) == first
 
     with pytest.raises(KeyboardInterrupt):

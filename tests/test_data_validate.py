@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import tdsl
-from tdsl.cli import main
 from tdsl.data import DataError, load_data
+from tdsl.runs.cli import main
 
 TABLE = """\
 name: t

@@ -19,13 +19,13 @@ from helpers import Interrupt
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
 import tdsl
-from tdsl.callbacks import EarlyStopping
-from tdsl.cli import main
 from tdsl.data import FileData, TensorData, load_data
 from tdsl.data.tensors import Part
-from tdsl.distributed import World
-from tdsl.launch import _failures
-from tdsl.rundir import _callbacks, evaluate_run, resume, run
+from tdsl.runs.cli import main
+from tdsl.runs.directories import _callbacks, evaluate_run, resume, run
+from tdsl.runs.launcher import _failures
+from tdsl.train.callbacks import EarlyStopping
+from tdsl.train.distributed import World
 
 # A user layer that passes its input through, except on the rank and training forward pass
 # named by TRIP_RANK and TRIP_AT, where it raises (TRIP=raise) or stops answering (TRIP=hang).

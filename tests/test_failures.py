@@ -15,11 +15,11 @@ import pytest
 import torch
 
 import tdsl
-from tdsl.cli import main
 from tdsl.data import Batch
-from tdsl.files import FileWriteError, atomic_write_bytes
-from tdsl.loops import NonFiniteLoss
-from tdsl.rundir import RunError, resume, run
+from tdsl.runs.cli import main
+from tdsl.runs.directories import RunError, resume, run
+from tdsl.train.atomic_files import FileWriteError, atomic_write_bytes
+from tdsl.train.loops import NonFiniteLoss
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -10,9 +10,9 @@ import torch
 from helpers import Interrupt
 
 import tdsl
-from tdsl.cli import main
 from tdsl.data import DataError, data_signature, load_data
-from tdsl.rundir import evaluate_run, resume, run
+from tdsl.runs.cli import main
+from tdsl.runs.directories import evaluate_run, resume, run
 
 PACKAGE = """
 import torch

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tdsl.cli import main
+from tdsl.runs.cli import main
 
 # A small valid spec; one epoch, so that a run that wrongly starts is still short.
 SPEC = """\

@@ -8,9 +8,9 @@ import time
 import pytest
 
 import tdsl
-from tdsl.cli import main
 from tdsl.errors import MAX_SHOWN, Diagnostic, describe_value, format_path, show
-from tdsl.frozen import freeze
+from tdsl.runs.cli import main
+from tdsl.spec.frozen import freeze
 
 SPEC = """\
 name: ring_dnn

@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tdsl
-from tdsl import optim_args
 from tdsl.errors import Diagnostics
-from tdsl.optim import lookup_optimizer, lookup_schedule
+from tdsl.registry import optimizer_args as optim_args
+from tdsl.registry.optimizers import lookup_optimizer, lookup_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIMIZERS = ["sgd", "adam", "adamw", "adagrad", "rmsprop"]

@@ -8,9 +8,9 @@ import attrs
 import pytest
 
 import tdsl
-from tdsl import plot
-from tdsl.cli import main
-from tdsl.rundir import run
+from tdsl.runs import plot
+from tdsl.runs.cli import main
+from tdsl.runs.directories import run
 
 needs_matplotlib = pytest.mark.skipif(
     not plot.matplotlib_available(), reason="plotting needs tdsl[plot]"

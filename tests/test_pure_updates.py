@@ -15,9 +15,9 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 import tdsl
-from tdsl.compile import compile
-from tdsl.pure_updates import pure_update_for
-from tdsl.state import DonatedStateError
+from tdsl.train.program import compile
+from tdsl.train.pure_updates import pure_update_for
+from tdsl.train.state import DonatedStateError
 
 CPU = torch.device("cpu")
 

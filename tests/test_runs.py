@@ -12,12 +12,12 @@ from helpers import Interrupt
 from torch import nn
 
 import tdsl
-from tdsl.callbacks import EarlyStopping, ProgressPrinter
-from tdsl.cli import main
-from tdsl.compile import compile
 from tdsl.data import TensorData, load_data
-from tdsl.loops import evaluate, fit
-from tdsl.rundir import RunError, resume, run
+from tdsl.runs.cli import main
+from tdsl.runs.directories import RunError, resume, run
+from tdsl.train.callbacks import EarlyStopping, ProgressPrinter
+from tdsl.train.loops import evaluate, fit
+from tdsl.train.program import compile
 
 
 def small_spec(**train) -> tdsl.Spec:
@@ -250,12 +250,12 @@ def test_progress_bar_on_a_terminal_shows_steps_rate_eta_and_loss():
 
 
 def test_cli_interrupt_says_how_to_resume(tmp_path, capsys, monkeypatch, root):
-    import tdsl.rundir
+    import tdsl.runs.directories
 
     def interrupted(spec, directory, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tdsl.rundir, "run", interrupted)
+    monkeypatch.setattr(tdsl.runs.directories, "run", interrupted)
     out = tmp_path / "cut"
     assert main(["run", str(root / "specs" / "ring_dnn.yaml"), "--out", str(out)]) == 130
     assert f"tdsl resume {out}" in capsys.readouterr().err
@@ -278,3 +278,22 @@ def test_early_stopping_waits_exactly_patience_epochs():
     result = fit(program, program.init(), load_data(spec), callbacks=[Scripted(losses), stopper])
     assert len(result.history) == 5  # best at epoch 2, then 3 epochs without improvement
     assert "has not improved for 3 epochs (best 4)" in result.stop_reason
+
+
+def test_a_run_directory_written_before_the_layout_move_still_loads(tmp_path):
+    """tests/fixtures/run_before_layout was written by tdsl before its modules moved into
+    stage packages (issue 14): its checkpoints, spec and history must still load."""
+    import shutil
+    from pathlib import Path
+
+    from tdsl.runs.directories import evaluate_run
+
+    fixture = Path(__file__).parent / "fixtures" / "run_before_layout"
+    directory = shutil.copytree(fixture, tmp_path / "old")
+    final = json.loads((directory / "final.json").read_text())
+    for which in ("best", "last"):
+        scores = evaluate_run(directory, which)
+        assert scores["val"]["accuracy"] == pytest.approx(final[which]["val_accuracy"])
+        assert scores["val"]["loss"] == pytest.approx(final[which]["val_loss"], rel=1e-5)
+    result = resume(directory, stream=io.StringIO())  # finished: resumes to its end
+    assert [row["epoch"] for row in result.history] == [1, 2]

@@ -10,9 +10,9 @@ import jsonschema
 import pytest
 import yaml
 
-from tdsl.cli import main
-from tdsl.convert import Invalid, structure_spec
-from tdsl.schema import json_schema
+from tdsl.runs.cli import main
+from tdsl.spec.convert import Invalid, structure_spec
+from tdsl.spec.json_schema import json_schema
 
 SPECS = sorted((Path(__file__).parents[1] / "specs").glob("**/*.y*ml"))
 

@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from tdsl import shapes
-from tdsl.ops import graph_ops
-from tdsl.shapes import meta
+from tdsl.registry import graph_ops
+from tdsl.registry import shape_rules as shapes
+from tdsl.registry.shape_rules import meta
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOATS = (torch.float32, torch.float64, torch.bfloat16)

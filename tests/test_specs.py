@@ -9,7 +9,7 @@ import attrs
 import pytest
 
 import tdsl
-from tdsl.rundir import run
+from tdsl.runs.directories import run
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))

@@ -7,17 +7,17 @@ import attrs
 import pytest
 
 import tdsl
-from tdsl import tensorboard
-from tdsl.cli import main
-from tdsl.compile import compile
+from tdsl.check import training_setup
 from tdsl.data import load_data
-from tdsl.loops import fit
-from tdsl.rundir import run
-from tdsl.tensorboard import TensorBoardLogger
+from tdsl.runs.cli import main
+from tdsl.runs.directories import run
+from tdsl.train.loops import fit
+from tdsl.train.program import compile
+from tdsl.train.tensorboard import TensorBoardLogger
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_tensorboard = pytest.mark.skipif(
-    not tensorboard.tensorboard_available(), reason="needs tdsl[tensorboard]"
+    not training_setup.tensorboard_available(), reason="needs tdsl[tensorboard]"
 )
 
 
@@ -70,7 +70,7 @@ def test_the_logger_is_a_plain_fit_callback(tmp_path):
 
 
 def test_without_the_package_validation_locates_the_option(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(tensorboard, "tensorboard_available", lambda: False)
+    monkeypatch.setattr(training_setup, "tensorboard_available", lambda: False)
     path = tmp_path / "spec.yaml"
     path.write_text(tdsl.dump(ring()))
     report = tdsl.validate(path)

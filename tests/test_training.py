@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import tdsl
-from tdsl.compile import _regularizer
 from tdsl.data import Batch, load_data
-from tdsl.losses import build_loss
-from tdsl.metrics import lookup_metric, make_metric
+from tdsl.registry.losses import build_loss
+from tdsl.registry.metrics import lookup_metric, make_metric
+from tdsl.train.program import _regularizer
 
 # --- losses -------------------------------------------------------------------------------
 

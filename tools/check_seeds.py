@@ -28,7 +28,7 @@ import torch
 
 import tdsl
 from tdsl.errors import TdslError, did_you_mean
-from tdsl.rundir import evaluate_run, run
+from tdsl.runs.directories import evaluate_run, run
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

@@ -35,6 +35,7 @@ from tdsl.data.base import (
     stamp,
     with_absolute_paths,
 )
+from tdsl.data.fitted import FILE_NAME as FITTED_FILE
 from tdsl.data.fitted import Fitted
 from tdsl.data.streaming import FileData
 from tdsl.data.tensors import Batch, Splits, TensorData
@@ -46,6 +47,7 @@ __all__ = [
     "DataSignature",
     "FeatureInfo",
     "FileData",
+    "FITTED_FILE",
     "Fitted",
     "Splits",
     "TensorData",

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from tdsl import spec as S
-from tdsl.build import DTYPES
 from tdsl.data.base import (
     Context,
     DataError,
@@ -28,6 +27,7 @@ from tdsl.data.base import (
 from tdsl.data.streaming import FileData
 from tdsl.data.tensors import Batch, Splits, TensorData, split_index
 from tdsl.errors import did_you_mean
+from tdsl.registry.ops import DTYPES
 
 FILES = ("file", "val_file", "test_file")
 

@@ -15,7 +15,6 @@ from typing import Any
 import attrs
 
 from tdsl.data.base import DataError
-from tdsl.files import atomic_write_text
 
 FORMAT = 1
 FILE_NAME = "transforms.json"
@@ -51,9 +50,6 @@ class Fitted:
             )
         state = {k: v for k, v in data.items() if k not in ("format", "kind")}
         return cls(data["kind"], state)
-
-    def save(self, directory: Path) -> None:
-        atomic_write_text(Path(directory) / FILE_NAME, self.to_json())
 
     @classmethod
     def load(cls, directory: Path) -> Fitted | None:

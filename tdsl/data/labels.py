@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 import torch
 
 from tdsl import spec as S
-from tdsl.build import DTYPES
 from tdsl.data.base import Context, Problems
 from tdsl.errors import SpecPath
+from tdsl.registry.ops import DTYPES
 
 Cells = tuple[list[str], Callable[[int], str]]  # the cells, and "line N of FILE" for a row
 

@@ -12,9 +12,9 @@ import math
 import torch
 
 from tdsl import spec as S
-from tdsl.build import DTYPES
 from tdsl.data.base import Context, DataSignature, FeatureInfo
 from tdsl.data.tensors import Splits, TensorData, split_index, split_rows
+from tdsl.registry.ops import DTYPES
 
 Generated = tuple[tuple[torch.Tensor, ...], torch.Tensor]
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 
 from tdsl import spec as S
-from tdsl.build import DTYPES
 from tdsl.data.base import (
     Context,
     DataError,
@@ -28,6 +27,7 @@ from tdsl.data.base import (
 from tdsl.data.fitted import Fitted
 from tdsl.data.labels import read_targets
 from tdsl.data.tensors import Splits, TensorData, split_index
+from tdsl.registry.ops import DTYPES
 
 FILES = ("file", "val_file", "test_file")
 MAX_IDS = 2**31  # token ids held in memory

@@ -1,0 +1,245 @@
+"""How the data, the model's output, the loss and the metrics fit together once the graph
+is inferred. Each check appends diagnostics; none raises. (Optimizer, selectors, monitors
+and device: `checks_setup`.)"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from tdsl import spec as S
+from tdsl.check import data_section as data_checks
+from tdsl.data import DataSignature, data_signature  # noqa: F401 (re-exported)
+from tdsl.errors import Diagnostics, SpecPath, check_keywords, did_you_mean
+from tdsl.model.build import describe
+from tdsl.model.graph import Graph
+from tdsl.registry.losses import LossDef, WeightedSum, build_loss, lookup_loss, loss_names
+from tdsl.registry.metrics import lookup_metric, metric_names
+from tdsl.registry.ops import shape_text
+from tdsl.registry.user_code import ImportRefused
+
+# Data checks live with the data sources; these names stay importable from here.
+check_data = data_checks.check_data
+check_random_ids = data_checks.check_ids
+
+
+_PROBABILITY_OPS = {
+    "sigmoid": "probabilities",
+    "softmax": "probabilities",
+    "log_softmax": "log_probabilities",
+    "logsoftmax": "log_probabilities",
+}
+
+
+def output_kind(graph: Graph) -> tuple[str, str]:
+    """(kind of values the model returns, name of the node producing them)."""
+    last = next(n for n in graph.nodes if n.name == graph.outputs[0]) if graph.nodes else None
+    if last is None:
+        return "values", graph.outputs[0]
+    return _PROBABILITY_OPS.get(last.op.lower().removeprefix("nn."), "logits"), last.name
+
+
+def _lookup(
+    kind: str, path: SpecPath, diags: Diagnostics, allow_imports: Sequence[str]
+) -> LossDef | None:
+    try:
+        loss = lookup_loss(kind, allow_imports)
+    except ImportRefused as exc:
+        diags.error((*path, "kind"), exc.message, exc.hint)
+        return None
+    if loss is None:
+        diags.error((*path, "kind"), f"unknown loss {kind!r}", did_you_mean(kind, loss_names()))
+    return loss
+
+
+def resolve_loss(
+    spec: S.Loss, diags: Diagnostics, allow_imports: Sequence[str] = ()
+) -> LossDef | None:
+    """The loss's definition; for `kind: sum`, one combining its terms' expectations."""
+    if spec.kind != "sum":
+        if spec.terms:
+            diags.error(
+                ("loss", "terms"),
+                "terms are only for kind: sum",
+                f"use kind: sum, or remove terms from loss {spec.kind!r}",
+            )
+        loss = _lookup(spec.kind, ("loss",), diags, allow_imports)
+        if loss is not None:
+            check_keywords(spec.args, loss.arguments, f"loss {loss.name!r}", ("loss",), diags)
+        return loss
+    check_keywords(spec.args, {}, "loss 'sum'", ("loss",), diags)
+    if not spec.terms:
+        diags.error(("loss",), "a sum loss needs terms", "terms: [{kind: mse, weight: 0.5}, ...]")
+        return None
+    parts = []
+    for index, term in enumerate(spec.terms):
+        path = ("loss", "terms", index)
+        found = _lookup(term.kind, path, diags, allow_imports)
+        if found is not None:
+            check_keywords(term.args, found.arguments, f"loss {term.kind!r}", path, diags)
+            parts.append(found)
+    if len(parts) < len(spec.terms):
+        return None
+    expects = sorted({p.expects for p in parts})
+    if len(expects) > 1:
+        diags.error(
+            ("loss", "terms"),
+            "the terms expect different outputs: "
+            + ", ".join(f"{p.name} {p.expects}" for p in parts),
+        )
+        return None
+    targets = frozenset.intersection(*(p.targets for p in parts))
+    return LossDef("sum", WeightedSum, expects[0], targets, {})
+
+
+def check_loss(
+    spec: S.Spec,
+    graph: Graph | None,
+    output: Any,
+    diags: Diagnostics,
+    allow_imports: Sequence[str] = (),
+) -> LossDef | None:
+    loss = resolve_loss(spec.loss, diags, allow_imports)
+    if loss is None:
+        return None
+    target = data_signature(spec, allow_imports).target
+    if target.kind not in loss.targets:
+        fitting = [n for n in loss_names() if n != "sum" and target.kind in lookup_loss(n).targets]
+        diags.error(
+            ("loss", "kind"),
+            f"loss {loss.name!r} needs {_kinds(loss.targets)} targets, "
+            f"but the data yields {target.kind} targets",
+            "losses for these targets: " + ", ".join(fitting),
+        )
+        return loss
+    if graph is None or output is None:
+        return loss
+    if not isinstance(output, torch.Tensor):
+        diags.error(
+            ("model", "outputs"),
+            f"the loss takes one tensor, the model returns {describe(output)}",
+            "list one node in model.outputs or pick with 'item'",
+        )
+        return loss
+    produced, node = output_kind(graph)
+    where = ("model", "layers", _layer_index(graph, node))
+    if _check_output_shape(loss, target, output, where, diags):
+        _try_loss(spec, target, output, diags, allow_imports)
+    if loss.expects == "probabilities" and produced != "probabilities":
+        diags.error(
+            where,
+            f"loss {loss.name!r} expects probabilities, but the output {node!r} "
+            "is not a sigmoid or softmax",
+            "end the model with sigmoid, or use bce_with_logits"
+            if target.kind == "binary"
+            else "end with softmax",
+        )
+    elif loss.expects == "logits" and produced == "probabilities":
+        diags.warning(
+            where,
+            f"loss {loss.name!r} applies its own sigmoid/softmax, but the output "
+            f"{node!r} is already one (double sigmoid)",
+            "remove the final layer, or use bce" if target.kind == "binary" else None,
+        )
+    elif loss.expects == "log_probabilities" and produced != "log_probabilities":
+        diags.warning(
+            where,
+            f"loss {loss.name!r} expects log-probabilities, but the output "
+            f"{node!r} is not a log_softmax",
+            "end with log_softmax, or use cross_entropy",
+        )
+    return loss
+
+
+def _try_loss(
+    spec: S.Spec,
+    target: S.Target,
+    output: torch.Tensor,
+    diags: Diagnostics,
+    allow_imports: Sequence[str],
+) -> None:
+    """Build the loss and run it on stand-in tensors: torch's own checks of its arguments and
+    inputs (an unknown reduction, a weight of the wrong size) become diagnostics."""
+    # Two real rows (at most 8 MB), since some checks only run on real data and any meta
+    # op costs torch's compiler import; else meta.
+    device = "cpu" if math.prod(output.shape[1:]) <= 2**20 else "meta"
+    rows = 2 if device == "cpu" else output.shape[0]
+    sample = torch.zeros(rows, *output.shape[1:], device=device)
+    if target.kind == "class":
+        wanted = torch.zeros(rows, dtype=torch.long, device=device)
+    else:
+        wanted = torch.zeros(rows, *target.shape, device=device)
+    try:
+        with torch.device(device):
+            build_loss(spec.loss, allow_imports)(sample, wanted)
+    except Exception as exc:  # torch's wording of what is wrong
+        lines = str(exc).strip().splitlines()
+        received = shape_text((output.shape[0], *wanted.shape[1:]))
+        diags.error(
+            ("loss",),
+            f"loss {spec.loss.kind!r} cannot run on output {shape_text(output.shape)} and "
+            f"target {received}: {lines[0] if lines else type(exc).__name__}",
+        )
+
+
+def _kinds(kinds: frozenset[str]) -> str:
+    return " or ".join(sorted(kinds))
+
+
+def _layer_index(graph: Graph, name: str) -> int:
+    node = next(n for n in graph.nodes if n.name == name)
+    return node.path[-1]  # type: ignore[return-value]
+
+
+def _check_output_shape(
+    loss: LossDef, target: S.Target, output: torch.Tensor, where: SpecPath, diags: Diagnostics
+) -> bool:
+    """False (with an error) when the output's shape cannot fit the targets."""
+    per_sample = tuple(output.shape[1:])
+    if target.kind == "class":
+        classes = target.num_classes
+        if len(per_sample) != 1 or (classes is not None and per_sample[0] != classes):
+            want = f"[B, {classes}]" if classes else "[B, num_classes]"
+            diags.error(
+                where,
+                f"loss {loss.name!r} over {classes or 'N'} classes "
+                f"needs an output of shape {want}, got {shape_text(output.shape)}",
+            )
+            return False
+    elif per_sample != tuple(target.shape) and per_sample != ():
+        diags.error(
+            where,
+            f"loss {loss.name!r} on {target.kind} targets of shape "
+            f"{shape_text((output.shape[0], *target.shape))} needs an output of that shape,"
+            f" got {shape_text(output.shape)}",
+        )
+        return False
+    return True
+
+
+def check_metrics(spec: S.Spec, diags: Diagnostics) -> list[str]:
+    target = data_signature(spec).target
+    names = []
+    for index, metric in enumerate(spec.metrics):
+        found = lookup_metric(metric.kind)
+        if found is None:
+            diags.error(
+                ("metrics", index),
+                f"unknown metric {metric.kind!r}",
+                did_you_mean(metric.kind, metric_names()),
+            )
+            continue
+        check_keywords(
+            metric.args, found.arguments, f"metric {metric.kind!r}", ("metrics", index), diags
+        )
+        if target.kind not in found.targets:
+            diags.error(
+                ("metrics", index),
+                f"metric {metric.kind!r} needs "
+                f"{_kinds(found.targets)} targets, but the data yields {target.kind} targets",
+            )
+        names.append(metric.kind)
+    return names

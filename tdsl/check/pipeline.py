@@ -1,0 +1,144 @@
+"""`validate`: every problem in a spec in one pass, with nothing allocated.
+
+Stages, each adding to one collector: load (YAML, types, ranges) -> graph (names, edges,
+cycles) -> inference on the meta device (ops, arguments, shapes, dtypes) -> how the parts
+fit (data, loss, metrics, optimizer, selectors, monitors, device).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import torch
+
+from tdsl import spec as S
+from tdsl.check import devices as checks_device
+from tdsl.check import outputs_and_targets as checks
+from tdsl.check import training_setup as checks_setup
+from tdsl.errors import Diagnostic, Diagnostics, Report, did_you_mean
+from tdsl.model.build import GraphModule, build_graph, check_arguments
+from tdsl.model.graph import Graph, Node, auto_names, resolve
+from tdsl.registry.ops import BATCH, all_op_names, lookup
+from tdsl.registry.user_code import ImportRefused
+from tdsl.spec.load_dump import locate, read_spec
+
+
+@attrs.frozen
+class Inference:
+    """What validation learned about the model: the meta module and every node's value."""
+
+    graph: Graph | None
+    module: GraphModule | None
+    values: dict[str, Any]
+    # Regularizer / param-group path -> the parameters its selector picked.
+    selections: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
+
+    @property
+    def output(self) -> Any:
+        if self.graph is None:
+            return None
+        outs = [self.values.get(name) for name in self.graph.outputs]
+        return outs[0] if len(outs) == 1 else (None if None in outs else tuple(outs))
+
+
+def infer(spec: S.Spec, diags: Diagnostics, allow_imports: Sequence[str] = ()) -> Inference:
+    graph = resolve(spec.model, diags)
+    if graph is None:
+        _check_ops_only(spec.model, diags, allow_imports)
+        return Inference(None, None, {})
+    module, values = build_graph(graph, diags, allow_imports=allow_imports)
+    return Inference(graph, module, values)
+
+
+def _check_ops_only(model: S.Model, diags: Diagnostics, allow_imports: Sequence[str]) -> None:
+    """When the graph cannot be resolved, still report unknown ops and arguments."""
+    for index, (layer, name) in enumerate(zip(model.layers, auto_names(model.layers), strict=True)):
+        inputs = layer.inputs or ("<previous>",)
+        node = Node(name, layer.op, layer.args, inputs, ("model", "layers", index))
+        try:
+            op = lookup(layer.op, allow_imports)
+        except ImportRefused as exc:
+            diags.error((*node.path, "op"), exc.message, exc.hint)
+            continue
+        if op is None:
+            diags.error(
+                (*node.path, "op"),
+                f"unknown op {layer.op!r}",
+                did_you_mean(layer.op, all_op_names()),
+            )
+        else:
+            check_arguments(node, op, diags)
+
+
+def check_spec(
+    spec: S.Spec,
+    diags: Diagnostics,
+    allow_imports: Sequence[str] = (),
+    world_size: int | None = None,
+) -> Inference:
+    inference = infer(spec, diags, allow_imports)
+    checks.check_data(spec, diags, allow_imports)
+    checks.check_random_ids(spec, inference.graph, diags)
+    checks.check_loss(spec, inference.graph, inference.output, diags, allow_imports)
+    metric_names = checks.check_metrics(spec, diags)
+    checks_setup.check_optimizer(spec, diags)
+    selections = {}
+    if inference.module is not None:
+        selections = checks_setup.check_selectors(spec, inference.graph, inference.module, diags)
+    checks_setup.check_monitors(spec, metric_names, diags)
+    checks_device.check_device(spec, diags)
+    checks_setup.check_tensorboard(spec, diags)
+    checks_setup.check_compile(spec, diags)
+    checks_device.check_distributed(spec, diags, world_size)
+    return attrs.evolve(inference, selections=selections)
+
+
+def validate(
+    spec: S.Spec | str | os.PathLike,
+    overrides: Any = None,
+    allow_imports: Sequence[str] = (),
+    world_size: int | None = None,
+) -> Report:
+    """Every problem with `spec` (a Spec, a YAML path, or YAML text). Never raises for a
+    mistake in the spec; the report lists errors and warnings, located in the file.
+    User code named by import path is imported only under the `allow_imports` prefixes.
+    `world_size`: the number of processes that will train it (default: what a launcher
+    such as torchrun says, else unknown)."""
+    if not isinstance(spec, S.Spec):
+        loaded, problems = read_spec(spec, overrides)
+        if loaded is None:
+            return Report(tuple(sorted(problems, key=_position)))
+        spec = loaded
+    return validated(spec, allow_imports, world_size)[0]
+
+
+def validated(
+    spec: S.Spec, allow_imports: Sequence[str] = (), world_size: int | None = None
+) -> tuple[Report, Inference]:
+    """The report, and the inference behind it (which `compile` builds the module from)."""
+    diags = Diagnostics()
+    inference = check_spec(spec, diags, allow_imports, world_size)
+    located = [locate(d, spec.source) for d in diags.items]
+    shapes, params = {}, None
+    if inference.module is not None and inference.graph is not None:
+        shapes = {
+            name: symbolic_shape(inference.values[name])
+            for name in inference.graph.outputs
+            if isinstance(inference.values[name], torch.Tensor)
+        }
+        params = sum(p.numel() for p in inference.module.parameters())
+    report = Report(tuple(sorted(located, key=_position)), shapes, params, inference.selections)
+    return report, inference
+
+
+def symbolic_shape(value: torch.Tensor) -> tuple[int | None, ...]:
+    """The shape with the batch dimension(s) as None."""
+    return tuple(None if d == BATCH else int(d) for d in value.shape)
+
+
+def _position(diagnostic: Diagnostic) -> tuple[int, int]:
+    loc = diagnostic.location
+    return (loc.line, loc.column) if loc else (0, 0)

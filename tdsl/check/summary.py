@@ -1,0 +1,127 @@
+"""`summary`: the model as a table — node, op, output shape, parameters — from inference alone."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import attrs
+import torch
+from tabulate import tabulate
+
+from tdsl import spec as S
+from tdsl.check.pipeline import infer
+from tdsl.check.training_setup import check_selectors
+from tdsl.errors import Diagnostics, SpecError
+from tdsl.model.build import describe
+from tdsl.spec.load_dump import load, locate
+
+
+@attrs.frozen
+class Row:
+    name: str
+    op: str
+    output: str
+    trainable: int
+    frozen: int
+
+
+@attrs.frozen
+class Summary:
+    rows: tuple[Row, ...]
+    trainable: int
+    frozen: int
+    buffers: int
+    param_bytes: int
+
+    @property
+    def total(self) -> int:
+        return self.trainable + self.frozen
+
+    def table(self) -> str:
+        body = [(r.name, r.op, r.output, f"{r.trainable:,}", f"{r.frozen:,}") for r in self.rows]
+        headers = ("Layer", "Op", "Output shape", "Params", "Non-trainable")
+        table = tabulate(
+            body,
+            headers=headers,
+            tablefmt="simple",
+            colalign=("left", "left", "left", "right", "right"),
+        )
+        footer = [
+            f"Total params: {self.total:,}",
+            f"Trainable params: {self.trainable:,}",
+            f"Non-trainable params: {self.frozen:,}",
+            f"Buffers: {self.buffers:,}",
+            f"Params size (MB): {self.param_bytes / 2**20:.3f}",
+        ]
+        return table + "\n" + "\n".join(footer)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def _inferred(spec: S.Spec | str | os.PathLike, allow_imports: Sequence[str]):
+    """(spec, inference) for a spec whose model infers; raises `SpecError` otherwise."""
+    if not isinstance(spec, S.Spec):
+        spec = load(spec)
+    diags = Diagnostics()
+    inference = infer(spec, diags, allow_imports)
+    if inference.module is None or inference.graph is None:
+        raise SpecError([locate(d, spec.source) for d in diags.items])
+    return spec, inference
+
+
+def summarize(spec: S.Spec | str | os.PathLike, allow_imports: Sequence[str] = ()) -> Summary:
+    """The summary of a valid spec's model; raises `SpecError` if the model does not infer."""
+    spec, inference = _inferred(spec, allow_imports)
+    module = inference.module
+    rows = []
+    for node in inference.graph.nodes:
+        params = list(module.get_submodule(node.name).parameters())
+        trainable = sum(p.numel() for p in params if p.requires_grad)
+        frozen = sum(p.numel() for p in params if not p.requires_grad)
+        rows.append(
+            Row(node.name, node.op, describe(inference.values[node.name]), trainable, frozen)
+        )
+    params = list(module.parameters())
+    return Summary(
+        rows=tuple(rows),
+        trainable=sum(p.numel() for p in params if p.requires_grad),
+        frozen=sum(p.numel() for p in params if not p.requires_grad),
+        buffers=sum(b.numel() for b in module.buffers() if b.dtype != torch.int64),
+        param_bytes=sum(p.numel() * p.element_size() for p in params),
+    )
+
+
+def parameter_table(spec: S.Spec | str | os.PathLike, allow_imports: Sequence[str] = ()) -> str:
+    """One row per parameter: shape, size, and the param group and regularizers that pick it."""
+    spec, inference = _inferred(spec, allow_imports)
+    picked = check_selectors(spec, inference.graph, inference.module, Diagnostics())
+    rows = []
+    for name, param in inference.module.named_parameters():
+        group = next((k for k, v in picked.items() if k.startswith("optimizer") and name in v), "")
+        penalties = [
+            f"{spec.loss.regularizers[int(k.split('[')[1][:-1])].kind}"
+            for k, v in picked.items()
+            if k.startswith("loss.regularizers") and name in v
+        ]
+        rows.append(
+            (
+                name,
+                list(param.shape),
+                f"{param.numel():,}",
+                param.requires_grad,
+                group.removeprefix("optimizer.") or "default",
+                ", ".join(penalties) or "-",
+            )
+        )
+    headers = ("Parameter", "Shape", "Size", "Trainable", "Param group", "Regularizers")
+    return tabulate(rows, headers=headers, tablefmt="simple", colalign=("left", "left", "right"))
+
+
+def summary(
+    spec: S.Spec | str | os.PathLike, params: bool = False, allow_imports: Sequence[str] = ()
+) -> str:
+    """The summary table as text; with params, the per-parameter table after it."""
+    text = summarize(spec, allow_imports).table()
+    return text + "\n\n" + parameter_table(spec, allow_imports) if params else text

@@ -1,0 +1,144 @@
+"""Loss registry: each loss's builder beside what it expects of outputs and targets.
+
+`expects` says what the model's last layer must produce ("logits", "probabilities",
+"log_probabilities" or "values"); `targets` which target kinds fit. Validation uses both
+to catch a bce without a sigmoid, a cross-entropy with the wrong width, and so on.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tdsl.registry.ops import signature_arguments
+from tdsl.registry.user_code import ImportRefused, import_object, is_import_path
+
+
+class FocalLoss(nn.Module):
+    """Binary focal loss on probabilities (a sigmoid output), as in the seeds:
+    mean(alpha_t * (1 - p_t)^gamma * bce)."""
+
+    def __init__(self, gamma: float = 2.0, alpha: float = 0.75):
+        super().__init__()
+        self.gamma, self.alpha = gamma, alpha
+
+    def forward(self, prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        bce = F.binary_cross_entropy(prob, target, reduction="none")
+        p_t = target * prob + (1 - target) * (1 - prob)
+        alpha_t = target * self.alpha + (1 - target) * (1 - self.alpha)
+        return torch.mean(alpha_t * torch.pow(1.0 - p_t, self.gamma) * bce)
+
+
+class CosineLoss(nn.Module):
+    """1 - cosine similarity between output and target vectors, averaged over the batch."""
+
+    def __init__(self, dim: int = -1, eps: float = 1e-8):
+        super().__init__()
+        self.dim, self.eps = dim, eps
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (1 - F.cosine_similarity(output, target, dim=self.dim, eps=self.eps)).mean()
+
+
+@attrs.frozen
+class LossDef:
+    name: str
+    cls: type[nn.Module]
+    expects: str  # logits | probabilities | log_probabilities | values
+    targets: frozenset[str]  # binary | class | regression
+    arguments: Mapping[str, bool] = attrs.field(default=None)
+
+    def build(self, args: Mapping[str, Any]) -> nn.Module:
+        # Class weights arrive from YAML as lists; torch wants tensors.
+        kwargs = {
+            k: torch.tensor(v, dtype=torch.float32) if k in _TENSOR_ARGS else v
+            for k, v in args.items()
+        }
+        return self.cls(**kwargs)
+
+
+_TENSOR_ARGS = {"weight", "pos_weight"}
+_BINARY, _CLASS, _REGRESSION = (
+    frozenset({"binary"}),
+    frozenset({"class"}),
+    frozenset({"regression"}),
+)
+_NUMERIC = frozenset({"binary", "regression"})
+
+_LOSSES: dict[str, LossDef] = {}
+
+
+def _register(name: str, cls: type[nn.Module], expects: str, targets: frozenset[str]) -> None:
+    if name in _LOSSES:
+        raise ValueError(f"loss {name!r} is already registered")
+    arguments = {
+        k: v for k, v in signature_arguments(cls).items() if k not in ("size_average", "reduce")
+    }  # deprecated torch arguments
+    _LOSSES[name] = LossDef(name, cls, expects, targets, arguments)
+
+
+_register("mse", nn.MSELoss, "values", _NUMERIC)
+_register("l1", nn.L1Loss, "values", _NUMERIC)
+_register("smooth_l1", nn.SmoothL1Loss, "values", _NUMERIC)
+_register("huber", nn.HuberLoss, "values", _NUMERIC)
+_register("bce", nn.BCELoss, "probabilities", _BINARY)
+_register("bce_with_logits", nn.BCEWithLogitsLoss, "logits", _BINARY)
+_register("focal", FocalLoss, "probabilities", _BINARY)
+_register("cross_entropy", nn.CrossEntropyLoss, "logits", _CLASS)
+_register("nll", nn.NLLLoss, "log_probabilities", _CLASS)
+_register("cosine", CosineLoss, "values", _REGRESSION)
+
+
+class WeightedSum(nn.Module):
+    """sum(weight_i * loss_i(output, target)) — a `kind: sum` loss."""
+
+    def __init__(self, weights: list[float], losses: list[nn.Module]):
+        super().__init__()
+        self.weights = list(weights)
+        self.losses = nn.ModuleList(losses)
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = self.weights[0] * self.losses[0](output, target)
+        for weight, loss in zip(self.weights[1:], self.losses[1:], strict=True):
+            total = total + weight * loss(output, target)
+        return total
+
+
+def build_loss(spec: Any, allow_imports: Sequence[str] = ()) -> nn.Module:
+    """The loss module for a `tdsl.Loss` spec that has passed validation."""
+    if spec.kind == "sum":
+        losses = [lookup_loss(t.kind, allow_imports).build(t.args) for t in spec.terms]
+        return WeightedSum([t.weight for t in spec.terms], losses)
+    return lookup_loss(spec.kind, allow_imports).build(spec.args)
+
+
+def loss_names() -> list[str]:
+    return sorted([*_LOSSES, "sum"])
+
+
+def lookup_loss(name: str, allow_imports: Sequence[str] = ()) -> LossDef | None:
+    """A registered loss, or any torch.nn loss by class name (`nn.KLDivLoss`). `sum` is not
+    a loss by itself: see `build_loss`."""
+    if name in _LOSSES:
+        return _LOSSES[name]
+    if is_import_path(name):  # a user's loss class: imported only if allowed
+        cls = import_object(name, allow_imports)
+        if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
+            raise ImportRefused(f"{name!r} is not a torch.nn.Module class")
+        kinds = frozenset({"binary", "class", "regression"})
+        return LossDef(name, cls, "values", kinds, signature_arguments(cls))
+    class_name = name.removeprefix("torch.").removeprefix("nn.")
+    cls = getattr(nn, class_name, None)
+    if class_name != name and inspect.isclass(cls) and class_name.endswith("Loss"):
+        arguments = signature_arguments(cls)
+        return LossDef(name, cls, "values", frozenset({"binary", "class", "regression"}), arguments)
+    return None
+
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -1,0 +1,230 @@
+"""The op registry: one `OpDef` per op name, each built next to its definition.
+
+An op turns keyword arguments plus the (meta) tensors flowing into it into an
+`nn.Module`. `lookup` also reaches every `torch.nn` layer that has no alias, by its
+class name (`nn.GELU`, `torch.nn.PixelShuffle`) or its lower-cased name (`gelu`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from tdsl.errors import TdslError
+from tdsl.registry.user_code import ImportRefused, import_object, is_import_path
+
+Builder = Callable[[Mapping[str, Any], Sequence[Any]], nn.Module]
+
+
+DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "bool": torch.bool,
+}
+
+
+class OpError(TdslError):
+    """A problem with one op's arguments; `key` names the argument to point at."""
+
+    def __init__(self, message: str, key: str | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.message, self.key, self.hint = message, key, hint
+
+
+@attrs.frozen
+class OpDef:
+    name: str
+    build: Builder
+    # Argument name -> True when the user must give it.
+    arguments: Mapping[str, bool]
+    # Arguments read off the incoming tensor when omitted (and checked when given).
+    inferred: tuple[str, ...] = ()
+    min_inputs: int = 1
+    max_inputs: int | None = 1
+    doc: str = ""
+    # "int" for ops that take ids (embedding); floating-point inputs are required by any op
+    # with floating-point parameters, checked generically.
+    input_kind: str = "any"
+    # How the output relates to the batch: "keep" (dimension 0 is the batch, as for every
+    # layer), "broadcast" (no batch: a parameter, constant or position table whose leading
+    # dimension is 1 or absent and which broadcasts against batched values), or "own" (the op
+    # moves the batch on purpose and its user says so).
+    batch: str = "keep"
+
+
+_REGISTRY: dict[str, OpDef] = {}
+
+# Meta tensors cost nothing, so shape inference runs at a batch size no layer width is likely
+# to equal; any dimension of that size is then shown as the batch dimension B.
+BATCH = 7919
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """`[B, 3]`: dimensions equal to the inference batch size print as B."""
+    return "[" + ", ".join("B" if d == BATCH else str(d) for d in shape) + "]"
+
+
+def register(op: OpDef, *aliases: str) -> OpDef:
+    for name in (op.name, *aliases):
+        if name in _REGISTRY:
+            raise ValueError(f"op {name!r} is already registered")
+        _REGISTRY[name] = op
+    return op
+
+
+def registered_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def all_op_names() -> list[str]:
+    """Every name `lookup` accepts without a prefix: aliases plus lower-cased torch.nn layers."""
+    return sorted(set(_REGISTRY) | set(_torch_layers()))
+
+
+_EXCLUDED = {
+    "Module",
+    "Sequential",
+    "ModuleList",
+    "ModuleDict",
+    "ParameterList",
+    "ParameterDict",
+    "Container",
+    "LazyModuleMixin",
+    "UninitializedParameter",
+    "DataParallel",
+    "RNNBase",
+    "RNNCellBase",
+}
+
+
+def _torch_layers() -> dict[str, type[nn.Module]]:
+    layers = {}
+    for attr in dir(nn):
+        cls = getattr(nn, attr)
+        if (
+            inspect.isclass(cls)
+            and issubclass(cls, nn.Module)
+            and attr not in _EXCLUDED
+            and not attr.startswith("_")
+            and not attr.endswith("Loss")
+        ):
+            layers[attr.lower()] = cls
+    return layers
+
+
+def lookup(name: str, allow_imports: Sequence[str] = ()) -> OpDef | None:
+    """The op called `name`, or None. A user's layer class by import path is imported only
+    when its prefix is in `allow_imports`; otherwise `ImportRefused` is raised."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if is_import_path(name):
+        cls = import_object(name, allow_imports)
+        if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
+            raise ImportRefused(f"{name!r} is not a torch.nn.Module class")
+        return torch_op(name, cls, doc=f"{cls.__module__}.{cls.__qualname__}")
+    class_name = name.removeprefix("torch.").removeprefix("nn.")
+    if class_name != name and inspect.isclass(getattr(nn, class_name, None)):
+        return torch_op(name, getattr(nn, class_name))
+    cls = _torch_layers().get(name)
+    return torch_op(name, cls) if cls is not None else None
+
+
+# --- building torch.nn layers ------------------------------------------------------------
+
+# torch.nn.RNNBase takes *args/**kwargs; these are the documented keywords.
+_RNN_ARGUMENTS = {
+    "input_size": True,
+    "hidden_size": True,
+    "num_layers": False,
+    "bias": False,
+    "batch_first": False,
+    "dropout": False,
+    "bidirectional": False,
+}
+_SIGNATURE_OVERRIDES = {
+    nn.LSTM: {**_RNN_ARGUMENTS, "proj_size": False},
+    nn.GRU: _RNN_ARGUMENTS,
+    nn.RNN: {**_RNN_ARGUMENTS, "nonlinearity": False},
+}
+
+
+def signature_arguments(fn: Callable) -> dict[str, bool]:
+    """Keyword arguments of a constructor: name -> required. Skips device/dtype."""
+    if fn in _SIGNATURE_OVERRIDES:
+        return dict(_SIGNATURE_OVERRIDES[fn])
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    params = list(inspect.signature(target).parameters.values())
+    return {
+        p.name: p.default is inspect.Parameter.empty
+        for p in params
+        if p.name not in ("self", "device", "dtype", "factory_kwargs")
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
+
+
+def _feature_dim(index: int) -> Callable[[torch.Tensor], int]:
+    def read(x: torch.Tensor) -> int:
+        if x.dim() <= max(index, -index - 1):
+            raise OpError(
+                f"needs an input with at least {max(index + 1, -index)} dimensions, got {x.dim()}"
+            )
+        return int(x.shape[index])
+
+    return read
+
+
+LAST_DIM = _feature_dim(-1)
+CHANNEL_DIM = _feature_dim(1)
+
+
+def torch_op(
+    name: str,
+    cls: type[nn.Module],
+    infer: Mapping[str, Callable[[torch.Tensor], Any]] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    doc: str = "",
+    input_kind: str = "any",
+) -> OpDef:
+    """An op that constructs `cls(**defaults, **inferred, **args)`."""
+    infer = dict(infer or {})
+    defaults = dict(defaults or {})
+    arguments = signature_arguments(cls)
+    for key in (*infer, *defaults):
+        arguments[key] = False
+
+    def build(args: Mapping[str, Any], inputs: Sequence[Any]) -> nn.Module:
+        kwargs = {**defaults, **args}
+        for key, read in infer.items():
+            value = read(_first_tensor(inputs))
+            if key in args and args[key] != value:
+                shape = shape_text(_first_tensor(inputs).shape)
+                raise OpError(
+                    f"declares {key}={args[key]} but its input {shape} gives {value}", key=key
+                )
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    return OpDef(
+        name,
+        build,
+        arguments,
+        tuple(infer),
+        doc=doc or f"torch.nn.{cls.__name__}",
+        input_kind=input_kind,
+    )
+
+
+def _first_tensor(inputs: Sequence[Any]) -> torch.Tensor:
+    value = inputs[0]
+    if not isinstance(value, torch.Tensor):
+        raise OpError("expects a tensor input, got a tuple; pick an element with op 'item'")
+    return value

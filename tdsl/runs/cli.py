@@ -1,0 +1,380 @@
+"""The `tdsl` command line. Every spec mistake is printed as located diagnostics; exit codes:
+0 success, 1 invalid spec or failed run, 2 usage error."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Sequence
+
+from tdsl.errors import SpecError, TdslError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tdsl", description="A declarative training DSL for PyTorch."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("validate", help="check specs without running them")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="override a spec field (repeatable)",
+    )
+
+    show = commands.add_parser("summary", help="print the model's layers, shapes and parameters")
+    show.add_argument("file", metavar="FILE")
+    show.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
+    show.add_argument(
+        "--params",
+        action="store_true",
+        help="also list every parameter with its param group and regularizers",
+    )
+
+    commands.add_parser("schema", help="print the JSON Schema of spec files")
+
+    train = commands.add_parser("run", help="validate a spec, then train it")
+    train.add_argument("file", metavar="FILE")
+    train.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
+    train.add_argument("--out", metavar="DIR", help="run directory (default runs/NAME-TIME)")
+
+    again = commands.add_parser("resume", help="continue an interrupted run")
+    again.add_argument("run_dir", metavar="RUN_DIR")
+    for command, does in ((check, "check for"), (train, "train in"), (again, "continue in")):
+        command.add_argument(
+            "--nproc",
+            type=_process_count,
+            metavar="N",
+            help=f"{does} N data-parallel processes on this machine (device.strategy: ddp)",
+        )
+
+    score = commands.add_parser("eval", help="metrics of a run's best checkpoint")
+    score.add_argument("run_dir", metavar="RUN_DIR")
+    score.add_argument("--checkpoint", choices=("best", "last"), default="best")
+
+    guess = commands.add_parser("predict", help="a run's model outputs for new rows")
+    guess.add_argument("run_dir", metavar="RUN_DIR")
+    guess.add_argument(
+        "--input",
+        required=True,
+        metavar="FILE",
+        help="rows: .npy, .npz or .pt; or raw data for the run's source (CSV, texts, images)",
+    )
+    guess.add_argument("--output", required=True, metavar="FILE", help=".npy or .csv")
+    guess.add_argument("--checkpoint", choices=("best", "last"), default="best")
+
+    draw = commands.add_parser(
+        "plot", help="draw a run's training and validation curves (needs tdsl[plot])"
+    )
+    draw.add_argument("run_dir", metavar="RUN_DIR")
+    draw.add_argument(
+        "--metric",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        dest="metrics",
+        help="curves to draw (repeatable; default: the loss and the spec's metrics)",
+    )
+    draw.add_argument(
+        "--out", metavar="FILE", help="a .png, .svg or .pdf (default RUN_DIR/curves.png)"
+    )
+    for command in (check, show, train, again, score, guess):
+        command.add_argument(
+            "--allow-import",
+            action="append",
+            default=[],
+            metavar="PREFIX",
+            dest="allow_imports",
+            help="let the spec import user code under this module prefix (repeatable)",
+        )
+    return parser
+
+
+def _process_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of processes, got {text!r}")
+    return value
+
+
+def _overrides(assignments: Sequence[str]):
+    if not assignments:
+        return None
+    from tdsl.spec.overrides import apply_overrides
+
+    return lambda data: apply_overrides(data, assignments)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from tdsl.check.pipeline import validate
+
+    everything, ok = [], True
+    for file in args.files:
+        report = validate(_as_path(file), _overrides(args.set), args.allow_imports, args.nproc)
+        ok = ok and report.ok
+        if args.format == "json":
+            everything += [d.to_json() for d in report.diagnostics]
+            continue
+        if report.diagnostics:
+            print(report.format())
+        if report.ok:
+            outputs = ", ".join(
+                f"{name} {_shape(shape)}" for name, shape in report.output_shapes.items()
+            )
+            print(f"{file}: valid; output {outputs}; {report.param_count:,} parameters")
+            for where, names in report.selections.items():
+                print(f"  {where} selects {len(names)}: {', '.join(names) or '-'}")
+    if args.format == "json":
+        print(json.dumps(everything, indent=2))
+    return 0 if ok else 1
+
+
+def _shape(shape: Sequence[int | None]) -> str:
+    return "[" + ", ".join("B" if d is None else str(d) for d in shape) + "]"
+
+
+def _as_path(file: str):
+    from pathlib import Path
+
+    return Path(file)
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from tdsl.spec.load_dump import read_spec
+    from tdsl.check.summary import summary
+
+    spec, problems = read_spec(_as_path(args.file), _overrides(args.set))
+    if spec is None:
+        raise SpecError(problems)
+    print(summary(spec, params=args.params, allow_imports=args.allow_imports))
+    return 0
+
+
+def cmd_schema(_args: argparse.Namespace) -> int:
+    from tdsl.spec.json_schema import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tdsl.train import distributed
+    from tdsl.spec.load_dump import read_spec
+    from tdsl.runs.directories import default_run_dir, refuse_existing_run, run
+    from tdsl.check.pipeline import validate
+
+    lead = distributed.is_lead()  # of launched processes, only rank 0 prints
+    report = validate(_as_path(args.file), _overrides(args.set), args.allow_imports, args.nproc)
+    if report.diagnostics and lead:
+        print(report.format(), file=sys.stderr)
+    if not report.ok:
+        if lead:
+            print(f"{args.file}: not started: the spec has errors", file=sys.stderr)
+        return 1
+    spec, _ = read_spec(_as_path(args.file), _overrides(args.set))
+    out = _as_path(args.out) if args.out else default_run_dir(spec)
+    if (args.nproc or 1) > 1:  # start the processes; each runs this command without --nproc
+        refuse_existing_run(out)
+        passed = [a for value in args.set for a in ("--set", value)]
+        argv = ["run", args.file, "--out", str(out), *passed, *_allowed(args)]
+        return _launch(args.nproc, argv, f"tdsl resume {out} --nproc {args.nproc}")
+    if lead:
+        _print_device(spec.device)
+    try:
+        with _stop_on_sigterm(), distributed.session():
+            directory, result = run(spec, out, allow_imports=args.allow_imports)
+    except KeyboardInterrupt:
+        if lead:
+            print(
+                f"interrupted; continue from the last finished epoch with: {_resume_command(out)}",
+                file=sys.stderr,
+            )
+        return 130
+    if lead:
+        print(f"run directory: {directory}")
+        if result.history:
+            print(f"final: {_logs(result.history[-1])}")
+    return 0
+
+
+def _print_device(device) -> None:
+    from tdsl.train import distributed
+    from tdsl.train.program import resolve_device
+
+    launch = distributed.launched()
+    processes = launch.world_size if launch else 1
+    if device.strategy != "ddp":
+        where = resolve_device(device.name)
+        print(
+            f"device: {where} (asked: {device.name}; precision: {device.precision})",
+            file=sys.stderr,
+        )
+        return
+    where = distributed.place(device.name, 0)
+    backend = distributed.backend_for(device, where)
+    print(
+        f"device: {where.type} (asked: {device.name}; precision: {device.precision}); "
+        f"ddp: {processes} process(es), backend {backend}",
+        file=sys.stderr,
+    )
+    if processes == 1:
+        print(
+            "note: strategy ddp with one process trains alone; start several with "
+            "--nproc N or torchrun",
+            file=sys.stderr,
+        )
+
+
+def _allowed(args: argparse.Namespace) -> list[str]:
+    return [a for prefix in args.allow_imports for a in ("--allow-import", prefix)]
+
+
+def _launch(nproc: int, argv: list[str], resume: str) -> int:
+    from tdsl.train import distributed
+    from tdsl.runs.launcher import launch
+
+    if distributed.launched() is not None:
+        print("error: --nproc starts processes, but a launcher started this one", file=sys.stderr)
+        return 2
+    try:
+        launch(nproc, argv)
+    except KeyboardInterrupt:
+        print(f"interrupted; continue with: {resume}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _resume_command(out) -> str:
+    from tdsl.train import distributed
+
+    launch = distributed.launched()
+    if launch is None or launch.world_size == 1:
+        return f"tdsl resume {out}"
+    if launch.local_world_size == launch.world_size:
+        return f"tdsl resume {out} --nproc {launch.world_size}"
+    return f"torchrun ... -m tdsl resume {out} (on every machine)"
+
+
+def _logs(logs: dict) -> str:
+    return " ".join(f"{k}={v:.4g}" for k, v in logs.items() if k not in ("epoch", "seconds"))
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm():
+    """SIGTERM stops a run like Ctrl-C: the current step is abandoned, the last epoch's
+    checkpoint stays, and the run can be resumed."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from tdsl.train import distributed
+    from tdsl.runs.directories import resume
+    from tdsl.check.pipeline import validate
+
+    if (args.nproc or 1) > 1:  # start the processes; each resumes without --nproc
+        spec_file = _as_path(args.run_dir) / "spec.yaml"
+        if spec_file.exists():  # the number of processes may differ from the first run's
+            report = validate(spec_file, None, args.allow_imports, args.nproc)
+            if not report.ok:
+                print(report.format(), file=sys.stderr)
+                return 1
+        argv = ["resume", args.run_dir, *_allowed(args)]
+        return _launch(args.nproc, argv, f"tdsl resume {args.run_dir} --nproc {args.nproc}")
+    lead = distributed.is_lead()
+    try:
+        with _stop_on_sigterm(), distributed.session():
+            result = resume(_as_path(args.run_dir), allow_imports=args.allow_imports)
+    except KeyboardInterrupt:
+        if lead:
+            print(f"interrupted; continue with: {_resume_command(args.run_dir)}", file=sys.stderr)
+        return 130
+    if result.history and lead:
+        print(f"final: {_logs(result.history[-1])}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tdsl.runs.directories import evaluate_run
+
+    for split, logs in evaluate_run(
+        _as_path(args.run_dir), args.checkpoint, args.allow_imports
+    ).items():
+        print(f"{split}: {_logs(logs)}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tdsl.runs.directories import predict_run
+
+    rows = predict_run(
+        _as_path(args.run_dir),
+        _as_path(args.input),
+        _as_path(args.output),
+        args.checkpoint,
+        args.allow_imports,
+    )
+    print(f"wrote {rows} predictions to {args.output}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from tdsl.runs.plot import plot_run
+
+    written = plot_run(_as_path(args.run_dir), args.metrics, args.out)
+    print(f"wrote {written}")
+    return 0
+
+
+COMMANDS = {
+    "validate": cmd_validate,
+    "summary": cmd_summary,
+    "schema": cmd_schema,
+    "run": cmd_run,
+    "resume": cmd_resume,
+    "eval": cmd_eval,
+    "predict": cmd_predict,
+    "plot": cmd_plot,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SpecError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except TdslError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""Runs on disk: `tdsl run`, `resume`, `eval` and `predict` over a run directory.
+
+A run directory holds the resolved spec, the summary, `history.csv`/`history.jsonl`,
+`checkpoints/last.pt` and `best.pt`, and `final.json`. A checkpoint holds everything the
+run depends on (train state with RNG and schedule, history, callback state, the spec
+text), so `resume` continues exactly where the last completed epoch left off.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+
+from tdsl import spec as S
+from tdsl.registry.ops import DTYPES
+from tdsl.train.callbacks import Checkpointer, EarlyStopping, HistoryWriter, ProgressPrinter
+from tdsl.check.training_setup import default_monitor
+from tdsl.train.program import Program, compile
+from tdsl.data import FITTED_FILE, DataError, Fitted, load_data, read_input, with_absolute_paths
+from tdsl.errors import TdslError
+from tdsl.train.atomic_files import atomic_write_text
+from tdsl.spec.load_dump import dump, load
+from tdsl.train.loops import FitResult, evaluate, fit, predict
+from tdsl.train.state import TrainState
+from tdsl.check.summary import summary
+from tdsl.train.tensorboard import FOLDER as TENSORBOARD_FOLDER
+from tdsl.train.tensorboard import TensorBoardLogger
+
+
+class RunError(TdslError):
+    """A run directory cannot be used as asked."""
+
+
+def default_run_dir(spec: S.Spec, root: Path = Path("runs")) -> Path:
+    # Reduced to safe characters: no spec name (`../x`, `/abs`, NUL) leaves `root`.
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", spec.name).lstrip(".") or "run"
+    return root / f"{name[:80]}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def refuse_existing_run(directory: Path) -> None:
+    """Raise if `directory` already holds a run (a new run must not overwrite it)."""
+    if (directory / "checkpoints" / "last.pt").exists():
+        raise RunError(
+            f"{directory} already holds a run; continue it with `tdsl resume "
+            f"{directory}` or choose another --out"
+        )
+
+
+def _prepare(directory: Path) -> None:
+    refuse_existing_run(directory)
+    try:
+        (directory / "checkpoints").mkdir(parents=True, exist_ok=True)
+        atomic_write_text(directory / ".write-test", "")
+        (directory / ".write-test").unlink()
+    except OSError as exc:
+        raise RunError(f"cannot write the run directory {directory}: {exc.strerror}") from None
+
+
+def _callbacks(
+    spec: S.Spec,
+    directory: Path,
+    spec_text: str,
+    stream: TextIO | None,
+    extra: Sequence[Any],
+    lead: bool = True,
+) -> tuple[list[Any], list[Any]]:
+    """(all callbacks in call order, the ones whose state a checkpoint must keep). Only the
+    `lead` process writes and prints; the others of a data-parallel run only decide."""
+    stateful: list[Any] = []
+    if spec.train.early_stopping is not None:
+        es = spec.train.early_stopping
+        stateful.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta))
+    cp = spec.train.checkpoint
+    monitor = cp.monitor or default_monitor(spec)
+    checkpointer = Checkpointer(
+        directory / "checkpoints",
+        spec_text,
+        monitor,
+        cp.mode,
+        cp.save_best,
+        cp.save_last,
+        others=stateful,
+    )
+    if not lead:  # the same (reduced) logs give the same early-stopping decisions
+        return [*stateful, *extra], [*stateful, checkpointer]
+    # Early stopping decides first so the checkpoint records the stop reason.
+    ordered = [*stateful, HistoryWriter(directory), checkpointer, ProgressPrinter(stream), *extra]
+    if spec.train.tensorboard:
+        ordered.append(TensorBoardLogger(directory / TENSORBOARD_FOLDER))
+    return ordered, [*stateful, checkpointer]
+
+
+def _finish(directory: Path, result: FitResult) -> dict[str, Any]:
+    final: dict[str, Any] = {
+        "epochs": len(result.history),
+        "stop_reason": result.stop_reason,
+        "last": result.history[-1] if result.history else {},
+    }
+    best_path = directory / "checkpoints" / "best.pt"
+    if best_path.exists():
+        best = torch.load(best_path, weights_only=True)
+        final["best"] = best["history"][-1] if best["history"] else {}
+    atomic_write_text(directory / "final.json", json.dumps(final, indent=2) + "\n")
+    return final
+
+
+def run(
+    spec: S.Spec,
+    directory: Path | None = None,
+    *,
+    stream: TextIO | None = None,
+    callbacks: Sequence[Any] = (),
+    allow_imports: Sequence[str] = (),
+) -> tuple[Path, FitResult]:
+    """Train `spec` in a new run directory; returns the directory and the fit result."""
+    directory = Path(directory) if directory is not None else default_run_dir(spec)
+    spec = with_absolute_paths(spec)  # data paths as absolute: the same files from any folder
+    # Validates first: raises SpecError before anything is written.
+    program = compile(spec, allow_imports)
+    data = load_data(spec, allow_imports=allow_imports)
+    spec_text = dump(spec, defaults=True)
+    lead = program.world is None or program.world.lead  # data-parallel: rank 0 writes
+    if lead:
+        _prepare(directory)
+        if data.fitted is not None:  # fitted on the training rows, for resume/eval/predict
+            atomic_write_text(directory / FITTED_FILE, data.fitted.to_json())
+        atomic_write_text(directory / "spec.yaml", spec_text)
+        summary_text = summary(spec, allow_imports=allow_imports)
+        atomic_write_text(directory / "summary.txt", summary_text + "\n")
+    ordered, _ = _callbacks(spec, directory, spec_text, stream, callbacks, lead)
+    result = fit(program, program.init(), data, callbacks=ordered)
+    if lead:
+        _finish(directory, result)
+    return directory, result
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise RunError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)  # any device -> CPU first
+    except Exception as exc:  # a truncated or foreign file: say which and why
+        raise RunError(f"cannot read checkpoint {path}: {exc}") from None
+
+
+def resume(
+    directory: Path,
+    *,
+    stream: TextIO | None = None,
+    callbacks: Sequence[Any] = (),
+    allow_imports: Sequence[str] = (),
+) -> FitResult:
+    """Continue the run in `directory` from its last checkpoint."""
+    directory = Path(directory)
+    checkpoint = _load_checkpoint(directory / "checkpoints" / "last.pt")
+    spec = load(directory / "spec.yaml")
+    current = dump(spec, defaults=True)
+    if load(checkpoint["spec"]) != spec:
+        diff = "".join(
+            difflib.unified_diff(
+                checkpoint["spec"].splitlines(True),
+                current.splitlines(True),
+                "checkpoint spec",
+                str(directory / "spec.yaml"),
+            )
+        )
+        raise RunError(f"the spec changed since the checkpoint was written:\n{diff}")
+    program = compile(spec, allow_imports)
+    lead = program.world is None or program.world.lead  # data-parallel: rank 0 writes
+    ordered, stateful = _callbacks(spec, directory, checkpoint["spec"], stream, callbacks, lead)
+    for callback, saved in zip(stateful[:-1], checkpoint["callbacks"], strict=True):
+        callback.load_state_dict(saved)
+    stateful[-1].load_state_dict(checkpoint["checkpointer"])
+    state = TrainState.from_dict(checkpoint["state"], program.device)
+    if checkpoint["stop_reason"]:
+        return FitResult(state, checkpoint["history"], checkpoint["stop_reason"])
+    data = load_data(spec, Fitted.load(directory), allow_imports)
+    result = fit(program, state, data, callbacks=ordered, history=checkpoint["history"])
+    if lead:
+        _finish(directory, result)
+    return result
+
+
+def _program_and_state(
+    directory: Path, which: str, allow_imports: Sequence[str] = ()
+) -> tuple[Program, TrainState]:
+    checkpoint = _load_checkpoint(Path(directory) / "checkpoints" / f"{which}.pt")
+    program = compile(load(checkpoint["spec"]), allow_imports)
+    return program, TrainState.from_dict(checkpoint["state"], program.device)
+
+
+def evaluate_run(
+    directory: Path, which: str = "best", allow_imports: Sequence[str] = ()
+) -> dict[str, dict[str, float]]:
+    """Metrics of the run's `which` checkpoint on its validation and test splits."""
+    program, state = _program_and_state(directory, which, allow_imports)
+    splits = load_data(program.spec, Fitted.load(directory), allow_imports)
+    results = {}
+    for name, data in (("val", splits.val), ("test", splits.test)):
+        if data is not None and len(data):
+            results[name] = evaluate(program, state, data)
+    if not results:
+        results["train"] = evaluate(program, state, splits.train)
+    return results
+
+
+def _read_features(path: Path) -> tuple[torch.Tensor, ...]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return (torch.from_numpy(np.load(path, allow_pickle=False)),)
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as arrays:
+                return tuple(torch.from_numpy(arrays[k]) for k in arrays.files)
+        if suffix == ".pt":
+            loaded = torch.load(path, weights_only=True)
+            return tuple(loaded) if isinstance(loaded, list | tuple) else (loaded,)
+        if suffix == ".csv":
+            return (torch.from_numpy(np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float32)),)
+    except (OSError, ValueError) as exc:
+        raise RunError(f"cannot read input {path}: {exc}") from None
+    raise RunError(f"unsupported input format {suffix!r}; use .npy, .npz, .pt or .csv")
+
+
+def predict_run(
+    directory: Path,
+    input_path: Path,
+    output_path: Path,
+    which: str = "best",
+    allow_imports: Sequence[str] = (),
+) -> int:
+    """Write the model's outputs for the rows in `input_path`; returns the row count."""
+    program, state = _program_and_state(directory, which, allow_imports)
+    try:  # a CSV, texts, a series or images in the source's format, through its transforms
+        features = read_input(program.spec, Fitted.load(directory), Path(input_path))
+    except DataError as exc:
+        raise RunError(f"cannot use input {input_path}: {exc.problems[0].message}") from None
+    if features is None:
+        features = _read_features(Path(input_path))
+    declared = program.spec.model.inputs
+    if len(features) != len(declared):
+        raise RunError(
+            f"the model takes {len(declared)} input(s), {input_path} holds {len(features)}"
+        )
+    for item, tensor in zip(declared, features, strict=True):
+        if tuple(tensor.shape[1:]) != item.shape:
+            raise RunError(
+                f"input {item.name!r} expects rows of shape {list(item.shape)}, "
+                f"{input_path} has {list(tensor.shape[1:])}"
+            )
+    features = tuple(t.to(DTYPES[i.dtype]) for t, i in zip(features, declared, strict=True))
+    outputs = predict(program, state, features)
+    output_path = Path(output_path)
+    if output_path.suffix.lower() == ".csv":
+        np.savetxt(output_path, outputs.reshape(len(outputs), -1).numpy(), delimiter=",")
+    else:
+        np.save(output_path, outputs.numpy())
+    return len(outputs)

@@ -1,0 +1,56 @@
+"""`tdsl run|resume --nproc N`: N processes on this machine, started by torch's own launcher
+(`torch.distributed.run`, i.e. torchrun), each running `python -m tdsl ...` without --nproc."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tdsl.errors import DistributedError
+
+
+def launch(nproc: int, argv: Sequence[str]) -> None:
+    """Run `python -m tdsl ARGV` in `nproc` processes on this machine through
+    torch.distributed.run (torchrun); raises DistributedError naming the failed ones."""
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    args = torchrun.parse_args(
+        ["--standalone", "--nproc-per-node", str(nproc), "--module", "tdsl", *argv]
+    )
+    try:
+        torchrun.run(args)
+    except ChildFailedError as exc:
+        raise DistributedError(_failures(exc, nproc)) from None
+    except SignalException:
+        raise KeyboardInterrupt from None
+
+
+def _recorded(failure: Any) -> str:
+    """The error a failed process recorded (tdsl/__main__.py: what it raised); "" when it
+    recorded none (it exited with a code after printing its error, or was killed), where
+    torchrun makes one up."""
+    message = failure.message.get("message", "") if isinstance(failure.message, dict) else ""
+    return str(message).strip()
+
+
+def _failures(exc: Any, nproc: int) -> str:
+    # torchrun's first failure has the earliest timestamp, in whole seconds: a recorded
+    # error's, else when the launcher noticed the exit; a tie goes to the one it noticed
+    # first, and it checks the processes in local rank order. A process that lost the others
+    # to a crash exits moments after the crashed one, so it often shares that second and, as
+    # rank 0 noticed in the same check, came first. Within a second a recorded error comes
+    # first: it was raised, which losing the others never is (distributed.session).
+    failures = list(exc.failures.items())  # in the order the launcher noticed them
+    first_rank, first = min(failures, key=lambda kv: (kv[1].timestamp, not _recorded(kv[1])))
+    lines = _recorded(first).splitlines()
+    if lines:  # its exit code may then be the launcher's stop signal: leave it out
+        how = f": {lines[0]}"
+    elif first.exitcode < 0:
+        how = f" (killed by signal {first.signal_name()})"
+    else:
+        how = f" (exit code {first.exitcode})"
+    others = sorted(rank for rank in exc.failures if rank != first_rank)
+    also = f"; then process(es) {', '.join(map(str, others))} stopped" if others else ""
+    return f"process {first_rank} of {nproc} failed{how}{also}; its output is above"

@@ -1,0 +1,300 @@
+"""tdsl's own cattrs Converter: plain data <-> spec classes.
+
+Structuring collects every problem in the tree instead of stopping at the first: each
+hook raises `Invalid` carrying diagnostics with paths relative to the value it was given,
+and the enclosing hook prefixes its key and keeps going with the siblings.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+import cattrs
+
+from tdsl import spec as S
+from tdsl.errors import Diagnostic, SpecPath, describe_value, did_you_mean, show
+from tdsl.spec.frozen import FrozenMap, freeze, thaw
+
+
+class Invalid(Exception):
+    """Problems found while structuring one value, with paths relative to it."""
+
+    def __init__(self, problems: list[Diagnostic]):
+        super().__init__(problems)
+        self.problems = problems
+
+    @classmethod
+    def at(cls, path: SpecPath, message: str, hint: str | None = None) -> Invalid:
+        return cls([Diagnostic(tuple(path), message, "error", hint)])
+
+    def under(self, key: str | int) -> list[Diagnostic]:
+        return [attrs.evolve(p, path=(key, *p.path)) for p in self.problems]
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+# How each class is named in messages: by the YAML section it is, not the Python class.
+_MAPPING_NOUNS = {
+    S.Spec: "the spec",
+    S.Model: "model",
+    S.Input: "model input",
+    S.Train: "train",
+    S.EarlyStopping: "early_stopping",
+    S.Checkpoint: "checkpoint",
+    S.Device: "device",
+    S.Split: "split",
+    S.Target: "target",
+    S.Column: "column",
+    S.Regularizer: "regularizer",
+    **{cls: f"data (kind {kind})" for kind, cls in S.DATA_SOURCES.items()},
+    S.Layer: "layer",
+    S.Loss: "loss",
+    S.LossTerm: "loss term",
+    S.Optimizer: "optimizer",
+    S.ParamGroup: "param group",
+    S.Schedule: "schedule",
+    S.Metric: "metric",
+}
+# Bare strings stand for a spec with only its name: `- relu`, `metrics: [accuracy]`,
+# `device: cpu`, `loss: mse`, `optimizer: adam`, a CSV column `- Fare`.
+STRING_SHORTHAND = {
+    S.Layer: "op",
+    S.Column: "name",
+    S.Metric: "kind",
+    S.Device: "name",
+    S.Loss: "kind",
+    S.LossTerm: "kind",
+    S.Optimizer: "kind",
+    S.Schedule: "kind",
+}
+
+
+def _expected(word: str, value: Any) -> Invalid:
+    return Invalid.at((), f"expected {word}, got {describe_value(value)}")
+
+
+def _scalar_hook(kind: type):
+    def hook(value: Any, _type: type) -> Any:
+        # bool is an int in Python, but `epochs: true` is a mistake, not a 1.
+        if isinstance(value, bool) and kind is not bool:
+            raise _expected(_TYPE_WORDS[kind], value)
+        if kind is float and isinstance(value, int):
+            return float(value)
+        if not isinstance(value, kind):
+            raise _expected(_TYPE_WORDS[kind], value)
+        return value
+
+    return hook
+
+
+def _literal_hook(value: Any, type_: Any) -> Any:
+    choices = typing.get_args(type_)
+    if value in choices and type(value) is type(choices[0]):
+        return value
+    hint = did_you_mean(str(value), [str(c) for c in choices])
+    raise Invalid.at((), f"expected one of {', '.join(map(str, choices))}; got {show(value)}", hint)
+
+
+def _is_union(type_: Any) -> bool:
+    return typing.get_origin(type_) in (typing.Union, types.UnionType)
+
+
+def _is_var_tuple(type_: Any) -> bool:
+    args = typing.get_args(type_)
+    return typing.get_origin(type_) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+def _expect_mapping(value: Any, noun: str) -> Mapping:
+    if not isinstance(value, Mapping):
+        raise _expected(f"a mapping ({noun})", value)
+    return value
+
+
+def make_converter(omit_defaults: bool = True) -> cattrs.Converter:
+    """Build a converter (tdsl's own, never cattrs' global). With omit_defaults, specs
+    unstructure to what a user would write; without, to every field spelled out."""
+    conv = cattrs.Converter(forbid_extra_keys=True)
+    for kind in (int, float, bool, str):
+        conv.register_structure_hook(kind, _scalar_hook(kind))
+    conv.register_structure_hook(Any, lambda value, _t: freeze(value))
+    conv.register_structure_hook_func(lambda t: typing.get_origin(t) is Literal, _literal_hook)
+
+    def frozen_map(value: Any, _t: type) -> FrozenMap:
+        return freeze(_expect_mapping(value, "keyword arguments"))
+
+    conv.register_structure_hook(FrozenMap, frozen_map)
+
+    def var_tuple(type_: Any):
+        item_type = typing.get_args(type_)[0]
+
+        def hook(value: Any, _t: type) -> tuple:
+            if isinstance(value, str) and item_type is str:
+                return (value,)  # `inputs: x` means `inputs: [x]`
+            if isinstance(value, str | bytes | Mapping) or not isinstance(value, list | tuple):
+                raise _expected("a list", value)
+            items, problems = [], []
+            for index, item in enumerate(value):
+                try:
+                    items.append(conv.structure(item, item_type))
+                except Invalid as exc:
+                    problems += exc.under(index)
+            if problems:
+                raise Invalid(problems)
+            return tuple(items)
+
+        return hook
+
+    conv.register_structure_hook_factory(_is_var_tuple, var_tuple)
+
+    def union(type_: Any):
+        members = [m for m in typing.get_args(type_) if m is not type(None)]
+        optional = len(members) < len(typing.get_args(type_))
+        if len(members) > 1 and all(
+            attrs.has(m) and "kind" in attrs.fields_dict(m) for m in members
+        ):
+            tagged = {attrs.fields_dict(m)["kind"].default: m for m in members}
+        else:
+            tagged = None
+
+        def hook(value: Any, _t: type) -> Any:
+            if value is None and optional:
+                return None
+            if tagged is None:
+                return conv.structure(value, members[0])
+            mapping = _expect_mapping(value, "with a 'kind' key")
+            if "kind" not in mapping:
+                raise Invalid.at((), "missing required key 'kind'", did_you_mean("", tagged))
+            kind = mapping["kind"]
+            if not isinstance(kind, str):
+                raise Invalid.at(
+                    ("kind",),
+                    f"expected a string, got {describe_value(kind)}",
+                    did_you_mean(str(kind), tagged),
+                )
+            cls = tagged.get(kind)
+            if cls is None:
+                hint = did_you_mean(str(mapping["kind"]), tagged)
+                raise Invalid.at(("kind",), f"unknown kind {mapping['kind']!r}", hint)
+            return conv.structure(mapping, cls)
+
+        return hook
+
+    conv.register_structure_hook_factory(_is_union, union)
+    conv.register_structure_hook_factory(attrs.has, lambda cls: _attrs_hook(conv, cls))
+    conv.register_unstructure_hook_factory(
+        attrs.has, lambda cls: _attrs_unhook(conv, cls, omit_defaults)
+    )
+    conv.register_unstructure_hook(FrozenMap, thaw)
+    conv.register_unstructure_hook_func(
+        lambda t: t is tuple, lambda v: [conv.unstructure(x) for x in v]
+    )
+    return conv
+
+
+def _public_fields(cls: type) -> list[attrs.Attribute]:
+    return [f for f in attrs.fields(cls) if not f.metadata.get("internal")]
+
+
+def _attrs_hook(conv: cattrs.Converter, cls: type):
+    fields = {f.name: f for f in _public_fields(cls)}
+    takes_args = cls in S.CALL_CLASSES
+    shorthand = STRING_SHORTHAND.get(cls)
+    noun = _MAPPING_NOUNS.get(cls, cls.__name__)
+
+    def hook(value: Any, _t: type) -> Any:
+        if shorthand and isinstance(value, str):
+            value = {shorthand: value}
+        mapping = _expect_mapping(value, noun)
+        values: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        problems: list[Diagnostic] = []
+        for key, item in mapping.items():
+            # A call class's `args` holds its free keys; `args:` in YAML merges into them.
+            field = fields.get(key) if key != "args" or not takes_args else None
+            if field is None:
+                if takes_args and isinstance(key, str):
+                    extra.update(
+                        item if key == "args" and isinstance(item, Mapping) else {key: item}
+                    )
+                    continue
+                hint = did_you_mean(str(key), [n for n in fields if n != "args"])
+                problems.append(Diagnostic((key,), f"unknown key {key!r} in {noun}", hint=hint))
+                continue
+            try:
+                converted = conv.structure(item, field.type)
+            except Invalid as exc:
+                problems += exc.under(key)
+                continue
+            try:
+                if field.validator is not None:
+                    field.validator(None, field, converted)
+            except (ValueError, TypeError) as exc:
+                problems.append(Diagnostic((key,), str(exc)))
+                continue
+            values[key] = converted
+        for name, field in fields.items():
+            if field.default is attrs.NOTHING and name not in mapping:
+                problems.append(Diagnostic((), f"missing required key {name!r} in {noun}"))
+        if problems:
+            raise Invalid(problems)
+        if takes_args:
+            values["args"] = freeze(extra)
+        return cls(**values)
+
+    return hook
+
+
+def _default_of(field: attrs.Attribute) -> Any:
+    default = field.default
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        return default.factory()
+    return default
+
+
+_STRUCTURAL = {"name", "inputs", "outputs", "groups", "regularizers", "schedule"}
+
+
+def _attrs_unhook(conv: cattrs.Converter, cls: type, omit_defaults: bool):
+    fields = _public_fields(cls)
+    shorthand = STRING_SHORTHAND.get(cls)
+
+    def hook(obj: Any) -> Any:
+        out: dict[str, Any] = {}
+        for field in fields:
+            value = getattr(obj, field.name)
+            if field.name == "args" and cls in S.CALL_CLASSES:
+                continue  # written out as the call's own keys below
+            is_tag = field.name in ("op", "kind")
+            has_default = field.default is not attrs.NOTHING
+            if omit_defaults and not is_tag and has_default and value == _default_of(field):
+                continue
+            if field.name in _STRUCTURAL and value in (None, ()):
+                continue  # an absent name or empty edge list is not a default that could change
+            out[field.name] = conv.unstructure(value)
+        if cls in S.CALL_CLASSES:
+            # Keyword arguments read best right after what they configure.
+            head = {k: out.pop(k) for k in ("op", "kind", "name", "inputs") if k in out}
+            out = {**head, **thaw(obj.args), **out}
+        if shorthand and list(out) == [shorthand]:
+            return out[shorthand]
+        return out
+
+    return hook
+
+
+CONVERTER = make_converter()
+# Spells out every default: for the run directory's spec, which must mean the same
+# thing even if a later tdsl changes a default.
+EXPLICIT_CONVERTER = make_converter(omit_defaults=False)
+
+
+def structure_spec(data: Any) -> S.Spec:
+    """Plain data -> Spec, raising `Invalid` with every problem found."""
+    return CONVERTER.structure(data, S.Spec)
+
+
+def unstructure(obj: Any, defaults: bool = False) -> Any:
+    return (EXPLICIT_CONVERTER if defaults else CONVERTER).unstructure(obj)

@@ -1,0 +1,119 @@
+"""The `loss`, `optimizer` and `metrics` sections: what is minimized, how, and what is reported."""
+
+from typing import Any, Literal
+
+from attrs import field, frozen
+
+from tdsl.spec.frozen import FrozenMap
+from tdsl.spec.values import as_float, as_tuple, at_most_one, call_args, non_negative, positive
+
+# --- loss, optimizer, metrics ---------------------------------------------------------------
+
+
+@frozen(kw_only=True)
+class Regularizer:
+    """A penalty on the parameters a selector picks: globs on names and/or op types."""
+
+    kind: Literal["l1", "l2", "elastic_net"]
+    weight: float = field(converter=as_float, validator=positive)
+    params: tuple[str, ...] = field(default=("*",), converter=as_tuple)
+    modules: tuple[str, ...] = field(default=(), converter=as_tuple)
+    exclude: tuple[str, ...] = field(default=(), converter=as_tuple)
+    # As in the seeds: biases and normalization parameters are not penalized by default.
+    include_bias_and_norm: bool = False
+    l1_ratio: float = field(converter=as_float, default=0.5, validator=[non_negative, at_most_one])
+
+
+@frozen(init=False)
+class LossTerm:
+    """One weighted part of a `kind: sum` loss."""
+
+    kind: str
+    weight: float = field(default=1.0, converter=as_float, validator=positive)
+    args: FrozenMap = FrozenMap()
+
+    def __init__(self, kind: str, *, weight: float = 1.0, args=None, **kw):
+        self.__attrs_init__(kind=kind, weight=weight, args=call_args(args, kw))
+
+
+@frozen(init=False)
+class Loss:
+    """A loss by name with its arguments, or `kind: sum` of weighted `terms`; plus
+    regularizers on the parameters."""
+
+    kind: str
+    terms: tuple[LossTerm, ...] = ()
+    regularizers: tuple[Regularizer, ...] = ()
+    args: FrozenMap = FrozenMap()
+
+    def __init__(self, kind: str, *, terms: Any = (), regularizers: Any = (), args=None, **kw):
+        self.__attrs_init__(
+            kind=kind,
+            terms=tuple(terms),
+            regularizers=tuple(regularizers),
+            args=call_args(args, kw),
+        )
+
+
+@frozen(init=False)
+class ParamGroup:
+    """Parameters picked like a regularizer's, with their own optimizer arguments."""
+
+    params: tuple[str, ...] = ("*",)
+    modules: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    include_bias_and_norm: bool = True
+    args: FrozenMap = FrozenMap()
+
+    def __init__(
+        self,
+        *,
+        params: Any = ("*",),
+        modules: Any = (),
+        exclude: Any = (),
+        include_bias_and_norm: bool = True,
+        args=None,
+        **kw,
+    ):
+        self.__attrs_init__(
+            params=as_tuple(params),
+            modules=as_tuple(modules),
+            exclude=as_tuple(exclude),
+            include_bias_and_norm=include_bias_and_norm,
+            args=call_args(args, kw),
+        )
+
+
+@frozen(init=False)
+class Schedule:
+    kind: str
+    interval: Literal["epoch", "step"] = "epoch"
+    # What reduce_on_plateau watches; other schedules ignore it.
+    monitor: str = "val_loss"
+    args: FrozenMap = FrozenMap()
+
+    def __init__(self, kind: str, *, interval="epoch", monitor="val_loss", args=None, **kw):
+        self.__attrs_init__(kind=kind, interval=interval, monitor=monitor, args=call_args(args, kw))
+
+
+@frozen(init=False)
+class Optimizer:
+    kind: str = "adam"
+    lr: float = field(converter=as_float, default=1e-3, validator=positive)
+    groups: tuple[ParamGroup, ...] = ()
+    schedule: Schedule | None = None
+    args: FrozenMap = FrozenMap()
+
+    def __init__(self, kind="adam", *, lr=1e-3, groups=(), schedule=None, args=None, **kw):
+        self.__attrs_init__(
+            kind=kind, lr=lr, groups=tuple(groups), schedule=schedule, args=call_args(args, kw)
+        )
+
+
+@frozen(init=False)
+class Metric:
+    kind: str
+    args: FrozenMap = FrozenMap()
+
+    def __init__(self, kind: str, *, args=None, **kw):
+        self.__attrs_init__(kind=kind, args=call_args(args, kw))

@@ -1,0 +1,217 @@
+"""Composable pieces of a training run, each a `fit` callback with one job.
+
+Callbacks that must survive a resume expose `state_dict()` / `load_state_dict()`; the
+checkpointer stores those alongside the train state.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+
+from tdsl.registry.metrics import lookup_metric
+from tdsl.train.atomic_files import atomic_write_bytes, atomic_write_text
+from tdsl.train.state import TrainState
+
+
+def resolve_mode(monitor: str, mode: str) -> str:
+    """auto: maximize metrics where higher is better (accuracy, auroc, ...), else minimize."""
+    if mode != "auto":
+        return mode
+    found = lookup_metric(monitor.removeprefix("val_"))
+    return "max" if found is not None and found.higher_is_better else "min"
+
+
+class _Best:
+    def __init__(self, monitor: str, mode: str, min_delta: float = 0.0):
+        self.monitor, self.mode, self.min_delta = monitor, resolve_mode(monitor, mode), min_delta
+        self.best: float | None = None
+
+    def improved(self, logs: dict[str, float]) -> bool:
+        value = logs.get(self.monitor)
+        if value is None or math.isnan(value):
+            return False
+        if self.best is None:
+            return True
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+
+class EarlyStopping:
+    """Stop when `monitor` has not improved by more than `min_delta` for `patience` epochs."""
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        mode: str = "auto",
+        patience: int = 5,
+        min_delta: float = 0.0,
+    ):
+        self.tracker = _Best(monitor, mode, min_delta)
+        self.patience = patience
+        self.waited = 0
+
+    def on_epoch_end(self, run, state: TrainState, logs: dict[str, float]) -> None:
+        if self.tracker.improved(logs):
+            self.tracker.best = logs[self.tracker.monitor]
+            self.waited = 0
+            return
+        self.waited += 1
+        if self.waited >= self.patience:  # as in Keras: patience epochs without improvement
+            run.stop_reason = (
+                f"early stopping: {self.tracker.monitor} has not improved for "
+                f"{self.waited} epochs (best {self.tracker.best:.6g})"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.tracker.best, "waited": self.waited}
+
+    def load_state_dict(self, data: dict[str, Any]) -> None:
+        self.tracker.best, self.waited = data["best"], data["waited"]
+
+
+class Checkpointer:
+    """Writes `last.pt` every epoch and `best.pt` when `monitor` improves, atomically."""
+
+    def __init__(
+        self,
+        directory: Path,
+        spec_text: str,
+        monitor: str = "val_loss",
+        mode: str = "auto",
+        save_best: bool = True,
+        save_last: bool = True,
+        others: Sequence[Any] = (),
+    ):
+        self.directory, self.spec_text = directory, spec_text
+        self.tracker = _Best(monitor, mode)
+        self.save_best, self.save_last = save_best, save_last
+        self.others = others  # callbacks whose state is saved with the checkpoint
+
+    def payload(self, run, state: TrainState) -> dict[str, Any]:
+        return {
+            "format": "tdsl-checkpoint-1",
+            "spec": self.spec_text,
+            "state": state.to_dict(),
+            "model": state.model_state_dict(),
+            "history": run.history,
+            "callbacks": [c.state_dict() for c in self.others if hasattr(c, "state_dict")],
+            "checkpointer": {"best": self.tracker.best},
+            "stop_reason": run.stop_reason,
+        }
+
+    def _write(self, name: str, payload: dict[str, Any]) -> None:
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        atomic_write_bytes(self.directory / name, buffer.getvalue())
+
+    def on_fit_start(self, run, state: TrainState) -> None:
+        # A run interrupted during its first epoch can then be resumed from the start.
+        if self.save_last and not (self.directory / "last.pt").exists():
+            self._write("last.pt", self.payload(run, state))
+
+    def on_epoch_end(self, run, state: TrainState, logs: dict[str, float]) -> None:
+        improved = self.tracker.improved(logs)
+        if improved:
+            self.tracker.best = logs[self.tracker.monitor]
+        payload = self.payload(run, state)
+        if self.save_best and (improved or not (self.directory / "best.pt").exists()):
+            self._write("best.pt", payload)
+        if self.save_last:
+            self._write("last.pt", payload)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.tracker.best}
+
+    def load_state_dict(self, data: dict[str, Any]) -> None:
+        self.tracker.best = data["best"]
+
+
+class HistoryWriter:
+    """history.csv and history.jsonl in the run directory, rewritten whole each epoch."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+
+    def on_epoch_end(self, run, state: TrainState, logs: dict[str, float]) -> None:
+        columns: list[str] = []
+        for row in run.history:
+            columns += [key for key in row if key not in columns]
+        table = io.StringIO()
+        writer = csv.DictWriter(table, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(run.history)
+        atomic_write_text(self.directory / "history.csv", table.getvalue())
+        lines = "".join(json.dumps(row) + "\n" for row in run.history)
+        atomic_write_text(self.directory / "history.jsonl", lines)
+
+
+def _format_logs(logs: dict[str, float]) -> str:
+    parts = []
+    for key, value in logs.items():
+        if key in ("epoch", "seconds"):
+            continue
+        parts.append(f"{key}={value:.4g}")
+    return " ".join(parts)
+
+
+class ProgressPrinter:
+    """A live bar per epoch on a terminal; one line per epoch otherwise (logs, CI)."""
+
+    def __init__(self, stream: TextIO | None = None, refresh_seconds: float = 0.1):
+        self.stream = stream or sys.stderr
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.refresh = refresh_seconds
+
+    def on_fit_start(self, run, state: TrainState) -> None:
+        self.step, self.started, self.last_draw = 0, time.perf_counter(), 0.0
+        self.loss_sum, self.rows = None, 0
+
+    def on_batch_end(self, run, metrics: dict[str, Any]) -> None:
+        if not self.live:
+            return
+        if self.step == 0:
+            self.started = time.perf_counter()
+        self.step += 1
+        count = metrics["count"]
+        loss = metrics["loss"].detach() * count
+        self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
+        self.rows += count
+        now = time.perf_counter()
+        if now - self.last_draw < self.refresh and self.step < run.steps_per_epoch:
+            return
+        self.last_draw = now
+        elapsed = now - self.started
+        rate = self.step / elapsed if elapsed > 0 else 0.0
+        eta = (run.steps_per_epoch - self.step) / rate if rate else 0.0
+        done = int(24 * self.step / run.steps_per_epoch)
+        bar = "#" * done + "." * (24 - done)
+        running = float(self.loss_sum) / self.rows  # one host sync per redraw, not per step
+        self.stream.write(
+            f"\repoch {run.epoch + 1}/{run.epochs} [{bar}] {self.step}/"
+            f"{run.steps_per_epoch} {rate:.0f} it/s eta {eta:.1f}s loss {running:.4g}"
+        )
+        self.stream.flush()
+
+    def on_epoch_end(self, run, state: TrainState, logs: dict[str, float]) -> None:
+        prefix = "\r\x1b[2K" if self.live else ""
+        self.stream.write(
+            f"{prefix}epoch {int(logs['epoch'])}/{run.epochs} "
+            f"{_format_logs(logs)} ({logs['seconds']:.2f}s)\n"
+        )
+        self.stream.flush()
+        self.step, self.loss_sum, self.rows = 0, None, 0
+
+    def on_fit_end(self, run, state: TrainState) -> None:
+        if run.stop_reason:
+            self.stream.write(f"stopped: {run.stop_reason}\n")

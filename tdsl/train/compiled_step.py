@@ -1,0 +1,160 @@
+"""The opt-in compiled step (`train.compile: true`).
+
+Forward, loss, regularizers, backward (`torch.func.grad`), clipping and, for SGD, Adam and
+AdamW, the optimizer's update run as one `torch.compile` graph, so a small model's step is a
+few fused kernels instead of dozens of separately dispatched ops. The update calls torch's
+own functional optimizers (`torch.optim.adam.adam`, `torch.optim.sgd.sgd`) on the
+optimizer's own state tensors, so states and checkpoints are the same as in eager steps.
+Other optimizers get compiled gradients and run their usual eager `step()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch.func import functional_call
+from torch.optim.adam import adam
+from torch.optim.sgd import sgd
+
+from tdsl import spec as S
+
+
+def _adam_update(group: dict[str, Any], params, grads, states) -> None:
+    amsgrad = group["amsgrad"]
+    adam(
+        params,
+        grads,
+        [s["exp_avg"] for s in states],
+        [s["exp_avg_sq"] for s in states],
+        [s["max_exp_avg_sq"] for s in states] if amsgrad else [],
+        [s["step"] for s in states],
+        foreach=False,
+        decoupled_weight_decay=group.get("decoupled_weight_decay", False),
+        amsgrad=amsgrad,
+        beta1=group["betas"][0],
+        beta2=group["betas"][1],
+        lr=group["lr"],
+        weight_decay=group["weight_decay"],
+        eps=group["eps"],
+        maximize=group["maximize"],
+    )
+
+
+def _adam_ready(group: dict[str, Any], states: Sequence[dict[str, Any]]) -> bool:
+    return all("step" in s for s in states)
+
+
+def _sgd_update(group: dict[str, Any], params, grads, states) -> None:
+    momentum = group["momentum"]
+    buffers = [s.get("momentum_buffer") if momentum else None for s in states]
+    sgd(
+        params,
+        grads,
+        buffers,
+        foreach=False,
+        weight_decay=group["weight_decay"],
+        momentum=momentum,
+        lr=group["lr"],
+        dampening=group["dampening"],
+        nesterov=group["nesterov"],
+        maximize=group["maximize"],
+    )
+
+
+def _sgd_ready(group: dict[str, Any], states: Sequence[dict[str, Any]]) -> bool:
+    return not group["momentum"] or all("momentum_buffer" in s for s in states)
+
+
+# Optimizer class -> (its update on given tensors, whether its state tensors exist yet). Exact
+# classes only: a subclass may change what step() does.
+_UPDATES: dict[type, tuple[Callable[..., None], Callable[..., bool]]] = {
+    torch.optim.Adam: (_adam_update, _adam_ready),
+    torch.optim.AdamW: (_adam_update, _adam_ready),
+    torch.optim.SGD: (_sgd_update, _sgd_ready),
+}
+
+
+class CompiledStep:
+    """`__call__(features, target)` runs one training step on the module's parameters in
+    place and returns (output, data loss, regularizer terms); `ready()` says whether it can
+    (the optimizer's state must exist: the first step of a run is eager)."""
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        loss_fn: torch.nn.Module,
+        regularizers: Sequence[tuple[str, Callable[..., torch.Tensor]]],
+        optimizer: torch.optim.Optimizer,
+        autocast: Callable[[], Any],
+        train: S.Train,
+    ):
+        self.module, self.loss_fn, self.optimizer = module, loss_fn, optimizer
+        self.regularizers, self.autocast, self.train = tuple(regularizers), autocast, train
+        named = dict(module.named_parameters())
+        self.names = list(named)
+        self.params = list(named.values())
+        position = {id(p): i for i, p in enumerate(self.params)}
+        self.groups = [[position[id(p)] for p in g["params"]] for g in optimizer.param_groups]
+        self.update, self.is_ready = _UPDATES.get(type(optimizer), (None, None))
+        self.compiled = torch.compile(self._step)
+
+    def ready(self) -> bool:
+        if self.is_ready is None:
+            return True
+        state = self.optimizer.state
+        return all(
+            self.is_ready(group, [state[self.params[i]] for i in indices])
+            for group, indices in zip(self.optimizer.param_groups, self.groups, strict=True)
+        )
+
+    def __call__(self, features: Sequence[torch.Tensor], target: torch.Tensor):
+        if self.update is None:
+            grads, output, data_loss, terms = self.compiled(self.params, features, target, None)
+            for param, grad in zip(self.params, grads, strict=True):
+                param.grad = grad
+            self.optimizer.step()
+            return output, data_loss, terms
+        state = self.optimizer.state
+        groups = [
+            ({k: v for k, v in group.items() if k != "params"}, [state[self.params[i]] for i in ix])
+            for group, ix in zip(self.optimizer.param_groups, self.groups, strict=True)
+        ]
+        _, output, data_loss, terms = self.compiled(self.params, features, target, groups)
+        return output, data_loss, terms
+
+    def _loss(self, tensors, features, target):
+        params = dict(zip(self.names, tensors, strict=True))
+        with self.autocast():
+            output = functional_call(self.module, params, tuple(features))
+            data_loss = self.loss_fn(output.float(), target)
+        terms = [term(params) for _, term in self.regularizers]
+        total = data_loss + sum(terms) if terms else data_loss
+        return total, (output.detach(), data_loss.detach(), [t.detach() for t in terms])
+
+    def _clip(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        # The arithmetic of torch.nn.utils.clip_grad_norm_ / clip_grad_value_.
+        if self.train.clip_norm is not None:
+            total = torch.linalg.vector_norm(
+                torch.stack([torch.linalg.vector_norm(g) for g in grads])
+            )
+            scale = torch.clamp(self.train.clip_norm / (total + 1e-6), max=1.0)
+            grads = [g * scale for g in grads]
+        if self.train.clip_value is not None:
+            grads = [g.clamp(-self.train.clip_value, self.train.clip_value) for g in grads]
+        return grads
+
+    def _step(self, params, features, target, groups):
+        grads, (output, data_loss, terms) = torch.func.grad(self._loss, has_aux=True)(
+            params, features, target
+        )
+        grads = self._clip(list(grads))
+        if groups is None:
+            return grads, output, data_loss, terms
+        with torch.no_grad():
+            for (hyper, states), indices in zip(groups, self.groups, strict=True):
+                self.update(
+                    hyper, [params[i] for i in indices], [grads[i] for i in indices], states
+                )
+        return None, output, data_loss, terms

@@ -1,0 +1,274 @@
+"""Loops composed from a program's step functions: `fit`, `evaluate`, `predict`.
+
+Everything optional — early stopping, checkpoints, history files, progress output — is a
+callback; `fit` itself only runs epochs, accumulates exact epoch metrics (sums weighted
+by batch size, not means of batch means) and asks callbacks whether to stop.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import attrs
+import torch
+
+from tdsl import spec as S
+from tdsl.data import Splits, TensorData
+from tdsl.errors import TdslError
+from tdsl.train.program import Program
+from tdsl.train.state import TrainState
+
+
+class Callback(Protocol):
+    """Any of these methods may be left out."""
+
+    def on_fit_start(self, run: FitRun, state: TrainState) -> None: ...
+    def on_batch_end(self, run: FitRun, metrics: dict[str, Any]) -> None: ...
+    def on_epoch_end(self, run: FitRun, state: TrainState, logs: dict[str, float]) -> None: ...
+    def on_fit_end(self, run: FitRun, state: TrainState) -> None: ...
+
+
+@attrs.define
+class FitRun:
+    """What callbacks see and may change: the history so far, and a stop request."""
+
+    program: Program
+    epochs: int
+    steps_per_epoch: int
+    history: list[dict[str, float]]
+    epoch: int = 0
+    stop_reason: str | None = None
+
+
+@attrs.frozen
+class FitResult:
+    state: TrainState
+    history: list[dict[str, float]]
+    stop_reason: str | None
+
+
+class NonFiniteLoss(TdslError):
+    """Training produced a NaN or infinite loss (with on_nan: stop)."""
+
+
+class _Accumulator:
+    """Exact epoch totals: loss and regularizer sums weighted by rows, metric states.
+
+    Per step it only keeps references: batch losses stay on the device until the epoch ends
+    (one host sync then, not one per step), and outputs wait until enough rows are pending
+    to update the metric states in one go (exact either way: states are sums over rows)."""
+
+    FLUSH_ELEMENTS = 1 << 18
+
+    def __init__(self, program: Program):
+        self.program = program
+        self.values: dict[str, list[torch.Tensor]] = {}  # "loss" and regularizer terms
+        self.counts: list[int] = []
+        self.skipped = 0
+        self.stats: dict[str, Any] = {}
+        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.pending_elements = 0
+        self.batch_losses: list[torch.Tensor] | None = None  # this process's, kept by result()
+
+    @property
+    def losses(self) -> list[torch.Tensor]:
+        return self.values.get("loss", [])
+
+    def first_nonfinite(self) -> int | None:
+        """Index of the first batch whose loss was NaN or infinite, if any."""
+        losses = self.batch_losses if self.batch_losses is not None else self.losses
+        if not losses:
+            return None
+        finite = torch.isfinite(torch.stack(losses))
+        return None if bool(finite.all()) else int((~finite).nonzero()[0, 0])
+
+    def add(self, metrics: dict[str, Any]) -> None:
+        if metrics.get("skipped"):
+            self.skipped += 1
+            return
+        self.counts.append(metrics["count"])
+        for key, value in metrics.items():
+            if key not in ("count", "output", "target"):
+                self.values.setdefault(key, []).append(value)
+        if self.program.metrics:
+            output = metrics["output"]
+            self.pending.append((output, metrics["target"]))
+            self.pending_elements += output.numel()
+            if self.pending_elements >= self.FLUSH_ELEMENTS:
+                self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        outputs, targets = zip(*self.pending, strict=True)
+        self.pending, self.pending_elements = [], 0
+        one = len(outputs) == 1
+        states = self.program.measure(
+            outputs[0] if one else torch.cat(outputs), targets[0] if one else torch.cat(targets)
+        )
+        for metric in self.program.metrics:
+            previous = self.stats.get(metric.name)
+            state = states[metric.name]
+            self.stats[metric.name] = state if previous is None else metric.merge(previous, state)
+
+    def result(self, prefix: str = "") -> dict[str, float]:
+        self.batch_losses = list(self.losses)
+        if self.program.world is not None:  # data-parallel: add up every process's rows
+            self.program.world.merge_accumulated(self)
+        if not self.counts:  # every batch was skipped: nothing to average
+            names = ["loss", *(m.name for m in self.program.metrics)]
+            return {f"{prefix}{name}": float("nan") for name in names}
+        self._flush()
+        device = self.losses[0].device
+        counts = torch.tensor(self.counts, dtype=torch.float64, device=device)
+        columns = torch.stack([torch.stack(v).reshape(-1) for v in self.values.values()])
+        means = (torch.mv(columns.double(), counts) / sum(self.counts)).tolist()
+        logs = {f"{prefix}{key}": mean for key, mean in zip(self.values, means, strict=True)}
+        for metric in self.program.metrics:
+            logs[f"{prefix}{metric.name}"] = metric.compute(self.stats[metric.name])
+        return logs
+
+
+# Evaluation batches hold at least this many input values (4 MB of float32): small rows are
+# evaluated in few batches, large ones (images) four training batches at a time.
+EVAL_VALUES = 1 << 20
+
+
+def eval_batch_size(spec: S.Spec) -> int:
+    """Rows per evaluation batch: `train.eval_batch_size`, by default four training batches
+    or `EVAL_VALUES` input values, whichever is more (no activations are kept for a backward
+    pass, so larger batches fit)."""
+    if spec.train.eval_batch_size:
+        return spec.train.eval_batch_size
+    values_per_row = sum(math.prod(i.shape) for i in spec.model.inputs) or 1
+    return max(4 * spec.train.batch_size, EVAL_VALUES // values_per_row)
+
+
+def _order_seed(seed: int, epoch: int) -> int:
+    # Each epoch's shuffle depends only on (seed, epoch), so a resumed run replays it.
+    return seed * 1_000_003 + epoch
+
+
+def _on_device(
+    data: TensorData | None, program: Program, training: bool = False
+) -> TensorData | None:
+    if data is None:
+        return None
+    data = data.to(program.device)
+    # Data-parallel: each process takes its share of every batch.
+    return data if program.world is None else program.world.shard(data, training)
+
+
+def _call(callbacks: Sequence[Any], hook: str, *args: Any) -> None:
+    for callback in callbacks:
+        method = getattr(callback, hook, None)
+        if method is not None:
+            method(*args)
+
+
+def fit(
+    program: Program,
+    state: TrainState,
+    data: Splits | TensorData,
+    *,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    callbacks: Iterable[Any] = (),
+    history: list[dict[str, float]] | None = None,
+) -> FitResult:
+    """Train from `state` (not modified) for the spec's epochs, or `epochs` in total."""
+    spec = program.spec
+    epochs = spec.train.epochs if epochs is None else epochs
+    batch_size = spec.train.batch_size if batch_size is None else batch_size
+    train = _on_device(data.train if isinstance(data, Splits) else data, program, training=True)
+    val = _on_device(data.val if isinstance(data, Splits) else None, program)
+    callbacks = list(callbacks)
+    run = FitRun(program, epochs, train.num_batches(batch_size), list(history or []))
+    _call(callbacks, "on_fit_start", run, state)
+    batch_hooks = [c.on_batch_end for c in callbacks if hasattr(c, "on_batch_end")]
+    owned = False  # the caller's state is never donated; the ones fit creates are
+    while state.epoch < epochs and run.stop_reason is None:
+        run.epoch = state.epoch
+        if program.world is not None:  # each process's own dropout stream
+            state = program.world.rank_rng(state, spec.seed)
+        started = time.perf_counter()
+        totals = _Accumulator(program)
+        for batch in train.batches(batch_size, _order_seed(spec.seed, state.epoch)):
+            state, metrics = program.train_step(state, batch, donate=owned)
+            owned = True
+            totals.add(metrics)
+            for hook in batch_hooks:
+                hook(run, metrics)
+        logs = {"epoch": state.epoch + 1, **totals.result()}
+        # A NaN or infinite batch loss makes the epoch's loss one too, so the batches are
+        # searched only then: no extra host sync per epoch.
+        bad = None if math.isfinite(logs["loss"]) else totals.first_nonfinite()
+        if bad is not None:
+            raise _nonfinite(run, state, bad, totals)
+        if totals.skipped:
+            logs["skipped_batches"] = totals.skipped
+        if val is not None and len(val):
+            logs.update(evaluate(program, state, val, prefix="val_"))
+        logs["lr"] = state.lrs[0]
+        logs["seconds"] = time.perf_counter() - started
+        state = program.end_epoch(state, logs)
+        owned = True
+        run.history.append(logs)
+        _call(callbacks, "on_epoch_end", run, state, logs)
+    _call(callbacks, "on_fit_end", run, state)
+    return FitResult(state, run.history, run.stop_reason)
+
+
+def _nonfinite(run: FitRun, state: TrainState, index: int, totals: _Accumulator) -> NonFiniteLoss:
+    batches = len(totals.losses) + totals.skipped
+    step = state.step - batches + index + 1
+    value = float(totals.losses[index])
+    last = run.history[-1] if run.history else None
+    shown = (
+        " ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("epoch", "seconds"))
+        if last
+        else "none (the first epoch)"
+    )
+    return NonFiniteLoss(
+        f"the loss became {value} at step {step} (epoch {run.epoch + 1}, batch {index + 1} of "
+        f"{batches}); last finite epoch metrics: {shown}. The checkpoint of the last good "
+        "epoch is kept; lower the learning rate, clip gradients (train.clip_norm), or set "
+        "train.on_nan: skip_batch"
+    )
+
+
+def evaluate(
+    program: Program,
+    state: TrainState,
+    data: TensorData,
+    *,
+    batch_size: int | None = None,
+    prefix: str = "",
+) -> dict[str, float]:
+    """Exact metrics of `state` over all of `data`, with names prefixed by `prefix`."""
+    batch_size = batch_size or eval_batch_size(program.spec)
+    data = _on_device(data, program)
+    totals = _Accumulator(program)
+    for batch in data.batches(batch_size):
+        totals.add(program.eval_step(state, batch))
+    return totals.result(prefix)
+
+
+def predict(
+    program: Program,
+    state: TrainState,
+    features: Sequence[torch.Tensor],
+    *,
+    batch_size: int | None = None,
+) -> torch.Tensor:
+    """The model's outputs for every row of `features`, in order, on the CPU."""
+    batch_size = batch_size or eval_batch_size(program.spec)
+    features = tuple(f.to(program.device) for f in features)
+    outputs = []
+    for start in range(0, int(features[0].shape[0]), batch_size):
+        chunk = tuple(f[start : start + batch_size] for f in features)
+        outputs.append(program.predict_step(state, chunk).float().cpu())
+    return torch.cat(outputs)

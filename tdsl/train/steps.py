@@ -1,0 +1,358 @@
+"""Pure step functions over `TrainState`.
+
+A step loads the state's tensors into the module's parameter slots (cloned, unless the
+caller donates the state), runs torch's own optimizer and scheduler on them, and returns a
+new state holding the results. So any torch.optim optimizer works unchanged, and the input
+state is never modified. For SGD, Adam and AdamW on the CPU a pure step instead only reads
+the state's parameters and updates them out of place (`tdsl.pure_updates`), which saves
+the copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import torch
+
+from tdsl import spec as S
+from tdsl.data import Batch
+from tdsl.errors import Diagnostics
+from tdsl.model.build import GraphModule, build_graph, materialize
+from tdsl.model.graph import Graph
+from tdsl.registry.metrics import Metric
+from tdsl.train.compiled_step import CompiledStep
+from tdsl.train.pure_updates import PureUpdate, pure_update_for
+from tdsl.train.state import TrainState
+from tdsl.train.state_slots import Slots
+
+_RANDOM_LAYERS = (
+    torch.nn.Dropout,
+    torch.nn.Dropout1d,
+    torch.nn.Dropout2d,
+    torch.nn.Dropout3d,
+    torch.nn.AlphaDropout,
+    torch.nn.FeatureAlphaDropout,
+    torch.nn.RReLU,
+)
+
+
+def uses_randomness(module: torch.nn.Module) -> bool:
+    """Whether a training forward pass may draw random numbers."""
+    for layer in module.modules():
+        if not type(layer).__module__.startswith(("torch.nn.", "tdsl.")):
+            return True  # user code: assume it does
+        if isinstance(layer, _RANDOM_LAYERS):
+            return True
+        dropout = getattr(layer, "dropout", 0.0)  # RNNs and attention drop out internally
+        if isinstance(dropout, float | int) and dropout > 0:
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def _scheduler_order_unchecked():
+    """The scheduler and optimizer are reloaded from the state each time, and an out-of-place
+    update never calls optimizer.step(), so torch's "scheduler stepped before optimizer"
+    heuristic does not apply."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        yield
+
+
+@attrs.frozen
+class Objective:
+    """What a step minimizes and measures."""
+
+    loss_fn: torch.nn.Module
+    to_prob: Callable[[torch.Tensor], torch.Tensor]  # output -> probabilities, for metrics
+    # Penalties as functions of the parameters by name.
+    regularizers: tuple[tuple[str, Callable[[Mapping[str, torch.Tensor]], torch.Tensor]], ...]
+    metrics: tuple[Metric, ...]
+    target_kind: str
+
+
+class Steps:
+    def __init__(
+        self,
+        spec: S.Spec,
+        graph: Graph,
+        module: GraphModule,
+        device: torch.device,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        objective: Objective,
+        autocast: Callable[[], Any],
+        allow_imports: Sequence[str] = (),
+        world: Any = None,
+        values: dict[str, Any] | None = None,
+    ):
+        self.spec, self.graph, self.module, self.device = spec, graph, module, device
+        self.allow_imports = tuple(allow_imports)  # init() rebuilds the user's layers too
+        self.world = world  # tdsl.distributed.World: processes that share each batch
+        self.values = values  # each node's meta value, from validation: init() builds from them
+        self.optimizer, self.scheduler, self.autocast = optimizer, scheduler, autocast
+        self.slots = Slots(module, optimizer)
+        self.params, self.buffers = self.slots.params, self.slots.buffers
+        # Without random layers a step draws no random numbers, so the RNG state passes
+        # through unchanged and need not be set and read back each step.
+        self.stochastic = uses_randomness(module)
+        self.loss_fn, self.to_prob = objective.loss_fn, objective.to_prob
+        self.regularizers, self.metrics = objective.regularizers, objective.metrics
+        self.target_kind = objective.target_kind
+        self.initial_hyper = self.slots.hyper()
+        self.initial_schedule = scheduler.state_dict() if scheduler else None
+        # fp16 needs loss scaling so small gradients do not underflow; bf16 does not.
+        fp16 = spec.device.precision == "fp16"
+        self.scaler = torch.amp.GradScaler(device.type) if fp16 else None
+        self.training: bool | None = None
+        # Decided once here rather than looked up in the spec on every step.
+        train = spec.train
+        self.skip_nonfinite = train.on_nan == "skip_batch"
+        self.clipping = train.clip_norm is not None or train.clip_value is not None
+        schedule = spec.optimizer.schedule
+        self.step_schedule = scheduler is not None and schedule.interval == "step"
+        self.compiled = (
+            CompiledStep(module, self.loss_fn, self.regularizers, optimizer, autocast, train)
+            if train.compile
+            else None
+        )
+        # The out-of-place update a pure step may use instead of cloning; only where nothing
+        # else touches the optimizer: no loss scaler, gradient sync, compiled update,
+        # accumulation, or skipped batch (which needs the untouched input).
+        plain = not (fp16 or world is not None or train.compile or self.skip_nonfinite)
+        plain = plain and train.accumulate == 1
+        self.pure_update = pure_update_for(optimizer, module, device) if plain else None
+
+    def _rng(self) -> tuple[torch.Tensor, ...]:
+        states = [torch.get_rng_state()]
+        if self.device.type == "cuda":
+            states.append(torch.cuda.get_rng_state(self.device))
+        return tuple(states)
+
+    def _set_rng(self, rng: tuple[torch.Tensor, ...]) -> None:
+        torch.set_rng_state(rng[0])
+        if self.device.type == "cuda" and len(rng) > 1:
+            torch.cuda.set_rng_state(rng[1], self.device)
+
+    def init(self, seed: int) -> TrainState:
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            if self.values is not None:
+                fresh = materialize(self.graph, self.values, self.device, self.allow_imports)
+            else:
+                fresh, _ = build_graph(
+                    self.graph, Diagnostics(), device=self.device, allow_imports=self.allow_imports
+                )
+            rng_start = torch.Generator().manual_seed(seed).get_state()
+            rng = (rng_start,) + (
+                (torch.cuda.get_rng_state(self.device),) if self.device.type == "cuda" else ()
+            )
+        return TrainState(
+            params={n: p.detach() for n, p in fresh.named_parameters()},
+            buffers={n: b.detach() for n, b in fresh.named_buffers()},
+            optimizer={},
+            hyper=tuple(dict(h) for h in self.initial_hyper),
+            schedule=copy.deepcopy(self.initial_schedule),
+            step=0,
+            epoch=0,
+            rng=rng,
+            scaler=self.scaler.state_dict() if self.scaler is not None else None,
+        )
+
+    def _mode(self, training: bool) -> None:
+        if self.training is not training:
+            self.module.train(training)
+            self.training = training
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def _target(self, batch: Batch) -> torch.Tensor:
+        target = batch.target
+        if self.target_kind == "class":
+            return target.reshape(-1).long()
+        return target.float()
+
+    def measure(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
+        """Each metric's state over these rows (`output` as the model gives it)."""
+        prob = self.to_prob(output.detach().float())
+        return {m.name: m.update(m.init(), prob, target) for m in self.metrics}
+
+    @staticmethod
+    def _batch_metrics(
+        output: torch.Tensor,
+        target: torch.Tensor,
+        loss: torch.Tensor,
+        extra: dict[str, torch.Tensor],
+    ) -> dict[str, Any]:
+        # Outputs, not metric states: loops update metrics over many batches at once.
+        count = target.shape[0]
+        return {
+            "loss": loss.detach(),
+            **extra,
+            "count": count,
+            "output": output.detach(),
+            "target": target,
+        }
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def _accumulate(self, batch: Batch, target: torch.Tensor):
+        """Forward and backward over `accumulate` micro-batches; the gradients add up to the
+        full batch's because each mean-reduced loss is weighted by its share of the rows."""
+        pieces = min(self.spec.train.accumulate, batch.size)
+        features = [torch.tensor_split(f, pieces) for f in batch.features]
+        outputs, data_loss = [], None
+        for index, part in enumerate(torch.tensor_split(target, pieces)):
+            with self.autocast():
+                output = self.module(*(f[index] for f in features))
+                loss = self.loss_fn(output.float(), part) * (part.shape[0] / batch.size)
+            self._backward(loss)
+            outputs.append(output.detach())
+            data_loss = loss.detach() if data_loss is None else data_loss + loss.detach()
+        return (outputs[0] if pieces == 1 else torch.cat(outputs)), data_loss
+
+    def _clip(self) -> None:
+        train = self.spec.train
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled ones
+        params = list(self.params.values())
+        if train.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, train.clip_norm)
+        if train.clip_value is not None:
+            torch.nn.utils.clip_grad_value_(params, train.clip_value)
+
+    def _skipped(self, state: TrainState) -> tuple[TrainState, dict[str, Any]]:
+        """The batch's loss was not finite and on_nan is skip_batch: no update happens. The
+        tensors were cloned on load, so the new state may share the input state's."""
+        for param in self.params.values():
+            param.grad = None
+        new_state = attrs.evolve(
+            state,
+            step=state.step + 1,
+            rng=self._rng() if self.stochastic else state.rng,
+            lease=type(state.lease)(),
+        )
+        return new_state, {"skipped": 1, "count": 0}
+
+    def train_step(self, state: TrainState, batch: Batch, donate: bool):
+        state.check_usable()
+        skip_nonfinite = self.skip_nonfinite
+        update = None if donate else self.pure_update
+        out_of_place = update is not None and update.covers(state.hyper)
+        if out_of_place:
+            self.slots.borrow(state)
+            reloaded = True
+        else:
+            # Skipping needs the untouched input tensors, so it never updates in place.
+            reloaded = self.slots.load(state, clone=not donate or skip_nonfinite)
+        if donate:
+            state.lease.spent = True
+        if self.stochastic:
+            self._set_rng(state.rng)
+        self._mode(True)
+        target = self._target(batch)
+        for param in self.params.values():
+            param.grad = None
+        compiled = self.compiled is not None and self.compiled.ready()
+        if compiled:  # forward, backward, clipping and the update in one graph
+            output, data_loss, term_values = self.compiled(batch.features, target)
+            terms = dict(zip((name for name, _ in self.regularizers), term_values, strict=True))
+        elif self.spec.train.accumulate == 1:
+            with self.autocast():
+                output = self.module(*batch.features)
+                data_loss = self.loss_fn(output.float(), target)
+            terms = {name: term(self.params) for name, term in self.regularizers}
+            self._backward(data_loss + sum(terms.values()) if terms else data_loss)
+        else:
+            output, data_loss = self._accumulate(batch, target)
+            terms = {name: term(self.params) for name, term in self.regularizers}
+            if terms:
+                self._backward(sum(terms.values()))
+        if self.world is not None:  # the whole global batch's gradient and loss, everywhere
+            params, buffers = self.params.values(), self.buffers.values()
+            data_loss = self.world.sync_gradients(params, buffers, data_loss, batch.size)
+        if skip_nonfinite and not bool(torch.isfinite(data_loss + sum(terms.values()))):
+            return self._skipped(state)
+        if self.clipping and not compiled:
+            self._clip()
+        if self.scaler is not None:
+            self.scaler.load_state_dict(state.scaler)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        elif out_of_place:
+            self._update_out_of_place(update, state)
+        elif not compiled:
+            self.optimizer.step()
+        for param in self.params.values():
+            param.grad = None
+        schedule = state.schedule
+        if self.step_schedule:
+            self.scheduler.load_state_dict(state.schedule)
+            with _scheduler_order_unchecked():
+                self.scheduler.step()
+            schedule = self.scheduler.state_dict()
+        new_state = self.slots.snapshot(
+            state,
+            reloaded,
+            # Optimizers leave their hyperparameters alone; only a schedule changes them.
+            hyper=None if self.step_schedule else state.hyper,
+            schedule=schedule,
+            step=state.step + 1,
+            rng=self._rng() if self.stochastic else state.rng,
+            scaler=self.scaler.state_dict() if self.scaler is not None else None,
+        )
+        extra = {name: value.detach() for name, value in terms.items()}
+        return new_state, self._batch_metrics(output, target, data_loss, extra)
+
+    def _update_out_of_place(self, update: PureUpdate, state: TrainState) -> None:
+        """The optimizer's step on the borrowed `state`, leaving its tensors alone."""
+        made = update(state.params, state.optimizer)
+        if made is None:  # a step it does not cover (sparse gradients): clone after all
+            self.slots.unborrow(state)
+            self.optimizer.step()
+        else:
+            self.slots.adopt(*made)
+
+    @torch.no_grad()
+    def eval_step(self, state: TrainState, batch: Batch) -> dict[str, Any]:
+        state.check_usable()
+        self.slots.load(state, clone=False)  # evaluation only reads the tensors
+        self._mode(False)
+        target = self._target(batch)
+        with self.autocast():
+            output = self.module(*batch.features)
+            loss = self.loss_fn(output.float(), target)
+        return self._batch_metrics(output, target, loss, {})
+
+    @torch.no_grad()
+    def predict_step(self, state: TrainState, features: tuple[torch.Tensor, ...]) -> Any:
+        state.check_usable()
+        self.slots.load(state, clone=False)
+        self._mode(False)
+        with self.autocast():
+            return self.module(*features)
+
+    def end_epoch(self, state: TrainState, logs: dict[str, float]) -> TrainState:
+        state.check_usable()
+        schedule = state.schedule
+        hyper = state.hyper
+        if self.scheduler is not None and self.spec.optimizer.schedule.interval == "epoch":
+            self.scheduler.load_state_dict(state.schedule)
+            for group, values in zip(self.optimizer.param_groups, state.hyper, strict=True):
+                group.update(values)
+            with _scheduler_order_unchecked():
+                if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    monitor = self.spec.optimizer.schedule.monitor
+                    self.scheduler.step(logs.get(monitor, logs["loss"]))
+                else:
+                    self.scheduler.step()
+            schedule, hyper = self.scheduler.state_dict(), self.slots.hyper()
+        return attrs.evolve(
+            state, schedule=schedule, hyper=hyper, epoch=state.epoch + 1, lease=type(state.lease)()
+        )
