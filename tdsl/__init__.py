@@ -9,6 +9,7 @@ from tdsl.check.summary import summarize, summary
 from tdsl.data import load_data
 from tdsl.errors import Diagnostic, Report, SpecError, TdslError
 from tdsl.spec import (
+    Block,
     Bundled,
     Checkpoint,
     Column,
@@ -45,6 +46,7 @@ from tdsl.train.program import Program, compile
 from tdsl.train.state import TrainState
 
 __all__ = [
+    "Block",
     "Bundled",
     "Checkpoint",
     "Column",

@@ -192,12 +192,24 @@ class Diagnostics:
 
     def __init__(self) -> None:
         self.items: list[Diagnostic] = []
+        # A block used many times reports a mistake in its layers once, not once per use.
+        self._seen: set[tuple[str, SpecPath, str]] = set()
+        # Every error reported, repeats included: how a stage tells that a part it checked
+        # failed even when the failure was already on the list.
+        self.error_count = 0
+
+    def _add(self, path: SpecPath, message: str, severity: str, hint: str | None) -> None:
+        self.error_count += severity == "error"
+        key = (severity, tuple(path), message)
+        if key not in self._seen:
+            self._seen.add(key)
+            self.items.append(Diagnostic(tuple(path), message, severity, hint))
 
     def error(self, path: SpecPath, message: str, hint: str | None = None) -> None:
-        self.items.append(Diagnostic(tuple(path), message, "error", hint))
+        self._add(path, message, "error", hint)
 
     def warning(self, path: SpecPath, message: str, hint: str | None = None) -> None:
-        self.items.append(Diagnostic(tuple(path), message, "warning", hint))
+        self._add(path, message, "warning", hint)
 
     @property
     def has_errors(self) -> bool:

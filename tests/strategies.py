@@ -279,11 +279,36 @@ inputs = _build(
 )
 
 
-layers = _call(tdsl.Layer, names, {"name": st.one_of(st.none(), names), "inputs": name_tuples})
+references = names.map(lambda n: f"${n}")
+layers = _call(
+    tdsl.Layer,
+    names,
+    {
+        "name": st.one_of(st.none(), names),
+        "inputs": name_tuples,
+        "repeat": st.one_of(st.integers(min_value=1, max_value=12), references),
+        "first": st.dictionaries(identifiers, arg_values, max_size=2),
+        "vary": st.dictionaries(identifiers, st.lists(arg_values, max_size=3), max_size=2),
+        "share": names,
+        "tie": st.dictionaries(identifiers, names.map(lambda n: f"{n}.weight"), max_size=2),
+        "when": st.one_of(st.booleans(), references),
+    },
+    tag_optional=True,
+)
+
+blocks = _build(
+    tdsl.Block,
+    optional={
+        "inputs": st.lists(names, min_size=1, max_size=3),
+        "outputs": name_tuples,
+        "params": st.dictionaries(identifiers, st.one_of(st.none(), arg_values), max_size=3),
+    },
+    required={"layers": st.lists(layers, min_size=1, max_size=3)},
+)
 
 models = _build(
     tdsl.Model,
-    optional={"outputs": name_tuples},
+    optional={"outputs": name_tuples, "blocks": st.dictionaries(names, blocks, max_size=2)},
     required={
         "inputs": st.lists(inputs, min_size=1, max_size=2),
         "layers": st.lists(layers, min_size=1, max_size=4),

@@ -56,6 +56,13 @@ def tdsl_imports(path: Path) -> list[tuple[int, str]]:
 MODULES = sorted(PACKAGE.rglob("*.py"))
 
 
+def test_every_stage_is_a_regular_package():
+    """Without `__init__.py` a folder is a namespace package, which setuptools' package
+    discovery leaves out of a (non-editable) install."""
+    folders = {p.parent for p in MODULES}
+    assert [f for f in folders if not (f / "__init__.py").exists()] == []
+
+
 def test_every_module_sits_in_a_stage():
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert top == ["__init__.py", "__main__.py", "errors.py"]

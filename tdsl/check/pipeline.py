@@ -20,7 +20,8 @@ from tdsl.check import outputs_and_targets as checks
 from tdsl.check import training_setup as checks_setup
 from tdsl.errors import Diagnostic, Diagnostics, Report, did_you_mean
 from tdsl.model.build import GraphModule, build_graph, check_arguments
-from tdsl.model.graph import Graph, Node, auto_names, resolve
+from tdsl.model.graph import Graph, Node
+from tdsl.model.resolve import auto_names, resolve
 from tdsl.registry.ops import BATCH, all_op_names, lookup
 from tdsl.registry.user_code import ImportRefused
 from tdsl.spec.load_dump import locate, read_spec
@@ -56,6 +57,8 @@ def infer(spec: S.Spec, diags: Diagnostics, allow_imports: Sequence[str] = ()) -
 def _check_ops_only(model: S.Model, diags: Diagnostics, allow_imports: Sequence[str]) -> None:
     """When the graph cannot be resolved, still report unknown ops and arguments."""
     for index, (layer, name) in enumerate(zip(model.layers, auto_names(model.layers), strict=True)):
+        if layer.op is None or layer.op in model.blocks:
+            continue  # shared layers and block uses: their problems are the graph's
         inputs = layer.inputs or ("<previous>",)
         node = Node(name, layer.op, layer.args, inputs, ("model", "layers", index))
         try:

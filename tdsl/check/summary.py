@@ -71,18 +71,16 @@ def _inferred(spec: S.Spec | str | os.PathLike, allow_imports: Sequence[str]):
     return spec, inference
 
 
-def summarize(spec: S.Spec | str | os.PathLike, allow_imports: Sequence[str] = ()) -> Summary:
-    """The summary of a valid spec's model; raises `SpecError` if the model does not infer."""
+def summarize(
+    spec: S.Spec | str | os.PathLike, allow_imports: Sequence[str] = (), expand: bool = False
+) -> Summary:
+    """The summary of a valid spec's model; raises `SpecError` if the model does not infer.
+    A block use, a repeated layer and a shared one are one row each (a parameter shared or
+    tied is counted in the first row that holds it); `expand` adds a row per inner layer."""
     spec, inference = _inferred(spec, allow_imports)
     module = inference.module
-    rows = []
-    for node in inference.graph.nodes:
-        params = list(module.get_submodule(node.name).parameters())
-        trainable = sum(p.numel() for p in params if p.requires_grad)
-        frozen = sum(p.numel() for p in params if not p.requires_grad)
-        rows.append(
-            Row(node.name, node.op, describe(inference.values[node.name]), trainable, frozen)
-        )
+    rows: list[Row] = []
+    _rows(inference.graph, module, inference.values, "", expand, set(), rows)
     params = list(module.parameters())
     return Summary(
         rows=tuple(rows),
@@ -91,6 +89,46 @@ def summarize(spec: S.Spec | str | os.PathLike, allow_imports: Sequence[str] = (
         buffers=sum(b.numel() for b in module.buffers() if b.dtype != torch.int64),
         param_bytes=sum(p.numel() * p.element_size() for p in params),
     )
+
+
+def _rows(graph, module, values, prefix: str, expand: bool, seen: set[int], rows: list[Row]):
+    for node in graph.nodes:
+        path = prefix + node.name
+        op = f"{node.op} (shares {prefix}{node.shares})" if node.shares else node.op
+        inner = expand and not node.shares and (node.copies or node.body is not None)
+        _row(
+            rows,
+            module,
+            values,
+            path,
+            f"{op} x{len(node.copies)}" if node.copies else op,
+            seen,
+            owns=not node.shares,
+            count_as_seen=not inner,
+        )
+        if not inner:
+            continue
+        for copy in node.copies:
+            copy_path = f"{path}.{copy.name}"
+            if copy.body is None:
+                _row(rows, module, values, copy_path, copy.op, seen)
+            else:
+                _row(rows, module, values, copy_path, copy.op, seen, count_as_seen=False)
+                _rows(copy.body, module, values, copy_path + ".", expand, seen, rows)
+        if node.body is not None:
+            _rows(node.body, module, values, path + ".", expand, seen, rows)
+
+
+def _row(rows, module, values, path, op, seen, owns=True, count_as_seen=True) -> None:
+    """A row whose parameters are those not shown in an earlier row (shared or tied ones
+    are counted once); a row with rows inside it shows its total but leaves them to those."""
+    params = list(module.get_submodule(path).parameters()) if owns else []
+    fresh = [p for p in params if id(p) not in seen]
+    if count_as_seen:
+        seen.update(id(p) for p in fresh)
+    trainable = sum(p.numel() for p in fresh if p.requires_grad)
+    frozen = sum(p.numel() for p in fresh if not p.requires_grad)
+    rows.append(Row(path, op, describe(values[path]), trainable, frozen))
 
 
 def parameter_table(spec: S.Spec | str | os.PathLike, allow_imports: Sequence[str] = ()) -> str:
@@ -120,8 +158,12 @@ def parameter_table(spec: S.Spec | str | os.PathLike, allow_imports: Sequence[st
 
 
 def summary(
-    spec: S.Spec | str | os.PathLike, params: bool = False, allow_imports: Sequence[str] = ()
+    spec: S.Spec | str | os.PathLike,
+    params: bool = False,
+    allow_imports: Sequence[str] = (),
+    expand: bool = False,
 ) -> str:
-    """The summary table as text; with params, the per-parameter table after it."""
-    text = summarize(spec, allow_imports).table()
+    """The summary table as text; with params, the per-parameter table after it; with
+    expand, a row for every layer inside blocks and repeats."""
+    text = summarize(spec, allow_imports, expand).table()
     return text + "\n\n" + parameter_table(spec, allow_imports) if params else text

@@ -14,7 +14,7 @@ import torch
 
 from tdsl import spec as S
 from tdsl.errors import Diagnostics, SpecPath, check_keywords, did_you_mean
-from tdsl.model.graph import Graph
+from tdsl.model.graph import Graph, module_ops
 from tdsl.model.selectors import select
 from tdsl.registry import optimizer_args as optim_args
 from tdsl.registry.optimizers import (
@@ -146,7 +146,7 @@ def check_selectors(
 ) -> dict[str, tuple[str, ...]]:
     """Report selectors that pick nothing or overlap; return what each one picked, keyed
     by its spec path (`loss.regularizers[0]`, `optimizer.groups[1]`)."""
-    ops = {n.name: n.op for n in graph.nodes}
+    ops = module_ops(graph)
     picked: dict[str, tuple[str, ...]] = {}
     all_names = [name for name, _ in module.named_parameters()]
     hint = "parameters: " + ", ".join(all_names[:8]) + (" ..." if len(all_names) > 8 else "")

@@ -17,6 +17,7 @@ from torch import nn
 
 from tdsl.errors import Diagnostics, check_keywords, did_you_mean, show
 from tdsl.model.graph import Graph, Node
+from tdsl.model.modules import GraphModule, Repeated
 from tdsl.registry import ops
 from tdsl.registry import shape_rules as shapes
 from tdsl.registry.ops import BATCH, DTYPES, shape_text
@@ -45,42 +46,6 @@ _POSITIVE = {
 _PROBABILITY = {"p", "dropout"}
 # Stacks deeper than any trained model, whose construction alone would take minutes.
 _AT_MOST = {"num_layers": 1024}
-
-
-class GraphModule(nn.Module):
-    """A layer graph as a plain module. Submodules are named after the nodes, so its
-    `state_dict` keys (`linear1.weight`) match a hand-written `nn.Sequential` using the same
-    names."""
-
-    def __init__(self, graph: Graph, layers: dict[str, nn.Module]):
-        super().__init__()
-        for name, layer in layers.items():
-            self.add_module(name, layer)
-        self.input_names = tuple(i.name for i in graph.inputs)
-        self.output_names = graph.outputs
-        self.plan = tuple((n.name, n.inputs) for n in graph.nodes)
-        # A plain chain (each node reads the one before, the last is the output) runs without
-        # the name lookups, which cost more than tiny layers do.
-        previous = self.input_names
-        chain = bool(graph.nodes) and len(previous) == 1
-        chain = chain and graph.outputs == (graph.nodes[-1].name,)
-        for node in graph.nodes:
-            chain = chain and tuple(node.inputs) == tuple(previous)
-            previous = (node.name,)
-        self.chain = tuple(layers[n.name] for n in graph.nodes) if chain else None
-
-    def forward(self, *inputs: Any) -> Any:
-        if self.chain is not None:
-            (value,) = inputs
-            for layer in self.chain:
-                value = layer(value)
-            return value
-        values = dict(zip(self.input_names, inputs, strict=True))
-        for name, sources in self.plan:
-            values[name] = self._modules[name](*[values[s] for s in sources])
-        if len(self.output_names) == 1:
-            return values[self.output_names[0]]
-        return tuple(values[o] for o in self.output_names)
 
 
 def example_inputs(graph: Graph, batch_size: int, device: str = "meta") -> dict[str, torch.Tensor]:
@@ -152,51 +117,20 @@ def build_graph(
     device: str | torch.device = "meta",
     allow_imports: Sequence[str] = (),
 ) -> tuple[GraphModule | None, dict[str, Any]]:
-    """Build every node; return the module (None if any node failed) and each node's value.
+    """Build every node; return the module (None if any node failed) and the value of every
+    node, keyed by its module path (`layer1.0.conv1`; a block use's inputs too).
 
-    Values are always meta tensors; with a real `device`, layers are constructed a second
-    time there, in graph order, so parameter initialization consumes the RNG as a
+    Values are always meta tensors; with a real `device` the module is then constructed
+    there from them (`materialize`), so parameter initialization consumes the RNG as a
     hand-written model defining the same layers in the same order would.
     """
-    values: dict[str, Any] = example_inputs(graph, batch_size)
-    layers: dict[str, nn.Module] = {}
-    failed = False
-    for node in graph.nodes:
-        try:
-            op = ops.lookup(node.op, allow_imports)
-        except ImportRefused as exc:
-            diags.error((*node.path, "op"), exc.message, exc.hint)
-            failed = True
-            continue
-        if op is None:
-            diags.error(
-                (*node.path, "op"),
-                f"unknown op {node.op!r}",
-                did_you_mean(node.op, ops.all_op_names()),
-            )
-            failed = True
-            continue
-        if not check_arguments(node, op, diags):
-            failed = True
-            continue
-        if any(s not in values for s in node.inputs):
-            failed = True  # an upstream node failed and was reported already
-            continue
-        inputs = [values[s] for s in node.inputs]
-        layer = _build_node(node, op, inputs, diags)
-        if layer is None:
-            failed = True
-            continue
-        output = _run_node(node, layer, inputs, diags)
-        if output is None:
-            failed = True
-            continue
-        values[node.name] = output
-        if str(device) != "meta":
-            with torch.device(device):
-                layer = op.build(dict(node.args), inputs)
-        layers[node.name] = layer
-    return (None if failed else GraphModule(graph, layers)), values
+    values: dict[str, Any] = dict(example_inputs(graph, batch_size))
+    module = _Builder(diags, allow_imports, values).graph(graph, "")
+    if module is not None and not _tie(graph, module, "", module, diags):
+        module = None
+    if module is not None and str(device) != "meta":
+        module = materialize(graph, values, device, allow_imports)
+    return module, values
 
 
 def materialize(
@@ -208,12 +142,149 @@ def materialize(
     """The module of a graph that `build_graph` has checked, built on `device` from the
     meta values it inferred (no second inference), in graph order, so initialization
     consumes the RNG as a hand-written model defining the same layers would."""
-    layers = {}
     with torch.device(device):
+        module = _Builder(Diagnostics(), allow_imports, values, infer=False).graph(graph, "")
+    assert module is not None, "materialize needs a graph that build_graph has checked"
+    _tie(graph, module, "", module, Diagnostics())
+    return module
+
+
+class _Builder:
+    """One pass over a graph and the graphs of its block uses. Inferring, it builds each
+    layer on meta and records its output in `values`; otherwise it builds on the current
+    device from the values recorded before."""
+
+    def __init__(
+        self,
+        diags: Diagnostics,
+        allow_imports: Sequence[str],
+        values: dict[str, Any],
+        infer: bool = True,
+    ):
+        self.diags, self.allow_imports, self.values, self.infer = (
+            diags,
+            allow_imports,
+            values,
+            infer,
+        )
+
+    def graph(self, graph: Graph, prefix: str) -> GraphModule | None:
+        layers: dict[str, nn.Module] = {}
+        failed = False
         for node in graph.nodes:
-            op = ops.lookup(node.op, allow_imports)
-            layers[node.name] = op.build(dict(node.args), [values[s] for s in node.inputs])
-    return GraphModule(graph, layers)
+            path = prefix + node.name
+            plain = node.shares is None and node.body is None and not node.copies
+            if self.infer and plain and self.op(node) is None:
+                failed = True  # its arguments are checked even when an upstream node failed
+                continue
+            if any(prefix + s not in self.values for s in node.inputs):
+                failed = True  # an upstream node failed and was reported already
+                continue
+            inputs = [self.values[prefix + s] for s in node.inputs]
+            if node.shares is not None:
+                layer = layers.get(node.shares)
+                output = None if layer is None or not self.infer else self.run(node, layer, inputs)
+            else:
+                layer, output = self.node(node, inputs, path)
+                if layer is not None:
+                    layers[node.name] = layer
+            if layer is None or (self.infer and output is None):
+                failed = True
+                continue
+            if self.infer:
+                self.values[path] = output
+        return None if failed else GraphModule(graph, layers)
+
+    def node(self, node: Node, inputs: list[Any], path: str) -> tuple[nn.Module | None, Any]:
+        if node.copies:
+            copies, value = [], inputs
+            for copy in node.copies:
+                layer, output = self.node(copy, value, f"{path}.{copy.name}")
+                if layer is None:
+                    return None, None
+                copies.append(layer)
+                if self.infer:
+                    self.values[f"{path}.{copy.name}"] = output
+                value = [self.values[f"{path}.{copy.name}"], *inputs[1:]]
+            return Repeated(copies), value[0]
+        if node.body is not None:
+            for name, value in zip(node.body.input_names, inputs, strict=True):
+                self.values[f"{path}.{name}"] = value
+            body = self.graph(node.body, f"{path}.")
+            if body is None or not self.infer:
+                return body, None
+            outs = [self.values[f"{path}.{o}"] for o in node.body.outputs]
+            return body, outs[0] if len(outs) == 1 else tuple(outs)
+        if not self.infer:
+            return ops.lookup(node.op, self.allow_imports).build(dict(node.args), inputs), None
+        op = self.op(node)
+        if op is None:
+            return None, None
+        layer = _build_node(node, op, inputs, self.diags)
+        return (None, None) if layer is None else (layer, self.run(node, layer, inputs))
+
+    def op(self, node: Node) -> ops.OpDef | None:
+        try:
+            op = ops.lookup(node.op, self.allow_imports)
+        except ImportRefused as exc:
+            self.diags.error((*node.path, "op"), exc.message, exc.hint)
+            return None
+        if op is None:
+            self.diags.error(
+                (*node.path, "op"),
+                f"unknown op {node.op!r}",
+                did_you_mean(node.op, ops.all_op_names()),
+            )
+            return None
+        return op if check_arguments(node, op, self.diags) else None
+
+    def run(self, node: Node, layer: nn.Module, inputs: list[Any]) -> Any:
+        return _run_node(node, layer, inputs, self.diags)
+
+
+def _tie(graph: Graph, module: nn.Module, prefix: str, root: nn.Module, diags: Diagnostics) -> bool:
+    """Make each `tie` parameter the very parameter it names (as nanoGPT ties `lm_head`
+    to `wte`): one tensor, counted, optimized and saved once."""
+    ok = True
+    for node in graph.nodes:
+        if node.body is not None:
+            ok = _tie(node.body, module, f"{prefix}{node.name}.", root, diags) and ok
+        for own, source in node.ties.items():
+            where = (*node.path, "tie", own)
+            names = dict(root.named_parameters())
+            if node.copies:
+                diags.error(where, "a repeated layer cannot tie its parameters", "tie one layer")
+                ok = False
+                continue
+            if source not in names:
+                diags.error(
+                    where, f"no parameter {source!r} to tie to", did_you_mean(source, names)
+                )
+                ok = False
+                continue
+            owner_path, _, attr = f"{prefix}{node.name}.{own}".rpartition(".")
+            owner = root.get_submodule(owner_path)
+            mine = owner._parameters.get(attr)
+            if mine is None:
+                mine_names = [
+                    n for n, _ in root.get_submodule(prefix + node.name).named_parameters()
+                ]
+                diags.error(
+                    where,
+                    f"layer {node.name!r} has no parameter {own!r}",
+                    did_you_mean(own, mine_names),
+                )
+                ok = False
+            elif mine.shape != names[source].shape:
+                diags.error(
+                    where,
+                    f"cannot tie {own!r} {list(mine.shape)} to {source!r} "
+                    f"{list(names[source].shape)}: the shapes differ",
+                )
+                ok = False
+            else:
+                setattr(owner, attr, names[source])
+    return ok
 
 
 def _build_node(node: Node, op: ops.OpDef, inputs: Sequence[Any], diags: Diagnostics):

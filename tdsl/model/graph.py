@@ -1,26 +1,21 @@
-"""From a `Model` spec to a checked DAG: names, edges, order, outputs.
+"""The model as a DAG of nodes, and the orders read off it: execution order (with cycles
+reported) and which nodes reach an output.
 
-The sequential list form is the graph form with implicit edges: a layer that names no
-inputs consumes the layer before it (the first layer consumes the model's only input).
+A node is an op, a block use (`body`: the block's own graph with that use's arguments), a
+repeated layer (`copies`, applied in sequence), or a shared one (`shares`: the node whose
+module, parameters included, it applies again). `tdsl.model.resolve` makes graphs from specs.
 """
 
 from __future__ import annotations
 
 import heapq
-import re
-from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
-from torch import nn
 
 from tdsl import spec as S
-from tdsl.errors import Diagnostics, SpecPath, did_you_mean, format_path
-
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Names become attribute paths and state-dict keys; tdsl keeps them to plain ASCII.
-_NAME_HINT = "use ASCII letters, digits and underscores, not starting with a digit"
+from tdsl.errors import Diagnostics, SpecPath
 
 
 @attrs.frozen
@@ -30,137 +25,52 @@ class Node:
     args: Mapping[str, Any]
     inputs: tuple[str, ...]
     path: SpecPath  # where the layer sits in the spec
+    body: Graph | None = None  # a block use: the block's graph with this use's arguments
+    copies: tuple[Node, ...] = ()  # `repeat`: the copies, each fed the one before
+    shares: str | None = None  # the node whose module this one applies again
+    ties: Mapping[str, str] = attrs.field(factory=dict)  # own parameter -> the one it is
+
+    def dependencies(self) -> tuple[str, ...]:
+        """What must be built first: the inputs, and the node whose module this one shares."""
+        return (*self.inputs, self.shares) if self.shares else self.inputs
 
 
 @attrs.frozen
 class Graph:
-    inputs: tuple[S.Input, ...]
+    inputs: tuple[S.Input, ...]  # the model's declared inputs; none for a block's graph
     nodes: tuple[Node, ...]  # topologically ordered
     outputs: tuple[str, ...]
+    input_names: tuple[str, ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        if not self.input_names:
+            object.__setattr__(self, "input_names", tuple(i.name for i in self.inputs))
 
 
-def auto_names(layers: tuple[S.Layer, ...]) -> list[str]:
-    """Explicit names, or `<op><k>` counted per op (linear1, relu1, linear2, ...)."""
-    taken = {layer.name for layer in layers if layer.name}
-    counts: Counter[str] = Counter()
-    names = []
-    for layer in layers:
-        if layer.name:
-            names.append(layer.name)
-            continue
-        stem = re.sub(r"\W", "_", layer.op.rsplit(".", 1)[-1].lower())
-        while True:
-            counts[stem] += 1
-            candidate = f"{stem}{counts[stem]}"
-            if candidate not in taken:
-                break
-        taken.add(candidate)
-        names.append(candidate)
-    return names
+def module_ops(graph: Graph, prefix: str = "") -> dict[str, str]:
+    """Module path -> op for every node, blocks and copies included (`layer1.0.conv1`)."""
+    found: dict[str, str] = {}
+    for node in graph.nodes:
+        if node.shares:
+            continue  # its module is the shared node's, listed under that name
+        path = f"{prefix}{node.name}"
+        found[path] = node.op
+        for copy in node.copies:
+            found[f"{path}.{copy.name}"] = copy.op
+            if copy.body is not None:
+                found.update(module_ops(copy.body, f"{path}.{copy.name}."))
+        if node.body is not None:
+            found.update(module_ops(node.body, f"{path}."))
+    return found
 
 
-def resolve(model: S.Model, diags: Diagnostics, path: SpecPath = ("model",)) -> Graph | None:
-    """Check names, edges and outputs; return the graph in execution order, or None."""
-    errors_before = len(diags.items)
-    input_names = [i.name for i in model.inputs]
-    for index, name in enumerate(input_names):
-        if not _NAME.fullmatch(name):
-            diags.error(
-                (*path, "inputs", index, "name"),
-                f"input name {name!r} is not an ASCII identifier",
-                _NAME_HINT,
-            )
-        if input_names.index(name) != index:
-            diags.error((*path, "inputs", index, "name"), f"duplicate input name {name!r}")
-
-    names = auto_names(model.layers)
-    nodes: list[Node] = []
-    first_defined: dict[str, SpecPath] = {
-        n: (*path, "inputs", i) for i, n in enumerate(input_names)
-    }
-    for index, (layer, name) in enumerate(zip(model.layers, names, strict=True)):
-        layer_path = (*path, "layers", index)
-        if not _NAME.fullmatch(name):
-            diags.error(
-                (*layer_path, "name"),
-                f"layer name {name!r} is not an ASCII identifier",
-                _NAME_HINT,
-            )
-        elif hasattr(nn.Module, name):
-            diags.error(
-                (*layer_path, "name"),
-                f"layer name {name!r} is reserved by torch.nn.Module",
-                "choose another name",
-            )
-        elif name in first_defined:
-            diags.error(
-                (*layer_path, "name"),
-                f"duplicate name {name!r}",
-                f"first used at {format_path(first_defined[name])}",
-            )
-        else:
-            first_defined[name] = layer_path
-        if layer.inputs:
-            inputs = layer.inputs
-        elif index > 0:
-            inputs = (names[index - 1],)
-        elif len(input_names) == 1:
-            inputs = (input_names[0],)
-        else:
-            diags.error(
-                layer_path,
-                "the first layer must name its inputs when the model has several",
-                "add inputs: [" + ", ".join(input_names) + "]",
-            )
-            inputs = ()
-        nodes.append(Node(name, layer.op, layer.args, tuple(inputs), layer_path))
-
-    known = set(input_names) | {n.name for n in nodes}
-    for node in nodes:
-        for position, source in enumerate(node.inputs):
-            if source == node.name:
-                diags.error(
-                    (*node.path, "inputs", position), f"layer {node.name!r} takes itself as input"
-                )
-            elif source not in known:
-                diags.error(
-                    (*node.path, "inputs", position),
-                    f"unknown input {source!r}",
-                    did_you_mean(source, known),
-                )
-
-    outputs = model.outputs or ((nodes[-1].name,) if nodes else ())
-    layer_names = [n.name for n in nodes]
-    for position, out in enumerate(model.outputs):
-        if out in input_names:
-            diags.error(
-                (*path, "outputs", position),
-                f"output {out!r} is a model input, not a layer",
-                did_you_mean(out, layer_names),
-            )
-        elif out not in known:
-            diags.error(
-                (*path, "outputs", position), f"unknown output {out!r}", did_you_mean(out, known)
-            )
-    if not outputs:
-        diags.error((*path, "outputs"), "the model has no output")
-    if len(diags.items) > errors_before:
-        return None
-
-    ordered = _topological(nodes, set(input_names), diags, path)
-    if ordered is None:
-        return None
-    _warn_unreachable(ordered, outputs, diags)
-    return Graph(model.inputs, tuple(ordered), tuple(outputs))
-
-
-def _topological(nodes: list[Node], ready: set[str], diags: Diagnostics, path: SpecPath):
+def topological(nodes: list[Node], ready: set[str], diags: Diagnostics) -> list[Node] | None:
     """Kahn's algorithm; among ready nodes the one written first goes first."""
     position = {n.name: i for i, n in enumerate(nodes)}
-    waiting = {n.name: sum(1 for i in n.inputs if i not in ready) for n in nodes}
+    waiting = {n.name: sum(1 for i in n.dependencies() if i not in ready) for n in nodes}
     users: dict[str, list[str]] = {}
     for node in nodes:
-        for source in node.inputs:
+        for source in node.dependencies():
             if source not in ready:
                 users.setdefault(source, []).append(node.name)
     heap = [position[name] for name, count in waiting.items() if count == 0]
@@ -188,12 +98,12 @@ def _find_cycle(pending: dict[str, Node]) -> list[str]:
     current = start
     while current not in trail:
         trail.append(current)
-        current = next(i for i in pending[current].inputs if i in pending)
+        current = next(i for i in pending[current].dependencies() if i in pending)
     cycle = [*trail[trail.index(current) :], current]
     return cycle[::-1]  # trail follows inputs backwards; report in data-flow order
 
 
-def _warn_unreachable(nodes: list[Node], outputs: tuple[str, ...], diags: Diagnostics) -> None:
+def warn_unreachable(nodes: list[Node], outputs: tuple[str, ...], diags: Diagnostics) -> None:
     by_name = {n.name: n for n in nodes}
     needed, stack = set(), list(outputs)
     while stack:
@@ -201,7 +111,7 @@ def _warn_unreachable(nodes: list[Node], outputs: tuple[str, ...], diags: Diagno
         if name in needed or name not in by_name:
             continue
         needed.add(name)
-        stack.extend(by_name[name].inputs)
+        stack.extend(by_name[name].dependencies())
     for node in nodes:
         if node.name not in needed:
             diags.warning(

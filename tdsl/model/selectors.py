@@ -33,7 +33,13 @@ def parameter_owners(module: nn.Module) -> dict[str, nn.Module]:
 
 
 def _op_of(name: str, ops: dict[str, str]) -> str:
-    return ops.get(name.split(".", 1)[0], "")
+    """The op of the innermost node that owns parameter `name` (`layer1.0.conv1.weight`)."""
+    path = name
+    while "." in path:
+        path = path.rsplit(".", 1)[0]
+        if path in ops:
+            return ops[path]
+    return ""
 
 
 def select(selector: Selector, module: nn.Module, ops: dict[str, str]) -> list[str]:

@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also list every parameter with its param group and regularizers",
     )
+    show.add_argument(
+        "--expand",
+        action="store_true",
+        help="a row for every layer inside block uses and repeats (default: one row each)",
+    )
 
     commands.add_parser("schema", help="print the JSON Schema of spec files")
 
@@ -152,13 +157,17 @@ def _as_path(file: str):
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from tdsl.spec.load_dump import read_spec
     from tdsl.check.summary import summary
+    from tdsl.spec.load_dump import read_spec
 
     spec, problems = read_spec(_as_path(args.file), _overrides(args.set))
     if spec is None:
         raise SpecError(problems)
-    print(summary(spec, params=args.params, allow_imports=args.allow_imports))
+    print(
+        summary(
+            spec, params=args.params, allow_imports=args.allow_imports, expand=args.expand
+        )
+    )
     return 0
 
 
@@ -170,10 +179,10 @@ def cmd_schema(_args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tdsl.train import distributed
-    from tdsl.spec.load_dump import read_spec
-    from tdsl.runs.directories import default_run_dir, refuse_existing_run, run
     from tdsl.check.pipeline import validate
+    from tdsl.runs.directories import default_run_dir, refuse_existing_run, run
+    from tdsl.spec.load_dump import read_spec
+    from tdsl.train import distributed
 
     lead = distributed.is_lead()  # of launched processes, only rank 0 prints
     report = validate(_as_path(args.file), _overrides(args.set), args.allow_imports, args.nproc)
@@ -242,8 +251,8 @@ def _allowed(args: argparse.Namespace) -> list[str]:
 
 
 def _launch(nproc: int, argv: list[str], resume: str) -> int:
-    from tdsl.train import distributed
     from tdsl.runs.launcher import launch
+    from tdsl.train import distributed
 
     if distributed.launched() is not None:
         print("error: --nproc starts processes, but a launcher started this one", file=sys.stderr)
@@ -291,9 +300,9 @@ def _stop_on_sigterm():
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from tdsl.train import distributed
-    from tdsl.runs.directories import resume
     from tdsl.check.pipeline import validate
+    from tdsl.runs.directories import resume
+    from tdsl.train import distributed
 
     if (args.nproc or 1) > 1:  # start the processes; each resumes without --nproc
         spec_file = _as_path(args.run_dir) / "spec.yaml"

@@ -20,17 +20,17 @@ import numpy as np
 import torch
 
 from tdsl import spec as S
-from tdsl.registry.ops import DTYPES
-from tdsl.train.callbacks import Checkpointer, EarlyStopping, HistoryWriter, ProgressPrinter
+from tdsl.check.summary import summary
 from tdsl.check.training_setup import default_monitor
-from tdsl.train.program import Program, compile
 from tdsl.data import FITTED_FILE, DataError, Fitted, load_data, read_input, with_absolute_paths
 from tdsl.errors import TdslError
-from tdsl.train.atomic_files import atomic_write_text
+from tdsl.registry.ops import DTYPES
 from tdsl.spec.load_dump import dump, load
+from tdsl.train.atomic_files import atomic_write_text
+from tdsl.train.callbacks import Checkpointer, EarlyStopping, HistoryWriter, ProgressPrinter
 from tdsl.train.loops import FitResult, evaluate, fit, predict
+from tdsl.train.program import Program, compile
 from tdsl.train.state import TrainState
-from tdsl.check.summary import summary
 from tdsl.train.tensorboard import FOLDER as TENSORBOARD_FOLDER
 from tdsl.train.tensorboard import TensorBoardLogger
 

@@ -32,6 +32,7 @@ from tdsl.spec.experiment import (  # noqa: F401 (the spec language, re-exported
     Spec,
 )
 from tdsl.spec.model_section import (  # noqa: F401 (the spec language, re-exported)
+    Block,
     DType,
     Input,
     Layer,

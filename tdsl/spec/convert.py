@@ -149,6 +149,27 @@ def make_converter(omit_defaults: bool = True) -> cattrs.Converter:
 
     conv.register_structure_hook_factory(_is_var_tuple, var_tuple)
 
+    def named_map(type_: Any):
+        item_type = typing.get_args(type_)[1]
+
+        def hook(value: Any, _t: type) -> FrozenMap:
+            items, problems = {}, []
+            for key, item in _expect_mapping(value, "of names").items():
+                if not isinstance(key, str):
+                    problems.append(Diagnostic((key,), f"a name must be a string, got {show(key)}"))
+                    continue
+                try:
+                    items[key] = conv.structure(item, item_type)
+                except Invalid as exc:
+                    problems += exc.under(key)
+            if problems:
+                raise Invalid(problems)
+            return FrozenMap(items)
+
+        return hook
+
+    conv.register_structure_hook_factory(lambda t: typing.get_origin(t) is dict, named_map)
+
     def union(type_: Any):
         members = [m for m in typing.get_args(type_) if m is not type(None)]
         optional = len(members) < len(typing.get_args(type_))
@@ -187,7 +208,10 @@ def make_converter(omit_defaults: bool = True) -> cattrs.Converter:
     conv.register_unstructure_hook_factory(
         attrs.has, lambda cls: _attrs_unhook(conv, cls, omit_defaults)
     )
-    conv.register_unstructure_hook(FrozenMap, thaw)
+    conv.register_unstructure_hook(
+        FrozenMap,
+        lambda m: {k: conv.unstructure(v) if attrs.has(type(v)) else thaw(v) for k, v in m.items()},
+    )
     conv.register_unstructure_hook_func(
         lambda t: t is tuple, lambda v: [conv.unstructure(x) for x in v]
     )
@@ -255,6 +279,8 @@ def _default_of(field: attrs.Attribute) -> Any:
 
 
 _STRUCTURAL = {"name", "inputs", "outputs", "groups", "regularizers", "schedule"}
+# A layer's structural options: absent unless written, in every dump.
+_STRUCTURAL |= {"op", "blocks", "repeat", "first", "vary", "share", "tie", "when"}
 
 
 def _attrs_unhook(conv: cattrs.Converter, cls: type, omit_defaults: bool):
@@ -271,7 +297,7 @@ def _attrs_unhook(conv: cattrs.Converter, cls: type, omit_defaults: bool):
             has_default = field.default is not attrs.NOTHING
             if omit_defaults and not is_tag and has_default and value == _default_of(field):
                 continue
-            if field.name in _STRUCTURAL and value in (None, ()):
+            if field.name in _STRUCTURAL and (value in (None, ()) or value == FrozenMap()):
                 continue  # an absent name or empty edge list is not a default that could change
             out[field.name] = conv.unstructure(value)
         if cls in S.CALL_CLASSES:

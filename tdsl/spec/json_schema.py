@@ -79,6 +79,8 @@ def _type_schema(type_: Any, defs: dict[str, Schema]) -> Schema:
     origin, args = typing.get_origin(type_), typing.get_args(type_)
     if origin is Literal:
         return {"const": args[0]} if len(args) == 1 else {"enum": list(args)}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": _type_schema(args[1], defs)}
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         return {"type": "array", "items": _type_schema(args[0], defs)}
     if origin in (typing.Union, types.UnionType):
@@ -127,7 +129,10 @@ def _class_schema(cls: type, defs: dict[str, Schema]) -> Schema:
         if field.default is attrs.NOTHING:
             required.append(field.name)
         else:
-            prop["default"] = _json_value(field.default)
+            default = field.default
+            if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+                default = default.factory()
+            prop["default"] = _json_value(default)
         if cls in _REGISTRIES and field.name == _REGISTRIES[cls][0]:
             prop = _name_schema(cls, prop)
         properties[field.name] = prop

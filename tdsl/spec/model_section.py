@@ -1,10 +1,16 @@
-"""The `model` section: inputs, layers and outputs."""
+"""The `model` section: inputs, blocks, layers and outputs.
+
+A block is a sub-graph defined once under `model.blocks` and used like an op
+(`{op: basic, channels: 64}`): `$name` in its layers' arguments stands for the use's
+argument. `repeat`, `share`, `tie` and `when` on a layer say how often, with whose
+parameters and whether it is built at all.
+"""
 
 from typing import Any, Literal
 
 from attrs import field, frozen
 
-from tdsl.spec.frozen import FrozenMap
+from tdsl.spec.frozen import FrozenMap, freeze
 from tdsl.spec.values import as_tuple, call_args, each_positive, non_empty
 
 # --- model ---------------------------------------------------------------------------------
@@ -25,18 +31,71 @@ class Input:
 class Layer:
     """One graph node. With no `inputs` it consumes the previous node (sequential form)."""
 
-    op: str
+    # An op, a block of `model.blocks`, or (with `share`) nothing.
+    op: str | None = None
     name: str | None = None
     inputs: tuple[str, ...] = ()
     args: FrozenMap = FrozenMap()
+    # N copies in sequence, each with its own parameters (a positive integer or `$param`).
+    repeat: Any = None
+    # Arguments that replace the layer's own for the first copy (the stage's striding block).
+    first: FrozenMap = FrozenMap()
+    # Per-copy arguments: a list of N values per argument (`{dilation: [1, 2, 4, 8]}`).
+    vary: FrozenMap = FrozenMap()
+    # Apply the layer or block named here again, with its parameters, to this layer's inputs.
+    share: str | None = None
+    # Own parameter -> another layer's parameter it is (`{weight: wte.weight}`).
+    tie: FrozenMap = FrozenMap()
+    # Built only when true (`$param` in a block); when false the layer passes its input on.
+    when: Any = None
 
-    def __init__(self, op: str, *, name: str | None = None, inputs: Any = (), args=None, **kw):
-        self.__attrs_init__(op=op, name=name, inputs=as_tuple(inputs), args=call_args(args, kw))
+    def __init__(
+        self,
+        op: str | None = None,
+        *,
+        name: str | None = None,
+        inputs: Any = (),
+        args=None,
+        repeat: Any = None,
+        first: Any = None,
+        vary: Any = None,
+        share: str | None = None,
+        tie: Any = None,
+        when: Any = None,
+        **kw,
+    ):
+        self.__attrs_init__(
+            op=op,
+            name=name,
+            inputs=as_tuple(inputs),
+            args=call_args(args, kw),
+            repeat=repeat,
+            first=call_args(first, {}),
+            vary=call_args(vary, {}),
+            share=share,
+            tie=call_args(tie, {}),
+            when=when,
+        )
+
+
+@frozen(kw_only=True)
+class Block:
+    """A sub-graph defined once and used like an op; each use has its own parameters."""
+
+    # Argument name -> default; null makes the argument required.
+    params: FrozenMap = field(factory=FrozenMap, converter=freeze)
+    # The names its layers read; a use passes its inputs in this order.
+    inputs: tuple[str, ...] = field(default=("x",), converter=as_tuple, validator=non_empty)
+    layers: tuple[Layer, ...] = field(converter=tuple, validator=non_empty)
+    # Default: the last layer.
+    outputs: tuple[str, ...] = field(default=(), converter=as_tuple)
 
 
 @frozen(kw_only=True)
 class Model:
     inputs: tuple[Input, ...] = field(converter=tuple, validator=non_empty)
+    # Named sub-graphs the layers can use like ops.
+    blocks: dict[str, Block] = field(factory=FrozenMap, converter=freeze)
     layers: tuple[Layer, ...] = field(converter=tuple, validator=non_empty)
     # Names of the nodes whose values the model returns; default: the last layer.
     outputs: tuple[str, ...] = field(default=(), converter=as_tuple)

@@ -24,7 +24,8 @@ from tdsl.check.pipeline import validated
 from tdsl.data import Batch, train_rows
 from tdsl.errors import Diagnostics, SpecError
 from tdsl.model.build import GraphModule, materialize
-from tdsl.model.graph import Graph
+from tdsl.model.graph import Graph, module_ops
+from tdsl.model.modules import load_weights
 from tdsl.model.selectors import select
 from tdsl.registry.losses import build_loss
 from tdsl.registry.metrics import Metric, lookup_metric, make_metric
@@ -117,7 +118,7 @@ class Program:
     def module_for(self, state: TrainState) -> nn.Module:
         """A standalone copy of the module holding `state`'s weights, for plain inference."""
         module = copy.deepcopy(self.module)
-        module.load_state_dict(state.model_state_dict())
+        load_weights(module, state.model_state_dict())
         return module
 
 
@@ -172,7 +173,7 @@ def make_objective(
 ) -> Objective:
     target = data_signature(spec, allow_imports).target
     loss_def = resolve_loss(spec.loss, Diagnostics(), allow_imports)
-    ops = {n.name: n.op for n in graph.nodes}
+    ops = module_ops(graph)
     regularizers = []
     counts: dict[str, int] = defaultdict(int)
     for reg in spec.loss.regularizers:
@@ -205,7 +206,7 @@ def compile(spec: S.Spec, allow_imports: Sequence[str] = ()) -> Program:  # noqa
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(spec.seed)
         module = materialize(graph, values, device, allow_imports)
-    ops = {n.name: n.op for n in graph.nodes}
+    ops = module_ops(graph)
     optimizer = make_optimizer(spec, module, ops)
     objective = make_objective(spec, graph, module, device, allow_imports)
     steps = Steps(

@@ -1,0 +1,76 @@
+"""The modules a graph runs as: `GraphModule` for a graph (the model's, or a block use's)
+and `Repeated` for the copies of a repeated layer.
+
+Submodules are named after the nodes, so `state_dict` keys follow the spec
+(`linear1.weight`, `layer1.0.conv1.weight` for copy 0 of a repeated block use), as a
+hand-written model using the same names would have them. A shared node owns no module: it
+runs the module of the node it shares, so its parameters exist, and are counted, once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from tdsl.model.graph import Graph
+
+
+class GraphModule(nn.Module):
+    def __init__(self, graph: Graph, layers: dict[str, nn.Module]):
+        super().__init__()
+        for name, layer in layers.items():
+            self.add_module(name, layer)
+        self.input_names = graph.input_names
+        self.output_names = graph.outputs
+        # (value name, the module that computes it, its inputs)
+        self.plan = tuple((n.name, n.shares or n.name, n.inputs) for n in graph.nodes)
+        # A plain chain (each node reads the one before, the last is the output) runs without
+        # the name lookups, which cost more than tiny layers do.
+        previous = self.input_names
+        chain = bool(graph.nodes) and len(previous) == 1
+        chain = chain and graph.outputs == (graph.nodes[-1].name,)
+        for node in graph.nodes:
+            chain = chain and tuple(node.inputs) == tuple(previous)
+            previous = (node.name,)
+        self.chain = tuple(layers[module] for _, module, _ in self.plan) if chain else None
+
+    def forward(self, *inputs: Any) -> Any:
+        if self.chain is not None:
+            (value,) = inputs
+            for layer in self.chain:
+                value = layer(value)
+            return value
+        values = dict(zip(self.input_names, inputs, strict=True))
+        for name, module, sources in self.plan:
+            values[name] = self._modules[module](*[values[s] for s in sources])
+        if len(self.output_names) == 1:
+            return values[self.output_names[0]]
+        return tuple(values[o] for o in self.output_names)
+
+
+class Repeated(nn.ModuleList):
+    """Copies applied in sequence: each takes the previous copy's output as its first input;
+    any further inputs (an attention mask, say) go to every copy unchanged."""
+
+    def forward(self, first: Any, *rest: Any) -> Any:
+        value = first
+        for copy in self:
+            value = copy(value, *rest)
+        return value
+
+
+def tied_aliases(module: nn.Module) -> set[str]:
+    """Parameter names that are another name's parameter (`lm_head.weight` tied to
+    `wte.weight`): states and checkpoints hold the first name only."""
+    every = {n for n, _ in module.named_parameters(remove_duplicate=False)}
+    return every - {n for n, _ in module.named_parameters()}
+
+
+def load_weights(module: nn.Module, tensors: dict[str, Any]) -> None:
+    """`module.load_state_dict(tensors)`, strict except for tied aliases, which follow the
+    parameter they are."""
+    missing, unexpected = module.load_state_dict(tensors, strict=False)
+    missing = [n for n in missing if n not in tied_aliases(module)]
+    if missing or unexpected:
+        raise KeyError(f"weights do not fit the module: missing {missing}, unexpected {unexpected}")
