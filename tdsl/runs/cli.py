@@ -118,11 +118,13 @@ def _overrides(assignments: Sequence[str]):
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from tdsl.check.pipeline import validate
+    from tdsl.check.pipeline import checked
 
     everything, ok = [], True
     for file in args.files:
-        report = validate(_as_path(file), _overrides(args.set), args.allow_imports, args.nproc)
+        report, inference = checked(
+            _as_path(file), _overrides(args.set), args.allow_imports, args.nproc
+        )
         ok = ok and report.ok
         if args.format == "json":
             everything += [d.to_json() for d in report.diagnostics]
@@ -133,7 +135,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             outputs = ", ".join(
                 f"{name} {_shape(shape)}" for name, shape in report.output_shapes.items()
             )
-            print(f"{file}: valid; output {outputs}; {report.param_count:,} parameters")
+            rows = inference.rows if inference is not None else None
+            counts = "; rows: " + ", ".join(f"{k} {v:,}" for k, v in rows.items()) if rows else ""
+            print(f"{file}: valid; output {outputs}; {report.param_count:,} parameters{counts}")
             for where, names in report.selections.items():
                 print(f"  {where} selects {len(names)}: {', '.join(names) or '-'}")
     if args.format == "json":

@@ -9,7 +9,6 @@ text), so `resume` continues exactly where the last completed epoch left off.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ import torch
 from tdsl import spec as S
 from tdsl.registry.ops import DTYPES
 from tdsl.train.callbacks import Checkpointer, EarlyStopping, HistoryWriter, ProgressPrinter
+from tdsl.train.callbacks import strict_json
 from tdsl.check.training_setup import default_monitor
 from tdsl.train.program import Program, compile
 from tdsl.data import FITTED_FILE, DataError, Fitted, load_data, read_input, with_absolute_paths
@@ -108,7 +108,7 @@ def _finish(directory: Path, result: FitResult) -> dict[str, Any]:
     if best_path.exists():
         best = torch.load(best_path, weights_only=True)
         final["best"] = best["history"][-1] if best["history"] else {}
-    atomic_write_text(directory / "final.json", json.dumps(final, indent=2) + "\n")
+    atomic_write_text(directory / "final.json", strict_json(final, indent=2) + "\n")
     return final
 
 
