@@ -79,9 +79,11 @@ def tdsl_name(torchvision_name: str) -> str:
 def small_resnet18() -> tdsl.Spec:
     text = (MODELS / "resnet18.yaml").read_text()
     text = text.replace("shape: [3, 224, 224]", "shape: [3, 32, 32]")
-    return tdsl.load(text.replace("num_classes: 1000", "num_classes: 10").replace(
-        "out_features: 1000", "out_features: 10"
-    ))
+    return tdsl.load(
+        text.replace("num_classes: 1000", "num_classes: 10").replace(
+            "out_features: 1000", "out_features: 10"
+        )
+    )
 
 
 # --- parameter counts --------------------------------------------------------------------
@@ -193,8 +195,9 @@ def test_a_block_with_an_optional_part_and_expressions():
         params={"width": None, "project": False},
         layers=[
             tdsl.Layer("linear", name="fc", out_features="${width * 2}"),
-            tdsl.Layer("linear", name="proj", inputs=["x"], out_features="${width * 2}",
-                       when="$project"),
+            tdsl.Layer(
+                "linear", name="proj", inputs=["x"], out_features="${width * 2}", when="$project"
+            ),
             tdsl.Layer("add", name="sum", inputs=["fc", "proj"]),
         ],
     )
@@ -208,8 +211,14 @@ def test_a_block_with_an_optional_part_and_expressions():
     )
     module = tdsl.compile(spec).module
     assert sorted(module.state_dict()) == [
-        "a.fc.bias", "a.fc.weight", "a.proj.bias", "a.proj.weight",
-        "b.fc.bias", "b.fc.weight", "out.bias", "out.weight",
+        "a.fc.bias",
+        "a.fc.weight",
+        "a.proj.bias",
+        "a.proj.weight",
+        "b.fc.bias",
+        "b.fc.weight",
+        "out.bias",
+        "out.weight",
     ]
     x = torch.randn(3, 4)
     a = module.a.fc(x) + module.a.proj(x)

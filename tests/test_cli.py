@@ -17,7 +17,9 @@ RING = str(ROOT / "specs" / "ring_dnn.yaml")
 
 def test_validate_prints_shape_and_parameters(capsys):
     assert main(["validate", RING]) == 0
-    assert capsys.readouterr().out == f"{RING}: valid; output linear3 [B, 1]; 61 parameters\n"
+    assert capsys.readouterr().out == (
+        f"{RING}: valid; output linear3 [B, 1]; 61 parameters; rows: train 2,800, val 1,200\n"
+    )
 
 
 def test_validate_several_files_fails_if_any_fails(tmp_path, capsys):

@@ -107,7 +107,9 @@ def test_an_image_that_is_not_an_image(tmp_path):
         textwrap.dedent(
             """\
             name: pics
-            data: {kind: images, folder: pics, size: [8, 8], target_kind: binary, workers: 0}
+            data:
+              {kind: images, folder: pics, size: [8, 8], target_kind: binary, workers: 0,
+               split: {train: 1, val: 0}}
             model:
               inputs: [{shape: [3, 8, 8]}]
               layers: [flatten, {op: linear, out_features: 1}]
@@ -118,7 +120,7 @@ def test_an_image_that_is_not_an_image(tmp_path):
     pil = pytest.importorskip("PIL")
     assert pil
     assert messages(tdsl.validate(spec_file)) == [
-        f"2:22 data.folder: {tmp_path / 'pics' / 'b' / '1.jpg'} is not a JPG image"
+        f"3:18 data.folder: {tmp_path / 'pics' / 'b' / '1.jpg'} is not a JPG image"
     ]
     # A file whose first bytes look right but which does not decode fails when its batch is
     # read — in a worker or not — as a one-line DataError.

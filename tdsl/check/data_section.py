@@ -4,11 +4,13 @@ what the data yields fits the model's inputs. Each check appends diagnostics; no
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from tdsl import spec as S
+from tdsl.check.training_setup import default_monitor
 from tdsl.data import is_synthetic, prepare, synthetic
-from tdsl.data.base import DataError, DataSignature, context, integer_dtype
+from tdsl.data.base import DataError, DataSignature, context, integer_dtype, path_fields
 from tdsl.errors import Diagnostics
 from tdsl.model.graph import Graph
 
@@ -21,6 +23,7 @@ _SPLIT_FILES = {
 }
 # The field that bounds the integer ids a source yields.
 _ID_FIELDS = {S.RandomData: "int_high", S.Text: "vocab_size"}
+_SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 
 
 def check_data(
@@ -45,7 +48,8 @@ def check_data(
     kind = getattr(data, "target_kind", None) or getattr(
         getattr(data, "target", None), "kind", None
     )
-    if split.stratify and kind == "regression":
+    stratify_ok = not (split.stratify and kind == "regression")
+    if not stratify_ok:
         diags.error(("data", "split", "stratify"), "stratify applies to binary and class targets")
     if isinstance(data, S.Teacher) and data.num_classes < 2:
         diags.error(("data", "num_classes"), f"must be >= 2 (got {data.num_classes})")
@@ -59,7 +63,98 @@ def check_data(
                 diags.error(("data", *problem.path), problem.message, problem.hint)
             return None
     _check_features(spec, signature, diags)
+    if abs(total - 1.0) <= 1e-6 and split.train > 0 and stratify_ok:  # else counts mislead
+        _check_rows(spec, signature, diags)
     return signature
+
+
+def split_rows(spec: S.Spec, signature: DataSignature | None) -> dict[str, int] | None:
+    """Rows per split in use: train, and val and test where the spec gives them a fraction
+    or a file (0 when their share rounds to nothing). None where unknown."""
+    if signature is None or signature.rows is None:
+        return None
+    split, found = spec.data.split, signature.rows
+    return {
+        which: found.get(which, 0)
+        for which in ("train", "val", "test")
+        if which == "train" or getattr(split, which) > 0 or which in found
+    }
+
+
+def _check_rows(spec: S.Spec, signature: DataSignature, diags: Diagnostics) -> None:
+    """A split in use that gets no rows: an error for train and for a split something
+    watches (the run would train on nothing, or monitor a value it never has), a warning
+    for the others."""
+    rows = split_rows(spec, signature)
+    if rows is None:
+        return
+    data, split = spec.data, spec.data.split
+    files = dict(zip(("val", "test"), _SPLIT_FILES.get(type(data), ()), strict=False))
+    own = {which for which, key in files.items() if getattr(data, key) is not None}
+    divided = [which for which in rows if which not in own]
+    n = sum(rows[which] for which in divided)
+    unit = "windows" if isinstance(data, S.TimeSeries) else "rows"
+    watchers = {"val": _val_watcher(spec)}
+    for which, count in rows.items():
+        if count:
+            continue
+        if which in own:
+            diags.error(("data", files[which]), f"{getattr(data, files[which])} has no rows")
+            continue
+        if n == 0:
+            where = path_fields(data)[:1] or ["kind"]
+            diags.error(("data", *where), f"the data has no {unit}")
+            return
+        what = f"{n} {unit[:-1] if n == 1 else unit}"
+        message = (
+            f"{what} at {which}: {getattr(split, which):g} give{'s' if n == 1 else ''} "
+            f"0 {_SPLIT_NAMES[which]} {unit}"
+        )
+        hint = _more_rows_hint(which, divided, n, unit, spec, signature)
+        path = ("data", "split", which)
+        if which == "train":
+            diags.error(path, message, hint)
+        elif watchers.get(which):
+            diags.error(path, f"{message}, and {watchers[which]}", hint)
+        else:
+            diags.warning(path, f"{message}; the run has no {_SPLIT_NAMES[which]} split", hint)
+
+
+def _val_watcher(spec: S.Spec) -> str | None:
+    """What reads the validation metrics during training, if anything."""
+    stopping = spec.train.early_stopping
+    if stopping is not None and stopping.monitor.startswith("val_"):
+        return f"train.early_stopping.monitor watches {stopping.monitor!r}"
+    schedule = spec.optimizer.schedule
+    plateau = schedule is not None and schedule.kind in ("reduce_on_plateau", "reducelronplateau")
+    if plateau and schedule.monitor.startswith("val_"):
+        return f"optimizer.schedule.monitor watches {schedule.monitor!r}"
+    checkpoint = spec.train.checkpoint
+    monitor = checkpoint.monitor or default_monitor(spec)
+    if checkpoint.save_best and monitor.startswith("val_"):
+        if checkpoint.monitor:
+            return f"train.checkpoint.monitor watches {monitor!r}"
+        return f"the best checkpoint is picked by {monitor!r} (the default checkpoint.monitor)"
+    return None
+
+
+def _more_rows_hint(
+    which: str, divided: list[str], n: int, unit: str, spec: S.Spec, signature: DataSignature
+) -> str:
+    """The smallest fraction sure to give `which` a row: 1/n of the divided share, or one
+    per class when each class is divided on its own."""
+    split = spec.data.split
+    if n < len(divided):
+        return f"add {unit}: {n} {unit[:-1] if n == 1 else unit} cannot fill {len(divided)} splits"
+    classes = 1
+    if split.stratify:
+        classes = signature.target.num_classes or 2
+    share = sum(getattr(split, w) for w in divided)
+    least = share * classes / n
+    if least > share:
+        return f"add {unit}, or drop stratify: each class is divided on its own"
+    scale = 10 ** (2 - math.floor(math.log10(least)))  # up to three significant digits
+    return f"raise data.split.{which} to at least {math.ceil(round(least * scale, 6)) / scale:g}"
 
 
 def _check_features(spec: S.Spec, signature: DataSignature, diags: Diagnostics) -> None:

@@ -15,6 +15,7 @@ import attrs
 import torch
 
 from tdsl import spec as S
+from tdsl.check import data_section as data_checks
 from tdsl.check import devices as checks_device
 from tdsl.check import outputs_and_targets as checks
 from tdsl.check import training_setup as checks_setup
@@ -36,6 +37,8 @@ class Inference:
     values: dict[str, Any]
     # Regularizer / param-group path -> the parameters its selector picked.
     selections: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
+    # Rows per split in use, where the data was read (or is generated).
+    rows: dict[str, int] | None = None
 
     @property
     def output(self) -> Any:
@@ -83,7 +86,7 @@ def check_spec(
     world_size: int | None = None,
 ) -> Inference:
     inference = infer(spec, diags, allow_imports)
-    checks.check_data(spec, diags, allow_imports)
+    signature = checks.check_data(spec, diags, allow_imports)
     checks.check_random_ids(spec, inference.graph, diags)
     checks.check_loss(spec, inference.graph, inference.output, diags, allow_imports)
     metric_names = checks.check_metrics(spec, diags)
@@ -96,7 +99,8 @@ def check_spec(
     checks_setup.check_tensorboard(spec, diags)
     checks_setup.check_compile(spec, diags)
     checks_device.check_distributed(spec, diags, world_size)
-    return attrs.evolve(inference, selections=selections)
+    rows = data_checks.split_rows(spec, signature)
+    return attrs.evolve(inference, selections=selections, rows=rows)
 
 
 def validate(
@@ -110,12 +114,22 @@ def validate(
     User code named by import path is imported only under the `allow_imports` prefixes.
     `world_size`: the number of processes that will train it (default: what a launcher
     such as torchrun says, else unknown)."""
+    return checked(spec, overrides, allow_imports, world_size)[0]
+
+
+def checked(
+    spec: S.Spec | str | os.PathLike,
+    overrides: Any = None,
+    allow_imports: Sequence[str] = (),
+    world_size: int | None = None,
+) -> tuple[Report, Inference | None]:
+    """`validate`, with what it learned (None when the spec could not be read)."""
     if not isinstance(spec, S.Spec):
         loaded, problems = read_spec(spec, overrides)
         if loaded is None:
-            return Report(tuple(sorted(problems, key=_position)))
+            return Report(tuple(sorted(problems, key=_position))), None
         spec = loaded
-    return validated(spec, allow_imports, world_size)[0]
+    return validated(spec, allow_imports, world_size)
 
 
 def validated(

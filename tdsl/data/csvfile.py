@@ -41,8 +41,9 @@ class CsvTable:
         )
 
 
-def read_csv(path: Path, delimiter: str, where: SpecPath) -> CsvTable:
-    """The file's header and rows; raises `DataError` for an unreadable file or ragged rows."""
+def read_csv(path: Path, delimiter: str, where: SpecPath, need_rows: bool = True) -> CsvTable:
+    """The file's header and rows; raises `DataError` for an unreadable file, ragged rows,
+    or (with `need_rows`: data to train on, not rows to predict) a header and no rows."""
     if len(delimiter) != 1:
         raise DataError.at(("delimiter",), f"must be one character (got {delimiter!r})")
     try:
@@ -62,6 +63,8 @@ def read_csv(path: Path, delimiter: str, where: SpecPath) -> CsvTable:
         raise DataError.at(where, f"cannot read {path}: {exc.strerror or exc}") from None
     if not records:
         raise DataError.at(where, f"{path} is empty; a CSV file needs a header line")
+    if need_rows and len(records) == 1:
+        raise DataError.at(where, f"the CSV {path} has a header and no rows")
     header = tuple(cell.strip() for cell in records[0][1])
     ragged = [(line, len(row)) for line, row in records[1:] if len(row) != len(header)]
     if ragged:

@@ -13,7 +13,7 @@ import torch
 
 from tdsl import spec as S
 from tdsl.data.base import Context, DataSignature, FeatureInfo
-from tdsl.data.tensors import Splits, TensorData, split_index, split_rows
+from tdsl.data.tensors import Splits, TensorData, split_index, split_rows, split_sizes
 from tdsl.registry.ops import DTYPES
 
 Generated = tuple[tuple[torch.Tensor, ...], torch.Tensor]
@@ -98,9 +98,12 @@ def rows(data: S.DataSource) -> int:
 
 
 def signature(data: S.DataSource, ctx: Context | None = None) -> DataSignature:
-    """Known from the spec alone: nothing is generated."""
-    train = round(data.split.train * rows(data))
-    counts = {"train": train}
+    """Known from the spec alone: nothing is generated. A stratified split of labels drawn
+    at random (teacher, random) is counted as unstratified: within a row per class."""
+    classes = None
+    if isinstance(data, S.Rings) and data.split.stratify:
+        classes = (data.n_positive, data.n_negative)
+    counts = split_sizes(rows(data), data.split, classes=classes)
     if isinstance(data, S.LinearRegression):
         return DataSignature(
             (FeatureInfo((len(data.weights),), "float32"),), S.Target(kind="regression"), counts

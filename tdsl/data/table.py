@@ -277,7 +277,7 @@ def read_input(
     transformed with the fitted transforms."""
     states = _check_fitted(source, fitted)
     problems = Problems()
-    table = csvfile.read_csv(path, source.delimiter, ())
+    table = csvfile.read_csv(path, source.delimiter, (), need_rows=False)
     csvfile.find_columns(table, [((), c.name) for c in source.columns], problems)
     problems.check()
     features = transform(source, states, table, problems)

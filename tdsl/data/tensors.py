@@ -148,6 +148,17 @@ class SplitIndex:
     test: torch.Tensor | None
 
 
+def _plan(split: S.Split, own_files: tuple[bool, bool]) -> tuple[list[float], bool]:
+    """The fractions the main rows are divided by (a split with its own file takes none,
+    the others share the rows in proportion), and whether test takes what rounding leaves."""
+    fractions = [split.train, 0.0 if own_files[0] else split.val]
+    fractions.append(0.0 if own_files[1] else split.test)
+    total = sum(fractions)
+    if any(own_files) and total > 0:
+        fractions = [f / total for f in fractions]
+    return fractions, split.test > 0 and not own_files[1]
+
+
 def split_index(
     n: int,
     split: S.Split,
@@ -159,17 +170,13 @@ def split_index(
     class is divided on its own so every split keeps the class ratios. A split with its own
     file (`own_files` for val, test) takes no rows here; the others share them in proportion
     to their fractions."""
-    fractions = [split.train, 0.0 if own_files[0] else split.val]
-    fractions.append(0.0 if own_files[1] else split.test)
-    total = sum(fractions)
-    if any(own_files) and total > 0:
-        fractions = [f / total for f in fractions]
+    fractions, keep_rest = _plan(split, own_files)
     order = torch.randperm(n, generator=generator)
-    if strata is None:
-        parts = _divide(order, fractions, split.test > 0 and not own_files[1])
+    if strata is None or n == 0:  # no rows: no classes to divide
+        parts = _divide(order, fractions, keep_rest)
     else:
         groups = [order[strata[order] == value] for value in torch.unique(strata)]
-        pieces = [_divide(g, fractions, split.test > 0 and not own_files[1]) for g in groups]
+        pieces = [_divide(g, fractions, keep_rest) for g in groups]
         # Interleave the classes again: sort each split by position in the permutation.
         rank = torch.empty(n, dtype=torch.long)
         rank[order] = torch.arange(n)
@@ -185,13 +192,38 @@ def split_index(
     )
 
 
-def _divide(order: torch.Tensor, fractions: list[float], keep_rest: bool) -> list[torch.Tensor]:
-    """Train, val and test rows; rows left over by rounding go to the last split in use."""
-    n = len(order)
+def split_sizes(
+    n: int,
+    split: S.Split,
+    own_files: tuple[bool, bool] = (False, False),
+    classes: tuple[int, ...] | None = None,
+) -> dict[str, int]:
+    """How many of `n` rows `split_index` gives each split in use (one drawing no rows
+    included, as 0), without drawing anything. `classes`: the class sizes of a stratified
+    split (they add up to `n`)."""
+    fractions, keep_rest = _plan(split, own_files)
+    totals = [0, 0, 0]
+    for size in classes if classes is not None else (n,):
+        for which, count in enumerate(_sizes(size, fractions, keep_rest)):
+            totals[which] += count
+    names = ("train", "val", "test")
+    return {names[i]: totals[i] for i in range(3) if i == 0 or fractions[i] > 0}
+
+
+def _sizes(n: int, fractions: list[float], keep_rest: bool) -> tuple[int, int, int]:
+    """Train, val and test counts; rows left over by rounding go to the last split in use."""
     n_train = round(fractions[0] * n)
     n_val = round(fractions[1] * n) if keep_rest or not fractions[1] else n - n_train
-    test = order[n_train + n_val :] if keep_rest else order[:0]
-    return [order[:n_train], order[n_train : n_train + n_val], test]
+    return n_train, n_val, max(0, n - n_train - n_val) if keep_rest else 0
+
+
+def _divide(order: torch.Tensor, fractions: list[float], keep_rest: bool) -> list[torch.Tensor]:
+    n_train, n_val, n_test = _sizes(len(order), fractions, keep_rest)
+    return [
+        order[:n_train],
+        order[n_train : n_train + n_val],
+        order[n_train + n_val : n_train + n_val + n_test],
+    ]
 
 
 def ordered_split(n: int, split: S.Split) -> SplitIndex:

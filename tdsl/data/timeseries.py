@@ -51,7 +51,8 @@ def _matrix(table: CsvTable, names, key: str, problems: Problems) -> np.ndarray:
 
 
 def _read(source: S.TimeSeries, path: Path, problems: Problems, with_targets: bool):
-    table = csvfile.read_csv(path, source.delimiter, ("file",))
+    # Training data needs rows; a series to predict from is checked against the window.
+    table = csvfile.read_csv(path, source.delimiter, ("file",), need_rows=with_targets)
     wanted = [(("columns", i), n) for i, n in enumerate(source.columns)]
     if with_targets:
         wanted += [(("targets", i), n) for i, n in enumerate(source.targets)]

@@ -123,11 +123,13 @@ def _overrides(assignments: Sequence[str]):
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from tdsl.check.pipeline import validate
+    from tdsl.check.pipeline import checked
 
     everything, ok = [], True
     for file in args.files:
-        report = validate(_as_path(file), _overrides(args.set), args.allow_imports, args.nproc)
+        report, inference = checked(
+            _as_path(file), _overrides(args.set), args.allow_imports, args.nproc
+        )
         ok = ok and report.ok
         if args.format == "json":
             everything += [d.to_json() for d in report.diagnostics]
@@ -138,7 +140,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             outputs = ", ".join(
                 f"{name} {_shape(shape)}" for name, shape in report.output_shapes.items()
             )
-            print(f"{file}: valid; output {outputs}; {report.param_count:,} parameters")
+            rows = inference.rows if inference is not None else None
+            counts = "; rows: " + ", ".join(f"{k} {v:,}" for k, v in rows.items()) if rows else ""
+            print(f"{file}: valid; output {outputs}; {report.param_count:,} parameters{counts}")
             for where, names in report.selections.items():
                 print(f"  {where} selects {len(names)}: {', '.join(names) or '-'}")
     if args.format == "json":
@@ -163,11 +167,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     spec, problems = read_spec(_as_path(args.file), _overrides(args.set))
     if spec is None:
         raise SpecError(problems)
-    print(
-        summary(
-            spec, params=args.params, allow_imports=args.allow_imports, expand=args.expand
-        )
-    )
+    print(summary(spec, params=args.params, allow_imports=args.allow_imports, expand=args.expand))
     return 0
 
 

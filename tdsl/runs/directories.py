@@ -9,7 +9,6 @@ text), so `resume` continues exactly where the last completed epoch left off.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 import time
 from collections.abc import Sequence
@@ -27,7 +26,13 @@ from tdsl.errors import TdslError
 from tdsl.registry.ops import DTYPES
 from tdsl.spec.load_dump import dump, load
 from tdsl.train.atomic_files import atomic_write_text
-from tdsl.train.callbacks import Checkpointer, EarlyStopping, HistoryWriter, ProgressPrinter
+from tdsl.train.callbacks import (
+    Checkpointer,
+    EarlyStopping,
+    HistoryWriter,
+    ProgressPrinter,
+    strict_json,
+)
 from tdsl.train.loops import FitResult, evaluate, fit, predict
 from tdsl.train.program import Program, compile
 from tdsl.train.state import TrainState
@@ -108,7 +113,7 @@ def _finish(directory: Path, result: FitResult) -> dict[str, Any]:
     if best_path.exists():
         best = torch.load(best_path, weights_only=True)
         final["best"] = best["history"][-1] if best["history"] else {}
-    atomic_write_text(directory / "final.json", json.dumps(final, indent=2) + "\n")
+    atomic_write_text(directory / "final.json", strict_json(final, indent=2) + "\n")
     return final
 
 

@@ -23,6 +23,23 @@ from tdsl.train.atomic_files import atomic_write_bytes, atomic_write_text
 from tdsl.train.state import TrainState
 
 
+def finite(value: Any) -> Any:
+    """`value` with every NaN and infinity in it as None: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
+
+
+def strict_json(value: Any, **kwargs: Any) -> str:
+    """`json.dumps` of `value` with non-finite numbers as null; anything else that is not
+    JSON raises instead of writing `NaN` (which JSON readers refuse)."""
+    return json.dumps(finite(value), allow_nan=False, **kwargs)
+
+
 def resolve_mode(monitor: str, mode: str) -> str:
     """auto: maximize metrics where higher is better (accuracy, auroc, ...), else minimize."""
     if mode != "auto":
@@ -68,9 +85,11 @@ class EarlyStopping:
             return
         self.waited += 1
         if self.waited >= self.patience:  # as in Keras: patience epochs without improvement
+            best = self.tracker.best  # None: missing or NaN in every epoch so far
+            since = f"best {best:.6g}" if best is not None else "it was missing or NaN every epoch"
             run.stop_reason = (
                 f"early stopping: {self.tracker.monitor} has not improved for "
-                f"{self.waited} epochs (best {self.tracker.best:.6g})"
+                f"{self.waited} epochs ({since})"
             )
 
     def state_dict(self) -> dict[str, Any]:
@@ -152,7 +171,7 @@ class HistoryWriter:
         writer.writeheader()
         writer.writerows(run.history)
         atomic_write_text(self.directory / "history.csv", table.getvalue())
-        lines = "".join(json.dumps(row) + "\n" for row in run.history)
+        lines = "".join(strict_json(row) + "\n" for row in run.history)
         atomic_write_text(self.directory / "history.jsonl", lines)
 
 
