@@ -47,6 +47,16 @@ YAML_TRICKY = (
     "0.5",
     "1e3",
     "1.0e+3",
+    # Floats in YAML 1.2 (and so in a spec), strings in YAML 1.1: they must be dumped quoted.
+    "1e-3",
+    "1E5",
+    "1.0e5",
+    "-2e+3",
+    "3e+20",
+    "1e-05",
+    ".5",
+    "+1.0",
+    "1.",
     ".inf",
     "-.inf",
     ".nan",
@@ -168,7 +178,15 @@ identifiers = st.one_of(
 
 # --- free keyword arguments ----------------------------------------------------------------
 
-_finite_floats = st.floats(allow_nan=False, allow_infinity=False)
+# Floats whose repr has an exponent (1e-05, 3e+20, -2.5e-300), which PyYAML dumps as
+# 1.0e-05: they must come back as the same floats, not as strings.
+exponent_floats = st.builds(
+    lambda digits, exponent, sign: sign * float(f"{digits}e{exponent}"),
+    st.integers(min_value=1, max_value=999),
+    st.one_of(st.integers(min_value=-320, max_value=-7), st.integers(min_value=16, max_value=300)),
+    st.sampled_from([1, -1]),
+).filter(lambda x: "e" in repr(x))
+_finite_floats = st.one_of(st.floats(allow_nan=False, allow_infinity=False), exponent_floats)
 
 scalars = st.one_of(
     st.none(),
@@ -257,8 +275,13 @@ def _call(
 
 sizes = st.integers(min_value=1, max_value=2**31)
 small_sizes = st.integers(min_value=1, max_value=64)
-positive_floats = st.floats(min_value=0.0, exclude_min=True, allow_infinity=False)
-non_negative_floats = st.floats(min_value=0.0, allow_infinity=False)
+positive_floats = st.one_of(
+    st.floats(min_value=0.0, exclude_min=True, allow_infinity=False),
+    exponent_floats.map(abs).filter(lambda x: x > 0),
+)
+non_negative_floats = st.one_of(
+    st.floats(min_value=0.0, allow_infinity=False), exponent_floats.map(abs)
+)
 probabilities = st.floats(min_value=0.0, max_value=1.0)
 name_lists = st.lists(names, max_size=3)
 # The tuple-of-names fields also take a single string (`params: "*.weight"`).

@@ -123,6 +123,62 @@ def test_set_replacing_a_section_locates_its_problems_there_too(tmp_path, capsys
     assert main(["validate", str(path), "--set", "optimizer.lr=0.01"]) == 0
 
 
+CLASS_SPEC = """\
+name: three_classes
+data: {kind: random, n: 64, target: {kind: class, num_classes: 3}}
+model:
+  inputs: [{shape: [4]}]
+  layers: [{op: linear, out_features: 3}]
+loss: cross_entropy
+metrics: [accuracy, METRIC]
+"""
+
+
+@pytest.mark.parametrize(
+    ("metric", "expected"),
+    [
+        (
+            "{kind: top_k_accuracy, k: 3}",
+            "<spec>:7:44: error: metrics[1].k: top_k_accuracy with k=3 over 3 classes is always"
+            " 1.0: k must be less than the number of classes (3)\n"
+            "    hint: use k: 2 or less, or accuracy for k: 1",
+        ),
+        (
+            "{kind: top_k_accuracy, k: 7}",
+            "<spec>:7:44: error: metrics[1].k: top_k_accuracy with k=7 over 3 classes is always"
+            " 1.0: k must be less than the number of classes (3)\n"
+            "    hint: use k: 2 or less, or accuracy for k: 1",
+        ),
+        (  # k is not written: located at the metric, and the message says k is the default
+            "top_k_accuracy",
+            "<spec>:7:21: error: metrics[1].k: top_k_accuracy with the default k=5 over 3 "
+            "classes is always 1.0: k must be less than the number of classes (3)\n"
+            "    hint: use k: 2 or less, or accuracy for k: 1",
+        ),
+        (
+            "{kind: top_k_accuracy, k: 0}",
+            "<spec>:7:44: error: metrics[1].k: k must be a positive integer, got 0 (int)",
+        ),
+        (
+            "{kind: top_k_accuracy, k: 2.0}",
+            "<spec>:7:44: error: metrics[1].k: k must be a positive integer, got 2.0 (float)",
+        ),
+    ],
+)
+def test_top_k_accuracy_refuses_k_that_covers_every_class(metric, expected):
+    """With k >= the number of classes every row is a hit: the metric is 1.0 every epoch."""
+    report = tdsl.validate(CLASS_SPEC.replace("METRIC", metric))
+    assert [d.format() for d in report.errors] == [expected]
+
+
+def test_top_k_accuracy_below_the_number_of_classes_is_valid():
+    assert tdsl.validate(CLASS_SPEC.replace("METRIC", "{kind: top_k_accuracy, k: 2}")).ok
+    ten = CLASS_SPEC.replace("num_classes: 3", "num_classes: 10").replace(
+        "features: 3", "features: 10"
+    )
+    assert tdsl.validate(ten.replace("METRIC", "top_k_accuracy")).ok  # the default k=5
+
+
 @pytest.mark.parametrize("separator", ["\x85", "\u2028", "\u2029"])
 def test_lines_are_counted_as_an_editor_counts_them(separator):
     """YAML breaks lines at NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR too; an editor does

@@ -12,9 +12,15 @@ from pathlib import Path
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
-from strategies import COVERED_FIELDS, YAML_TRICKY, positive_floats, specs
+from strategies import (
+    COVERED_FIELDS,
+    YAML_TRICKY,
+    positive_floats,
+    scalars,
+    specs,
+)
 
 import tdsl
 import tdsl.spec
@@ -104,6 +110,26 @@ def _spec_full_of(s: str) -> tdsl.Spec:
 @pytest.mark.parametrize("s", TRICKY_STRINGS, ids=ascii)
 def test_tricky_string_round_trips_everywhere(s: str) -> None:
     assert_round_trips(_spec_full_of(s))
+
+
+@pytest.mark.parametrize("strategy", [positive_floats, scalars], ids=["positive", "scalars"])
+@pytest.mark.parametrize("exponent", ["e-", "e+"])
+def test_float_strategies_write_exponents(strategy, exponent: str) -> None:
+    """The strategies produce floats whose repr has an exponent (1e-05, 3e+20), which YAML 1.1
+    and YAML 1.2 spell differently."""
+    found = find(strategy, lambda x: isinstance(x, float) and exponent in repr(x))
+    assert exponent in repr(found)
+
+
+@pytest.mark.parametrize("value", [1e-05, 3e-4, 3e20, 1e16, 5e-324, 1.7976931348623157e308])
+def test_exponent_floats_round_trip_as_floats(value: float) -> None:
+    spec = attrs.evolve(
+        ring_spec(), optimizer=tdsl.Optimizer("adam", lr=value, eps=-value, tag=repr(value))
+    )
+    text = assert_round_trips(spec)
+    back = tdsl.load(text).optimizer
+    assert type(back.lr) is float and back.lr == value and back.args["eps"] == -value
+    assert back.args["tag"] == repr(value)  # the same digits as a string stay a string
 
 
 def test_strategies_cover_every_field() -> None:

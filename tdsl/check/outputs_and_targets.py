@@ -232,7 +232,7 @@ def check_metrics(spec: S.Spec, diags: Diagnostics) -> list[str]:
                 did_you_mean(metric.kind, metric_names()),
             )
             continue
-        check_keywords(
+        known = check_keywords(
             metric.args, found.arguments, f"metric {metric.kind!r}", ("metrics", index), diags
         )
         if target.kind not in found.targets:
@@ -241,5 +241,8 @@ def check_metrics(spec: S.Spec, diags: Diagnostics) -> list[str]:
                 f"metric {metric.kind!r} needs "
                 f"{_kinds(found.targets)} targets, but the data yields {target.kind} targets",
             )
+        elif known and found.check is not None:
+            for argument, message, hint in found.check(metric.args, target.num_classes):
+                diags.error(("metrics", index, argument), message, hint)
         names.append(metric.kind)
     return names

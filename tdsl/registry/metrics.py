@@ -14,7 +14,11 @@ from typing import Any
 import attrs
 import torch
 
+from tdsl.errors import describe_value
+
 State = tuple[torch.Tensor, ...]
+# A metric's arguments that cannot work: (argument, message, hint).
+ArgProblem = tuple[str, str, str | None]
 
 
 def _merge_sums(a: State, b: State) -> State:
@@ -42,6 +46,8 @@ class MetricDef:
     higher_is_better: bool
     make: Callable[..., Metric]  # (target_kind, **args) -> Metric
     arguments: Mapping[str, bool] = attrs.field(factory=dict)
+    # (args, number of classes or None) -> what is wrong with the arguments
+    check: Callable[[Mapping[str, Any], int | None], list[ArgProblem]] | None = None
 
 
 def _zeros(n: int) -> Callable[[], State]:
@@ -74,6 +80,23 @@ def _top_k(kind: str, k: int = 5) -> Metric:
         return _add(state, hits, torch.tensor(target.numel()))
 
     return Metric("top_k_accuracy", _zeros(2), update, lambda s: float(s[0] / s[1]))
+
+
+def _check_top_k(args: Mapping[str, Any], num_classes: int | None) -> list[ArgProblem]:
+    k = args.get("k", 5)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        return [("k", f"k must be a positive integer, got {describe_value(k)}", None)]
+    if num_classes is None or k < num_classes:
+        return []
+    # Every class is among the top k, so every row is a hit: 1.0 whatever the model does.
+    written = f"k={k}" if "k" in args else f"the default k={k}"
+    message = (
+        f"top_k_accuracy with {written} over {num_classes} classes is always 1.0: "
+        f"k must be less than the number of classes ({num_classes})"
+    )
+    if num_classes <= 2:
+        return [("k", message, "use accuracy")]
+    return [("k", message, f"use k: {num_classes - 1} or less, or accuracy for k: 1")]
 
 
 def _confusion(which: str) -> Callable[..., Metric]:
@@ -170,12 +193,13 @@ def _register(
     higher: bool,
     make: Callable[..., Metric],
     arguments: Mapping[str, bool] | None = None,
+    check: Callable[[Mapping[str, Any], int | None], list[ArgProblem]] | None = None,
 ) -> None:
-    _METRICS[name] = MetricDef(name, targets, higher, make, dict(arguments or {}))
+    _METRICS[name] = MetricDef(name, targets, higher, make, dict(arguments or {}), check)
 
 
 _register("accuracy", _CLASSIFICATION, True, _accuracy, {"threshold": False})
-_register("top_k_accuracy", frozenset({"class"}), True, _top_k, {"k": False})
+_register("top_k_accuracy", frozenset({"class"}), True, _top_k, {"k": False}, _check_top_k)
 for _which in ("precision", "recall", "f1"):
     _register(_which, _CLASSIFICATION, True, _confusion(_which), {"threshold": False})
 _register("auroc", frozenset({"binary"}), True, _auroc)

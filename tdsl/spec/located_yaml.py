@@ -3,6 +3,7 @@
 Parsing composes PyYAML's node tree with the safe loader (no tag ever builds a Python
 object) and converts it by hand, so that each spec path gets its line and column,
 duplicate keys are reported instead of silently overwritten, and alias bombs are cut off.
+Numbers are read as YAML 1.2 reads them (`1e-3` is a float), not only as PyYAML's 1.1.
 """
 
 from __future__ import annotations
@@ -23,6 +24,30 @@ MAX_CHARACTERS = 10 * 2**20  # a spec is a page or two; megabytes of it are a mi
 _MAP, _SEQ, _MERGE = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge"
 _YAML_TAG = "tag:yaml.org,2002:"
 _PLAIN_TAGS = {"map", "seq", "str", "int", "float", "bool", "null", "merge", "timestamp"}
+
+
+# YAML 1.2's floats that YAML 1.1 (PyYAML) reads as strings: an exponent without a dot or
+# without a sign (`1e-3`, `1E5`, `1.0e5`). Only a dot or an exponent makes a float, so
+# integers stay integers; `.inf`, `.nan` and the rest stay as PyYAML reads them.
+_YAML12_FLOAT = re.compile(
+    r"^[-+]?(?:[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?"
+    r"|\.[0-9]+(?:[eE][-+]?[0-9]+)?"
+    r"|[0-9]+[eE][-+]?[0-9]+)$"
+)
+_FLOAT = "tag:yaml.org,2002:float"
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, plus YAML 1.2 floats (on this class only, not PyYAML's own)."""
+
+
+# Appended after PyYAML's resolvers, so what they read as an int or a float is unchanged.
+_Loader.add_implicit_resolver(_FLOAT, _YAML12_FLOAT, list("-+0123456789."))
+
+
+def load_value(text: str) -> Any:
+    """One YAML value (a scalar or a flow collection, as `--set` takes), read as a spec is."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader: no tag builds a Python object
 
 
 # Where a value set by `--set` is: it is not in the file, whatever the file held there.
@@ -70,7 +95,7 @@ class _Lines:
 
 
 class _Converter:
-    def __init__(self, loader: yaml.SafeLoader, lines: _Lines):
+    def __init__(self, loader: _Loader, lines: _Lines):
         self.loader = loader
         self.lines = lines
         self.file = lines.file
@@ -187,7 +212,7 @@ def parse(text: str, file: str | None = None) -> tuple[Any, SourceMap, list[Diag
         )
         return None, source, [Diagnostic((), message, location=Location(file, 1, 1))]
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
     except yaml.reader.ReaderError as exc:  # a control character, NUL, ... anywhere in the text
         where = _Lines(text, file).at(exc.position)
         message = f"invalid YAML: character #x{exc.character:04x} is not allowed in YAML text"
@@ -272,6 +297,10 @@ class _Dumper(yaml.SafeDumper):
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
         # Indent list items under their key, as people write them.
         super().increase_indent(flow, False)
+
+
+# A string the loader would read as a float (`"1e-3"`) must be dumped quoted.
+_Dumper.add_implicit_resolver(_FLOAT, _YAML12_FLOAT, list("-+0123456789."))
 
 
 def _represent_list(dumper: yaml.SafeDumper, items: list) -> yaml.Node:

@@ -1,7 +1,8 @@
 """`--set path.to.field=value`: edit a spec's plain data before it is checked.
 
 Paths use the spec's own keys with list indices (`model.layers[2].out_features=16`);
-values are read as YAML scalars or flow collections (`16`, `0.1`, `true`, `[8, 3]`).
+values are read as YAML scalars or flow collections (`16`, `0.1`, `3e-4`, `true`, `[8, 3]`),
+numbers as in a spec file.
 Missing mapping keys are created, so the result goes through the same validation as a file.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 import yaml
 
 from tdsl.errors import Diagnostic, SpecPath, format_path
-from tdsl.spec.located_yaml import COMMAND_LINE
+from tdsl.spec.located_yaml import COMMAND_LINE, load_value
 
 _PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(-?\d+)\]")
 
@@ -71,7 +72,7 @@ def apply_overrides(data: Any, assignments: Sequence[str]) -> tuple[Any, list[Di
             problems.append(_problem(assignment, "expected PATH=VALUE, e.g. train.epochs=5"))
             continue
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = load_value(raw) if raw.strip() else ""
         except (yaml.YAMLError, ValueError, RecursionError, AttributeError):
             problems.append(_problem(assignment, f"cannot read value {raw!r}"))
             continue
