@@ -95,6 +95,48 @@ def test_module_entry_point():
     assert done.returncode == 0 and "61 parameters" in done.stdout
 
 
+# Runs `python -m tdsl ARGS` for each ARGS with stdout a pipe whose reader has already left
+# (`tdsl schema | head -0`), forked from one process so torch is imported once.
+CLOSED_EARLY = """
+import gc, json, os, runpy, sys
+import tdsl.check.pipeline, tdsl.runs.cli, tdsl.runs.directories, tdsl.spec.json_schema
+gc.freeze()  # the children's exits need not collect what they share
+codes = []
+for argv in json.loads(sys.argv[1]):
+    read, write = os.pipe()
+    os.close(read)
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(write, 1)
+        sys.argv = ["tdsl", *argv]
+        runpy.run_module("tdsl", run_name="__main__")  # exits like `python -m tdsl`
+    os.close(write)
+    codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+print(json.dumps(codes))
+"""
+
+
+def test_output_closed_early_exits_quietly(tmp_path):
+    commands = [
+        ["schema"],
+        ["validate", RING],
+        ["summary", RING],
+        ["run", RING, "--out", str(tmp_path / "run"), "--set", "train.epochs=1"],
+    ]
+    commands[-1] += ["--set", "data.n_positive=100", "--set", "data.n_negative=100"]
+    done = subprocess.run(
+        [sys.executable, "-c", CLOSED_EARLY, json.dumps(commands)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+    assert json.loads(done.stdout) == [141] * len(commands)  # as if killed by SIGPIPE
+    assert (tmp_path / "run" / "final.json").exists()  # the run itself finished
+
+
 @pytest.mark.parametrize(
     ("text", "path"),
     [

@@ -1,11 +1,13 @@
 """The `tdsl` command line. Every spec mistake is printed as located diagnostics; exit codes:
-0 success, 1 invalid spec or failed run, 2 usage error."""
+0 success, 1 invalid spec or failed run, 2 usage error, 130 interrupted, 141 the output was
+closed early (`tdsl schema | head`: quietly, as a program killed by SIGPIPE)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -73,7 +75,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="rows: .npy, .npz or .pt; or raw data for the run's source (CSV, texts, images)",
     )
-    guess.add_argument("--output", required=True, metavar="FILE", help=".npy or .csv")
+    guess.add_argument(
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="written as its extension says: .csv, .npy, .json, or .parquet (needs pyarrow)",
+    )
     guess.add_argument("--checkpoint", choices=("best", "last"), default="best")
 
     draw = commands.add_parser(
@@ -205,6 +212,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         with _stop_on_sigterm(), distributed.session():
             directory, result = run(spec, out, allow_imports=args.allow_imports)
     except KeyboardInterrupt:
+        _end_bars()
         if lead:
             print(
                 f"interrupted; continue from the last finished epoch with: {_resume_command(out)}",
@@ -216,6 +224,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if result.history:
             print(f"final: {_logs(result.history[-1])}")
     return 0
+
+
+def _end_bars() -> None:
+    """End a progress bar still on screen with a newline, so the message printed next starts
+    a line of its own (no bar is drawn unless training imported the progress module)."""
+    progress = sys.modules.get("tdsl.train.progress")
+    if progress is not None:
+        progress.end_live_bars()
 
 
 def _print_device(device) -> None:
@@ -318,6 +334,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         with _stop_on_sigterm(), distributed.session():
             result = resume(_as_path(args.run_dir), allow_imports=args.allow_imports)
     except KeyboardInterrupt:
+        _end_bars()
         if lead:
             print(f"interrupted; continue with: {_resume_command(args.run_dir)}", file=sys.stderr)
         return 130
@@ -337,8 +354,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from tdsl.runs.directories import predict_run
+    from tdsl.runs.directories import RunError, predict_run, prediction_format
 
+    try:  # refused before the model is loaded and run
+        prediction_format(_as_path(args.output))
+    except RunError as exc:
+        print(f"error: --output {exc}", file=sys.stderr)
+        return 2
     rows = predict_run(
         _as_path(args.run_dir),
         _as_path(args.input),
@@ -371,18 +393,40 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # the reader left (`| head`): the rest of the output is unwanted
+        _discard_output()
+        return 141
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except SpecError as exc:
+        _end_bars()
         print(str(exc), file=sys.stderr)
         return 1
     except TdslError as exc:
+        _end_bars()
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        _end_bars()
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _discard_output() -> None:
+    """Point stdout at /dev/null, so that flushing what is still buffered (at exit at the
+    latest) cannot raise BrokenPipeError again and print a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file behind sys.stdout (embedded use)
+        pass
 
 
 if __name__ == "__main__":

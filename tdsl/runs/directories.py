@@ -9,6 +9,10 @@ text), so `resume` continues exactly where the last completed epoch left off.
 from __future__ import annotations
 
 import difflib
+import importlib.util
+import io
+import json
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -25,7 +29,7 @@ from tdsl.data import FITTED_FILE, DataError, Fitted, load_data, read_input, wit
 from tdsl.errors import TdslError
 from tdsl.registry.ops import DTYPES
 from tdsl.spec.load_dump import dump, load
-from tdsl.train.atomic_files import atomic_write_text
+from tdsl.train.atomic_files import atomic_write_bytes, atomic_write_text
 from tdsl.train.callbacks import (
     Checkpointer,
     EarlyStopping,
@@ -235,6 +239,51 @@ def _read_features(path: Path) -> tuple[torch.Tensor, ...]:
     raise RunError(f"unsupported input format {suffix!r}; use .npy, .npz, .pt or .csv")
 
 
+PREDICTION_FORMATS = (".csv", ".npy", ".json", ".parquet")
+
+
+def prediction_format(path: Path) -> str:
+    """The format `path`'s extension names: csv, npy, json or parquet. Raises RunError for
+    any other extension, or for .parquet without pyarrow, so a caller can refuse before
+    computing anything."""
+    suffix = Path(path).suffix.lower()
+    choices = ", ".join(PREDICTION_FORMATS)
+    if suffix not in PREDICTION_FORMATS:
+        what = f"unknown format {suffix!r}" if suffix else "no extension to choose a format"
+        raise RunError(f"{path}: {what}; use {choices}")
+    if suffix == ".parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise RunError(f"{path}: writing .parquet needs the pyarrow package (pip install pyarrow)")
+    return suffix[1:]
+
+
+def prediction_bytes(outputs: np.ndarray, kind: str) -> bytes:
+    """`outputs` (one entry per input row) as a file of format `kind`. CSV and Parquet have
+    one row per input row and the output's values flattened into columns; JSON is an array of
+    the rows' outputs (nested lists shaped like the output, NaN and infinities as null)."""
+    if kind == "npy":
+        buffer = io.BytesIO()
+        np.save(buffer, outputs, allow_pickle=False)
+        return buffer.getvalue()
+    flat = outputs.reshape(len(outputs), -1)
+    if kind == "csv":
+        text = io.StringIO()
+        np.savetxt(text, flat, delimiter=",")
+        return text.getvalue().encode()
+    if kind == "json":
+        # Each value's shortest decimal that reads back as the same float32.
+        values = [float(v) for v in outputs.astype(str).flat]
+        values = [v if np.isfinite(v) else None for v in values]
+        rows = np.array(values, dtype=object).reshape(outputs.shape).tolist()
+        return (json.dumps(rows, allow_nan=False) + "\n").encode()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({f"output_{i}": flat[:, i] for i in range(flat.shape[1])})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
 def predict_run(
     directory: Path,
     input_path: Path,
@@ -242,7 +291,10 @@ def predict_run(
     which: str = "best",
     allow_imports: Sequence[str] = (),
 ) -> int:
-    """Write the model's outputs for the rows in `input_path`; returns the row count."""
+    """Write the model's outputs for the rows in `input_path` to exactly `output_path`
+    (atomically, creating missing folders), in the format its extension names; returns the
+    row count."""
+    kind = prediction_format(output_path)
     program, state = _program_and_state(directory, which, allow_imports)
     try:  # a CSV, texts, a series or images in the source's format, through its transforms
         features = read_input(program.spec, Fitted.load(directory), Path(input_path))
@@ -264,8 +316,10 @@ def predict_run(
     features = tuple(t.to(DTYPES[i.dtype]) for t, i in zip(features, declared, strict=True))
     outputs = predict(program, state, features)
     output_path = Path(output_path)
-    if output_path.suffix.lower() == ".csv":
-        np.savetxt(output_path, outputs.reshape(len(outputs), -1).numpy(), delimiter=",")
-    else:
-        np.save(output_path, outputs.numpy())
+    atomic_write_bytes(output_path, prediction_bytes(outputs.numpy(), kind))
+    # The atomic write's temporary file is private (0600); predictions are made to be
+    # shared, so they get the mode a plain open() would have given them.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    output_path.chmod(0o666 & ~umask)
     return len(outputs)

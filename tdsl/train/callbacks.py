@@ -10,16 +10,15 @@ import csv
 import io
 import json
 import math
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import torch
 
 from tdsl.registry.metrics import lookup_metric
 from tdsl.train.atomic_files import atomic_write_bytes, atomic_write_text
+from tdsl.train.progress import ProgressPrinter as ProgressPrinter  # its home before progress.py
 from tdsl.train.state import TrainState
 
 
@@ -173,64 +172,3 @@ class HistoryWriter:
         atomic_write_text(self.directory / "history.csv", table.getvalue())
         lines = "".join(strict_json(row) + "\n" for row in run.history)
         atomic_write_text(self.directory / "history.jsonl", lines)
-
-
-def _format_logs(logs: dict[str, float]) -> str:
-    parts = []
-    for key, value in logs.items():
-        if key in ("epoch", "seconds"):
-            continue
-        parts.append(f"{key}={value:.4g}")
-    return " ".join(parts)
-
-
-class ProgressPrinter:
-    """A live bar per epoch on a terminal; one line per epoch otherwise (logs, CI)."""
-
-    def __init__(self, stream: TextIO | None = None, refresh_seconds: float = 0.1):
-        self.stream = stream or sys.stderr
-        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.refresh = refresh_seconds
-
-    def on_fit_start(self, run, state: TrainState) -> None:
-        self.step, self.started, self.last_draw = 0, time.perf_counter(), 0.0
-        self.loss_sum, self.rows = None, 0
-
-    def on_batch_end(self, run, metrics: dict[str, Any]) -> None:
-        if not self.live:
-            return
-        if self.step == 0:
-            self.started = time.perf_counter()
-        self.step += 1
-        count = metrics["count"]
-        loss = metrics["loss"].detach() * count
-        self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
-        self.rows += count
-        now = time.perf_counter()
-        if now - self.last_draw < self.refresh and self.step < run.steps_per_epoch:
-            return
-        self.last_draw = now
-        elapsed = now - self.started
-        rate = self.step / elapsed if elapsed > 0 else 0.0
-        eta = (run.steps_per_epoch - self.step) / rate if rate else 0.0
-        done = int(24 * self.step / run.steps_per_epoch)
-        bar = "#" * done + "." * (24 - done)
-        running = float(self.loss_sum) / self.rows  # one host sync per redraw, not per step
-        self.stream.write(
-            f"\repoch {run.epoch + 1}/{run.epochs} [{bar}] {self.step}/"
-            f"{run.steps_per_epoch} {rate:.0f} it/s eta {eta:.1f}s loss {running:.4g}"
-        )
-        self.stream.flush()
-
-    def on_epoch_end(self, run, state: TrainState, logs: dict[str, float]) -> None:
-        prefix = "\r\x1b[2K" if self.live else ""
-        self.stream.write(
-            f"{prefix}epoch {int(logs['epoch'])}/{run.epochs} "
-            f"{_format_logs(logs)} ({logs['seconds']:.2f}s)\n"
-        )
-        self.stream.flush()
-        self.step, self.loss_sum, self.rows = 0, None, 0
-
-    def on_fit_end(self, run, state: TrainState) -> None:
-        if run.stop_reason:
-            self.stream.write(f"stopped: {run.stop_reason}\n")
