@@ -17,6 +17,7 @@ from torch import nn
 
 from tdsl import spec as S
 from tdsl.errors import Diagnostics, SpecPath, did_you_mean, format_path
+from tdsl.registry import ops
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Names become attribute paths and state-dict keys; tdsl keeps them to plain ASCII.
@@ -102,6 +103,8 @@ def resolve(model: S.Model, diags: Diagnostics, path: SpecPath = ("model",)) -> 
             first_defined[name] = layer_path
         if layer.inputs:
             inputs = layer.inputs
+        elif ops.takes_no_inputs(layer.op):
+            inputs = ()  # a source (parameter, constant) reads nothing: no implicit edge
         elif index > 0:
             inputs = (names[index - 1],)
         elif len(input_names) == 1:
