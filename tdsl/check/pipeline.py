@@ -62,20 +62,21 @@ def _check_ops_only(model: S.Model, diags: Diagnostics, allow_imports: Sequence[
     for index, (layer, name) in enumerate(zip(model.layers, auto_names(model.layers), strict=True)):
         if layer.op is None or layer.op in model.blocks:
             continue  # shared layers and block uses: their problems are the graph's
-        inputs = layer.inputs or ("<previous>",)
-        node = Node(name, layer.op, layer.args, inputs, ("model", "layers", index))
+        path = ("model", "layers", index)
         try:
             op = lookup(layer.op, allow_imports)
         except ImportRefused as exc:
-            diags.error((*node.path, "op"), exc.message, exc.hint)
+            diags.error((*path, "op"), exc.message, exc.hint)
             continue
         if op is None:
             diags.error(
-                (*node.path, "op"),
+                (*path, "op"),
                 f"unknown op {layer.op!r}",
                 did_you_mean(layer.op, all_op_names()),
             )
         else:
+            implicit = () if op.max_inputs == 0 else ("<previous>",)  # a source takes none
+            node = Node(name, layer.op, layer.args, layer.inputs or implicit, path)
             check_arguments(node, op, diags)
 
 

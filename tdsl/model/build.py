@@ -311,7 +311,9 @@ def _build_node(node: Node, op: ops.OpDef, inputs: Sequence[Any], diags: Diagnos
         return None
     floating_params = any(p.is_floating_point() for p in layer.parameters())
     if floating_params and op.input_kind != "int":
-        for value in tensors:
+        # A "masked" op's last input is a bool or integer mask, which the op checks itself.
+        masked = op.input_kind == "masked" and len(tensors) > 1
+        for value in tensors[:-1] if masked else tensors:
             if not value.is_floating_point():
                 diags.error(
                     node.path,

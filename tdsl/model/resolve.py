@@ -122,8 +122,14 @@ def resolve_layers(
         layer_path = (*path, "layers", index)
         _check_layer_name(name, layer_path, defined, diags)
         defined.setdefault(name, layer_path)
+        layer = substituted(layer, layer_path, scope, diags)
+        if layer is None:
+            failed.add(name)
+            continue
         if layer.inputs:
             inputs = layer.inputs
+        elif isinstance(layer.op, str) and ops.takes_no_inputs(layer.op):
+            inputs = ()  # a source (parameter, constant) reads nothing: no implicit edge
         elif index > 0:
             inputs = (names[index - 1],)
         elif len(input_names) == 1:
@@ -134,10 +140,6 @@ def resolve_layers(
                 "the first layer must name its inputs when there are several",
                 "add inputs: [" + ", ".join(input_names) + "]",
             )
-            continue
-        layer = substituted(layer, layer_path, scope, diags)
-        if layer is None:
-            failed.add(name)
             continue
         if layer.when is not None and not switched_on(layer, layer_path, diags):
             if len(inputs) == 1:

@@ -79,30 +79,49 @@ class Sub(_Elementwise):
         return a - b
 
 
+def _batch_expanded(xs: Sequence[torch.Tensor], joined_dim: int | None) -> Sequence[torch.Tensor]:
+    """Inputs with a leading 1 (a parameter, a constant, positions) expanded to the batch of
+    the others, unless the inputs are joined along dimension 0 itself."""
+    if joined_dim == 0 or xs[0].dim() == 0:
+        return xs
+    batch = max(x.shape[0] for x in xs)
+    if all(x.shape[0] == batch for x in xs):
+        return xs
+    return [x.expand(batch, *x.shape[1:]) if x.shape[0] == 1 else x for x in xs]
+
+
 class Concat(nn.Module):
+    """torch.cat along dim; an input with a leading 1 is expanded to the batch."""
+
     def __init__(self, dim: int = -1):
         super().__init__()
         self.dim = dim
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        return torch.cat(xs, dim=self.dim)
+        return torch.cat(_batch_expanded(xs, self.dim % xs[0].dim()), dim=self.dim)
 
     def meta_output(self, *xs: torch.Tensor) -> torch.Tensor:
         shape = list(xs[0].shape)  # build() checked ranks, dim and the other sizes
         shape[self.dim] = sum(x.shape[self.dim] for x in xs)
+        if self.dim % len(shape):
+            shape[0] = max(x.shape[0] for x in xs)
         return meta(shape, _promoted(xs))
 
 
 class Stack(nn.Module):
+    """torch.stack along dim; an input with a leading 1 is expanded to the batch."""
+
     def __init__(self, dim: int = 1):
         super().__init__()
         self.dim = dim
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        return torch.stack(xs, dim=self.dim)
+        return torch.stack(_batch_expanded(xs, None), dim=self.dim)
 
     def meta_output(self, *xs: torch.Tensor) -> torch.Tensor:
         shape = list(xs[0].shape)
+        if shape:
+            shape[0] = max(x.shape[0] for x in xs)
         shape.insert(self.dim % (len(shape) + 1), len(xs))
         return meta(shape, _promoted(xs))
 
@@ -221,7 +240,10 @@ def _concat_check(op: str) -> Callable[[Sequence[Any], Mapping[str, Any]], None]
         for position in range(len(shapes[0])):
             if op == "concat" and position == dim % len(shapes[0]):
                 continue
-            if len({s[position] for s in shapes}) != 1:
+            sizes = {s[position] for s in shapes}
+            if position == 0 and len(sizes) == 2 and 1 in sizes:
+                continue  # a leading 1 (no batch of its own) is expanded to the batch
+            if len(sizes) != 1:
                 raise OpError(
                     f"along dim {dim} needs the other dimensions to match, got {_shapes(inputs)}"
                 )
@@ -257,8 +279,8 @@ def _functional(
 _functional("add", Add, 1, None, _same_shapes("add"))
 _functional("mul", Mul, 1, None, _same_shapes("mul"))
 _functional("sub", Sub, 2, 2, _same_shapes("sub"), doc="The first input minus the second.")
-_functional("concat", Concat, 2, None, _concat_check("concat"), doc="torch.cat along dim.")
-_functional("stack", Stack, 2, None, _concat_check("stack"), doc="torch.stack along dim.")
+_functional("concat", Concat, 2, None, _concat_check("concat"))
+_functional("stack", Stack, 2, None, _concat_check("stack"))
 
 
 def _item_check(inputs: Sequence[Any], args: Mapping[str, Any]) -> None:

@@ -13,12 +13,54 @@ from typing import Any
 import torch
 from torch import nn
 
+from tdsl.errors import did_you_mean, show
+from tdsl.registry.op_checks import flag, tensors
 from tdsl.registry.ops import CHANNEL_DIM, LAST_DIM, OpDef, OpError, register, torch_op
 
 register(torch_op("linear", nn.Linear, {"in_features": LAST_DIM}))
 register(torch_op("bilinear", nn.Bilinear, {"in1_features": LAST_DIM}))
+
+
+def _conv(rank: int) -> OpDef:
+    """conv1d/2d/3d; `groups: in_channels` or `depthwise: true` sets groups to the input's
+    channels (MobileNet's depthwise convolution; out_channels a multiple of them)."""
+    plain = torch_op(f"conv{rank}d", getattr(nn, f"Conv{rank}d"), {"in_channels": CHANNEL_DIM})
+
+    def build(args: Mapping[str, Any], inputs: Sequence[Any]) -> nn.Module:
+        args = dict(args)
+        depthwise = flag(args, "depthwise")
+        args.pop("depthwise", None)
+        groups = args.get("groups")
+        if depthwise and groups not in (None, "in_channels"):
+            raise OpError(
+                f"is depthwise, which sets groups to the input channels; drop groups: "
+                f"{show(groups)}",
+                key="groups",
+            )
+        if isinstance(groups, str) and groups != "in_channels":
+            hint = did_you_mean(groups, ["in_channels"])
+            raise OpError(
+                f"takes groups an integer or in_channels, got {show(groups)}", "groups", hint
+            )
+        if depthwise or groups == "in_channels":
+            channels = CHANNEL_DIM(tensors(inputs)[0])
+            out = args.get("out_channels")
+            if isinstance(out, int) and out % channels:
+                raise OpError(
+                    f"is depthwise over {channels} input channels, so out_channels must be a "
+                    f"multiple of {channels}, got {out}",
+                    key="out_channels",
+                )
+            args["groups"] = channels
+        return plain.build(args, inputs)
+
+    return OpDef(
+        plain.name, build, {**plain.arguments, "depthwise": False}, plain.inferred, doc=plain.doc
+    )
+
+
 for rank in (1, 2, 3):
-    register(torch_op(f"conv{rank}d", getattr(nn, f"Conv{rank}d"), {"in_channels": CHANNEL_DIM}))
+    register(_conv(rank))
     register(
         torch_op(
             f"conv_transpose{rank}d",
@@ -61,7 +103,6 @@ for rnn in (nn.LSTM, nn.GRU, nn.RNN):
     register(torch_op(rnn.__name__.lower(), rnn, {"input_size": LAST_DIM}, {"batch_first": True}))
 register(torch_op("flatten", nn.Flatten))
 register(torch_op("unflatten", nn.Unflatten))
-register(torch_op("softmax", nn.Softmax, defaults={"dim": -1}))
 register(torch_op("log_softmax", nn.LogSoftmax, defaults={"dim": -1}), "logsoftmax")
 register(torch_op("leaky_relu", nn.LeakyReLU))
 register(torch_op("prelu", nn.PReLU))
@@ -92,32 +133,6 @@ register(
 )
 
 
-def _transformer_encoder(args: Mapping[str, Any], inputs: Sequence[Any]) -> nn.Module:
-    args = dict(args)
-    num_layers = args.pop("num_layers", 1)
-    layer = _ENCODER_LAYER.build(args, inputs)
-    # enable_nested_tensor only matters for padded inference and warns with norm_first.
-    return nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
-
-
-_ENCODER_LAYER = torch_op(
-    "transformer_encoder_layer",
-    nn.TransformerEncoderLayer,
-    {"d_model": LAST_DIM},
-    {"batch_first": True},
-)
-register(_ENCODER_LAYER)
-register(
-    OpDef(
-        "transformer_encoder",
-        _transformer_encoder,
-        {**_ENCODER_LAYER.arguments, "num_layers": False},
-        ("d_model",),
-        doc="a stack of num_layers TransformerEncoderLayer",
-    )
-)
-
-
 class SelfOrCrossAttention(nn.MultiheadAttention):
     """MultiheadAttention that takes one input (self-attention) or query, key, value."""
 
@@ -144,6 +159,5 @@ register(
         min_inputs=1,
         max_inputs=3,
         doc=_ATTENTION.doc,
-    ),
-    "attention",
+    )
 )

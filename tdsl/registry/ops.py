@@ -15,7 +15,7 @@ import attrs
 import torch
 from torch import nn
 
-from tdsl.errors import TdslError
+from tdsl.errors import TdslError, did_you_mean, show
 from tdsl.registry.user_code import ImportRefused, import_object, is_import_path
 
 Builder = Callable[[Mapping[str, Any], Sequence[Any]], nn.Module]
@@ -52,7 +52,8 @@ class OpDef:
     max_inputs: int | None = 1
     doc: str = ""
     # "int" for ops that take ids (embedding); floating-point inputs are required by any op
-    # with floating-point parameters, checked generically.
+    # with floating-point parameters, checked generically. "masked": the last of several
+    # inputs is a padding mask (bool or 0/1 integers) that the op checks itself.
     input_kind: str = "any"
     # How the output relates to the batch: "keep" (dimension 0 is the batch, as for every
     # layer), "broadcast" (no batch: a parameter, constant or position table whose leading
@@ -79,6 +80,12 @@ def register(op: OpDef, *aliases: str) -> OpDef:
             raise ValueError(f"op {name!r} is already registered")
         _REGISTRY[name] = op
     return op
+
+
+def takes_no_inputs(name: str) -> bool:
+    """Whether the registered op `name` is a source (parameter, constant): no inputs at all."""
+    op = _REGISTRY.get(name)
+    return op is not None and op.max_inputs == 0
 
 
 def registered_names() -> list[str]:
@@ -157,6 +164,27 @@ _SIGNATURE_OVERRIDES = {
 }
 
 
+# String arguments torch checks late (GELU's on the first forward) or words tersely.
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+_CHOICES: dict[type, dict[str, tuple[str, ...]]] = {
+    nn.GELU: {"approximate": ("none", "tanh")},
+    nn.RNN: {"nonlinearity": ("tanh", "relu")},
+    nn.TransformerEncoderLayer: {"activation": ("relu", "gelu")},
+    **{getattr(nn, f"Conv{r}d"): {"padding_mode": _PADDING_MODES} for r in (1, 2, 3)},
+}
+
+
+def check_choices(cls: type, args: Mapping[str, Any]) -> None:
+    """Raise a located OpError for a string argument of `cls` outside its choices."""
+    for klass in cls.__mro__:
+        for key, choices in _CHOICES.get(klass, {}).items():
+            value = args.get(key, choices[0])
+            if value not in choices and not callable(value):  # torch also takes a function
+                hint = did_you_mean(value, choices) if isinstance(value, str) else None
+                wanted = " or ".join(show(c) for c in choices)
+                raise OpError(f"takes {key} {wanted}, got {show(value)}", key=key, hint=hint)
+
+
 def signature_arguments(fn: Callable) -> dict[str, bool]:
     """Keyword arguments of a constructor: name -> required. Skips device/dtype."""
     if fn in _SIGNATURE_OVERRIDES:
@@ -202,6 +230,7 @@ def torch_op(
         arguments[key] = False
 
     def build(args: Mapping[str, Any], inputs: Sequence[Any]) -> nn.Module:
+        check_choices(cls, args)
         kwargs = {**defaults, **args}
         for key, read in infer.items():
             value = read(_first_tensor(inputs))

@@ -31,7 +31,11 @@ def output_of(layer: nn.Module, inputs: Sequence[Any]) -> Any:
         return None  # torch refuses empty inputs to many layers, each in its own way
     own = getattr(layer, "meta_output", None)  # tdsl's graph ops carry their own rule
     if own is not None:
-        if all(isinstance(x, torch.Tensor) and x.is_floating_point() for x in inputs):
+        # Most rules are written for floating-point inputs; one that reads masks or ids
+        # (`meta_any_dtype`) answers for any, or says None itself.
+        tensors = all(isinstance(x, torch.Tensor) for x in inputs)
+        floating = tensors and all(x.is_floating_point() for x in inputs)
+        if floating or (tensors and getattr(layer, "meta_any_dtype", False)):
             return own(*inputs)
         return None
     rule = _RULES.get(type(layer))
