@@ -242,8 +242,12 @@ def test_a_shared_encoder_is_one_set_of_parameters_trained_from_both_inputs():
     names = [n for n, _ in module.named_parameters()]
     assert not any(n.startswith("right.") for n in names)
     assert report.param_count == sum(p.numel() for p in module.parameters())
-    opt_params = [p for g in program.steps.optimizer.param_groups for p in g["params"]]
-    assert len(opt_params) == len(names)
+    # The state and the optimizer hold the encoder once.
+    state = program.init()
+    assert list(state.params) == names
+    batch = next(iter(tdsl.load_data(spec).train.batches(8, order_seed=0)))
+    state, _ = program.train_step(state, batch)
+    assert sorted(state.optimizer) == sorted(names)
     # The same computation written by hand: one encoder applied twice.
     a, b = torch.randn(5, 16), torch.randn(5, 16)
     left, right = module.left(a), module.left(b)

@@ -32,7 +32,9 @@ from tdsl.spec.located_yaml import dump_data, parse
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-SPEC_FILES = sorted((ROOT / "specs").glob("*.yaml"))
+SPEC_FILES = sorted((ROOT / "specs").glob("*.yaml")) + sorted(
+    (ROOT / "specs" / "models").glob("*.yaml")
+)
 LANGUAGES = {"python", "console", "yaml", "sh", "text", ""}
 _OPENING = re.compile(r"^```([\w-]*)\s*$")
 _NOT_RUN = re.compile(r"^<!--\s*not-run:\s*(\S.*?)\s*-->\s*$")

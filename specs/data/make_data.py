@@ -191,6 +191,17 @@ def covid(rng: np.random.Generator, days: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def bert_tokens(rng: np.random.Generator, rows: int, length: int = 512) -> dict[str, np.ndarray]:
+    """Token rows for validating specs/models/bert_base.yaml: ids in BERT's vocabulary
+    (0 is [PAD], trailing), two segments, and a 768-value stand-in target per row."""
+    ids = rng.integers(1, 30522, size=(rows, length), dtype=np.int64)
+    lengths = rng.integers(length // 4, length + 1, size=rows)
+    ids[np.arange(length)[None, :] >= lengths[:, None]] = 0
+    segments = (np.arange(length)[None, :] >= (lengths // 2)[:, None]).astype(np.int64)
+    target = rng.standard_normal((rows, 768)).astype(np.float32)
+    return {"ids": ids, "segments": segments, "y": target}
+
+
 def main() -> None:
     rng = np.random.default_rng(SEED)
     # Each later file draws from a generator of its own, so resizing one leaves the others.
@@ -202,6 +213,7 @@ def main() -> None:
     }
     for name, text in texts.items():
         (HERE / name).write_text(text, encoding="utf-8")
+    np.savez_compressed(HERE / "bert_tokens.npz", **bert_tokens(np.random.default_rng([SEED, 4]), 4))
     for name, data in images(np.random.default_rng([SEED, 3]), 30).items():
         (HERE / name).parent.mkdir(parents=True, exist_ok=True)
         (HERE / name).write_bytes(data)
