@@ -335,3 +335,27 @@ def test_every_model_spec_validates_and_the_small_ones_train(path, tmp_path):
         _, result = run(spec, tmp_path / "run", stream=io.StringIO())
         assert len(result.history) == 1
         assert all(torch.isfinite(v).all() for v in result.state.params.values())
+
+
+def test_selectors_see_a_tied_parameter_once():
+    spec = tied_lm()
+    spec = attrs.evolve(
+        spec,
+        loss=tdsl.Loss(
+            "cross_entropy", regularizers=[tdsl.Regularizer(kind="l2", weight=0.1)]
+        ),
+        optimizer=tdsl.Optimizer(
+            "sgd", lr=0.1, groups=[tdsl.ParamGroup(params=["*.weight"], lr=0.01)]
+        ),
+    )
+    report = tdsl.validate(spec)
+    assert report.ok, report
+    assert report.selections == {
+        "loss.regularizers[0]": ("wte.weight",),
+        "optimizer.groups[0]": ("wte.weight",),
+    }
+    program = tdsl.compile(spec)
+    state = program.init()
+    batch = next(iter(tdsl.load_data(spec).train.batches(16, order_seed=0)))
+    state, metrics = program.train_step(state, batch)
+    assert list(state.params) == ["wte.weight"] and "l2" in metrics

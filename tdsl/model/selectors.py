@@ -24,11 +24,14 @@ class Selector(Protocol):
 
 
 def parameter_owners(module: nn.Module) -> dict[str, nn.Module]:
-    """Parameter name -> the module that directly holds it."""
-    owners = {}
+    """Parameter name -> the module that directly holds it. A tied parameter is held by two
+    modules; it goes by its first name (`wte.weight`), as in `named_parameters()`."""
+    owners, seen = {}, set()
     for owner_name, owner in module.named_modules():
-        for param_name, _ in owner.named_parameters(recurse=False):
-            owners[f"{owner_name}.{param_name}" if owner_name else param_name] = owner
+        for param_name, param in owner.named_parameters(recurse=False):
+            if id(param) not in seen:
+                seen.add(id(param))
+                owners[f"{owner_name}.{param_name}" if owner_name else param_name] = owner
     return owners
 
 
