@@ -6,7 +6,8 @@ batched index_select, no per-step `.item()`, a validation pass per epoch), (c) a
 tutorial-style loop (DataLoader over a TensorDataset, per-step `.item()`), and (d) tdsl
 with `train.compile: true` (torch.compile of the whole step; its compile time is reported
 on its own). Variants run interleaved, several repetitions; the table reports medians of
-per-step time and ratios to (b).
+per-step time and ratios to (b). A compiled run that does not reach the eager tdsl run's
+final validation loss and metric stops the benchmark: its speed would mean nothing.
 
 Run: python bench/workloads.py [--repeats 5] [--only rings ...] [--out bench/results.md]
 """
@@ -28,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import tdsl
+from tdsl.registry.metrics import lookup_metric
 from tdsl.train.callbacks import ProgressPrinter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,11 +134,19 @@ def hand_module(spec: tdsl.Spec) -> nn.Module:
     return nn.Sequential(OrderedDict(program.module_for(program.init()).named_children()))
 
 
-def tdsl_run(spec: tdsl.Spec, data) -> int:
-    program = tdsl.compile(spec)
+# Each tdsl variant's last epoch's logs (its final validation loss and metric), by variant.
+FINAL: dict[str, dict[str, float]] = {}
+
+
+def _fit(variant: str, program: tdsl.Program, spec: tdsl.Spec, data) -> int:
     result = tdsl.fit(program, program.init(), data, callbacks=[ProgressPrinter(io.StringIO())])
     assert len(result.history) == spec.train.epochs
+    FINAL[variant] = result.history[-1]
     return spec.train.epochs * data.train.num_batches(spec.train.batch_size)
+
+
+def tdsl_run(spec: tdsl.Spec, data) -> int:
+    return _fit("tdsl", tdsl.compile(spec), spec, data)
 
 
 _COMPILED: dict[str, tdsl.Program] = {}
@@ -148,10 +158,26 @@ def tdsl_compiled_run(spec: tdsl.Spec, data) -> int:
     if spec.name not in _COMPILED:
         compiled = attrs.evolve(spec, train=attrs.evolve(spec.train, compile=True))
         _COMPILED[spec.name] = tdsl.compile(compiled)
-    program = _COMPILED[spec.name]
-    result = tdsl.fit(program, program.init(), data, callbacks=[ProgressPrinter(io.StringIO())])
-    assert len(result.history) == spec.train.epochs
-    return spec.train.epochs * data.train.num_batches(spec.train.batch_size)
+    return _fit("tdsl_compiled", _COMPILED[spec.name], spec, data)
+
+
+def check_compiled(spec: tdsl.Spec) -> None:
+    """Stop unless the last compiled run reached the last eager run's final validation loss
+    and metric, within 1% + 0.005: both start from the same state and see the same batches,
+    so only float rounding may tell them apart."""
+    eager, compiled = FINAL["tdsl"], FINAL["tdsl_compiled"]
+    metric = spec.metrics[0].kind
+    for key, higher in (
+        ("val_loss", False),
+        (f"val_{metric}", lookup_metric(metric).higher_is_better),
+    ):
+        slack = 0.01 * abs(eager[key]) + 0.005
+        short = eager[key] - compiled[key] if higher else compiled[key] - eager[key]
+        if short > slack:
+            raise SystemExit(
+                f"{spec.name}: the compiled run did not reach the eager run's {key}: "
+                f"{compiled[key]:.4g} against {eager[key]:.4g} (allowed {slack:.3g} short)"
+            )
 
 
 def _loss_fn(spec: tdsl.Spec) -> nn.Module:
@@ -251,11 +277,13 @@ def measure(repeats: int, only: list[str] | None = None) -> dict[str, dict[str, 
             started = time.perf_counter()
             fn(spec, data)
             warmup[variant] = time.perf_counter() - started
+        check_compiled(spec)
         for _ in range(repeats):
             for variant, fn in VARIANTS.items():  # interleaved
                 started = time.perf_counter()
                 steps = fn(spec, data)
                 times[variant].append((time.perf_counter() - started) / steps)
+            check_compiled(spec)
         results[name] = {v: statistics.median(t) for v, t in times.items()}
         steady = results[name]["tdsl_compiled"] * steps
         results[name]["compile_s"] = warmup["tdsl_compiled"] - steady

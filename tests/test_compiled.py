@@ -3,6 +3,7 @@ tolerance), keep torch's optimizer state format, and refuse what it does not sup
 
 import os
 import shutil
+from pathlib import Path
 
 import attrs
 import pytest
@@ -11,6 +12,8 @@ import torch
 import tdsl
 from tdsl.data import load_data
 from tdsl.train.loops import fit
+
+LINEAR_REGRESSION = Path(__file__).resolve().parent.parent / "specs" / "linear_regression.yaml"
 
 needs_compiler = pytest.mark.skipif(
     not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("clang++")),
@@ -108,6 +111,132 @@ def test_fit_with_compiled_steps_learns_and_keeps_the_spec_semantics():
     assert [row["epoch"] for row in result.history] == [1, 2]
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     assert result.state.step == 2 * 8  # 240 training rows in batches of 32
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compile_every_configuration():
+    """All compiled steps share one code object, and dynamo compiles at most 8 variants of
+    it before it runs the rest eagerly; this module compiles more, and a silently eager
+    "compiled" run would compare eager with eager."""
+    with torch._dynamo.config.patch(recompile_limit=64, fail_on_recompile_limit_hit=True):
+        yield
+
+
+def regression(
+    optimizer: tdsl.Optimizer | None = None, clip_norm: float | None = None, hidden: bool = False
+) -> tdsl.Spec:
+    """The issue's spec (one linear layer, half an MSE, SGD lr 0.001, batches of 10), or
+    with a hidden layer: a linear layer's raw weight gradient is a matmul, which inductor
+    once mishandled."""
+    spec = tdsl.load(LINEAR_REGRESSION)
+    if hidden:
+        layers = [tdsl.Layer("linear", out_features=4), tdsl.Layer("relu"), *spec.model.layers]
+        spec = attrs.evolve(spec, model=attrs.evolve(spec.model, layers=layers))
+    train = attrs.evolve(spec.train, clip_norm=clip_norm)
+    return attrs.evolve(spec, optimizer=optimizer or spec.optimizer, train=train)
+
+
+def classification(
+    optimizer: tdsl.Optimizer, clip_norm: float | None = None, l2: bool = False
+) -> tdsl.Spec:
+    return tdsl.Spec(
+        name="compiled_classification",
+        data=tdsl.Rings(n_positive=80, n_negative=80, split=tdsl.Split(train=1.0, val=0.0)),
+        model=tdsl.Model(
+            inputs=[tdsl.Input(shape=[2])],
+            layers=[
+                tdsl.Layer("linear", out_features=4),
+                tdsl.Layer("relu"),
+                tdsl.Layer("linear", out_features=1),
+            ],
+        ),
+        loss=tdsl.Loss(
+            "bce_with_logits", regularizers=[tdsl.Regularizer(kind="l2", weight=0.01)] if l2 else []
+        ),
+        optimizer=optimizer,
+        train=tdsl.Train(epochs=1, batch_size=16, clip_norm=clip_norm),
+    )
+
+
+def sgd_variants(lr: float) -> tdsl.Optimizer:
+    """Plain SGD on the biases, Nesterov with weight decay on the last weight, momentum with
+    dampening on the rest: SGD's three updates in one program."""
+    return tdsl.Optimizer(
+        "sgd",
+        lr=lr,
+        momentum=0.9,
+        dampening=0.1,
+        groups=[
+            tdsl.ParamGroup(params=["*.bias"], momentum=0.0),
+            tdsl.ParamGroup(
+                params=["linear2.weight"], nesterov=True, dampening=0.0, weight_decay=0.01
+            ),
+        ],
+    )
+
+
+BIASES = tdsl.ParamGroup(params=["*.bias"], lr=0.2, weight_decay=0.0)
+
+# The full matrix (SGD, SGD with momentum, Nesterov, Adam, AdamW x regression or
+# classification x clip_norm or not x param groups or not) is 40 programs, each its own
+# torch.compile (5-30 s on a busy 2-core machine). These 6, with the two tests above, cover
+# every optimizer on both tasks, with and without clipping, and with param groups; and
+# without groups plain SGD, Nesterov (above), Adam and AdamW, not momentum alone. SGD's
+# three updates share programs as param groups (`sgd_variants`). Without clipping or a
+# regularizer a weight's update gets its raw matmul gradient, which the inductor bug
+# needed: the cases without clipping are the ones that failed before the fix.
+CASES = {
+    "sgd-regression": regression(),  # the issue's run
+    "sgd-variants-groups-classification": classification(sgd_variants(lr=0.1)),
+    "sgd-variants-groups-clip-regression": regression(
+        sgd_variants(lr=0.001), clip_norm=20.0, hidden=True
+    ),
+    "adam-regression": regression(tdsl.Optimizer("adam", lr=0.05, weight_decay=0.01, amsgrad=True)),
+    "adam-groups-clip-classification": classification(
+        tdsl.Optimizer("adam", lr=0.02, groups=[BIASES]), clip_norm=0.5, l2=True
+    ),
+    "adamw-regression": regression(tdsl.Optimizer("adamw", lr=0.05, weight_decay=0.05)),
+    # AdamW with groups, clip_norm and a regularizer on classification: the first test above.
+}
+
+
+def train_steps(spec: tdsl.Spec, compiled: bool, steps: int = 30):
+    """(program, state, each step's loss) after `steps` full batches from the seed's state."""
+    batches = list(load_data(spec).train.batches(spec.train.batch_size, order_seed=0))
+    program = tdsl.compile(attrs.evolve(spec, train=attrs.evolve(spec.train, compile=compiled)))
+    state, losses = program.init(), []
+    for index, batch in enumerate((batches * steps)[:steps]):
+        state, metrics = program.train_step(state, batch, donate=index > 0)
+        losses.append(metrics["loss"])
+    return program, state, torch.stack(losses)
+
+
+@needs_compiler
+@pytest.mark.parametrize("case", list(CASES))
+def test_compiled_training_matches_eager_step_by_step(case):
+    spec = CASES[case]
+    _, eager, eager_losses = train_steps(spec, compiled=False)
+    program, compiled, compiled_losses = train_steps(spec, compiled=True)
+    assert program._steps.compiled.update is not None and program._steps.compiled.ready()
+    torch.testing.assert_close(compiled_losses, eager_losses, rtol=1e-4, atol=1e-5)
+    for name, value in eager.params.items():
+        torch.testing.assert_close(compiled.params[name], value, rtol=1e-4, atol=1e-5)
+    for name, slots in eager.optimizer.items():
+        assert compiled.optimizer[name].keys() == slots.keys()
+        for key, value in slots.items():
+            torch.testing.assert_close(compiled.optimizer[name][key], value, rtol=1e-4, atol=1e-5)
+
+
+@needs_compiler
+def test_compiled_linear_regression_reaches_the_eager_loss():
+    """`tdsl run specs/linear_regression.yaml --set train.compile=true` diverged to inf."""
+    spec = regression()  # the program of "sgd-regression" above: nothing more to compile
+    final = []
+    for compiled in (False, True):
+        program = tdsl.compile(attrs.evolve(spec, train=attrs.evolve(spec.train, compile=compiled)))
+        result = fit(program, program.init(), load_data(spec), epochs=3)
+        final.append(result.history[-1]["loss"])
+    assert final[1] == pytest.approx(final[0], rel=1e-4)
 
 
 @pytest.mark.parametrize(

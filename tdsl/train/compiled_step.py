@@ -10,6 +10,7 @@ Other optimizers get compiled gradients and run their usual eager `step()`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -67,6 +68,53 @@ def _sgd_ready(group: dict[str, Any], states: Sequence[dict[str, Any]]) -> bool:
     return not group["momentum"] or all("momentum_buffer" in s for s in states)
 
 
+@functools.cache
+def _alpha_kept() -> Any:
+    """An inductor pass that rewrites each `aten.add(x, y, alpha=a)` as `add(x, mul(y, a))`.
+
+    Inductor's post-grad pattern that fuses `add(x, mm(a, b))` into `addmm(x, a, b)` drops
+    `alpha` (torch 2.13), and a linear layer's raw weight gradient is such an `mm`: SGD's
+    `param.add_(grad, alpha=-lr)` compiled to `param + grad` (uphill, 1/lr times too far),
+    and weight decay, dampening and Nesterov lost their factors too. Inductor computes an
+    add's alpha as that same multiply, so the rewrite leaves every other kernel as it was.
+    Built on first use: importing inductor takes a second."""
+    from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_files
+
+    class AlphaKept(CustomGraphPass):
+        def __call__(self, graph: torch.fx.Graph) -> None:
+            for node in list(graph.nodes):
+                alpha = node.kwargs.get("alpha", 1)
+                if node.target is not torch.ops.aten.add.Tensor or alpha == 1:
+                    continue
+                x, y = node.args
+                scaled = _scaled(graph, node, y, alpha)
+                if scaled is not None:
+                    node.kwargs = {k: v for k, v in node.kwargs.items() if k != "alpha"}
+                    node.args = (x, scaled)
+
+        def uuid(self) -> Any:  # what inductor's compile cache knows the pass by
+            return get_hash_for_files((__file__,))
+
+    return AlphaKept()
+
+
+def _scaled(graph: torch.fx.Graph, before: torch.fx.Node, value: Any, alpha: Any) -> Any:
+    """`value * alpha`: a number for a number, a node inserted before `before` for a tensor
+    node, None (left alone) for anything else."""
+    if isinstance(value, int | float):
+        return value * alpha
+    fake = value.meta.get("val") if isinstance(value, torch.fx.Node) else None
+    if not isinstance(fake, torch.Tensor):
+        return None
+    with graph.inserting_before(before):
+        scaled = graph.call_function(torch.ops.aten.mul.Tensor, (value, alpha))
+    # Later passes read each node's fake value: compute it as the graph's others were.
+    fake_alpha = alpha.meta["val"] if isinstance(alpha, torch.fx.Node) else alpha
+    with fake.fake_mode:
+        scaled.meta["val"] = torch.ops.aten.mul.Tensor(fake, fake_alpha)
+    return scaled
+
+
 # Optimizer class -> (its update on given tensors, whether its state tensors exist yet). Exact
 # classes only: a subclass may change what step() does.
 _UPDATES: dict[type, tuple[Callable[..., None], Callable[..., bool]]] = {
@@ -98,7 +146,9 @@ class CompiledStep:
         position = {id(p): i for i, p in enumerate(self.params)}
         self.groups = [[position[id(p)] for p in g["params"]] for g in optimizer.param_groups]
         self.update, self.is_ready = _UPDATES.get(type(optimizer), (None, None))
-        self.compiled = torch.compile(self._step)
+        self.compiled = torch.compile(
+            self._step, options={"post_grad_custom_pre_pass": _alpha_kept()}
+        )
 
     def ready(self) -> bool:
         if self.is_ready is None:
