@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from tdsl.errors import Diagnostics, check_keywords, did_you_mean, show
+from tdsl.model import batch_rule
 from tdsl.model.graph import Graph, Node
 from tdsl.registry import ops
 from tdsl.registry import shape_rules as shapes
@@ -148,7 +149,6 @@ def _all_positive_ints(value: Any) -> bool:
 def build_graph(
     graph: Graph,
     diags: Diagnostics,
-    batch_size: int = BATCH,
     device: str | torch.device = "meta",
     allow_imports: Sequence[str] = (),
 ) -> tuple[GraphModule | None, dict[str, Any]]:
@@ -158,7 +158,9 @@ def build_graph(
     time there, in graph order, so parameter initialization consumes the RNG as a
     hand-written model defining the same layers in the same order would.
     """
-    values: dict[str, Any] = example_inputs(graph, batch_size)
+    values: dict[str, Any] = example_inputs(graph, BATCH)  # batch_rule reads this marker
+    # Where each value's batch dimension is (see batch_rule).
+    layouts: dict[str, batch_rule.Layout] = {name: batch_rule.INPUT for name in values}
     layers: dict[str, nn.Module] = {}
     failed = False
     for node in graph.nodes:
@@ -187,16 +189,34 @@ def build_graph(
         if layer is None:
             failed = True
             continue
-        output = _run_node(node, layer, inputs, diags)
-        if output is None:
+        ran = _run_node(node, op, layer, inputs, [layouts[s] for s in node.inputs], diags)
+        if ran is None:
             failed = True
             continue
-        values[node.name] = output
+        values[node.name], layouts[node.name] = ran
         if str(device) != "meta":
             with torch.device(device):
                 layer = op.build(dict(node.args), inputs)
         layers[node.name] = layer
+    failed = not _batch_major_outputs(graph, values, layouts, diags) or failed
     return (None if failed else GraphModule(graph, layers)), values
+
+
+def _batch_major_outputs(
+    graph: Graph, values: dict[str, Any], layouts: dict[str, Any], diags: Diagnostics
+) -> bool:
+    """Whether every model output has the batch at dimension 0; a refused one is dropped
+    from `values`, so later checks (the loss) do not report it again."""
+    ok = True
+    for node in graph.nodes:
+        if node.name not in graph.outputs or node.name not in values:
+            continue
+        problem = batch_rule.output_problem(values[node.name], layouts[node.name])
+        if problem is not None:
+            diags.error(node.path, f"layer {node.name!r} ({node.op}) {problem[0]}", problem[1])
+            del values[node.name]
+            ok = False
+    return ok
 
 
 def materialize(
@@ -252,18 +272,24 @@ def _build_node(node: Node, op: ops.OpDef, inputs: Sequence[Any], diags: Diagnos
     return layer
 
 
-def _run_node(node: Node, layer: nn.Module, inputs: Sequence[Any], diags: Diagnostics):
+def _run_node(
+    node: Node,
+    op: ops.OpDef,
+    layer: nn.Module,
+    inputs: Sequence[Any],
+    layouts: Sequence[batch_rule.Layout],
+    diags: Diagnostics,
+) -> tuple[Any, batch_rule.Layout] | None:
+    """The node's output and where its batch dimension is, or None (reported)."""
+
+    def run(values: Sequence[Any]) -> Any:
+        known = shapes.output_of(layer, values)
+        return layer(*values) if known is None else known
+
     try:
-        x = inputs[0] if len(inputs) == 1 else None
-        if isinstance(layer, nn.RNNBase) and isinstance(x, torch.Tensor) and x.dim() == 2:
-            # torch would read [batch, features] as one unbatched sequence whose steps are
-            # the batch: never what a spec means, and thousands of meta steps to find out.
-            raise ops.OpError(
-                f"needs a [batch, steps, features] input, got {shape_text(x.shape)}",
-                hint="declare the input's per-sample shape as [steps, features]",
-            )
-        known = shapes.output_of(layer, inputs)
-        return layer(*inputs) if known is None else known
+        batch_rule.check_inputs(layer, inputs, layouts)
+        output = run(inputs)
+        return output, batch_rule.output_layout(op, layer, inputs, layouts, output, run)
     except ops.OpError as exc:
         diags.error(node.path, f"layer {node.name!r} ({node.op}) {exc.message}", exc.hint)
     except Exception as exc:  # a shape or dtype torch refuses: say which node and what came in
