@@ -20,7 +20,8 @@ from tdsl.check import devices as checks_device
 from tdsl.check import outputs_and_targets as checks
 from tdsl.check import training_setup as checks_setup
 from tdsl.errors import Diagnostic, Diagnostics, Report, did_you_mean
-from tdsl.model.build import GraphModule, build_graph, check_arguments
+from tdsl.model.arguments import check_arguments
+from tdsl.model.build import GraphModule, build_graph
 from tdsl.model.graph import Graph, Node
 from tdsl.model.resolve import auto_names, resolve
 from tdsl.registry.ops import BATCH, all_op_names, lookup

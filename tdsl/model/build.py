@@ -15,37 +15,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from tdsl.errors import Diagnostics, check_keywords, did_you_mean, show
+from tdsl.errors import Diagnostics, did_you_mean
+from tdsl.model import batch_rule
+from tdsl.model.arguments import check_arguments
 from tdsl.model.graph import Graph, Node
 from tdsl.model.modules import GraphModule, Repeated
+from tdsl.model.ties import tie_parameters
 from tdsl.registry import ops
 from tdsl.registry import shape_rules as shapes
 from tdsl.registry.ops import BATCH, DTYPES, shape_text
 from tdsl.registry.user_code import ImportRefused
-
-# Arguments that are sizes wherever they appear: checked before torch sees them.
-_POSITIVE = {
-    "out_features",
-    "out_channels",
-    "hidden_size",
-    "num_layers",
-    "num_embeddings",
-    "embedding_dim",
-    "nhead",
-    "num_heads",
-    "kernel_size",
-    "dim_feedforward",
-    "in_features",
-    "in_channels",
-    "num_features",
-    "input_size",
-    "embed_dim",
-    "d_model",
-    "output_size",
-}
-_PROBABILITY = {"p", "dropout"}
-# Stacks deeper than any trained model, whose construction alone would take minutes.
-_AT_MOST = {"num_layers": 1024}
 
 
 def example_inputs(graph: Graph, batch_size: int, device: str = "meta") -> dict[str, torch.Tensor]:
@@ -64,56 +43,9 @@ def describe(value: Any) -> str:
     return type(value).__name__
 
 
-def check_arguments(node: Node, op: ops.OpDef, diags: Diagnostics) -> bool:
-    what = f"op {node.op!r}"
-    ok = check_keywords(node.args, op.arguments, what, node.path, diags, op.inferred)
-    for key, value in node.args.items():
-        if key not in op.arguments:
-            continue
-        if key in _AT_MOST and isinstance(value, int) and value > _AT_MOST[key]:
-            diags.error(
-                (*node.path, key),
-                f"must be at most {_AT_MOST[key]} (got {value}); inference builds every layer",
-            )
-            ok = False
-            continue
-        too_big = [
-            v
-            for v in (value if isinstance(value, tuple) else (value,))
-            if isinstance(v, int) and abs(v) > 2**63 - 1
-        ]
-        if too_big:
-            diags.error((*node.path, key), f"must be at most 2**63 - 1 (got {show(too_big[0])})")
-            ok = False
-            continue
-        if key in _POSITIVE and not _all_positive_ints(value):
-            diags.error((*node.path, key), f"must be a positive integer (got {show(value)})")
-            ok = False
-        elif key in _PROBABILITY and not (
-            isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
-        ):
-            diags.error((*node.path, key), f"must be a probability in [0, 1] (got {show(value)})")
-            ok = False
-    count = len(node.inputs)
-    if count < op.min_inputs or (op.max_inputs is not None and count > op.max_inputs):
-        most = "any number of" if op.max_inputs is None else str(op.max_inputs)
-        expected = (
-            str(op.min_inputs) if op.min_inputs == op.max_inputs else f"{op.min_inputs} to {most}"
-        )
-        diags.error((*node.path, "inputs"), f"op {node.op!r} takes {expected} inputs, got {count}")
-        ok = False
-    return ok
-
-
-def _all_positive_ints(value: Any) -> bool:
-    values = value if isinstance(value, tuple) else (value,)
-    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
-
-
 def build_graph(
     graph: Graph,
     diags: Diagnostics,
-    batch_size: int = BATCH,
     device: str | torch.device = "meta",
     allow_imports: Sequence[str] = (),
 ) -> tuple[GraphModule | None, dict[str, Any]]:
@@ -124,13 +56,33 @@ def build_graph(
     there from them (`materialize`), so parameter initialization consumes the RNG as a
     hand-written model defining the same layers in the same order would.
     """
-    values: dict[str, Any] = dict(example_inputs(graph, batch_size))
-    module = _Builder(diags, allow_imports, values).graph(graph, "")
-    if module is not None and not _tie(graph, module, "", module, diags):
+    values: dict[str, Any] = dict(example_inputs(graph, BATCH))  # batch_rule reads it
+    # Where each value's batch dimension is (see batch_rule), keyed like `values`.
+    layouts: dict[str, batch_rule.Layout] = {name: batch_rule.INPUT for name in values}
+    module = _Builder(diags, allow_imports, values, layouts).graph(graph, "")
+    outputs_ok = _batch_major_outputs(graph, values, layouts, diags)
+    if module is not None and not (outputs_ok and tie_parameters(graph, module, "", module, diags)):
         module = None
     if module is not None and str(device) != "meta":
         module = materialize(graph, values, device, allow_imports)
     return module, values
+
+
+def _batch_major_outputs(
+    graph: Graph, values: dict[str, Any], layouts: dict[str, Any], diags: Diagnostics
+) -> bool:
+    """Whether every model output has the batch at dimension 0; a refused one is dropped
+    from `values`, so later checks (the loss) do not report it again."""
+    ok = True
+    for node in graph.nodes:
+        if node.name not in graph.outputs or node.name not in values:
+            continue
+        problem = batch_rule.output_problem(values[node.name], layouts[node.name])
+        if problem is not None:
+            diags.error(node.path, f"layer {node.name!r} ({node.op}) {problem[0]}", problem[1])
+            del values[node.name]
+            ok = False
+    return ok
 
 
 def materialize(
@@ -145,28 +97,26 @@ def materialize(
     with torch.device(device):
         module = _Builder(Diagnostics(), allow_imports, values, infer=False).graph(graph, "")
     assert module is not None, "materialize needs a graph that build_graph has checked"
-    _tie(graph, module, "", module, Diagnostics())
+    tie_parameters(graph, module, "", module, Diagnostics())
     return module
 
 
 class _Builder:
     """One pass over a graph and the graphs of its block uses. Inferring, it builds each
-    layer on meta and records its output in `values`; otherwise it builds on the current
-    device from the values recorded before."""
+    layer on meta and records its output in `values` and where the output's batch
+    dimension is in `layouts`; otherwise it builds on the current device from the values
+    recorded before."""
 
     def __init__(
         self,
         diags: Diagnostics,
         allow_imports: Sequence[str],
         values: dict[str, Any],
+        layouts: dict[str, batch_rule.Layout] | None = None,
         infer: bool = True,
     ):
-        self.diags, self.allow_imports, self.values, self.infer = (
-            diags,
-            allow_imports,
-            values,
-            infer,
-        )
+        self.diags, self.allow_imports, self.infer = diags, allow_imports, infer
+        self.values, self.layouts = values, {} if layouts is None else layouts
 
     def graph(self, graph: Graph, prefix: str) -> GraphModule | None:
         layers: dict[str, nn.Module] = {}
@@ -181,47 +131,85 @@ class _Builder:
                 failed = True  # an upstream node failed and was reported already
                 continue
             inputs = [self.values[prefix + s] for s in node.inputs]
+            layouts = [self.layouts.get(prefix + s) for s in node.inputs]
             if node.shares is not None:
                 layer = layers.get(node.shares)
-                output = None if layer is None or not self.infer else self.run(node, layer, inputs)
+                ran = None
+                if layer is not None and self.infer:
+                    ran = self.shared(node, layer, inputs, layouts, prefix)
             else:
-                layer, output = self.node(node, inputs, path)
+                layer, ran = self.node(node, inputs, layouts, path)
                 if layer is not None:
                     layers[node.name] = layer
-            if layer is None or (self.infer and output is None):
+            if layer is None or (self.infer and ran is None):
                 failed = True
                 continue
             if self.infer:
-                self.values[path] = output
+                self.values[path], self.layouts[path] = ran
         return None if failed else GraphModule(graph, layers)
 
-    def node(self, node: Node, inputs: list[Any], path: str) -> tuple[nn.Module | None, Any]:
+    def node(
+        self, node: Node, inputs: list[Any], layouts: list[Any], path: str
+    ) -> tuple[nn.Module | None, tuple[Any, Any] | None]:
+        """The node's module and, inferring, its (output, layout)."""
         if node.copies:
-            copies, value = [], inputs
+            copies, values, places = [], inputs, layouts
             for copy in node.copies:
-                layer, output = self.node(copy, value, f"{path}.{copy.name}")
+                copy_path = f"{path}.{copy.name}"
+                layer, ran = self.node(copy, values, places, copy_path)
                 if layer is None:
                     return None, None
                 copies.append(layer)
                 if self.infer:
-                    self.values[f"{path}.{copy.name}"] = output
-                value = [self.values[f"{path}.{copy.name}"], *inputs[1:]]
-            return Repeated(copies), value[0]
+                    self.values[copy_path], self.layouts[copy_path] = ran
+                # Each copy reads the one before; further inputs reach every copy.
+                values = [self.values[copy_path], *inputs[1:]]
+                places = [self.layouts.get(copy_path), *layouts[1:]]
+            return Repeated(copies), (values[0], places[0])
         if node.body is not None:
-            for name, value in zip(node.body.input_names, inputs, strict=True):
+            for name, value, place in zip(node.body.input_names, inputs, layouts, strict=True):
                 self.values[f"{path}.{name}"] = value
+                self.layouts[f"{path}.{name}"] = place
             body = self.graph(node.body, f"{path}.")
             if body is None or not self.infer:
                 return body, None
-            outs = [self.values[f"{path}.{o}"] for o in node.body.outputs]
-            return body, outs[0] if len(outs) == 1 else tuple(outs)
+            outs = [f"{path}.{o}" for o in node.body.outputs]
+            if len(outs) == 1:
+                return body, (self.values[outs[0]], self.layouts[outs[0]])
+            return body, (
+                tuple(self.values[o] for o in outs),
+                tuple(self.layouts[o] for o in outs),
+            )
         if not self.infer:
             return ops.lookup(node.op, self.allow_imports).build(dict(node.args), inputs), None
         op = self.op(node)
         if op is None:
             return None, None
         layer = _build_node(node, op, inputs, self.diags)
-        return (None, None) if layer is None else (layer, self.run(node, layer, inputs))
+        if layer is None:
+            return None, None
+        ran = _run_node(node, op, layer, inputs, layouts, self.diags)
+        return (None, None) if ran is None else (layer, ran)
+
+    def shared(
+        self, node: Node, layer: nn.Module, inputs: list[Any], layouts: list[Any], prefix: str
+    ) -> tuple[Any, Any] | None:
+        """The output of a module applied again: a plain op is checked as when it was built;
+        a block use or repeat gives its values the layout it gave the first time."""
+        op = None if isinstance(layer, GraphModule | Repeated) else ops.lookup(node.op)
+        if op is not None:
+            return _run_node(node, op, layer, inputs, layouts, self.diags)
+        try:
+            output = layer(*inputs)
+        except Exception as exc:  # shapes the shared block cannot take: say which and why
+            received = ", ".join(describe(v) for v in inputs)
+            self.diags.error(
+                node.path,
+                f"layer {node.name!r} (shares {node.shares}) cannot take input {received}: "
+                f"{_first_line(exc)}",
+            )
+            return None
+        return output, self.layouts.get(prefix + node.shares)
 
     def op(self, node: Node) -> ops.OpDef | None:
         try:
@@ -237,54 +225,6 @@ class _Builder:
             )
             return None
         return op if check_arguments(node, op, self.diags) else None
-
-    def run(self, node: Node, layer: nn.Module, inputs: list[Any]) -> Any:
-        return _run_node(node, layer, inputs, self.diags)
-
-
-def _tie(graph: Graph, module: nn.Module, prefix: str, root: nn.Module, diags: Diagnostics) -> bool:
-    """Make each `tie` parameter the very parameter it names (as nanoGPT ties `lm_head`
-    to `wte`): one tensor, counted, optimized and saved once."""
-    ok = True
-    for node in graph.nodes:
-        if node.body is not None:
-            ok = _tie(node.body, module, f"{prefix}{node.name}.", root, diags) and ok
-        for own, source in node.ties.items():
-            where = (*node.path, "tie", own)
-            names = dict(root.named_parameters())
-            if node.copies:
-                diags.error(where, "a repeated layer cannot tie its parameters", "tie one layer")
-                ok = False
-                continue
-            if source not in names:
-                diags.error(
-                    where, f"no parameter {source!r} to tie to", did_you_mean(source, names)
-                )
-                ok = False
-                continue
-            owner_path, _, attr = f"{prefix}{node.name}.{own}".rpartition(".")
-            owner = root.get_submodule(owner_path)
-            mine = owner._parameters.get(attr)
-            if mine is None:
-                mine_names = [
-                    n for n, _ in root.get_submodule(prefix + node.name).named_parameters()
-                ]
-                diags.error(
-                    where,
-                    f"layer {node.name!r} has no parameter {own!r}",
-                    did_you_mean(own, mine_names),
-                )
-                ok = False
-            elif mine.shape != names[source].shape:
-                diags.error(
-                    where,
-                    f"cannot tie {own!r} {list(mine.shape)} to {source!r} "
-                    f"{list(names[source].shape)}: the shapes differ",
-                )
-                ok = False
-            else:
-                setattr(owner, attr, names[source])
-    return ok
 
 
 def _build_node(node: Node, op: ops.OpDef, inputs: Sequence[Any], diags: Diagnostics):
@@ -325,18 +265,24 @@ def _build_node(node: Node, op: ops.OpDef, inputs: Sequence[Any], diags: Diagnos
     return layer
 
 
-def _run_node(node: Node, layer: nn.Module, inputs: Sequence[Any], diags: Diagnostics):
+def _run_node(
+    node: Node,
+    op: ops.OpDef,
+    layer: nn.Module,
+    inputs: Sequence[Any],
+    layouts: Sequence[batch_rule.Layout],
+    diags: Diagnostics,
+) -> tuple[Any, batch_rule.Layout] | None:
+    """The node's output and where its batch dimension is, or None (reported)."""
+
+    def run(values: Sequence[Any]) -> Any:
+        known = shapes.output_of(layer, values)
+        return layer(*values) if known is None else known
+
     try:
-        x = inputs[0] if len(inputs) == 1 else None
-        if isinstance(layer, nn.RNNBase) and isinstance(x, torch.Tensor) and x.dim() == 2:
-            # torch would read [batch, features] as one unbatched sequence whose steps are
-            # the batch: never what a spec means, and thousands of meta steps to find out.
-            raise ops.OpError(
-                f"needs a [batch, steps, features] input, got {shape_text(x.shape)}",
-                hint="declare the input's per-sample shape as [steps, features]",
-            )
-        known = shapes.output_of(layer, inputs)
-        return layer(*inputs) if known is None else known
+        batch_rule.check_inputs(layer, inputs, layouts)
+        output = run(inputs)
+        return output, batch_rule.output_layout(op, layer, inputs, layouts, output, run)
     except ops.OpError as exc:
         diags.error(node.path, f"layer {node.name!r} ({node.op}) {exc.message}", exc.hint)
     except Exception as exc:  # a shape or dtype torch refuses: say which node and what came in

@@ -299,8 +299,8 @@ def _item_check(inputs: Sequence[Any], args: Mapping[str, Any]) -> None:
 _functional("item", Item, check=_item_check)
 _functional("select", Select)
 _functional("slice", Slice, doc="x[..., start:end:step, ...] along dim.")
-_functional("transpose", Transpose, doc="Swap two dimensions.")
-_functional("permute", Permute, doc="Reorder all dimensions (batch included).")
+_functional("transpose", Transpose, doc="Swap two dimensions; the batch stays at dimension 0.")
+_functional("permute", Permute, doc="Reorder all dimensions; the batch stays at dimension 0.")
 _functional("reshape", Reshape)
 for _how in ("mean", "sum", "max"):
     register(

@@ -55,11 +55,18 @@ class OpDef:
     # with floating-point parameters, checked generically. "masked": the last of several
     # inputs is a padding mask (bool or 0/1 integers) that the op checks itself.
     input_kind: str = "any"
-    # How the output relates to the batch: "keep" (dimension 0 is the batch, as for every
-    # layer), "broadcast" (no batch: a parameter, constant or position table whose leading
-    # dimension is 1 or absent and which broadcasts against batched values), or "own" (the op
-    # moves the batch on purpose and its user says so).
-    batch: str = "keep"
+    # How the output relates to the batch (checked by tdsl.model.batch_rule):
+    # "keep": dimension 0 of every output tensor is the batch, as for every layer (a value
+    #   handed through unchanged, like `item`'s, keeps its own layout; the hidden states of
+    #   torch's recurrent layers are [layers, B, H], which is where later ops find them);
+    # "broadcast": no output tensor carries the batch: a parameter, constant or position
+    #   table whose leading dimension is 1 or absent, broadcasting against batched values;
+    # "own": the op places the batch itself; it is tracked wherever it ends up but may not
+    #   be merged, resized or spread. An op that moves, merges or drops the batch otherwise
+    #   is refused. A spec cannot change an op's setting: only its registration can.
+    batch: str = attrs.field(
+        default="keep", validator=attrs.validators.in_(("keep", "broadcast", "own"))
+    )
 
 
 _REGISTRY: dict[str, OpDef] = {}
