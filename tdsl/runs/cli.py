@@ -19,6 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tdsl", description="A declarative training DSL for PyTorch."
     )
+    parser.add_argument("--version", action="version", version=f"tdsl {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = commands.add_parser("validate", help="check specs without running them")
@@ -109,6 +110,12 @@ def _parser() -> argparse.ArgumentParser:
             help="let the spec import user code under this module prefix (repeatable)",
         )
     return parser
+
+
+def _version() -> str:
+    from tdsl.runs.version import package_version
+
+    return package_version()
 
 
 def _process_count(text: str) -> int:
@@ -210,7 +217,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_device(spec.device)
     try:
         with _stop_on_sigterm(), distributed.session():
-            directory, result = run(spec, out, allow_imports=args.allow_imports)
+            result = run(spec, out, allow_imports=args.allow_imports)
     except KeyboardInterrupt:
         _end_bars()
         if lead:
@@ -220,7 +227,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         return 130
     if lead:
-        print(f"run directory: {directory}")
+        print(f"run directory: {result.directory}")
         if result.history:
             print(f"final: {_logs(result.history[-1])}")
     return 0

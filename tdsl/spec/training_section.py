@@ -54,19 +54,24 @@ class Train:
     tensorboard: bool = False
 
 
-@frozen(kw_only=True)
+@frozen
 class Device:
+    """Where and how a run computes; `Device("cpu")` names the device positionally."""
+
     # auto | cpu | cuda | cuda:N | mps
     name: str = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16"] = field(default="fp32", kw_only=True)
     # ddp: one process per device, launched by `tdsl run --nproc N` or torchrun; each takes
     # its share of every (global) batch and gradients are averaged across processes.
-    strategy: Literal["single", "ddp"] = "single"
+    strategy: Literal["single", "ddp"] = field(default="single", kw_only=True)
     # auto: nccl on CUDA, gloo on the CPU.
-    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    backend: Literal["auto", "gloo", "nccl"] = field(default="auto", kw_only=True)
     # Allow a batch_size that the number of processes does not divide.
-    uneven_batches: bool = False
+    uneven_batches: bool = field(default=False, kw_only=True)
     # Seconds a process waits for the others before the run fails instead of hanging.
     timeout: float = field(
-        default=300.0, converter=as_float, validator=[positive, bound("<=", MAX_TIMEOUT)]
+        default=300.0,
+        converter=as_float,
+        validator=[positive, bound("<=", MAX_TIMEOUT)],
+        kw_only=True,
     )
