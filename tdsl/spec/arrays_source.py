@@ -12,6 +12,7 @@ from typing import Any, Literal
 from attrs import field, frozen
 
 from tdsl.spec.data_section import Split, TargetKind
+from tdsl.spec.origins import Recorded
 from tdsl.spec.values import positive
 
 PYTHON_ONLY = "arrays are given in Python: use tdsl.Arrays(...) in a Python spec"
@@ -36,7 +37,7 @@ def _own_split(val: bool, test: bool) -> Split:
 
 
 @frozen(init=False, eq=False)
-class Arrays:
+class Arrays(Recorded):
     """Arrays in memory: `Arrays(x, y, split=Split(...))`, or the splits as they are:
     `Arrays(train=(x, y), val=(x, y), test=(x, y))`. Features are one array, a tuple of
     arrays (one per model input, in order), or a mapping input name -> array; numpy arrays

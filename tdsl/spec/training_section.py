@@ -4,6 +4,7 @@ from typing import Literal
 
 from attrs import field, frozen
 
+from tdsl.spec.origins import Recorded
 from tdsl.spec.values import MAX_TIMEOUT, as_float, bound, non_negative, positive
 
 # --- training and placement -----------------------------------------------------------------
@@ -12,7 +13,7 @@ Mode = Literal["min", "max", "auto"]
 
 
 @frozen(kw_only=True)
-class EarlyStopping:
+class EarlyStopping(Recorded):
     monitor: str = "val_loss"
     mode: Mode = "auto"
     patience: int = field(default=5, validator=non_negative)
@@ -20,7 +21,7 @@ class EarlyStopping:
 
 
 @frozen(kw_only=True)
-class Checkpoint:
+class Checkpoint(Recorded):
     # None: val_loss when the data has a validation split, else loss.
     monitor: str | None = None
     mode: Mode = "auto"
@@ -29,7 +30,7 @@ class Checkpoint:
 
 
 @frozen(kw_only=True)
-class Train:
+class Train(Recorded):
     epochs: int = field(default=10, validator=positive)
     # The effective batch: with accumulate: k, each batch runs as k micro-batches whose
     # gradients add up before one optimizer step (same update, less memory).
@@ -55,7 +56,7 @@ class Train:
 
 
 @frozen
-class Device:
+class Device(Recorded):
     """Where and how a run computes; `Device("cpu")` names the device positionally."""
 
     # auto | cpu | cuda | cuda:N | mps
