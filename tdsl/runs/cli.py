@@ -322,7 +322,9 @@ def _resume_command(out) -> str:
 
 
 def _logs(logs: dict) -> str:
-    return " ".join(f"{k}={v:.4g}" for k, v in logs.items() if k not in ("epoch", "seconds"))
+    return " ".join(
+        f"{k}={v:.4g}" for k, v in logs.items() if k not in ("epoch", "seconds", "compile_seconds")
+    )
 
 
 @contextlib.contextmanager

@@ -269,6 +269,11 @@ def train_epochs(
     _call(callbacks, "on_fit_start", run, state)
     batch_hooks = [c.on_batch_end for c in callbacks if hasattr(c, "on_batch_end")]
     owned = False  # the caller's state is never donated; the ones fit creates are
+    compile_seconds = None
+    if spec.train.compile and state.epoch < epochs and len(train):
+        # Compiled before the timed loop: the first epoch's seconds are training only.
+        first = next(iter(train.batches(batch_size)))
+        compile_seconds = program.warmup(first, state)
     while state.epoch < epochs and run.stop_reason is None:
         run.epoch = state.epoch
         if program.world is not None:  # each process's own dropout stream
@@ -293,6 +298,8 @@ def train_epochs(
             logs.update(evaluate(program, state, val, prefix="val_"))
         logs["lr"] = state.lrs[0]
         logs["seconds"] = time.perf_counter() - started
+        if compile_seconds is not None:  # once, in the first epoch this call runs
+            logs["compile_seconds"], compile_seconds = compile_seconds, None
         state = program.end_epoch(state, logs)
         owned = True
         run.history.append(logs)
