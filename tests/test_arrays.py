@@ -87,7 +87,10 @@ def test_arrays_are_checked_like_any_source():
 
 
 def test_arrays_in_yaml_are_refused_with_a_pointer_to_python():
-    text = "name: x\ndata: {kind: arrays}\nmodel: {inputs: [{shape: [2]}], layers: [relu]}\nloss: mse\n"
+    text = (
+        "name: x\ndata: {kind: arrays}\n"
+        "model: {inputs: [{shape: [2]}], layers: [relu]}\nloss: mse\n"
+    )
     report = tdsl.validate(text)
     assert [d.format() for d in report.errors] == [
         "<spec>:2:8: error: data.kind: arrays are given in Python: use tdsl.Arrays(...) in a "
