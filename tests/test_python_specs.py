@@ -50,7 +50,12 @@ def test_cli_and_fit_train_identically(tmp_path, capsys):
 
     spec = tdsl.load(file)
     program = tdsl.compile(spec)
-    result = tdsl.fit(program, program.init(), tdsl.load_data(spec))
+    data = tdsl.load_data(spec)
+    result = tdsl.fit(program, program.init(), data)
+    # A copy of its own: the states training donated later leave it usable.
+    assert tdsl.evaluate(program, result.best_state, data.val)["loss"] == pytest.approx(
+        best["history"][-1]["val_loss"], rel=1e-6
+    )
     assert result.stop_reason is not None and result.stop_reason.startswith("early stopping")
     assert len(result.history) < 40  # early stopping honoured, as on the command line
     assert _without_seconds(result.history) == _without_seconds(last["history"])

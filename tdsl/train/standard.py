@@ -47,6 +47,7 @@ def copy_state(state: TrainState) -> TrainState:
         schedule=_clone(state.schedule),
         rng=_clone(state.rng),
         scaler=_clone(state.scaler),
+        lease=type(state.lease)(),  # its own: donating the original must not spend the copy
     )
 
 
