@@ -8,7 +8,10 @@ from tdsl.check.pipeline import validate
 from tdsl.check.summary import summarize, summary
 from tdsl.data import load_data
 from tdsl.errors import Diagnostic, Report, SpecError, TdslError
+from tdsl.runs.directories import RunResult, evaluate_run, predict_run, resume, run
+from tdsl.runs.version import package_version
 from tdsl.spec import (
+    Arrays,
     Block,
     Bundled,
     Checkpoint,
@@ -41,11 +44,14 @@ from tdsl.spec import (
     Train,
 )
 from tdsl.spec.load_dump import dump, load
-from tdsl.train.loops import evaluate, fit, predict
+from tdsl.train.loops import FitResult, evaluate, fit, predict
 from tdsl.train.program import Program, compile
 from tdsl.train.state import TrainState
 
+__version__ = package_version()
+
 __all__ = [
+    "Arrays",
     "Block",
     "Bundled",
     "Checkpoint",
@@ -53,6 +59,7 @@ __all__ = [
     "Device",
     "Diagnostic",
     "EarlyStopping",
+    "FitResult",
     "ImageFolder",
     "Input",
     "Layer",
@@ -69,6 +76,7 @@ __all__ = [
     "Regularizer",
     "Report",
     "Rings",
+    "RunResult",
     "Schedule",
     "Spec",
     "SpecError",
@@ -85,10 +93,14 @@ __all__ = [
     "compile",
     "dump",
     "evaluate",
+    "evaluate_run",
     "fit",
     "load",
     "load_data",
     "predict",
+    "predict_run",
+    "resume",
+    "run",
     "summarize",
     "summary",
     "validate",

@@ -111,6 +111,10 @@ def test_fit_with_compiled_steps_learns_and_keeps_the_spec_semantics():
     assert [row["epoch"] for row in result.history] == [1, 2]
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     assert result.state.step == 2 * 8  # 240 training rows in batches of 32
+    # Compiled before the first epoch (warmup steps leave the state alone), and reported
+    # apart from the epoch's seconds, once.
+    assert result.history[0]["compile_seconds"] > 0
+    assert "compile_seconds" not in result.history[1]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -22,10 +22,11 @@ import tdsl
 from tdsl.data import FileData, TensorData, load_data
 from tdsl.data.tensors import Part
 from tdsl.runs.cli import main
-from tdsl.runs.directories import _callbacks, evaluate_run, resume, run
+from tdsl.runs.directories import evaluate_run, resume, run
 from tdsl.runs.launcher import _failures
 from tdsl.train.callbacks import EarlyStopping
 from tdsl.train.distributed import World
+from tdsl.train.standard import BestState, compose
 
 # A user layer that passes its input through, except on the rank and training forward pass
 # named by TRIP_RANK and TRIP_AT, where it raises (TRIP=raise) or stops answering (TRIP=hang).
@@ -175,9 +176,9 @@ def test_only_rank_zero_prints_and_reports(two_processes):
 
 def test_other_ranks_decide_but_write_nothing(workspace):
     spec = tdsl.load(workspace / "spec.yaml")
-    ordered, stateful = _callbacks(spec, workspace / "x", "", None, [], lead=False)
-    assert [type(c) for c in ordered] == [EarlyStopping]
-    assert len(stateful) == 2  # a checkpoint's callback state still loads on every rank
+    composed = compose(spec, directory=workspace / "x", spec_text="", lead=False)
+    assert [type(c) for c in composed.ordered] == [EarlyStopping, BestState]
+    assert len(composed.stateful) == 2  # a checkpoint's callback state still loads on every rank
     assert not (workspace / "x").exists()
 
 

@@ -43,3 +43,12 @@ def test_examples_run_as_scripts(root, name):
     )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_arrays_fit_stops_early_and_keeps_the_best_weights(root, capsys):
+    result = load_example(root, "arrays_fit").main(epochs=40)
+    best = max(row["val_accuracy"] for row in result.history)
+    assert result.history[result.best_state.epoch - 1]["val_accuracy"] == best
+    assert best > 0.9
+    out = capsys.readouterr().out
+    assert f"val accuracy {best:.3f}" in out and f"restarted: val accuracy {best:.3f}" in out

@@ -144,7 +144,11 @@ def test_strategies_cover_every_field() -> None:
     spec_classes = [
         cls
         for cls in vars(tdsl.spec).values()
-        if isinstance(cls, type) and attrs.has(cls) and cls.__module__.startswith("tdsl.spec.")
+        if isinstance(cls, type)
+        and attrs.has(cls)
+        and cls.__module__.startswith("tdsl.spec.")
+        # Arrays hold arrays and have no YAML form to round-trip (tests/test_arrays.py).
+        and cls is not tdsl.Arrays
     ]
     assert tdsl.Spec in spec_classes and tdsl.Layer in spec_classes
     for cls in spec_classes:

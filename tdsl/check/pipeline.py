@@ -27,6 +27,7 @@ from tdsl.model.resolve import auto_names, resolve
 from tdsl.registry.ops import BATCH, all_op_names, lookup
 from tdsl.registry.user_code import ImportRefused
 from tdsl.spec.load_dump import locate, read_spec
+from tdsl.spec.origins import located_where_built
 
 
 @attrs.frozen
@@ -140,7 +141,10 @@ def validated(
     """The report, and the inference behind it (which `compile` builds the module from)."""
     diags = Diagnostics()
     inference = check_spec(spec, diags, allow_imports, world_size)
-    located = [locate(d, spec.source) for d in diags.items]
+    located = [
+        locate(d, spec.source) if spec.source is not None else located_where_built(d, spec)
+        for d in diags.items
+    ]
     shapes, params = {}, None
     if inference.module is not None and inference.graph is not None:
         shapes = {

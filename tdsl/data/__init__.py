@@ -22,7 +22,18 @@ from types import ModuleType
 import torch
 
 from tdsl import spec as S
-from tdsl.data import bundled, files, images, imported, synthetic, table, text, timeseries
+from tdsl.data import (
+    arrays,
+    bundled,
+    files,
+    images,
+    imported,
+    synthetic,
+    table,
+    text,
+    timeseries,
+)
+from tdsl.data.arrays import stored_spec
 from tdsl.data.base import (
     Context,
     DataError,
@@ -57,6 +68,7 @@ __all__ = [
     "read_input",
     "resolve_path",
     "spec_base",
+    "stored_spec",
     "train_rows",
     "with_absolute_paths",
 ]
@@ -70,6 +82,7 @@ FILE_SOURCES: dict[type, ModuleType] = {
     S.Text: text,
     S.TimeSeries: timeseries,
     S.Bundled: bundled,
+    S.Arrays: arrays,  # in memory: nothing to read, but prepared once like a file
 }
 
 

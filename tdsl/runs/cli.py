@@ -19,6 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tdsl", description="A declarative training DSL for PyTorch."
     )
+    parser.add_argument("--version", action="version", version=f"tdsl {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = commands.add_parser("validate", help="check specs without running them")
@@ -111,6 +112,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from tdsl.runs.version import package_version
+
+    return package_version()
+
+
 def _process_count(text: str) -> int:
     try:
         value = int(text)
@@ -129,14 +136,34 @@ def _overrides(assignments: Sequence[str]):
     return lambda data: apply_overrides(data, assignments)
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    from tdsl.check.pipeline import checked
+def _read(file: str, assignments: Sequence[str]):
+    """(spec or None, diagnostics) of a YAML file, or of a Python spec file (which runs
+    the file's code: what naming a .py file asks for)."""
+    from tdsl.spec.load_dump import read_spec
+    from tdsl.spec.python_file import is_python_file, read_python_spec
 
+    reader = read_python_spec if is_python_file(file) else read_spec
+    return reader(_as_path(file), _overrides(assignments))
+
+
+def _checked(file: str, args: argparse.Namespace):
+    """validate's (report, inference) of a spec file of either kind."""
+    from tdsl.check.pipeline import checked
+    from tdsl.errors import Report
+    from tdsl.spec.python_file import is_python_file
+
+    if not is_python_file(file):
+        return checked(_as_path(file), _overrides(args.set), args.allow_imports, args.nproc)
+    spec, problems = _read(file, args.set)
+    if spec is None:
+        return Report(tuple(problems)), None
+    return checked(spec, None, args.allow_imports, args.nproc)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
     everything, ok = [], True
     for file in args.files:
-        report, inference = checked(
-            _as_path(file), _overrides(args.set), args.allow_imports, args.nproc
-        )
+        report, inference = _checked(file, args)
         ok = ok and report.ok
         if args.format == "json":
             everything += [d.to_json() for d in report.diagnostics]
@@ -169,9 +196,8 @@ def _as_path(file: str):
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from tdsl.check.summary import summary
-    from tdsl.spec.load_dump import read_spec
 
-    spec, problems = read_spec(_as_path(args.file), _overrides(args.set))
+    spec, problems = _read(args.file, args.set)
     if spec is None:
         raise SpecError(problems)
     print(summary(spec, params=args.params, allow_imports=args.allow_imports, expand=args.expand))
@@ -187,19 +213,22 @@ def cmd_schema(_args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from tdsl.check.pipeline import validate
+    from tdsl.errors import Report
     from tdsl.runs.directories import default_run_dir, refuse_existing_run, run
-    from tdsl.spec.load_dump import read_spec
     from tdsl.train import distributed
 
     lead = distributed.is_lead()  # of launched processes, only rank 0 prints
-    report = validate(_as_path(args.file), _overrides(args.set), args.allow_imports, args.nproc)
+    spec, problems = _read(args.file, args.set)  # a Python spec file runs once
+    if spec is None:
+        report = Report(tuple(problems))
+    else:
+        report = validate(spec, None, args.allow_imports, args.nproc)
     if report.diagnostics and lead:
         print(report.format(), file=sys.stderr)
     if not report.ok:
         if lead:
             print(f"{args.file}: not started: the spec has errors", file=sys.stderr)
         return 1
-    spec, _ = read_spec(_as_path(args.file), _overrides(args.set))
     out = _as_path(args.out) if args.out else default_run_dir(spec)
     if (args.nproc or 1) > 1:  # start the processes; each runs this command without --nproc
         refuse_existing_run(out)
@@ -210,7 +239,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_device(spec.device)
     try:
         with _stop_on_sigterm(), distributed.session():
-            directory, result = run(spec, out, allow_imports=args.allow_imports)
+            result = run(spec, out, allow_imports=args.allow_imports)
     except KeyboardInterrupt:
         _end_bars()
         if lead:
@@ -220,7 +249,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         return 130
     if lead:
-        print(f"run directory: {directory}")
+        print(f"run directory: {result.directory}")
         if result.history:
             print(f"final: {_logs(result.history[-1])}")
     return 0
@@ -293,7 +322,9 @@ def _resume_command(out) -> str:
 
 
 def _logs(logs: dict) -> str:
-    return " ".join(f"{k}={v:.4g}" for k, v in logs.items() if k not in ("epoch", "seconds"))
+    return " ".join(
+        f"{k}={v:.4g}" for k, v in logs.items() if k not in ("epoch", "seconds", "compile_seconds")
+    )
 
 
 @contextlib.contextmanager

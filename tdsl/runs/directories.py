@@ -19,29 +19,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+import attrs
 import numpy as np
 import torch
 
 from tdsl import spec as S
 from tdsl.check.summary import summary
-from tdsl.check.training_setup import default_monitor
-from tdsl.data import FITTED_FILE, DataError, Fitted, load_data, read_input, with_absolute_paths
+from tdsl.data import DataError, Fitted, load_data, read_input, with_absolute_paths
 from tdsl.errors import TdslError
 from tdsl.registry.ops import DTYPES
 from tdsl.spec.load_dump import dump, load
 from tdsl.train.atomic_files import atomic_write_bytes, atomic_write_text
-from tdsl.train.callbacks import (
-    Checkpointer,
-    EarlyStopping,
-    HistoryWriter,
-    ProgressPrinter,
-    strict_json,
-)
-from tdsl.train.loops import FitResult, evaluate, fit, predict
+from tdsl.train.callbacks import strict_json
+from tdsl.train.loops import FitResult, evaluate, fit, predict, train_epochs
 from tdsl.train.program import Program, compile
+from tdsl.train.standard import compose
 from tdsl.train.state import TrainState
-from tdsl.train.tensorboard import FOLDER as TENSORBOARD_FOLDER
-from tdsl.train.tensorboard import TensorBoardLogger
 
 
 class RunError(TdslError):
@@ -73,38 +66,20 @@ def _prepare(directory: Path) -> None:
         raise RunError(f"cannot write the run directory {directory}: {exc.strerror}") from None
 
 
-def _callbacks(
-    spec: S.Spec,
-    directory: Path,
-    spec_text: str,
-    stream: TextIO | None,
-    extra: Sequence[Any],
-    lead: bool = True,
-) -> tuple[list[Any], list[Any]]:
-    """(all callbacks in call order, the ones whose state a checkpoint must keep). Only the
-    `lead` process writes and prints; the others of a data-parallel run only decide."""
-    stateful: list[Any] = []
-    if spec.train.early_stopping is not None:
-        es = spec.train.early_stopping
-        stateful.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta))
-    cp = spec.train.checkpoint
-    monitor = cp.monitor or default_monitor(spec)
-    checkpointer = Checkpointer(
-        directory / "checkpoints",
-        spec_text,
-        monitor,
-        cp.mode,
-        cp.save_best,
-        cp.save_last,
-        others=stateful,
-    )
-    if not lead:  # the same (reduced) logs give the same early-stopping decisions
-        return [*stateful, *extra], [*stateful, checkpointer]
-    # Early stopping decides first so the checkpoint records the stop reason.
-    ordered = [*stateful, HistoryWriter(directory), checkpointer, ProgressPrinter(stream), *extra]
-    if spec.train.tensorboard:
-        ordered.append(TensorBoardLogger(directory / TENSORBOARD_FOLDER))
-    return ordered, [*stateful, checkpointer]
+@attrs.frozen
+class RunResult:
+    """A finished (or early-stopped) run: its directory, each epoch's logs, the last state,
+    the state of the checkpoint monitor's best epoch, and why it stopped early (None: it
+    ran its epochs). Unpacks as `directory, result = tdsl.run(...)` too."""
+
+    directory: Path
+    history: list[dict[str, float]]
+    state: TrainState
+    best_state: TrainState | None
+    stop_reason: str | None
+
+    def __iter__(self):
+        return iter((self.directory, self))
 
 
 def _finish(directory: Path, result: FitResult) -> dict[str, Any]:
@@ -123,32 +98,34 @@ def _finish(directory: Path, result: FitResult) -> dict[str, Any]:
 
 def run(
     spec: S.Spec,
-    directory: Path | None = None,
+    out: str | os.PathLike | None = None,
     *,
-    stream: TextIO | None = None,
     callbacks: Sequence[Any] = (),
+    progress: bool | TextIO = True,
     allow_imports: Sequence[str] = (),
-) -> tuple[Path, FitResult]:
-    """Train `spec` in a new run directory; returns the directory and the fit result."""
-    directory = Path(directory) if directory is not None else default_run_dir(spec)
+    stream: TextIO | None = None,
+) -> RunResult:
+    """Train `spec` in a new run directory (`out`, default runs/NAME-TIME), as `tdsl run`
+    does: validate (raising `SpecError` before anything is written), keep the spec, its
+    summary and the data's fitted transforms, then `fit` with checkpoints, history files and
+    final.json. `progress`: True prints to stderr, a stream prints there, False is quiet
+    (`stream` is the older spelling of a stream)."""
+    directory = Path(out) if out is not None else default_run_dir(spec)
     spec = with_absolute_paths(spec)  # data paths as absolute: the same files from any folder
-    # Validates first: raises SpecError before anything is written.
     program = compile(spec, allow_imports)
     data = load_data(spec, allow_imports=allow_imports)
-    spec_text = dump(spec, defaults=True)
     lead = program.world is None or program.world.lead  # data-parallel: rank 0 writes
     if lead:
         _prepare(directory)
-        if data.fitted is not None:  # fitted on the training rows, for resume/eval/predict
-            atomic_write_text(directory / FITTED_FILE, data.fitted.to_json())
-        atomic_write_text(directory / "spec.yaml", spec_text)
         summary_text = summary(spec, allow_imports=allow_imports)
         atomic_write_text(directory / "summary.txt", summary_text + "\n")
-    ordered, _ = _callbacks(spec, directory, spec_text, stream, callbacks, lead)
-    result = fit(program, program.init(), data, callbacks=ordered)
+    shown = stream if stream is not None and progress is True else progress
+    result = fit(
+        program, program.init(), data, directory=directory, callbacks=callbacks, progress=shown
+    )
     if lead:
         _finish(directory, result)
-    return directory, result
+    return RunResult(directory, result.history, result.state, result.best_state, result.stop_reason)
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
@@ -161,13 +138,15 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def resume(
-    directory: Path,
+    directory: str | os.PathLike,
     *,
-    stream: TextIO | None = None,
     callbacks: Sequence[Any] = (),
+    progress: bool | TextIO = True,
     allow_imports: Sequence[str] = (),
-) -> FitResult:
-    """Continue the run in `directory` from its last checkpoint."""
+    stream: TextIO | None = None,
+) -> RunResult:
+    """Continue the run in `directory` from its last checkpoint (a finished run is returned
+    as it ended). `best_state` is read from the run's best checkpoint."""
     directory = Path(directory)
     checkpoint = _load_checkpoint(directory / "checkpoints" / "last.pt")
     spec = load(directory / "spec.yaml")
@@ -184,18 +163,35 @@ def resume(
         raise RunError(f"the spec changed since the checkpoint was written:\n{diff}")
     program = compile(spec, allow_imports)
     lead = program.world is None or program.world.lead  # data-parallel: rank 0 writes
-    ordered, stateful = _callbacks(spec, directory, checkpoint["spec"], stream, callbacks, lead)
-    for callback, saved in zip(stateful[:-1], checkpoint["callbacks"], strict=True):
+    shown = stream if stream is not None and progress is True else progress
+    composed = compose(
+        spec,
+        directory=directory,
+        spec_text=checkpoint["spec"],
+        extra=callbacks,
+        lead=lead,
+        keep_best=False,  # the best state so far is on disk: best.pt
+        progress=shown,
+    )
+    *stateful, checkpointer = composed.stateful
+    for callback, saved in zip(stateful, checkpoint["callbacks"], strict=True):
         callback.load_state_dict(saved)
-    stateful[-1].load_state_dict(checkpoint["checkpointer"])
+    checkpointer.load_state_dict(checkpoint["checkpointer"])
     state = TrainState.from_dict(checkpoint["state"], program.device)
     if checkpoint["stop_reason"]:
-        return FitResult(state, checkpoint["history"], checkpoint["stop_reason"])
-    data = load_data(spec, Fitted.load(directory), allow_imports)
-    result = fit(program, state, data, callbacks=ordered, history=checkpoint["history"])
-    if lead:
-        _finish(directory, result)
-    return result
+        result = FitResult(state, checkpoint["history"], checkpoint["stop_reason"])
+    else:
+        data = load_data(spec, Fitted.load(directory), allow_imports)
+        result = train_epochs(
+            program, state, data, callbacks=composed.ordered, history=checkpoint["history"]
+        )
+        if lead:
+            _finish(directory, result)
+    best = None
+    best_path = directory / "checkpoints" / "best.pt"
+    if best_path.exists():
+        best = TrainState.from_dict(_load_checkpoint(best_path)["state"], program.device)
+    return RunResult(directory, result.history, result.state, best, result.stop_reason)
 
 
 def _program_and_state(

@@ -21,7 +21,7 @@ INSTALL_HINT = "pip install 'tdsl[plot]'"
 FORMATS = (".png", ".svg", ".pdf")
 DEFAULT_NAME = "curves.png"
 # History columns that are bookkeeping, not curves worth a default panel.
-_NOT_CURVES = ("epoch", "seconds")
+_NOT_CURVES = ("epoch", "seconds", "compile_seconds")
 
 
 class PlotError(TdslError):

@@ -7,6 +7,7 @@ in `args` and accept them as keywords: `Layer("linear", out_features=4)` is the 
 by the validation pass, not here. Change a spec with `attrs.evolve`.
 """
 
+from tdsl.spec.arrays_source import PYTHON_ONLY, Arrays  # noqa: F401
 from tdsl.spec.data_section import (  # noqa: F401 (the spec language, re-exported)
     PATH,
     Bundled,

@@ -196,6 +196,8 @@ def make_converter(omit_defaults: bool = True) -> cattrs.Converter:
                     did_you_mean(str(kind), tagged),
                 )
             cls = tagged.get(kind)
+            if cls is None and kind == "arrays":  # they exist only as Python objects
+                raise Invalid.at(("kind",), S.PYTHON_ONLY)
             if cls is None:
                 hint = did_you_mean(str(mapping["kind"]), tagged)
                 raise Invalid.at(("kind",), f"unknown kind {mapping['kind']!r}", hint)
@@ -214,6 +216,11 @@ def make_converter(omit_defaults: bool = True) -> cattrs.Converter:
     )
     conv.register_unstructure_hook_func(
         lambda t: t is tuple, lambda v: [conv.unstructure(x) for x in v]
+    )
+    # Arrays have no YAML form: shown by their sizes (a run directory stores them as files).
+    conv.register_unstructure_hook(
+        S.Arrays,
+        lambda a: {"kind": "arrays", "target_kind": a.target_kind, "rows": a.rows()},
     )
     return conv
 

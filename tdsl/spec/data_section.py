@@ -5,6 +5,7 @@ from typing import Any, Literal
 from attrs import field, frozen
 
 from tdsl.spec.frozen import FrozenMap
+from tdsl.spec.origins import Recorded
 from tdsl.spec.values import (
     as_float,
     as_floats,
@@ -28,7 +29,7 @@ TargetKind = Literal["binary", "class", "regression"]
 
 
 @frozen(kw_only=True)
-class Split:
+class Split(Recorded):
     """Fractions of the rows per split, drawn with a seeded permutation. A split read from its
     own file (`val_file`, `test_file`) needs a non-zero fraction here; the main file's rows are
     then shared among the other splits in proportion to theirs."""
@@ -41,14 +42,14 @@ class Split:
 
 
 @frozen(kw_only=True)
-class Target:
+class Target(Recorded):
     kind: Literal["binary", "class", "regression"]
     num_classes: int | None = field(default=None, validator=positive)
     shape: tuple[int, ...] = field(default=(1,), converter=tuple)
 
 
 @frozen(kw_only=True)
-class LinearRegression:
+class LinearRegression(Recorded):
     """y = x @ weights + bias + N(0, noise); x uniform in [low, high)."""
 
     kind: Literal["linear_regression"] = "linear_regression"
@@ -64,7 +65,7 @@ class LinearRegression:
 
 
 @frozen(kw_only=True)
-class Rings:
+class Rings(Recorded):
     """Two noisy concentric rings; the inner ring is the positive class."""
 
     kind: Literal["rings"] = "rings"
@@ -77,7 +78,7 @@ class Rings:
 
 
 @frozen(kw_only=True)
-class RandomData:
+class RandomData(Recorded):
     """Random features shaped like the model's inputs, with targets of a declared kind."""
 
     kind: Literal["random"] = "random"
@@ -89,7 +90,7 @@ class RandomData:
 
 
 @frozen(kw_only=True)
-class Teacher:
+class Teacher(Recorded):
     """Gaussian features labelled by a fixed random two-layer network: a learnable
     classification task of any size, for benchmarks."""
 
@@ -106,7 +107,7 @@ class Teacher:
 
 
 @frozen(kw_only=True)
-class Tensors:
+class Tensors(Recorded):
     """Named arrays: an .npz or .pt file, or a folder of NAME.npy files (memory-mapped and
     read batch by batch, so a data set larger than memory trains)."""
 
@@ -126,7 +127,7 @@ class Tensors:
 
 
 @frozen(kw_only=True)
-class Column:
+class Column(Recorded):
     """One CSV column as features. `passthrough`, `standardize` and `minmax` read numbers;
     `onehot` reads categories; `missing` gives only a 0/1 was-missing column."""
 
@@ -147,7 +148,7 @@ def _columns(value: Any) -> tuple:
 
 
 @frozen(kw_only=True)
-class Table:
+class Table(Recorded):
     """A CSV file with a header: feature columns with per-column transforms, and a target."""
 
     kind: Literal["csv"] = "csv"
@@ -167,7 +168,7 @@ class Table:
 
 
 @frozen(kw_only=True)
-class ImageFolder:
+class ImageFolder(Recorded):
     """One sub-folder of PNG/JPEG images per class, classes in sorted order (needs Pillow:
     `pip install 'tdsl[images]'`)."""
 
@@ -191,7 +192,7 @@ class ImageFolder:
 
 
 @frozen(kw_only=True)
-class Text:
+class Text(Recorded):
     """Lines of `label<delimiter>text`, tokenized, as token ids padded or cut to `length`."""
 
     kind: Literal["text"] = "text"
@@ -218,7 +219,7 @@ class Text:
 
 
 @frozen(kw_only=True)
-class TimeSeries:
+class TimeSeries(Recorded):
     """Sliding windows over numeric CSV columns in time order: `window` rows in, the row
     `horizon` steps after the window out. Splits are chronological: train first."""
 
@@ -237,7 +238,7 @@ class TimeSeries:
 
 
 @frozen(kw_only=True)
-class Bundled:
+class Bundled(Recorded):
     """A data set that ships inside scikit-learn, so nothing is downloaded: `digits` (8x8
     images of handwritten digits, pixels 0-16, 10 classes), `iris` and `wine` (3 classes),
     `breast_cancer` (binary). Needs scikit-learn: `pip install 'tdsl[sklearn]'`."""
@@ -251,7 +252,7 @@ class Bundled:
 
 
 @frozen(kw_only=True)
-class PythonData:
+class PythonData(Recorded):
     """Arrays made by your own code: `factory` names a function by import path, imported
     only when its prefix is allowed (`--allow-import mylab`; `allow_imports=["mylab"]`).
     It is called with `args` as keywords, plus `seed=` the spec's seed when it has a `seed`

@@ -7,12 +7,13 @@ from attrs import field, frozen
 from tdsl.spec.data_section import DataSource
 from tdsl.spec.model_section import Layer, Model
 from tdsl.spec.objective_section import Loss, LossTerm, Metric, Optimizer, ParamGroup, Schedule
+from tdsl.spec.origins import Recorded
 from tdsl.spec.training_section import Device, Train
 from tdsl.spec.values import finite
 
 
 @frozen(kw_only=True)
-class Spec:
+class Spec(Recorded):
     """A whole experiment."""
 
     name: str

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from attrs import field, frozen
 
 from tdsl.spec.frozen import FrozenMap, freeze
+from tdsl.spec.origins import Recorded
 from tdsl.spec.values import as_tuple, call_args, each_positive, non_empty
 
 # --- model ---------------------------------------------------------------------------------
@@ -19,7 +20,7 @@ DType = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "
 
 
 @frozen(kw_only=True)
-class Input:
+class Input(Recorded):
     """A named model input; `shape` excludes the batch dimension."""
 
     shape: tuple[int, ...] = field(converter=tuple, validator=each_positive)
@@ -28,7 +29,7 @@ class Input:
 
 
 @frozen(init=False)
-class Layer:
+class Layer(Recorded):
     """One graph node. With no `inputs` it consumes the previous node (sequential form)."""
 
     # An op, a block of `model.blocks`, or (with `share`) nothing.
@@ -79,7 +80,7 @@ class Layer:
 
 
 @frozen(kw_only=True)
-class Block:
+class Block(Recorded):
     """A sub-graph defined once and used like an op; each use has its own parameters."""
 
     # Argument name -> default; null makes the argument required.
@@ -92,7 +93,7 @@ class Block:
 
 
 @frozen(kw_only=True)
-class Model:
+class Model(Recorded):
     inputs: tuple[Input, ...] = field(converter=tuple, validator=non_empty)
     # Named sub-graphs the layers can use like ops.
     blocks: dict[str, Block] = field(factory=FrozenMap, converter=freeze)

@@ -5,13 +5,14 @@ from typing import Any, Literal
 from attrs import field, frozen
 
 from tdsl.spec.frozen import FrozenMap
+from tdsl.spec.origins import Recorded
 from tdsl.spec.values import as_float, as_tuple, at_most_one, call_args, non_negative, positive
 
 # --- loss, optimizer, metrics ---------------------------------------------------------------
 
 
 @frozen(kw_only=True)
-class Regularizer:
+class Regularizer(Recorded):
     """A penalty on the parameters a selector picks: globs on names and/or op types."""
 
     kind: Literal["l1", "l2", "elastic_net"]
@@ -25,7 +26,7 @@ class Regularizer:
 
 
 @frozen(init=False)
-class LossTerm:
+class LossTerm(Recorded):
     """One weighted part of a `kind: sum` loss."""
 
     kind: str
@@ -37,7 +38,7 @@ class LossTerm:
 
 
 @frozen(init=False)
-class Loss:
+class Loss(Recorded):
     """A loss by name with its arguments, or `kind: sum` of weighted `terms`; plus
     regularizers on the parameters."""
 
@@ -56,7 +57,7 @@ class Loss:
 
 
 @frozen(init=False)
-class ParamGroup:
+class ParamGroup(Recorded):
     """Parameters picked like a regularizer's, with their own optimizer arguments."""
 
     params: tuple[str, ...] = ("*",)
@@ -85,7 +86,7 @@ class ParamGroup:
 
 
 @frozen(init=False)
-class Schedule:
+class Schedule(Recorded):
     kind: str
     interval: Literal["epoch", "step"] = "epoch"
     # What reduce_on_plateau watches; other schedules ignore it.
@@ -97,7 +98,7 @@ class Schedule:
 
 
 @frozen(init=False)
-class Optimizer:
+class Optimizer(Recorded):
     kind: str = "adam"
     lr: float = field(converter=as_float, default=1e-3, validator=positive)
     groups: tuple[ParamGroup, ...] = ()
@@ -111,7 +112,7 @@ class Optimizer:
 
 
 @frozen(init=False)
-class Metric:
+class Metric(Recorded):
     kind: str
     args: FrozenMap = FrozenMap()
 

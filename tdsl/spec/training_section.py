@@ -4,6 +4,7 @@ from typing import Literal
 
 from attrs import field, frozen
 
+from tdsl.spec.origins import Recorded
 from tdsl.spec.values import MAX_TIMEOUT, as_float, bound, non_negative, positive
 
 # --- training and placement -----------------------------------------------------------------
@@ -12,7 +13,7 @@ Mode = Literal["min", "max", "auto"]
 
 
 @frozen(kw_only=True)
-class EarlyStopping:
+class EarlyStopping(Recorded):
     monitor: str = "val_loss"
     mode: Mode = "auto"
     patience: int = field(default=5, validator=non_negative)
@@ -20,7 +21,7 @@ class EarlyStopping:
 
 
 @frozen(kw_only=True)
-class Checkpoint:
+class Checkpoint(Recorded):
     # None: val_loss when the data has a validation split, else loss.
     monitor: str | None = None
     mode: Mode = "auto"
@@ -29,7 +30,7 @@ class Checkpoint:
 
 
 @frozen(kw_only=True)
-class Train:
+class Train(Recorded):
     epochs: int = field(default=10, validator=positive)
     # The effective batch: with accumulate: k, each batch runs as k micro-batches whose
     # gradients add up before one optimizer step (same update, less memory).
@@ -54,19 +55,24 @@ class Train:
     tensorboard: bool = False
 
 
-@frozen(kw_only=True)
-class Device:
+@frozen
+class Device(Recorded):
+    """Where and how a run computes; `Device("cpu")` names the device positionally."""
+
     # auto | cpu | cuda | cuda:N | mps
     name: str = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16"] = field(default="fp32", kw_only=True)
     # ddp: one process per device, launched by `tdsl run --nproc N` or torchrun; each takes
     # its share of every (global) batch and gradients are averaged across processes.
-    strategy: Literal["single", "ddp"] = "single"
+    strategy: Literal["single", "ddp"] = field(default="single", kw_only=True)
     # auto: nccl on CUDA, gloo on the CPU.
-    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    backend: Literal["auto", "gloo", "nccl"] = field(default="auto", kw_only=True)
     # Allow a batch_size that the number of processes does not divide.
-    uneven_batches: bool = False
+    uneven_batches: bool = field(default=False, kw_only=True)
     # Seconds a process waits for the others before the run fails instead of hanging.
     timeout: float = field(
-        default=300.0, converter=as_float, validator=[positive, bound("<=", MAX_TIMEOUT)]
+        default=300.0,
+        converter=as_float,
+        validator=[positive, bound("<=", MAX_TIMEOUT)],
+        kw_only=True,
     )

@@ -8,17 +8,22 @@ by batch size, not means of batch means) and asks callbacks whether to stop.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol, TextIO
 
 import attrs
 import torch
 
 from tdsl import spec as S
-from tdsl.data import Splits, TensorData
+from tdsl.data import FITTED_FILE, Splits, TensorData, stored_spec, with_absolute_paths
 from tdsl.errors import TdslError
+from tdsl.spec.load_dump import dump
+from tdsl.train.atomic_files import atomic_write_text
 from tdsl.train.program import Program
+from tdsl.train.standard import compose, prepare_directory
 from tdsl.train.state import TrainState
 
 
@@ -45,9 +50,13 @@ class FitRun:
 
 @attrs.frozen
 class FitResult:
+    """The last state, each epoch's logs, why training stopped early (None: it ran its
+    epochs), and the state of the checkpoint monitor's best epoch (None when not kept)."""
+
     state: TrainState
     history: list[dict[str, float]]
     stop_reason: str | None
+    best_state: TrainState | None = None
 
 
 class NonFiniteLoss(TdslError):
@@ -177,9 +186,79 @@ def fit(
     epochs: int | None = None,
     batch_size: int | None = None,
     callbacks: Iterable[Any] = (),
+    directory: str | os.PathLike | None = None,
+    early_stopping: bool = True,
+    checkpoint: bool = True,
+    tensorboard: bool = True,
+    keep_best: bool = True,
+    progress: bool | TextIO = False,
+) -> FitResult:
+    """Train from `state` (not modified) for the spec's epochs, or `epochs` in total, the way
+    `tdsl run` does: the spec's early stopping, and the checkpoint monitor's best state kept
+    in memory (`result.best_state`). With a `directory`, also checkpoints, history files,
+    the spec (spec.yaml) and TensorBoard as the spec asks, so `tdsl resume`, `eval` and
+    `predict` work on it. Each of these can be turned off (`early_stopping=False`, ...).
+    Prints nothing unless `progress` is True (stderr) or a stream. `callbacks` run after
+    the standard ones."""
+    lead = program.world is None or program.world.lead
+    folder = Path(directory) if directory is not None else None
+    spec_text = None
+    if folder is not None:
+        spec_text = _record_spec(program, data, folder, lead, checkpoint)
+    composed = compose(
+        program.spec,
+        directory=folder,
+        spec_text=spec_text,
+        extra=list(callbacks),
+        lead=lead,
+        early_stopping=early_stopping,
+        checkpoint=checkpoint,
+        tensorboard=tensorboard,
+        keep_best=keep_best,
+        progress=progress,
+    )
+    result = train_epochs(
+        program, state, data, epochs=epochs, batch_size=batch_size, callbacks=composed.ordered
+    )
+    best = composed.best.state if composed.best is not None else None
+    return attrs.evolve(result, best_state=best)
+
+
+def _record_spec(
+    program: Program, data: Splits | TensorData, folder: Path, lead: bool, checkpoint: bool
+) -> str:
+    """The spec text checkpoints in `folder` record: as a run directory keeps it (paths
+    absolute, every default spelled out, in-memory arrays written to files beside it);
+    the lead process also writes it (spec.yaml) and the data's fitted transforms there."""
+    if not lead:
+        return dump(
+            stored_spec(with_absolute_paths(program.spec), folder, write=False), defaults=True
+        )
+    if checkpoint:
+        prepare_directory(folder)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+    stored = stored_spec(with_absolute_paths(program.spec), folder)
+    text = dump(stored, defaults=True)
+    atomic_write_text(folder / "spec.yaml", text)
+    fitted = data.fitted if isinstance(data, Splits) else None
+    if fitted is not None:  # fitted on the training rows, for resume/eval/predict
+        atomic_write_text(folder / FITTED_FILE, fitted.to_json())
+    return text
+
+
+def train_epochs(
+    program: Program,
+    state: TrainState,
+    data: Splits | TensorData,
+    *,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    callbacks: Iterable[Any] = (),
     history: list[dict[str, float]] | None = None,
 ) -> FitResult:
-    """Train from `state` (not modified) for the spec's epochs, or `epochs` in total."""
+    """The bare loop under `fit`: only the given callbacks, nothing from the spec's `train`
+    section but epochs and batch size (resuming a run continues its `history`)."""
     spec = program.spec
     epochs = spec.train.epochs if epochs is None else epochs
     batch_size = spec.train.batch_size if batch_size is None else batch_size
@@ -190,6 +269,11 @@ def fit(
     _call(callbacks, "on_fit_start", run, state)
     batch_hooks = [c.on_batch_end for c in callbacks if hasattr(c, "on_batch_end")]
     owned = False  # the caller's state is never donated; the ones fit creates are
+    compile_seconds = None
+    if spec.train.compile and state.epoch < epochs and len(train):
+        # Compiled before the timed loop: the first epoch's seconds are training only.
+        first = next(iter(train.batches(batch_size)))
+        compile_seconds = program.warmup(first, state)
     while state.epoch < epochs and run.stop_reason is None:
         run.epoch = state.epoch
         if program.world is not None:  # each process's own dropout stream
@@ -214,6 +298,8 @@ def fit(
             logs.update(evaluate(program, state, val, prefix="val_"))
         logs["lr"] = state.lrs[0]
         logs["seconds"] = time.perf_counter() - started
+        if compile_seconds is not None:  # once, in the first epoch this call runs
+            logs["compile_seconds"], compile_seconds = compile_seconds, None
         state = program.end_epoch(state, logs)
         owned = True
         run.history.append(logs)

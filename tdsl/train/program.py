@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -22,10 +23,10 @@ from tdsl import spec as S
 from tdsl.check.outputs_and_targets import data_signature, resolve_loss
 from tdsl.check.pipeline import validated
 from tdsl.data import Batch, train_rows
-from tdsl.errors import Diagnostics, SpecError
+from tdsl.errors import Diagnostics, SpecError, TdslError
 from tdsl.model.build import GraphModule, materialize
 from tdsl.model.graph import Graph, module_ops
-from tdsl.model.modules import load_weights
+from tdsl.model.modules import load_weights, tied_aliases
 from tdsl.model.selectors import select
 from tdsl.registry.losses import build_loss
 from tdsl.registry.metrics import Metric, lookup_metric, make_metric
@@ -91,13 +92,75 @@ class Program:
     # The other processes of a data-parallel run (`tdsl.distributed.World`); None: alone.
     world: World | None = attrs.field(default=None, repr=False)
 
-    def init(self, seed: int | None = None) -> TrainState:
-        return self._steps.init(self.spec.seed if seed is None else seed)
+    def init(
+        self,
+        seed: int | None = None,
+        *,
+        from_module: nn.Module | None = None,
+        from_state_dict: Mapping[str, torch.Tensor] | None = None,
+    ) -> TrainState:
+        """A fresh state: weights initialized from `seed` (default: the spec's), or taken
+        by name from `from_module` (its `state_dict()`) or `from_state_dict`. Raises
+        `WeightsError` listing missing, unexpected and mis-shaped entries."""
+        state = self._steps.init(self.spec.seed if seed is None else seed)
+        if from_module is not None and from_state_dict is not None:
+            raise WeightsError("give from_module or from_state_dict, not both")
+        given = from_module.state_dict() if from_module is not None else from_state_dict
+        return state if given is None else self._with_weights(state, given)
+
+    def _with_weights(self, state: TrainState, given: Mapping[str, torch.Tensor]) -> TrainState:
+        aliases = tied_aliases(self.module)  # `nn.Module.state_dict()` has those keys too
+        wanted = {n: t for n, t in self.module.state_dict().items() if n not in aliases}
+        missing = [n for n in wanted if n not in given]
+        unexpected = [n for n in given if n not in wanted and n not in aliases]
+        misshaped = [
+            f"{n} (the model's {list(t.shape)}, given {list(given[n].shape)})"
+            for n, t in wanted.items()
+            if n in given and tuple(given[n].shape) != tuple(t.shape)
+        ]
+        if missing or unexpected or misshaped:
+            parts = [
+                f"{what}: {_listed(names)}"
+                for what, names in (
+                    ("missing", missing),
+                    ("unexpected", unexpected),
+                    ("mis-shaped", misshaped),
+                )
+                if names
+            ]
+            raise WeightsError("the weights do not fit the model; " + "; ".join(parts))
+
+        def taken(name: str, fresh: torch.Tensor) -> torch.Tensor:
+            if name not in wanted:  # a buffer no state_dict holds (not persistent)
+                return fresh
+            value = torch.as_tensor(given[name]).detach()
+            return value.to(device=fresh.device, dtype=fresh.dtype).clone()
+
+        return attrs.evolve(
+            state,
+            params={n: taken(n, t) for n, t in state.params.items()},
+            buffers={n: taken(n, t) for n, t in state.buffers.items()},
+        )
 
     def train_step(self, state: TrainState, batch: Batch, donate: bool = False):
         """(state, batch) -> (new state, metrics). With donate=True the state's tensors are
         updated in place and `state` must not be used again."""
         return self._steps.train_step(state, batch, donate)
+
+    def warmup(self, batch: Batch, state: TrainState | None = None) -> float:
+        """With `train.compile: true`, compile the training step now, on `batch` (from
+        `state`, default a fresh one, which is left untouched), instead of inside the first
+        epoch; returns the seconds it took (0.0 when the spec does not compile)."""
+        if not self.spec.train.compile:
+            return 0.0
+        started = time.perf_counter()
+        state = self.init() if state is None else state
+        batch = batch.to(self.device)
+        # The compiled update needs the optimizer's state (Adam's moments), which the first,
+        # eager step creates: the second step is the one that compiles.
+        for _ in range(2):
+            state, _ = self.train_step(state, batch)
+        return time.perf_counter() - started
 
     def eval_step(self, state: TrainState, batch: Batch) -> dict[str, Any]:
         return self._steps.eval_step(state, batch)
@@ -120,6 +183,15 @@ class Program:
         module = copy.deepcopy(self.module)
         load_weights(module, state.model_state_dict())
         return module
+
+
+class WeightsError(TdslError):
+    """Starting weights that do not fit the compiled model."""
+
+
+def _listed(names: list[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def make_optimizer(spec: S.Spec, module: GraphModule, ops: dict[str, str]) -> torch.optim.Optimizer:

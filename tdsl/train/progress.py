@@ -29,7 +29,9 @@ def end_live_bars() -> None:
 
 
 def format_logs(logs: dict[str, float]) -> str:
-    return " ".join(f"{k}={v:.4g}" for k, v in logs.items() if k not in ("epoch", "seconds"))
+    return " ".join(
+        f"{k}={v:.4g}" for k, v in logs.items() if k not in ("epoch", "seconds", "compile_seconds")
+    )
 
 
 class _EpochBar(tqdm):
