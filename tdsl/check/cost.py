@@ -1,57 +1,32 @@
 """`--cost`: memory, FLOPs and data of a training run, estimated with nothing allocated.
 
-Parameters, gradients and optimizer state are counted from the meta module. Activations
-and FLOPs come from running one training step (forward, loss, backward) on meta tensors at
-the spec's batch size: activations are what autograd saves for backward, seen by
-`torch.autograd.graph.saved_tensors_hooks`; FLOPs are torch's own `FlopCounterMode` count
-(matmuls, convolutions and attention; elementwise ops count as none).
-
-Meta tensors have no addresses (every data_ptr is 0), so saved tensors are deduplicated by
-the identity of their storage object: a view, or one of the chunks of a tensor, counts its
-whole storage once, whichever of them are saved (q, k and v split from one qkv projection
-are one storage); a parameter, a buffer or a view of one is not an activation.
-Meta tensors take the math path of `scaled_dot_product_attention`, which saves the whole
-attention matrix; real devices run a fused kernel that saves q, k, v, the output and a
-logsumexp. The trace runs the fused CPU kernel's meta implementation instead (the CUDA
-kernels save the same), and counts its FLOPs with torch's formulas for fused attention.
-LSTM and GRU layers are counted as their composite computation (matmuls per step): fused
-oneDNN and cuDNN kernels take the same FLOPs but save other tensors, and torch's counter
-does not see them.
-
-Importing `FlopCounterMode` loads torch's compiler stack (about a second), so plain
-validation never imports this module.
+Parameters, gradients and optimizer state are counted from the meta module; activations
+and FLOPs come from one training step traced on meta tensors (`tdsl.check.cost_trace`).
+Tracing imports `FlopCounterMode`, which loads torch's compiler stack (about a second), so
+plain validation never imports this module.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
-import torch
-import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 
 from tdsl import spec as S
-from tdsl.check.outputs_and_targets import data_signature
+from tdsl.check.cost_trace import LayerCost, forward_flops, trace_step
 from tdsl.check.pipeline import Inference
-from tdsl.model.build import example_inputs
+from tdsl.errors import TdslError
 from tdsl.model.graph import module_ops
 from tdsl.model.selectors import select
-from tdsl.registry.losses import build_loss
 
-LOSS_ROW = "(loss)"
 # Evaluation batches: as `tdsl.train.loops.eval_batch_size` (a test keeps the two equal).
 EVAL_VALUES = 1 << 20
 
 
-@attrs.frozen
-class LayerCost:
-    name: str
-    activation_bytes: int
-    train_flops: int
+class CostError(TdslError):
+    """The model cannot be traced on meta tensors, so its cost is unknown."""
 
 
 @attrs.frozen
@@ -149,8 +124,15 @@ def estimate(
     if spec.device.strategy == "ddp":
         extra += grad_bytes  # the flat buffer each gradient all-reduce sums into
         notes.append("ddp all-reduce buffer")
-    layers, train_flops = trace_step(spec, inference, batch, allow_imports)
     eval_batch = eval_batch_size(spec)
+    if rows and rows.get("val"):
+        eval_batch = min(eval_batch, rows["val"])  # the batch evaluation really runs
+    try:  # user code may do what meta tensors cannot (read a value)
+        layers, train_flops = trace_step(spec, inference, batch, allow_imports)
+        eval_flops = forward_flops(spec, inference, eval_batch, allow_imports)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CostError(f"cannot trace a training step on meta tensors: {first}") from None
     return Cost(
         batch_size=batch,
         eval_batch_size=eval_batch,
@@ -166,7 +148,7 @@ def estimate(
         activation_bytes=sum(layer.activation_bytes for layer in layers),
         layers=layers,
         train_flops=train_flops,
-        eval_flops=forward_flops(spec, inference, eval_batch, allow_imports),
+        eval_flops=eval_flops,
         train_rows=rows.get("train") if rows else None,
         val_rows=rows.get("val", 0) if rows else None,
         epochs=spec.train.epochs,
@@ -219,146 +201,48 @@ def optimizer_memory(spec: S.Spec, inference: Inference) -> tuple[str, int | Non
     return ", ".join(named) or "none", total
 
 
-class _Saved:
-    """Bytes autograd saves for backward, per top-level layer, each storage once."""
+@attrs.frozen
+class Fit:
+    """Whether one training step fits a memory budget, per process."""
 
-    def __init__(self, module: torch.nn.Module):
-        self.owned = {_storage(t) for t in (*module.parameters(), *module.buffers())}
-        self.seen: set[int] = set()
-        self.keep: list[torch.Tensor] = []  # alive till the end, so storages stay distinct
-        self.current = LOSS_ROW
-        self.bytes: dict[str, int] = defaultdict(int)
+    budget: int
+    needed: int
+    # The largest global batch_size that fits (None: not even one row does).
+    largest_batch: int | None
 
-    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
-        storage = _storage(tensor)
-        if storage not in self.owned and storage not in self.seen:
-            self.seen.add(storage)
-            self.keep.append(tensor)
-            self.bytes[self.current] += tensor.untyped_storage().nbytes()
-        return tensor
+    @property
+    def fits(self) -> bool:
+        return self.needed <= self.budget
 
-
-def _storage(tensor: torch.Tensor) -> int:
-    """The identity of a tensor's storage, also on meta, where every data_ptr is 0: views
-    and the unsafe chunks of one tensor (an LSTM's gates) have the same."""
-    return tensor.untyped_storage()._cdata
+    @property
+    def headroom(self) -> int:
+        return self.budget - self.needed
 
 
-class FusedAttention(TorchFunctionMode):
-    """`scaled_dot_product_attention` on meta tensors as the fused kernel runs it."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is F.scaled_dot_product_attention and not kwargs.get("enable_gqa"):
-            return _fused_attention(*args, **kwargs)
-        return func(*args, **kwargs)
-
-
-def _fused_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **_):
-    if attn_mask is not None and attn_mask.dtype == torch.bool:  # as the CPU kernel takes it
-        attn_mask = torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device).masked_fill(
-            ~attn_mask, float("-inf")
-        )
-    fused = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-    return fused(q, k, v, dropout_p, is_causal, attn_mask=attn_mask, scale=scale)[0]
-
-
-def flop_counter():
-    """torch's `FlopCounterMode`, also counting the fused CPU attention kernel (with the
-    formulas torch has for the CUDA ones)."""
-    from torch.utils.flop_counter import FlopCounterMode, flop_registry
-
-    aten = torch.ops.aten
-
-    def raw(formula):
-        def count(*args, out_val=None, **kwargs):
-            return formula(*args, out_val=out_val, **kwargs)
-
-        count._get_raw = True  # already takes tensors: torch must not wrap it again
-        return count
-
-    fused = aten._scaled_dot_product_efficient_attention
-    formulas = {
-        aten._scaled_dot_product_flash_attention_for_cpu: raw(flop_registry[fused]),
-        aten._scaled_dot_product_flash_attention_for_cpu_backward: raw(
-            flop_registry[aten._scaled_dot_product_efficient_attention_backward]
-        ),
-    }
-    return FlopCounterMode(display=False, custom_mapping=formulas)
+def memory_fit(
+    spec: S.Spec,
+    inference: Inference,
+    cost: Cost,
+    budget: int,
+    allow_imports: Sequence[str] = (),
+) -> Fit:
+    """`cost` against `budget` bytes per process. Activations grow about linearly with the
+    batch: a second trace at another size gives the line, and the largest batch it allows is
+    traced again to make sure."""
+    fixed = cost.step_bytes - cost.activation_bytes
+    other = cost.batch_size * 2 if cost.batch_size == 1 else cost.batch_size // 2
+    second = _activations(spec, inference, other, allow_imports)
+    per_row = max(1.0, (cost.activation_bytes - second) / (cost.batch_size - other))
+    base = cost.activation_bytes - per_row * cost.batch_size
+    rows = int((budget - fixed - base) // per_row)
+    for _ in range(8):  # not quite linear: step down until it fits
+        if rows < 1 or fixed + _activations(spec, inference, rows, allow_imports) <= budget:
+            break
+        rows = int(rows * 0.95)
+    largest = rows * cost.processes if rows >= 1 else None
+    return Fit(budget, cost.step_bytes, largest)
 
 
-def _inputs_and_target(spec, inference, batch, allow_imports):
-    inputs = example_inputs(inference.graph, batch)
-    kind = data_signature(spec, allow_imports).target.kind
-    return tuple(inputs.values()), kind
-
-
-def _loss(spec, output, kind, allow_imports) -> torch.Tensor:
-    """The spec's loss of `output` against a meta target (as `Steps._target` shapes it)."""
-    output = output.float()
-    if kind == "class":
-        target = torch.zeros(output.shape[0], dtype=torch.int64, device="meta")
-    else:
-        target = torch.empty_like(output)
-    return build_loss(spec.loss, allow_imports).to("meta")(output, target)
-
-
-def trace_step(
-    spec: S.Spec, inference: Inference, batch: int, allow_imports: Sequence[str] = ()
-) -> tuple[tuple[LayerCost, ...], int]:
-    """Per top-level layer (in graph order, then the loss): saved bytes and training
-    FLOPs; and the step's total FLOPs."""
-    module = inference.module
-    inputs, kind = _inputs_and_target(spec, inference, batch, allow_imports)
-    saved = _Saved(module)
-    names = {id(m): n for n, m in reversed(list(module.named_children()))}  # first name wins
-
-    def enter(layer, _args):
-        saved.current = names[id(layer)]
-
-    hooks = [m.register_forward_pre_hook(enter) for m in module.children()]
-    was_training = module.training
-    module.train()
-    try:
-        with flop_counter() as counter, FusedAttention():
-            with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t):
-                output = module(*inputs)
-                saved.current = LOSS_ROW
-                loss = _loss(spec, output, kind, allow_imports)
-            loss.backward()
-    finally:
-        for hook in hooks:
-            hook.remove()
-        module.train(was_training)
-        for param in module.parameters():
-            param.grad = None
-    by_module = counter.get_flop_counts()
-    total = counter.get_total_flops()
-    layers = []
-    for name in dict.fromkeys(n for n, _ in module.named_children()):
-        flops = sum(by_module.get(f"{type(module).__name__}.{name}", {}).values())
-        layers.append(LayerCost(name, saved.bytes.get(name, 0), flops))
-    layers.append(
-        LayerCost(
-            LOSS_ROW,
-            saved.bytes.get(LOSS_ROW, 0),
-            total - sum(layer.train_flops for layer in layers),
-        )
-    )
-    return tuple(layers), total
-
-
-def forward_flops(
-    spec: S.Spec, inference: Inference, batch: int, allow_imports: Sequence[str] = ()
-) -> int:
-    """FLOPs of one evaluation batch: the forward pass and the loss, without gradients."""
-    module = inference.module
-    inputs, kind = _inputs_and_target(spec, inference, batch, allow_imports)
-    was_training = module.training
-    module.eval()
-    try:
-        with flop_counter() as counter, FusedAttention(), torch.no_grad():
-            _loss(spec, module(*inputs), kind, allow_imports)
-    finally:
-        module.train(was_training)
-    return counter.get_total_flops()
+def _activations(spec, inference, rows: int, allow_imports: Sequence[str]) -> int:
+    layers, _ = trace_step(spec, inference, rows, allow_imports)
+    return sum(layer.activation_bytes for layer in layers)

@@ -143,12 +143,27 @@ def run(
             atomic_write_text(directory / FITTED_FILE, data.fitted.to_json())
         atomic_write_text(directory / "spec.yaml", spec_text)
         summary_text = summary(spec, allow_imports=allow_imports)
+        processes = program.world.size if program.world is not None else 1
+        summary_text += "\n\n" + cost_section(spec, processes, allow_imports)
         atomic_write_text(directory / "summary.txt", summary_text + "\n")
     ordered, _ = _callbacks(spec, directory, spec_text, stream, callbacks, lead)
     result = fit(program, program.init(), data, callbacks=ordered)
     if lead:
         _finish(directory, result)
     return directory, result
+
+
+def cost_section(spec: S.Spec, processes: int = 1, allow_imports: Sequence[str] = ()) -> str:
+    """The memory and FLOPs estimate for summary.txt; a note where it cannot be made."""
+    from tdsl.check.cost import CostError, estimate
+    from tdsl.check.cost_report import cost_text
+    from tdsl.check.pipeline import validated
+
+    _, inference = validated(spec, allow_imports)
+    try:
+        return cost_text(estimate(spec, inference, allow_imports, processes))
+    except CostError as exc:
+        return f"Cost: not estimated: {exc}"
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
