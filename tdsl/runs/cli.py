@@ -12,6 +12,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
+import attrs
+
 from tdsl.errors import SpecError, TdslError
 
 
@@ -46,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a row for every layer inside block uses and repeats (default: one row each)",
     )
+
+    for command in (check, show):
+        _cost_flags(command)
 
     commands.add_parser("schema", help="print the JSON Schema of spec files")
 
@@ -118,6 +123,80 @@ def _version() -> str:
     return package_version()
 
 
+def _cost_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--cost",
+        action="store_true",
+        help="estimate memory and FLOPs of a training step, an epoch and the run",
+    )
+    command.add_argument(
+        "--memory",
+        type=_memory_size,
+        metavar="SIZE",
+        help="memory per device (24GB): say whether a training step fits; implies --cost",
+    )
+    command.add_argument(
+        "--device",
+        type=_device_memory,
+        metavar="DEVICE:SIZE",
+        help="the same as --memory, with the device named (cuda:24GB)",
+    )
+    command.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="time a few real training steps here to turn FLOPs into times; implies --cost",
+    )
+
+
+def _memory_size(text: str) -> int:
+    from tdsl.check.cost_report import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _device_memory(text: str) -> int:
+    from tdsl.check.cost_report import parse_device
+
+    try:
+        _, memory = parse_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if memory is None:
+        raise argparse.ArgumentTypeError(f"expected DEVICE:SIZE such as cuda:24GB, got {text!r}")
+    return memory
+
+
+def _cost(spec, inference, args: argparse.Namespace, as_json: bool):
+    """(the cost estimate as text or JSON, a warning when a step does not fit) for the
+    flags given; (None, None) without --cost, --memory, --device or --calibrate."""
+    budget = args.memory or args.device
+    if not (args.cost or budget or args.calibrate):
+        return None, None
+    from tdsl.check.cost import estimate, memory_fit
+    from tdsl.check.cost_report import cost_json, cost_text, fit_warning
+    from tdsl.check.devices import launched
+
+    launch = launched()
+    processes = getattr(args, "nproc", None) or (launch.world_size if launch else 1)
+    processes = processes if spec.device.strategy == "ddp" else 1
+    cost = estimate(spec, inference, args.allow_imports, processes)
+    fit = memory_fit(spec, inference, cost, budget, args.allow_imports) if budget else None
+    seconds = None
+    if args.calibrate:
+        from tdsl.train.calibrate import step_seconds
+
+        seconds = step_seconds(spec, cost.batch_size, args.allow_imports)
+    shown = cost_json(cost, fit, seconds) if as_json else cost_text(cost, fit, seconds)
+    return shown, fit_warning(spec, fit) if fit is not None else None
+
+
+def _wants_cost(args: argparse.Namespace) -> bool:
+    return bool(args.cost or args.memory or args.device or args.calibrate)
+
+
 def _process_count(text: str) -> int:
     try:
         value = int(text)
@@ -161,12 +240,20 @@ def _checked(file: str, args: argparse.Namespace):
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    everything, ok = [], True
+    everything, costs, ok = [], {}, True
     for file in args.files:
         report, inference = _checked(file, args)
         ok = ok and report.ok
+        cost, warning = None, None
+        if report.ok and _wants_cost(args):
+            spec, _ = _read(file, args.set)
+            cost, warning = _cost(spec, inference, args, args.format == "json")
+            if warning is not None:
+                report = attrs.evolve(report, diagnostics=(*report.diagnostics, warning))
         if args.format == "json":
             everything += [d.to_json() for d in report.diagnostics]
+            if cost is not None:
+                costs[file] = cost
             continue
         if report.diagnostics:
             print(report.format())
@@ -179,8 +266,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"{file}: valid; output {outputs}; {report.param_count:,} parameters{counts}")
             for where, names in report.selections.items():
                 print(f"  {where} selects {len(names)}: {', '.join(names) or '-'}")
+            if cost is not None:
+                print(cost)
     if args.format == "json":
-        print(json.dumps(everything, indent=2))
+        # Without cost flags the output stays the list of diagnostics it always was.
+        shown = {"diagnostics": everything, "cost": costs} if _wants_cost(args) else everything
+        print(json.dumps(shown, indent=2))
     return 0 if ok else 1
 
 
@@ -201,6 +292,18 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if spec is None:
         raise SpecError(problems)
     print(summary(spec, params=args.params, allow_imports=args.allow_imports, expand=args.expand))
+    if _wants_cost(args):
+        from tdsl.check.data_section import split_rows
+        from tdsl.check.outputs_and_targets import data_signature
+        from tdsl.check.pipeline import infer
+        from tdsl.errors import Diagnostics
+
+        inference = infer(spec, Diagnostics(), args.allow_imports)
+        rows = split_rows(spec, data_signature(spec, args.allow_imports))
+        cost, warning = _cost(spec, attrs.evolve(inference, rows=rows), args, False)
+        print("\n" + cost)
+        if warning is not None:
+            print(warning.format(), file=sys.stderr)
     return 0
 
 

@@ -118,6 +118,8 @@ def run(
     if lead:
         _prepare(directory)
         summary_text = summary(spec, allow_imports=allow_imports)
+        processes = program.world.size if program.world is not None else 1
+        summary_text += "\n\n" + cost_section(spec, processes, allow_imports)
         atomic_write_text(directory / "summary.txt", summary_text + "\n")
     shown = stream if stream is not None and progress is True else progress
     result = fit(
@@ -126,6 +128,19 @@ def run(
     if lead:
         _finish(directory, result)
     return RunResult(directory, result.history, result.state, result.best_state, result.stop_reason)
+
+
+def cost_section(spec: S.Spec, processes: int = 1, allow_imports: Sequence[str] = ()) -> str:
+    """The memory and FLOPs estimate for summary.txt; a note where it cannot be made."""
+    from tdsl.check.cost import CostError, estimate
+    from tdsl.check.cost_report import cost_text
+    from tdsl.check.pipeline import validated
+
+    _, inference = validated(spec, allow_imports)
+    try:
+        return cost_text(estimate(spec, inference, allow_imports, processes))
+    except CostError as exc:
+        return f"Cost: not estimated: {exc}"
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:

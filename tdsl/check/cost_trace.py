@@ -1,0 +1,190 @@
+"""One training step traced on meta tensors: what autograd saves per layer, and FLOPs.
+
+Activations are what autograd saves for backward, seen by
+`torch.autograd.graph.saved_tensors_hooks` during a meta forward and loss; FLOPs are torch's
+own `FlopCounterMode` count over the forward and backward (matmuls, convolutions and
+attention; elementwise ops count as none).
+
+Meta tensors have no addresses (every data_ptr is 0), so saved tensors are deduplicated by
+the identity of their storage object: a view, or one of the chunks of a tensor, counts its
+whole storage once, whichever of them are saved (q, k and v split from one qkv projection
+are one storage); a parameter, a buffer or a view of one is not an activation.
+
+Meta tensors take the math path of `scaled_dot_product_attention`, which saves the whole
+attention matrix; real devices run a fused kernel that saves q, k, v, the output and a
+logsumexp. The trace runs the fused CPU kernel's meta implementation instead (the CUDA
+kernels save the same), and counts its FLOPs with torch's formulas for fused attention.
+LSTM and GRU layers are counted as their composite computation (matmuls per step): fused
+oneDNN and cuDNN kernels take the same FLOPs but save other tensors, and torch's counter
+does not see them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from tdsl import spec as S
+from tdsl.check.outputs_and_targets import data_signature
+from tdsl.check.pipeline import Inference
+from tdsl.model.build import example_inputs
+from tdsl.registry.losses import build_loss
+
+LOSS_ROW = "(loss)"
+
+
+@attrs.frozen
+class LayerCost:
+    name: str
+    activation_bytes: int
+    train_flops: int
+
+
+class _Saved:
+    """Bytes autograd saves for backward, per top-level layer, each storage once."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.owned = {_storage(t) for t in (*module.parameters(), *module.buffers())}
+        self.seen: set[int] = set()
+        self.keep: list[torch.Tensor] = []  # alive till the end, so storages stay distinct
+        self.current = LOSS_ROW
+        self.bytes: dict[str, int] = defaultdict(int)
+
+    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        storage = _storage(tensor)
+        if storage not in self.owned and storage not in self.seen:
+            self.seen.add(storage)
+            self.keep.append(tensor)
+            self.bytes[self.current] += tensor.untyped_storage().nbytes()
+        return tensor
+
+
+def _storage(tensor: torch.Tensor) -> int:
+    """The identity of a tensor's storage, also on meta, where every data_ptr is 0: views
+    and the unsafe chunks of one tensor (an LSTM's gates) have the same."""
+    return tensor.untyped_storage()._cdata
+
+
+class FusedAttention(TorchFunctionMode):
+    """`scaled_dot_product_attention` on meta tensors as the fused kernel runs it."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.scaled_dot_product_attention and not kwargs.get("enable_gqa"):
+            return _fused_attention(*args, **kwargs)
+        return func(*args, **kwargs)
+
+
+def _fused_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **_):
+    if attn_mask is not None and attn_mask.dtype == torch.bool:  # as the CPU kernel takes it
+        attn_mask = torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device).masked_fill(
+            ~attn_mask, float("-inf")
+        )
+    fused = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    return fused(q, k, v, dropout_p, is_causal, attn_mask=attn_mask, scale=scale)[0]
+
+
+def flop_counter():
+    """torch's `FlopCounterMode`, also counting the fused CPU attention kernel (with the
+    formulas torch has for the CUDA ones)."""
+    from torch.utils.flop_counter import FlopCounterMode, flop_registry
+
+    aten = torch.ops.aten
+
+    def raw(formula):
+        def count(*args, out_val=None, **kwargs):
+            return formula(*args, out_val=out_val, **kwargs)
+
+        count._get_raw = True  # already takes tensors: torch must not wrap it again
+        return count
+
+    fused = aten._scaled_dot_product_efficient_attention
+    formulas = {
+        aten._scaled_dot_product_flash_attention_for_cpu: raw(flop_registry[fused]),
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: raw(
+            flop_registry[aten._scaled_dot_product_efficient_attention_backward]
+        ),
+    }
+    return FlopCounterMode(display=False, custom_mapping=formulas)
+
+
+def _inputs_and_target(spec, inference, batch, allow_imports):
+    inputs = example_inputs(inference.graph, batch)
+    kind = data_signature(spec, allow_imports).target.kind
+    return tuple(inputs.values()), kind
+
+
+def _loss(spec, output, kind, allow_imports) -> torch.Tensor:
+    """The spec's loss of `output` against a meta target (as `Steps._target` shapes it)."""
+    output = output.float()
+    if kind == "class":
+        target = torch.zeros(output.shape[0], dtype=torch.int64, device="meta")
+    else:
+        target = torch.empty_like(output)
+    return build_loss(spec.loss, allow_imports).to("meta")(output, target)
+
+
+def trace_step(
+    spec: S.Spec, inference: Inference, batch: int, allow_imports: Sequence[str] = ()
+) -> tuple[tuple[LayerCost, ...], int]:
+    """Per top-level layer (in graph order, then the loss): saved bytes and training
+    FLOPs; and the step's total FLOPs."""
+    module = inference.module
+    inputs, kind = _inputs_and_target(spec, inference, batch, allow_imports)
+    saved = _Saved(module)
+    names = {id(m): n for n, m in reversed(list(module.named_children()))}  # first name wins
+
+    def enter(layer, _args):
+        saved.current = names[id(layer)]
+
+    hooks = [m.register_forward_pre_hook(enter) for m in module.children()]
+    was_training = module.training
+    module.train()
+    try:
+        with flop_counter() as counter, FusedAttention():
+            with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t):
+                output = module(*inputs)
+                saved.current = LOSS_ROW
+                loss = _loss(spec, output, kind, allow_imports)
+            loss.backward()
+    finally:
+        for hook in hooks:
+            hook.remove()
+        module.train(was_training)
+        for param in module.parameters():
+            param.grad = None
+    by_module = counter.get_flop_counts()
+    total = counter.get_total_flops()
+    layers = []
+    for name in dict.fromkeys(n for n, _ in module.named_children()):
+        flops = sum(by_module.get(f"{type(module).__name__}.{name}", {}).values())
+        layers.append(LayerCost(name, saved.bytes.get(name, 0), flops))
+    layers.append(
+        LayerCost(
+            LOSS_ROW,
+            saved.bytes.get(LOSS_ROW, 0),
+            total - sum(layer.train_flops for layer in layers),
+        )
+    )
+    return tuple(layers), total
+
+
+def forward_flops(
+    spec: S.Spec, inference: Inference, batch: int, allow_imports: Sequence[str] = ()
+) -> int:
+    """FLOPs of one evaluation batch: the forward pass and the loss, without gradients."""
+    module = inference.module
+    inputs, kind = _inputs_and_target(spec, inference, batch, allow_imports)
+    was_training = module.training
+    module.eval()
+    try:
+        with flop_counter() as counter, FusedAttention(), torch.no_grad():
+            _loss(spec, module(*inputs), kind, allow_imports)
+    finally:
+        module.train(was_training)
+    return counter.get_total_flops()
