@@ -194,8 +194,11 @@ def test_calibrate_measures_and_predicts_times(capsys):
     assert 0 < time["step_seconds"] < time["epoch_seconds"] < time["run_seconds"]
 
 
-def test_the_run_directory_summary_has_the_cost(tmp_path):
+def test_the_run_directory_summary_has_the_cost_when_asked(tmp_path):
     spec = tdsl.load(RING.replace("epochs: 100", "epochs: 1"))
-    directory, _ = run(spec, tmp_path / "run", stream=None)
+    directory, _ = run(spec, tmp_path / "run", stream=None, cost=True)
     text = (directory / "summary.txt").read_text()
     assert "activations" in text and "training step" in text and "(1 epochs)" in text
+    # Off by default: tracing a step costs a run a second of start-up.
+    directory, _ = run(spec, tmp_path / "plain", stream=None)
+    assert "activations" not in (directory / "summary.txt").read_text()

@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("file", metavar="FILE")
     train.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
     train.add_argument("--out", metavar="DIR", help="run directory (default runs/NAME-TIME)")
+    train.add_argument(
+        "--cost",
+        action="store_true",
+        help="add the memory and FLOPs estimate to the run's summary.txt",
+    )
 
     again = commands.add_parser("resume", help="continue an interrupted run")
     again.add_argument("run_dir", metavar="RUN_DIR")
@@ -342,7 +347,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_device(spec.device)
     try:
         with _stop_on_sigterm(), distributed.session():
-            result = run(spec, out, allow_imports=args.allow_imports)
+            result = run(spec, out, allow_imports=args.allow_imports, cost=args.cost)
     except KeyboardInterrupt:
         _end_bars()
         if lead:

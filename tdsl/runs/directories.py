@@ -104,12 +104,14 @@ def run(
     progress: bool | TextIO = True,
     allow_imports: Sequence[str] = (),
     stream: TextIO | None = None,
+    cost: bool = False,
 ) -> RunResult:
     """Train `spec` in a new run directory (`out`, default runs/NAME-TIME), as `tdsl run`
     does: validate (raising `SpecError` before anything is written), keep the spec, its
     summary and the data's fitted transforms, then `fit` with checkpoints, history files and
     final.json. `progress`: True prints to stderr, a stream prints there, False is quiet
-    (`stream` is the older spelling of a stream)."""
+    (`stream` is the older spelling of a stream). `cost` adds the memory and FLOPs estimate
+    to summary.txt (opt-in: tracing a step imports torch's compiler stack, about a second)."""
     directory = Path(out) if out is not None else default_run_dir(spec)
     spec = with_absolute_paths(spec)  # data paths as absolute: the same files from any folder
     program = compile(spec, allow_imports)
@@ -119,7 +121,8 @@ def run(
         _prepare(directory)
         summary_text = summary(spec, allow_imports=allow_imports)
         processes = program.world.size if program.world is not None else 1
-        summary_text += "\n\n" + cost_section(spec, processes, allow_imports)
+        if cost:
+            summary_text += "\n\n" + cost_section(spec, processes, allow_imports)
         atomic_write_text(directory / "summary.txt", summary_text + "\n")
     shown = stream if stream is not None and progress is True else progress
     result = fit(
