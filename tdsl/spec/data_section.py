@@ -169,7 +169,7 @@ class Table:
 @frozen(kw_only=True)
 class ImageFolder:
     """One sub-folder of PNG/JPEG images per class, classes in sorted order (needs Pillow:
-    `pip install 'tdsl[images]'`)."""
+    `pip install pillow`)."""
 
     kind: Literal["images"] = "images"
     folder: str = field(metadata=PATH)
@@ -240,7 +240,7 @@ class TimeSeries:
 class Bundled:
     """A data set that ships inside scikit-learn, so nothing is downloaded: `digits` (8x8
     images of handwritten digits, pixels 0-16, 10 classes), `iris` and `wine` (3 classes),
-    `breast_cancer` (binary). Needs scikit-learn: `pip install 'tdsl[sklearn]'`."""
+    `breast_cancer` (binary). Needs scikit-learn: `pip install scikit-learn`."""
 
     kind: Literal["sklearn"] = "sklearn"
     dataset: Literal["digits", "iris", "wine", "breast_cancer"]

@@ -50,7 +50,7 @@ class Train:
     early_stopping: EarlyStopping | None = None
     checkpoint: Checkpoint = Checkpoint()
     # Also log each epoch's metrics, learning rate and parameter histograms for TensorBoard
-    # in RUN_DIR/tensorboard (needs `pip install 'tdsl[tensorboard]'`).
+    # in RUN_DIR/tensorboard (needs `pip install tensorboard`).
     tensorboard: bool = False
 
 
