@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="PATH=VALUE",
-        help="override a spec field (repeatable)",
+        help="override a spec field (repeatable): PATH=VALUE, PATH+=VALUE appends to a list, "
+        "~PATH removes a key",
     )
 
     show = commands.add_parser("summary", help="print the model's layers, shapes and parameters")
