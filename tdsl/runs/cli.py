@@ -22,7 +22,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = commands.add_parser("validate", help="check specs without running them")
-    check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="spec files, or folders: every *.yaml and *.yml file in them, recursively",
+    )
     check.add_argument("--format", choices=("text", "json"), default="text")
     check.add_argument(
         "--set",
@@ -133,12 +138,14 @@ def _overrides(assignments: Sequence[str]):
 def cmd_validate(args: argparse.Namespace) -> int:
     from tdsl.check.pipeline import checked
 
-    everything, ok = [], True
-    for file in args.files:
+    everything, ok, tally = [], True, [0, 0]
+    files, folders, empty = _spec_files(args.files)
+    for file in files:
         report, inference = checked(
             _as_path(file), _overrides(args.set), args.allow_imports, args.nproc
         )
         ok = ok and report.ok
+        tally[not report.ok] += 1
         if args.format == "json":
             everything += [d.to_json() for d in report.diagnostics]
             continue
@@ -155,7 +162,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 print(f"  {where} selects {len(names)}: {', '.join(names) or '-'}")
     if args.format == "json":
         print(json.dumps(everything, indent=2))
-    return 0 if ok else 1
+    elif folders or len(files) > 1:
+        print(f"{tally[0]} valid, {tally[1]} invalid ({len(files)} spec files)")
+    return 0 if ok and not empty else 1
+
+
+def _spec_files(arguments: Sequence[str]) -> tuple[list[str], list[str], bool]:
+    """The files to validate, folders opened (their YAML files, recursively, sorted); the
+    folders named; whether one of them had no spec files (reported on stderr: a failure)."""
+    files, folders, empty = [], [], False
+    for argument in arguments:
+        path = _as_path(argument)
+        if not path.is_dir():
+            files.append(argument)
+            continue
+        folders.append(argument)
+        found = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+        if not found:
+            print(f"{argument}: no *.yaml or *.yml files in this folder", file=sys.stderr)
+            empty = True
+        files += [str(p) for p in found]
+    return files, folders, empty
 
 
 def _shape(shape: Sequence[int | None]) -> str:
