@@ -105,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     draw.add_argument(
         "--out", metavar="FILE", help="a .png, .svg or .pdf (default RUN_DIR/curves.png)"
     )
+    _add_init_and_list(commands)
     for command in (check, show, train, again, score, guess):
         command.add_argument(
             "--allow-import",
@@ -115,6 +116,67 @@ def _parser() -> argparse.ArgumentParser:
             help="let the spec import user code under this module prefix (repeatable)",
         )
     return parser
+
+
+def _add_init_and_list(commands) -> None:
+    init = commands.add_parser(
+        "init",
+        help="write a first spec for a data file or folder",
+        description="Infer a spec from data: a CSV file's columns and task, a folder of "
+        "per-class image folders, or a file of label<TAB>text lines. The spec is validated "
+        "after it is written.",
+        epilog="example: tdsl init specs/data/titanic.csv --target Survived --out titanic.yaml",
+    )
+    init.add_argument(
+        "data", metavar="DATA", help="a .csv file, an image folder, or a .tsv/.txt file"
+    )
+    init.add_argument("--target", metavar="COLUMN", help="the CSV column to predict")
+    init.add_argument(
+        "--out", metavar="FILE", help="where to write the spec (default: DATA's name + .yaml)"
+    )
+    init.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    listing = commands.add_parser(
+        "list",
+        help="what a spec can name: ops, losses, metrics, optimizers, schedules, data kinds",
+        description="Each entry with its arguments (NAME=DEFAULT; a bare NAME is required) "
+        "and a one-line description.",
+        epilog="example: tdsl list ops conv",
+    )
+    listing.add_argument(
+        "what",
+        choices=("ops", "losses", "metrics", "optimizers", "schedules", "data"),
+        metavar="WHAT",
+        help="ops, losses, metrics, optimizers, schedules or data",
+    )
+    listing.add_argument(
+        "filter", nargs="?", default="", metavar="TEXT", help="only names containing TEXT"
+    )
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from tdsl.check.pipeline import checked
+    from tdsl.runs.scaffold import scaffold
+
+    data = _as_path(args.data)
+    out = _as_path(args.out) if args.out else _as_path(f"{data.stem or 'spec'}.yaml")
+    if out.exists() and not args.force:
+        print(f"error: {out} exists; choose another --out or add --force", file=sys.stderr)
+        return 1
+    text = scaffold(data, out, args.target)
+    out.write_text(text)
+    report, _ = checked(out, None, ())
+    if report.diagnostics:
+        print(report.format(), file=sys.stderr)
+    state = "valid" if report.ok else "not valid yet"
+    print(f"wrote {out} ({state}); train it with: tdsl run {out}")
+    return 0 if report.ok else 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from tdsl.runs.listing import listing
+
+    print(listing(args.what, args.filter))
+    return 0
 
 
 def _process_count(text: str) -> int:
@@ -417,6 +479,8 @@ COMMANDS = {
     "eval": cmd_eval,
     "predict": cmd_predict,
     "plot": cmd_plot,
+    "init": cmd_init,
+    "list": cmd_list,
 }
 
 
