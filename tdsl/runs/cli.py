@@ -115,6 +115,9 @@ def _parser() -> argparse.ArgumentParser:
             dest="allow_imports",
             help="let the spec import user code under this module prefix (repeatable)",
         )
+    from tdsl.runs.cli_help import add_help
+
+    add_help(parser)
     return parser
 
 
@@ -173,9 +176,13 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from tdsl.runs.listing import listing
+    from tdsl.runs.listing import listing, render
 
-    print(listing(args.what, args.filter))
+    found = listing(args.what, args.filter)
+    if not found:
+        print(f"no {args.what} named like {args.filter!r}", file=sys.stderr)
+        return 1
+    print(render(found))
     return 0
 
 
