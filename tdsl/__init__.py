@@ -4,51 +4,112 @@ Write a spec (YAML or these attrs classes), `validate` it without running anythi
 `summary` its model, `compile` it into a module and pure step functions, and `fit` it.
 """
 
-from tdsl.check.pipeline import validate
-from tdsl.check.summary import summarize, summary
-from tdsl.data import load_data
-from tdsl.errors import Diagnostic, Report, SpecError, TdslError
-from tdsl.runs.directories import RunResult, evaluate_run, predict_run, resume, run
-from tdsl.runs.version import package_version
-from tdsl.spec import (
-    Arrays,
-    Block,
-    Bundled,
-    Checkpoint,
-    Column,
-    Device,
-    EarlyStopping,
-    ImageFolder,
-    Input,
-    Layer,
-    LinearRegression,
-    Loss,
-    LossTerm,
-    Metric,
-    Model,
-    Optimizer,
-    ParamGroup,
-    PythonData,
-    RandomData,
-    Regularizer,
-    Rings,
-    Schedule,
-    Spec,
-    Split,
-    Table,
-    Target,
-    Teacher,
-    Tensors,
-    Text,
-    TimeSeries,
-    Train,
-)
-from tdsl.spec.load_dump import dump, load
-from tdsl.train.loops import FitResult, evaluate, fit, predict
-from tdsl.train.program import Program, compile
-from tdsl.train.state import TrainState
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__version__ = package_version()
+# Names are imported on first use (PEP 562), so `tdsl --help` and `import tdsl.errors` do not
+# pay for importing torch; `from tdsl import X` and `tdsl.X` work as before.
+_WHERE = {
+    "Arrays": "tdsl.spec",
+    "FitResult": "tdsl.train.loops",
+    "RunResult": "tdsl.runs.directories",
+    "evaluate_run": "tdsl.runs.directories",
+    "predict_run": "tdsl.runs.directories",
+    "resume": "tdsl.runs.directories",
+    "run": "tdsl.runs.directories",
+    "Block": "tdsl.spec",
+    "Bundled": "tdsl.spec",
+    "Checkpoint": "tdsl.spec",
+    "Column": "tdsl.spec",
+    "Device": "tdsl.spec",
+    "Diagnostic": "tdsl.errors",
+    "EarlyStopping": "tdsl.spec",
+    "ImageFolder": "tdsl.spec",
+    "Input": "tdsl.spec",
+    "Layer": "tdsl.spec",
+    "LinearRegression": "tdsl.spec",
+    "Loss": "tdsl.spec",
+    "LossTerm": "tdsl.spec",
+    "Metric": "tdsl.spec",
+    "Model": "tdsl.spec",
+    "Optimizer": "tdsl.spec",
+    "ParamGroup": "tdsl.spec",
+    "Program": "tdsl.train.program",
+    "PythonData": "tdsl.spec",
+    "RandomData": "tdsl.spec",
+    "Regularizer": "tdsl.spec",
+    "Report": "tdsl.errors",
+    "Rings": "tdsl.spec",
+    "Schedule": "tdsl.spec",
+    "Spec": "tdsl.spec",
+    "SpecError": "tdsl.errors",
+    "Split": "tdsl.spec",
+    "Table": "tdsl.spec",
+    "Target": "tdsl.spec",
+    "TdslError": "tdsl.errors",
+    "Teacher": "tdsl.spec",
+    "Tensors": "tdsl.spec",
+    "Text": "tdsl.spec",
+    "TimeSeries": "tdsl.spec",
+    "Train": "tdsl.spec",
+    "TrainState": "tdsl.train.state",
+    "compile": "tdsl.train.program",
+    "dump": "tdsl.spec.load_dump",
+    "evaluate": "tdsl.train.loops",
+    "fit": "tdsl.train.loops",
+    "load": "tdsl.spec.load_dump",
+    "load_data": "tdsl.data",
+    "predict": "tdsl.train.loops",
+    "summarize": "tdsl.check.summary",
+    "summary": "tdsl.check.summary",
+    "validate": "tdsl.check.pipeline",
+}
+
+__version__ = importlib.import_module("tdsl.runs.version").package_version()  # no torch
+
+if TYPE_CHECKING:  # what type checkers and editors see
+    from tdsl.check.pipeline import validate
+    from tdsl.check.summary import summarize, summary
+    from tdsl.data import load_data
+    from tdsl.errors import Diagnostic, Report, SpecError, TdslError
+    from tdsl.runs.directories import RunResult, evaluate_run, predict_run, resume, run
+    from tdsl.spec import (
+        Arrays,
+        Block,
+        Bundled,
+        Checkpoint,
+        Column,
+        Device,
+        EarlyStopping,
+        ImageFolder,
+        Input,
+        Layer,
+        LinearRegression,
+        Loss,
+        LossTerm,
+        Metric,
+        Model,
+        Optimizer,
+        ParamGroup,
+        PythonData,
+        RandomData,
+        Regularizer,
+        Rings,
+        Schedule,
+        Spec,
+        Split,
+        Table,
+        Target,
+        Teacher,
+        Tensors,
+        Text,
+        TimeSeries,
+        Train,
+    )
+    from tdsl.spec.load_dump import dump, load
+    from tdsl.train.loops import FitResult, evaluate, fit, predict
+    from tdsl.train.program import Program, compile
+    from tdsl.train.state import TrainState
 
 __all__ = [
     "Arrays",
@@ -104,4 +165,18 @@ __all__ = [
     "summarize",
     "summary",
     "validate",
+    "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tdsl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # found once; later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -125,6 +125,12 @@ def format_path(path: SpecPath) -> str:
     return text or "<root>"
 
 
+def install_hint(package: str, extra: str) -> str:
+    """How to install an optional dependency: by its own name, which works wherever tdsl
+    came from (an extra like `tdsl[plot]` resolves only where tdsl is a known package)."""
+    return f"pip install {package} (or pip install -e '.[{extra}]' in a tdsl checkout)"
+
+
 def did_you_mean(word: str, choices: Iterable[str], listing_limit: int = 12) -> str | None:
     """A hint naming the closest choices, or listing them when few exist."""
     choices = sorted(set(choices))

@@ -121,7 +121,11 @@ def test_nul_byte_is_located_where_it_is(tmp_path, capsys):
 def test_a_directory_as_the_spec_file(tmp_path, capsys):
     folder = tmp_path / "spec.yaml"
     folder.mkdir()
-    _validate_fails_cleanly(folder, capsys)
+    code, out, err = _run(["summary", str(folder)], capsys)
+    _assert_located_error(code, err, folder)
+    # validate opens a folder: it holds no spec files, which is a failure, said plainly
+    code, out, err = _run(["validate", str(folder)], capsys)
+    assert (code, err) == (1, f"{folder}: no *.yaml or *.yml files in this folder\n")
 
 
 def test_a_missing_spec_file(tmp_path, capsys):

@@ -100,5 +100,6 @@ def test_without_matplotlib_the_error_names_the_extra(tmp_path, monkeypatch, cap
     monkeypatch.setattr(plot, "matplotlib_available", lambda: False)
     assert main(["plot", str(tmp_path)]) == 1
     assert capsys.readouterr().err == (
-        "error: plotting needs matplotlib, which is not installed (pip install 'tdsl[plot]')\n"
+        "error: plotting needs matplotlib, which is not installed (pip install matplotlib "
+        "(or pip install -e '.[plot]' in a tdsl checkout))\n"
     )

@@ -79,7 +79,10 @@ def test_without_the_package_validation_locates_the_option(tmp_path, monkeypatch
     assert error.message == (
         "TensorBoard logging needs the tensorboard package, which is not installed"
     )
-    assert error.hint == "pip install 'tdsl[tensorboard]', or set train.tensorboard: false"
+    assert error.hint == (
+        "pip install tensorboard (or pip install -e '.[tensorboard]' in a tdsl checkout), "
+        "or set train.tensorboard: false"
+    )
     line = path.read_text().splitlines()[error.location.line - 1]
     assert line.strip().startswith("tensorboard: true")
     assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 1

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from tdsl import spec as S
-from tdsl.errors import Diagnostics, SpecPath, check_keywords, did_you_mean
+from tdsl.errors import Diagnostics, SpecPath, check_keywords, did_you_mean, install_hint
 from tdsl.model.graph import Graph, module_ops
 from tdsl.model.selectors import select
 from tdsl.registry import optimizer_args as optim_args
@@ -208,7 +208,7 @@ def check_monitors(spec: S.Spec, metric_names_: list[str], diags: Diagnostics) -
             diags.error(path, f"cannot monitor {item.monitor!r}: the data has no validation split")
 
 
-INSTALL_TENSORBOARD = "pip install 'tdsl[tensorboard]'"
+INSTALL_TENSORBOARD = install_hint("tensorboard", "tensorboard")
 
 
 def tensorboard_available() -> bool:

@@ -44,8 +44,9 @@ from tdsl.data.base import (
     resolve_path,
     spec_base,
     stamp,
-    with_absolute_paths,
 )
+from tdsl.data.base import with_absolute_paths as _absolute_paths
+from tdsl.data.column_inference import expand_spec
 from tdsl.data.fitted import FILE_NAME as FITTED_FILE
 from tdsl.data.fitted import Fitted
 from tdsl.data.streaming import FileData
@@ -114,6 +115,13 @@ def prepare(
         return imported.prepare(source, ctx, allow_imports)
     paths = [ctx.path(v) for k in path_fields(source) if (v := getattr(source, k)) is not None]
     return _prepare_cached(source, ctx, fitted, stamp(paths))
+
+
+def with_absolute_paths(spec: S.Spec) -> S.Spec:
+    """The spec as a run directory keeps it: data paths absolute, so it means the same from
+    any folder, and a CSV source's `columns: all` written out as the columns (and transforms)
+    it stands for, so the run stays reproducible."""
+    return expand_spec(_absolute_paths(spec))
 
 
 def load_data(

@@ -1,7 +1,7 @@
 """Data sets that ship inside the scikit-learn wheel (`kind: sklearn`): real data with no
 download, such as the 8x8 handwritten digits the seeds' MNIST chapter stands in for.
 
-scikit-learn is an optional extra (`pip install 'tdsl[sklearn]'`); without it the source
+scikit-learn is an optional extra (`pip install scikit-learn`); without it the source
 reports a located problem instead of failing on import. The rows are split with the spec's
 seed like every other source; nothing is fitted.
 """
@@ -21,8 +21,9 @@ from tdsl import spec as S
 from tdsl.data.base import Context, DataError, DataSignature, FeatureInfo, Problems
 from tdsl.data.labels import float_dtype
 from tdsl.data.tensors import Splits, TensorData, split_index, split_rows
+from tdsl.errors import install_hint
 
-INSTALL_HINT = "pip install 'tdsl[sklearn]'"
+INSTALL_HINT = install_hint("scikit-learn", "sklearn")
 
 
 @attrs.frozen

@@ -41,7 +41,24 @@ class CsvTable:
         )
 
 
-def read_csv(path: Path, delimiter: str, where: SpecPath, need_rows: bool = True) -> CsvTable:
+@attrs.frozen
+class Layout:
+    """How a file's lines are laid out: `skip_rows` lines before anything else, then a header
+    line (or none), and the names to use instead of the header's (or, without a header, of
+    the columns; default: their positions 0, 1, ...)."""
+
+    skip_rows: int = 0
+    header: bool = True
+    names: tuple[str, ...] = ()
+
+
+def read_csv(
+    path: Path,
+    delimiter: str,
+    where: SpecPath,
+    need_rows: bool = True,
+    layout: Layout = Layout(),
+) -> CsvTable:
     """The file's header and rows; raises `DataError` for an unreadable file, ragged rows,
     or (with `need_rows`: data to train on, not rows to predict) a header and no rows."""
     if len(delimiter) != 1:
@@ -52,7 +69,7 @@ def read_csv(path: Path, delimiter: str, where: SpecPath, need_rows: bool = True
             records = []
             line = reader.line_num + 1
             for row in reader:
-                if row:  # blank lines are skipped
+                if reader.line_num > layout.skip_rows and row:  # blank lines are skipped
                     records.append((line, row))
                 line = reader.line_num + 1
     except UnicodeDecodeError:
@@ -61,11 +78,22 @@ def read_csv(path: Path, delimiter: str, where: SpecPath, need_rows: bool = True
         raise DataError.at(where, f"{path} is not a readable CSV file: {exc}") from None
     except OSError as exc:
         raise DataError.at(where, f"cannot read {path}: {exc.strerror or exc}") from None
+    skipped = f" after skipping {layout.skip_rows} lines" if layout.skip_rows else ""
     if not records:
-        raise DataError.at(where, f"{path} is empty; a CSV file needs a header line")
+        needs = "; a CSV file needs a header line" if layout.header else ""
+        raise DataError.at(where, f"{path} is empty{skipped}{needs}")
+    if not layout.header:  # the columns are named by position
+        records.insert(0, (0, [str(i) for i in range(len(records[0][1]))]))
     if need_rows and len(records) == 1:
-        raise DataError.at(where, f"the CSV {path} has a header and no rows")
+        raise DataError.at(where, f"the CSV {path} has a header and no rows{skipped}")
     header = tuple(cell.strip() for cell in records[0][1])
+    if layout.names:
+        if len(layout.names) != len(header):
+            raise DataError.at(
+                ("names",),
+                f"{len(layout.names)} names for the {len(header)} columns of {path}",
+            )
+        header = layout.names
     ragged = [(line, len(row)) for line, row in records[1:] if len(row) != len(header)]
     if ragged:
         line, count = ragged[0]

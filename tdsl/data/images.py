@@ -22,6 +22,7 @@ from tdsl.data.fitted import Fitted, mismatch
 from tdsl.data.labels import float_dtype
 from tdsl.data.streaming import FileData
 from tdsl.data.tensors import Batch, Splits, split_index
+from tdsl.errors import install_hint
 
 SIGNATURES = {".png": b"\x89PNG\r\n\x1a\n", ".jpg": b"\xff\xd8\xff", ".jpeg": b"\xff\xd8\xff"}
 FOLDERS = ("folder", "val_folder", "test_folder")
@@ -54,7 +55,7 @@ def static_problems(source: S.ImageFolder, problems: Problems) -> None:
         problems.add(
             ("kind",),
             "reading images needs Pillow, which is not installed",
-            "pip install 'tdsl[images]'",
+            install_hint("pillow", "images"),
         )
 
 

@@ -17,6 +17,7 @@ import torch
 from tdsl import spec as S
 from tdsl.data import csvfile
 from tdsl.data.base import Context, DataError, DataSignature, FeatureInfo, Problems, check_exists
+from tdsl.data.column_inference import expand, layout
 from tdsl.data.csvfile import CsvTable
 from tdsl.data.fitted import Fitted, mismatch
 from tdsl.data.labels import float_dtype, read_targets
@@ -28,7 +29,9 @@ NUMERIC = ("passthrough", "standardize", "minmax")
 def static_problems(source: S.Table, problems: Problems) -> None:
     """What is wrong with the columns whatever the file holds."""
     seen: dict[str, int] = {}
-    for index, column in enumerate(source.columns):
+    if source.exclude and source.columns != "all":
+        problems.add(("exclude",), "exclude applies to columns: all")
+    for index, column in enumerate(() if source.columns == "all" else source.columns):
         where = ("columns", index)
         if column.name in seen:
             problems.add(
@@ -163,7 +166,7 @@ def _read(source: S.Table, ctx: Context, problems: Problems) -> dict[str, CsvTab
     tables = {}
     for key, path in paths.items():
         try:
-            tables[key] = csvfile.read_csv(path, source.delimiter, (key,))
+            tables[key] = csvfile.read_csv(path, source.delimiter, (key,), layout=layout(source))
         except DataError as exc:
             problems.extend(exc)
     problems.check()
@@ -199,6 +202,7 @@ def prepare(
     problems = Problems()
     static_problems(source, problems)
     problems.check()
+    source = expand(source, ctx)
     tables = _read(source, ctx, problems)
     targets, target_spec, classes = read_targets(
         source.target_kind,
@@ -277,7 +281,8 @@ def read_input(
     transformed with the fitted transforms."""
     states = _check_fitted(source, fitted)
     problems = Problems()
-    table = csvfile.read_csv(path, source.delimiter, (), need_rows=False)
+    source = expand(source, ctx)
+    table = csvfile.read_csv(path, source.delimiter, (), need_rows=False, layout=layout(source))
     csvfile.find_columns(table, [((), c.name) for c in source.columns], problems)
     problems.check()
     features = transform(source, states, table, problems)

@@ -25,14 +25,20 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = commands.add_parser("validate", help="check specs without running them")
-    check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="spec files, or folders: every *.yaml and *.yml file in them, recursively",
+    )
     check.add_argument("--format", choices=("text", "json"), default="text")
     check.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="PATH=VALUE",
-        help="override a spec field (repeatable)",
+        help="override a spec field (repeatable): PATH=VALUE, PATH+=VALUE appends to a list, "
+        "~PATH removes a key",
     )
 
     show = commands.add_parser("summary", help="print the model's layers, shapes and parameters")
@@ -110,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     draw.add_argument(
         "--out", metavar="FILE", help="a .png, .svg or .pdf (default RUN_DIR/curves.png)"
     )
+    _add_init_and_list(commands)
     for command in (check, show, train, again, score, guess):
         command.add_argument(
             "--allow-import",
@@ -119,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
             dest="allow_imports",
             help="let the spec import user code under this module prefix (repeatable)",
         )
+    from tdsl.runs.cli_help import add_help
+
+    add_help(parser)
     return parser
 
 
@@ -202,6 +212,71 @@ def _wants_cost(args: argparse.Namespace) -> bool:
     return bool(args.cost or args.memory or args.device or args.calibrate)
 
 
+def _add_init_and_list(commands) -> None:
+    init = commands.add_parser(
+        "init",
+        help="write a first spec for a data file or folder",
+        description="Infer a spec from data: a CSV file's columns and task, a folder of "
+        "per-class image folders, or a file of label<TAB>text lines. The spec is validated "
+        "after it is written.",
+        epilog="example: tdsl init specs/data/titanic.csv --target Survived --out titanic.yaml",
+    )
+    init.add_argument(
+        "data", metavar="DATA", help="a .csv file, an image folder, or a .tsv/.txt file"
+    )
+    init.add_argument("--target", metavar="COLUMN", help="the CSV column to predict")
+    init.add_argument(
+        "--out", metavar="FILE", help="where to write the spec (default: DATA's name + .yaml)"
+    )
+    init.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    listing = commands.add_parser(
+        "list",
+        help="what a spec can name: ops, losses, metrics, optimizers, schedules, data kinds",
+        description="Each entry with its arguments (NAME=DEFAULT; a bare NAME is required) "
+        "and a one-line description.",
+        epilog="example: tdsl list ops conv",
+    )
+    listing.add_argument(
+        "what",
+        choices=("ops", "losses", "metrics", "optimizers", "schedules", "data"),
+        metavar="WHAT",
+        help="ops, losses, metrics, optimizers, schedules or data",
+    )
+    listing.add_argument(
+        "filter", nargs="?", default="", metavar="TEXT", help="only names containing TEXT"
+    )
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from tdsl.check.pipeline import checked
+    from tdsl.runs.scaffold import scaffold
+
+    data = _as_path(args.data)
+    out = _as_path(args.out) if args.out else _as_path(f"{data.stem or 'spec'}.yaml")
+    if out.exists() and not args.force:
+        print(f"error: {out} exists; choose another --out or add --force", file=sys.stderr)
+        return 1
+    text = scaffold(data, out, args.target)
+    out.write_text(text)
+    report, _ = checked(out, None, ())
+    if report.diagnostics:
+        print(report.format(), file=sys.stderr)
+    state = "valid" if report.ok else "not valid yet"
+    print(f"wrote {out} ({state}); train it with: tdsl run {out}")
+    return 0 if report.ok else 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from tdsl.runs.listing import listing, render
+
+    found = listing(args.what, args.filter)
+    if not found:
+        print(f"no {args.what} named like {args.filter!r}", file=sys.stderr)
+        return 1
+    print(render(found))
+    return 0
+
+
 def _process_count(text: str) -> int:
     try:
         value = int(text)
@@ -245,10 +320,12 @@ def _checked(file: str, args: argparse.Namespace):
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    everything, costs, ok = [], {}, True
-    for file in args.files:
+    everything, costs, ok, tally = [], {}, True, [0, 0]
+    files, folders, empty = _spec_files(args.files)
+    for file in files:
         report, inference = _checked(file, args)
         ok = ok and report.ok
+        tally[not report.ok] += 1
         cost, warning = None, None
         if report.ok and _wants_cost(args):
             spec, _ = _read(file, args.set)
@@ -277,7 +354,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
         # Without cost flags the output stays the list of diagnostics it always was.
         shown = {"diagnostics": everything, "cost": costs} if _wants_cost(args) else everything
         print(json.dumps(shown, indent=2))
-    return 0 if ok else 1
+    elif folders or len(files) > 1:
+        print(f"{tally[0]} valid, {tally[1]} invalid ({len(files)} spec files)")
+    return 0 if ok and not empty else 1
+
+
+def _spec_files(arguments: Sequence[str]) -> tuple[list[str], list[str], bool]:
+    """The files to validate, folders opened (their YAML files, recursively, sorted); the
+    folders named; whether one of them had no spec files (reported on stderr: a failure)."""
+    files, folders, empty = [], [], False
+    for argument in arguments:
+        path = _as_path(argument)
+        if not path.is_dir():
+            files.append(argument)
+            continue
+        folders.append(argument)
+        found = sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+        if not found:
+            print(f"{argument}: no *.yaml or *.yml files in this folder", file=sys.stderr)
+            empty = True
+        files += [str(p) for p in found]
+    return files, folders, empty
 
 
 def _shape(shape: Sequence[int | None]) -> str:
@@ -528,6 +625,8 @@ COMMANDS = {
     "eval": cmd_eval,
     "predict": cmd_predict,
     "plot": cmd_plot,
+    "init": cmd_init,
+    "list": cmd_list,
 }
 
 

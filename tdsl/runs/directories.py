@@ -14,6 +14,7 @@ import io
 import json
 import os
 import re
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -196,6 +197,8 @@ def resume(
         callback.load_state_dict(saved)
     checkpointer.load_state_dict(checkpoint["checkpointer"])
     state = TrainState.from_dict(checkpoint["state"], program.device)
+    if lead:
+        _say_resuming(spec, checkpoint)
     if checkpoint["stop_reason"]:
         result = FitResult(state, checkpoint["history"], checkpoint["stop_reason"])
     else:
@@ -210,6 +213,18 @@ def resume(
     if best_path.exists():
         best = TrainState.from_dict(_load_checkpoint(best_path)["state"], program.device)
     return RunResult(directory, result.history, result.state, best, result.stop_reason)
+
+
+def _say_resuming(spec: S.Spec, checkpoint: dict[str, Any]) -> None:
+    done, total = len(checkpoint["history"]), spec.train.epochs
+    if checkpoint["stop_reason"]:
+        message = f"the run already stopped after epoch {done} of {total}"
+        message += f" ({checkpoint['stop_reason']}); nothing to resume"
+    elif done >= total:
+        message = f"the run already finished its {total} epochs; nothing to resume"
+    else:
+        message = f"resuming at epoch {done + 1} of {total} from checkpoints/last.pt"
+    print(message, file=sys.stderr)
 
 
 def _program_and_state(

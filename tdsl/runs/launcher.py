@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,12 +20,20 @@ def launch(nproc: int, argv: Sequence[str]) -> None:
     args = torchrun.parse_args(
         ["--standalone", "--nproc-per-node", str(nproc), "--module", "tdsl", *argv]
     )
+    # torchrun prints a banner about OMP_NUM_THREADS when it sets it itself; setting it first
+    # (one thread per process, torchrun's own choice) keeps the banner from the user.
+    unset = "OMP_NUM_THREADS" not in os.environ
+    if unset:
+        os.environ["OMP_NUM_THREADS"] = "1"
     try:
         torchrun.run(args)
     except ChildFailedError as exc:
         raise DistributedError(_failures(exc, nproc)) from None
     except SignalException:
         raise KeyboardInterrupt from None
+    finally:
+        if unset:
+            os.environ.pop("OMP_NUM_THREADS", None)
 
 
 def _recorded(failure: Any) -> str:

@@ -2,7 +2,7 @@
 
 Reads the run directory's `history.jsonl` and draws, as the seeds' `plot_metric` does, the
 training values as a dashed blue line and the validation values as a solid red one against
-the epoch. matplotlib is an optional extra (`pip install 'tdsl[plot]'`); the figure is drawn
+the epoch. matplotlib is an optional extra (`pip install matplotlib`); the figure is drawn
 on an Agg canvas of its own, so no global pyplot state or display is touched.
 """
 
@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tdsl.errors import TdslError, did_you_mean
+from tdsl.errors import TdslError, did_you_mean, install_hint
 
-INSTALL_HINT = "pip install 'tdsl[plot]'"
+INSTALL_HINT = install_hint("matplotlib", "plot")
 FORMATS = (".png", ".svg", ".pdf")
 DEFAULT_NAME = "curves.png"
 # History columns that are bookkeeping, not curves worth a default panel.

@@ -183,8 +183,14 @@ def make_converter(omit_defaults: bool = True) -> cattrs.Converter:
         def hook(value: Any, _t: type) -> Any:
             if value is None and optional:
                 return None
-            if tagged is None:
-                return conv.structure(value, members[0])
+            if tagged is None:  # the first member that takes the value; else its problems
+                first = None
+                for member in members:
+                    try:
+                        return conv.structure(value, member)
+                    except Invalid as exc:
+                        first = first or exc
+                raise first
             mapping = _expect_mapping(value, "with a 'kind' key")
             if "kind" not in mapping:
                 raise Invalid.at((), "missing required key 'kind'", did_you_mean("", tagged))
@@ -234,9 +240,10 @@ def _attrs_hook(conv: cattrs.Converter, cls: type):
     takes_args = cls in S.CALL_CLASSES
     shorthand = STRING_SHORTHAND.get(cls)
     noun = _MAPPING_NOUNS.get(cls, cls.__name__)
+    as_text = {name for name, f in fields.items() if f.metadata.get("numbers_as_text")}
 
     def hook(value: Any, _t: type) -> Any:
-        if shorthand and isinstance(value, str):
+        if shorthand and (isinstance(value, str) or _number(value) and shorthand in as_text):
             value = {shorthand: value}
         mapping = _expect_mapping(value, noun)
         values: dict[str, Any] = {}
@@ -254,6 +261,8 @@ def _attrs_hook(conv: cattrs.Converter, cls: type):
                 hint = did_you_mean(str(key), [n for n in fields if n != "args"])
                 problems.append(Diagnostic((key,), f"unknown key {key!r} in {noun}", hint=hint))
                 continue
+            if key in as_text:
+                item = _numbers_as_text(item)
             try:
                 converted = conv.structure(item, field.type)
             except Invalid as exc:
@@ -276,6 +285,17 @@ def _attrs_hook(conv: cattrs.Converter, cls: type):
         return cls(**values)
 
     return hook
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _numbers_as_text(value: Any) -> Any:
+    """A name written as a number (a CSV column `5`) is its text; lists item by item."""
+    if isinstance(value, list):
+        return [str(v) if _number(v) else v for v in value]
+    return str(value) if _number(value) else value
 
 
 def _default_of(field: attrs.Attribute) -> Any:

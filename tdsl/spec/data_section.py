@@ -126,12 +126,17 @@ class Tensors(Recorded):
     split: Split = Split()
 
 
+# Column names may be written as numbers (`- 5`, `target: 4`): a header of numbers, or the
+# positions 0, 1, ... of a file without one.
+NAME = {"numbers_as_text": True}
+
+
 @frozen(kw_only=True)
 class Column(Recorded):
     """One CSV column as features. `passthrough`, `standardize` and `minmax` read numbers;
     `onehot` reads categories; `missing` gives only a 0/1 was-missing column."""
 
-    name: str
+    name: str = field(metadata=NAME)
     transform: Literal["passthrough", "standardize", "minmax", "onehot", "missing"] = "passthrough"
     # Missing numbers become fill_value, or the training rows' mean or median.
     fill: Literal["value", "mean", "median"] | None = None
@@ -142,23 +147,35 @@ class Column(Recorded):
     unknown: bool = False
 
 
-def _columns(value: Any) -> tuple:
-    """`"Fare"` is `Column(name="Fare")`, as `- Fare` is in YAML."""
-    return tuple(Column(name=v) if isinstance(v, str) else v for v in value)
+def _columns(value: Any) -> tuple | str:
+    """`"Fare"` is `Column(name="Fare")`, as `- Fare` is in YAML; `"all"` stays."""
+    if value == "all":
+        return value
+    return tuple(Column(name=str(v)) if isinstance(v, str | int) else v for v in value)
 
 
 @frozen(kw_only=True)
 class Table(Recorded):
-    """A CSV file with a header: feature columns with per-column transforms, and a target."""
+    """A CSV file: feature columns with per-column transforms, and a target. `columns: all`
+    takes every column but the target and `exclude`, each as its cells say: numbers through
+    `default_transform`, text one-hot (a run's spec.yaml lists what was chosen)."""
 
     kind: Literal["csv"] = "csv"
     file: str = field(metadata=PATH)
-    columns: tuple[Column, ...] = field(converter=_columns, validator=non_empty)
+    columns: tuple[Column, ...] | Literal["all"] = field(converter=_columns, validator=non_empty)
     # The target column and its kind; class labels that are not integers are numbered in
     # sorted order.
-    target: str
+    target: str = field(metadata=NAME)
     target_kind: TargetKind
     num_classes: int | None = field(default=None, validator=positive)
+    # columns: all: the columns left out, and the transform of number columns.
+    exclude: tuple[str, ...] = field(default=(), converter=as_tuple, metadata=NAME)
+    default_transform: Literal["passthrough", "standardize", "minmax"] = "standardize"
+    # Lines before anything else (a file's own preamble); is the next line a header; names
+    # for the columns instead of the header's (default without a header: 0, 1, ...).
+    skip_rows: int = field(default=0, validator=non_negative)
+    header: bool = True
+    names: tuple[str, ...] = field(default=(), converter=as_tuple, metadata=NAME)
     delimiter: str = ","
     # Cell texts that mean missing.
     missing: tuple[str, ...] = field(default=("", "NA", "NaN", "nan"), converter=as_tuple)
@@ -170,7 +187,7 @@ class Table(Recorded):
 @frozen(kw_only=True)
 class ImageFolder(Recorded):
     """One sub-folder of PNG/JPEG images per class, classes in sorted order (needs Pillow:
-    `pip install 'tdsl[images]'`)."""
+    `pip install pillow`)."""
 
     kind: Literal["images"] = "images"
     folder: str = field(metadata=PATH)
@@ -241,7 +258,7 @@ class TimeSeries(Recorded):
 class Bundled(Recorded):
     """A data set that ships inside scikit-learn, so nothing is downloaded: `digits` (8x8
     images of handwritten digits, pixels 0-16, 10 classes), `iris` and `wine` (3 classes),
-    `breast_cancer` (binary). Needs scikit-learn: `pip install 'tdsl[sklearn]'`."""
+    `breast_cancer` (binary). Needs scikit-learn: `pip install scikit-learn`."""
 
     kind: Literal["sklearn"] = "sklearn"
     dataset: Literal["digits", "iris", "wine", "breast_cancer"]

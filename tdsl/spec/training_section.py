@@ -51,7 +51,7 @@ class Train(Recorded):
     early_stopping: EarlyStopping | None = None
     checkpoint: Checkpoint = Checkpoint()
     # Also log each epoch's metrics, learning rate and parameter histograms for TensorBoard
-    # in RUN_DIR/tensorboard (needs `pip install 'tdsl[tensorboard]'`).
+    # in RUN_DIR/tensorboard (needs `pip install tensorboard`).
     tensorboard: bool = False
 
 

@@ -3,6 +3,7 @@ half of one — temp file in the same directory, fsync, rename."""
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -21,6 +22,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except OSError as exc:
         raise FileWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
+        # mkstemp makes the file 0600; a run folder is meant to be shared like any other
+        # file the user writes, so give it the usual 0666 less the umask.
+        os.fchmod(descriptor, 0o666 & ~_umask())
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -36,6 +40,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(directory)  # make the rename itself durable
     finally:
         os.close(directory)
+
+
+@functools.cache
+def _umask() -> int:
+    # Read once: reading it means setting it, which would race with threads creating files.
+    current = os.umask(0o077)
+    os.umask(current)
+    return current
 
 
 def atomic_write_text(path: Path, text: str) -> None:

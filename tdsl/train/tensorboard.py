@@ -6,7 +6,7 @@ same tag (`loss`, `accuracy`), so TensorBoard draws the two curves in one chart:
 
     tensorboard --logdir RUN_DIR/tensorboard
 
-It needs the `tensorboard` package, an optional extra (`pip install 'tdsl[tensorboard]'`);
+It needs the `tensorboard` package, an optional extra (`pip install tensorboard`);
 validation reports a spec that asks for it without the package.
 """
 

@@ -1,0 +1,89 @@
+"""`columns: all`: the feature columns of a CSV file, each given a transform by its cells.
+
+A column whose every present cell is a number goes through the source's `default_transform`
+(with `fill: median` and a missing indicator where cells are missing); any other column is
+one-hot, with an `unknown` column for missing cells and categories the training rows lack.
+The choice is made from the main file once and written into the spec (`expand`), so a run's
+spec.yaml lists the columns it trained on and stays reproducible as the files change.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+from tdsl import spec as S
+from tdsl.data.base import Context, DataError, Problems, check_exists, context
+from tdsl.data.csvfile import CsvTable, Layout, read_csv
+from tdsl.errors import did_you_mean
+
+
+def layout(source: S.Table) -> Layout:
+    return Layout(source.skip_rows, source.header, source.names)
+
+
+def is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def column_kind(cells: list[str], missing: frozenset[str]) -> str:
+    """`number` when every present cell is a number (and one is present), else `text`."""
+    present = [c.strip() for c in cells if c.strip() not in missing]
+    return "number" if present and all(is_number(c) for c in present) else "text"
+
+
+def infer_column(name: str, cells: list[str], missing: frozenset[str], numbers: str) -> S.Column:
+    gaps = any(c.strip() in missing for c in cells)
+    if column_kind(cells, missing) == "number":
+        if gaps:
+            return S.Column(name=name, transform=numbers, fill="median", indicator=True)
+        return S.Column(name=name, transform=numbers)
+    return S.Column(name=name, transform="onehot", unknown=True)
+
+
+def infer_columns(source: S.Table, table: CsvTable, problems: Problems) -> tuple[S.Column, ...]:
+    """The columns of `table` but the target and the excluded ones, each inferred."""
+    for index, name in enumerate(source.exclude):
+        if name not in table.header:
+            hint = did_you_mean(name, table.header)
+            problems.add(("exclude", index), f"no column {name!r} in {table.path}", hint)
+    left_out = {source.target, *source.exclude}
+    missing = frozenset(source.missing)
+    return tuple(
+        infer_column(name, table.column(name), missing, source.default_transform)
+        for name in table.header
+        if name not in left_out
+    )
+
+
+def expand(source: S.Table, ctx: Context) -> S.Table:
+    """`source` with `columns: all` written out as the columns it stands for; raises
+    `DataError` when the main file cannot be read or `exclude` names no column."""
+    if source.columns != "all":
+        return source
+    path = ctx.path(source.file)
+    found = check_exists(path, ("file",))
+    if found:
+        raise DataError([found])
+    problems = Problems()
+    table = read_csv(path, source.delimiter, ("file",), layout=layout(source))
+    columns = infer_columns(source, table, problems)
+    if not columns:
+        problems.add(("columns",), f"no columns left in {path} besides the target and exclude")
+    problems.check()
+    return attrs.evolve(source, columns=columns, exclude=())
+
+
+def expand_spec(spec: S.Spec) -> S.Spec:
+    """The spec with a CSV source's `columns: all` written out (unchanged when the file
+    cannot be read: validation then says why, located)."""
+    if not isinstance(spec.data, S.Table) or spec.data.columns != "all":
+        return spec
+    try:
+        return attrs.evolve(spec, data=expand(spec.data, context(spec)))
+    except DataError:
+        return spec
