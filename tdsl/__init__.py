@@ -9,6 +9,7 @@ from tdsl.check.summary import summarize, summary
 from tdsl.data import load_data
 from tdsl.errors import Diagnostic, Report, SpecError, TdslError
 from tdsl.spec import (
+    Addition,
     Block,
     Bundled,
     Checkpoint,
@@ -37,6 +38,7 @@ from tdsl.spec import (
     Teacher,
     Tensors,
     Text,
+    TextLM,
     TimeSeries,
     Train,
 )
@@ -46,6 +48,7 @@ from tdsl.train.program import Program, compile
 from tdsl.train.state import TrainState
 
 __all__ = [
+    "Addition",
     "Block",
     "Bundled",
     "Checkpoint",
@@ -79,6 +82,7 @@ __all__ = [
     "Teacher",
     "Tensors",
     "Text",
+    "TextLM",
     "TimeSeries",
     "Train",
     "TrainState",
