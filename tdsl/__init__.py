@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 # Names are imported on first use (PEP 562), so `tdsl --help` and `import tdsl.errors` do not
 # pay for importing torch; `from tdsl import X` and `tdsl.X` work as before.
 _WHERE = {
+    "Addition": "tdsl.spec",
+    "TextLM": "tdsl.spec",
     "Arrays": "tdsl.spec",
     "FitResult": "tdsl.train.loops",
     "RunResult": "tdsl.runs.directories",
@@ -74,6 +76,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from tdsl.errors import Diagnostic, Report, SpecError, TdslError
     from tdsl.runs.directories import RunResult, evaluate_run, predict_run, resume, run
     from tdsl.spec import (
+        Addition,
         Arrays,
         Block,
         Bundled,
@@ -103,6 +106,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
         Teacher,
         Tensors,
         Text,
+        TextLM,
         TimeSeries,
         Train,
     )
@@ -112,6 +116,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from tdsl.train.state import TrainState
 
 __all__ = [
+    "Addition",
     "Arrays",
     "Block",
     "Bundled",
@@ -148,6 +153,7 @@ __all__ = [
     "Teacher",
     "Tensors",
     "Text",
+    "TextLM",
     "TimeSeries",
     "Train",
     "TrainState",

@@ -528,6 +528,26 @@ bundled_sets = _build(
     required={"dataset": st.sampled_from(["digits", "iris", "wine", "breast_cancer"])},
 )
 
+text_lms = _build(
+    tdsl.TextLM,
+    optional={
+        "tokenizer": st.sampled_from(["char", "regex", "whitespace"]),
+        "pattern": text,
+        "lowercase": st.booleans(),
+        "vocab_size": optional_sizes,
+        "min_freq": sizes,
+        "block_size": sizes,
+        "stride": sizes,
+        "split": splits,
+    },
+    required={"file": names},
+)
+
+additions = _build(
+    tdsl.Addition,
+    optional={"digits": sizes, "n": sizes, "reverse": st.booleans(), "split": splits},
+)
+
 data_sources = st.one_of(
     rings,
     linear_regressions,
@@ -540,6 +560,8 @@ data_sources = st.one_of(
     time_series,
     python_data,
     bundled_sets,
+    text_lms,
+    additions,
 )
 
 # --- loss, optimizer, metrics ---------------------------------------------------------------
@@ -562,7 +584,11 @@ loss_terms = _call(tdsl.LossTerm, names, {"weight": positive_floats})
 losses = _call(
     tdsl.Loss,
     names,
-    {"terms": st.lists(loss_terms, max_size=2), "regularizers": st.lists(regularizers, max_size=2)},
+    {
+        "terms": st.lists(loss_terms, max_size=2),
+        "regularizers": st.lists(regularizers, max_size=2),
+        "class_dim": st.one_of(st.none(), st.integers(min_value=-3, max_value=3)),
+    },
 )
 
 param_groups = _call(

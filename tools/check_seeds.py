@@ -191,6 +191,16 @@ SEEDS = (
         (Params(40_625), Trains()),
     ),
     Seed(
+        "gpt_adder",
+        "2-digit addition as characters, 2-block causal GPT, loss on the sum's digits",
+        (Params(102_144), ValAtLeast("exact_match", 0.99)),
+    ),
+    Seed(
+        "char_lm",
+        "character-level GPT on 4 KB of short tales, windows of 64",
+        (Params(110_336), Trains()),
+    ),
+    Seed(
         "timeseries_lstm",
         "5-layer LSTM, output block times the last input step",
         (Params(492), Trains()),

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from tdsl import spec as S
 from tdsl.check.training_setup import default_monitor
-from tdsl.data import is_synthetic, prepare, synthetic
+from tdsl.data import data_signature, is_synthetic, prepare, synthetic
 from tdsl.data.base import DataError, DataSignature, context, integer_dtype, path_fields
 from tdsl.errors import Diagnostics
 from tdsl.model.graph import Graph
@@ -22,7 +22,7 @@ _SPLIT_FILES = {
     S.ImageFolder: ("val_folder", "test_folder"),
 }
 # The field that bounds the integer ids a source yields.
-_ID_FIELDS = {S.RandomData: "int_high", S.Text: "vocab_size"}
+_ID_FIELDS = {S.RandomData: "int_high", S.Text: "vocab_size", S.TextLM: "vocab_size"}
 _SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 
 
@@ -192,6 +192,10 @@ def check_ids(spec: S.Spec, graph: Graph | None, diags: Diagnostics) -> None:
     if field is None or graph is None:
         return
     limit = getattr(spec.data, field)
+    if limit is None:  # a vocabulary as large as the text needs: known once it is read
+        limit = data_signature(spec).id_limit
+        if limit is None:
+            return
     int_inputs = {i.name for i in spec.model.inputs if integer_dtype(i.dtype)}
     for node in graph.nodes:
         rows = node.args.get("num_embeddings")

@@ -12,6 +12,7 @@ import torch
 
 from tdsl import spec as S
 from tdsl.check import data_section as data_checks
+from tdsl.check.class_targets import check_ignore_index, class_axis
 from tdsl.data import DataSignature, data_signature  # noqa: F401 (re-exported)
 from tdsl.errors import Diagnostics, SpecPath, check_keywords, did_you_mean
 from tdsl.model.build import describe
@@ -105,7 +106,14 @@ def check_loss(
     loss = resolve_loss(spec.loss, diags, allow_imports)
     if loss is None:
         return None
-    target = data_signature(spec, allow_imports).target
+    signature = data_signature(spec, allow_imports)
+    target = signature.target
+    if spec.loss.class_dim is not None and target.kind != "class":
+        diags.error(
+            ("loss", "class_dim"),
+            f"class_dim applies to class targets; the data yields {target.kind} targets",
+            "remove class_dim",
+        )
     if target.kind not in loss.targets:
         fitting = [n for n in loss_names() if n != "sum" and target.kind in lookup_loss(n).targets]
         diags.error(
@@ -115,6 +123,7 @@ def check_loss(
             "losses for these targets: " + ", ".join(fitting),
         )
         return loss
+    check_ignore_index(spec, signature, diags, allow_imports)
     if graph is None or output is None:
         return loss
     if not isinstance(output, torch.Tensor):
@@ -126,7 +135,7 @@ def check_loss(
         return loss
     produced, node = output_kind(graph)
     where = ("model", "layers", _layer_index(graph, node))
-    if _check_output_shape(loss, target, output, where, diags):
+    if _check_output_shape(spec.loss, loss, target, output, where, diags):
         _try_loss(spec, target, output, diags, allow_imports)
     if loss.expects == "probabilities" and produced != "probabilities":
         diags.error(
@@ -168,13 +177,16 @@ def _try_loss(
     device = "cpu" if math.prod(output.shape[1:]) <= 2**20 else "meta"
     rows = 2 if device == "cpu" else output.shape[0]
     sample = torch.zeros(rows, *output.shape[1:], device=device)
+    axis = None
     if target.kind == "class":
-        wanted = torch.zeros(rows, dtype=torch.long, device=device)
+        axis, _, _ = class_axis(spec.loss, target, output.shape)
+        positions = target.shape if axis is not None else ()
+        wanted = torch.zeros(rows, *positions, dtype=torch.long, device=device)
     else:
         wanted = torch.zeros(rows, *target.shape, device=device)
     try:
         with torch.device(device):
-            build_loss(spec.loss, allow_imports)(sample, wanted)
+            build_loss(spec.loss, allow_imports, axis)(sample, wanted)
     except Exception as exc:  # torch's wording of what is wrong
         lines = str(exc).strip().splitlines()
         received = shape_text((output.shape[0], *wanted.shape[1:]))
@@ -195,11 +207,23 @@ def _layer_index(graph: Graph, name: str) -> int:
 
 
 def _check_output_shape(
-    loss: LossDef, target: S.Target, output: torch.Tensor, where: SpecPath, diags: Diagnostics
+    spec: S.Loss,
+    loss: LossDef,
+    target: S.Target,
+    output: torch.Tensor,
+    where: SpecPath,
+    diags: Diagnostics,
 ) -> bool:
     """False (with an error) when the output's shape cannot fit the targets."""
     per_sample = tuple(output.shape[1:])
     if target.kind == "class":
+        axis, message, hint = class_axis(spec, target, output.shape)
+        if message is not None:
+            at_class_dim = spec.class_dim is not None and "class_dim must" in message
+            diags.error(("loss", "class_dim") if at_class_dim else where, message, hint)
+            return False
+        if axis is not None:
+            return True
         classes = target.num_classes
         if len(per_sample) != 1 or (classes is not None and per_sample[0] != classes):
             want = f"[B, {classes}]" if classes else "[B, num_classes]"
@@ -229,7 +253,7 @@ def check_metrics(spec: S.Spec, diags: Diagnostics) -> list[str]:
             diags.error(
                 ("metrics", index),
                 f"unknown metric {metric.kind!r}",
-                did_you_mean(metric.kind, metric_names()),
+                did_you_mean(metric.kind, metric_names(), listing_limit=20),
             )
             continue
         known = check_keywords(

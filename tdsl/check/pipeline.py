@@ -19,6 +19,7 @@ from tdsl.check import data_section as data_checks
 from tdsl.check import devices as checks_device
 from tdsl.check import outputs_and_targets as checks
 from tdsl.check import training_setup as checks_setup
+from tdsl.check.class_targets import check_position_tables
 from tdsl.errors import Diagnostic, Diagnostics, Report, did_you_mean
 from tdsl.model.arguments import check_arguments
 from tdsl.model.build import GraphModule, build_graph
@@ -91,6 +92,7 @@ def check_spec(
     inference = infer(spec, diags, allow_imports)
     signature = checks.check_data(spec, diags, allow_imports)
     checks.check_random_ids(spec, inference.graph, diags)
+    check_position_tables(spec, inference.graph, inference.values, diags)
     checks.check_loss(spec, inference.graph, inference.output, diags, allow_imports)
     metric_names = checks.check_metrics(spec, diags)
     checks_setup.check_optimizer(spec, diags)

@@ -8,8 +8,9 @@ relative to the spec file (the current folder for a spec built in Python).
 
 Modules: `tensors` (Batch, TensorData, splits), `streaming` (file-backed rows through
 DataLoader workers), `synthetic`, `files` (.npz/.pt/.npy), `table` (CSV), `images`, `text`,
-`timeseries`, `bundled` (scikit-learn's data sets), `imported` (arrays from user code),
-`labels` (targets from text), `csvfile`, `fitted`, `checks` (validation).
+`timeseries`, `text_lm` and `addition` (language-model tasks; their tokens: `vocabulary`),
+`bundled` (scikit-learn's data sets), `imported` (arrays from user code), `labels` (targets
+from text), `csvfile`, `fitted`, `checks` (validation).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 
 from tdsl import spec as S
 from tdsl.data import (
+    addition,
     arrays,
     bundled,
     files,
@@ -31,6 +33,7 @@ from tdsl.data import (
     synthetic,
     table,
     text,
+    text_lm,
     timeseries,
 )
 from tdsl.data.arrays import stored_spec
@@ -84,6 +87,8 @@ FILE_SOURCES: dict[type, ModuleType] = {
     S.TimeSeries: timeseries,
     S.Bundled: bundled,
     S.Arrays: arrays,  # in memory: nothing to read, but prepared once like a file
+    S.TextLM: text_lm,
+    S.Addition: addition,
 }
 
 
@@ -143,6 +148,8 @@ def declared_target(source: S.DataSource) -> S.Target:
         return S.Target(kind="regression", shape=(len(source.targets or source.columns),))
     if isinstance(source, S.Bundled):
         return bundled.declared_target(source)
+    if isinstance(source, S.TextLM | S.Addition):
+        return FILE_SOURCES[type(source)].declared_target(source)
     return S.Target(kind=source.target_kind, num_classes=getattr(source, "num_classes", None))
 
 

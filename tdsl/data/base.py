@@ -180,6 +180,10 @@ class DataSignature:
     rows: dict[str, int] | None = None
     # Integer features are ids below this (token ids for an embedding), where known.
     id_limit: int | None = None
+    # Language-model sources: the targets are token ids (with the vocabulary in the fitted
+    # transforms), and every target that is not a token id is `ignore_index` (None: none).
+    tokens: bool = False
+    ignore_index: int | None = None
 
     @property
     def feature_shape(self) -> tuple[int, ...] | None:

@@ -161,18 +161,17 @@ def _cast(array_dtype: str, wanted: str | None) -> torch.dtype:
 def _target(source: S.Tensors, array: Any, where: str, problems: Problems) -> torch.Tensor | None:
     values = torch.as_tensor(np.array(array)) if not isinstance(array, torch.Tensor) else array
     if source.target_kind == "class":
-        if (
-            values.is_floating_point()
-            or values.dim() > 2
-            or values.dim() == 2
-            and values.shape[1] != 1
-        ):
+        if values.is_floating_point() or values.dim() == 0:
             problems.add(
                 ("target",),
                 "class targets are integer labels, one per row; "
                 f"{where} has {_dtype_name(values)} {list(values.shape)}",
             )
             return None
+        if values.dim() > 1 and tuple(values.shape[1:]) != (1,):
+            # A label per position (tokens, pixels); negative ones mark positions the loss
+            # ignores (ignore_index).
+            return values.long()
         values = values.reshape(-1).long()
         if len(values) and int(values.min()) < 0:
             problems.add(("target",), f"{where} has a negative class label")

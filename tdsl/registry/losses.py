@@ -110,12 +110,48 @@ class WeightedSum(nn.Module):
         return total
 
 
-def build_loss(spec: Any, allow_imports: Sequence[str] = ()) -> nn.Module:
-    """The loss module for a `tdsl.Loss` spec that has passed validation."""
+class PerPosition(nn.Module):
+    """A classification loss over outputs with positions ([B, T, C], [B, C, H, W]) and
+    targets of class ids per position ([B, T], [B, H, W]): every position becomes a row
+    ([N, C] and [N]), so a mean is over positions (those not ignored) and any loss written
+    for [B, C] outputs works unchanged."""
+
+    def __init__(self, loss: nn.Module, class_dim: int):
+        super().__init__()
+        self.loss, self.class_dim = loss, class_dim
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        flat = output.movedim(self.class_dim, -1)
+        return self.loss(flat.reshape(-1, flat.shape[-1]), target.reshape(-1))
+
+
+def build_loss(
+    spec: Any, allow_imports: Sequence[str] = (), class_dim: int | None = None
+) -> nn.Module:
+    """The loss module for a `tdsl.Loss` spec that has passed validation; with `class_dim`
+    (1 or -1), over class targets with positions."""
     if spec.kind == "sum":
         losses = [lookup_loss(t.kind, allow_imports).build(t.args) for t in spec.terms]
-        return WeightedSum([t.weight for t in spec.terms], losses)
-    return lookup_loss(spec.kind, allow_imports).build(spec.args)
+        loss: nn.Module = WeightedSum([t.weight for t in spec.terms], losses)
+    else:
+        loss = lookup_loss(spec.kind, allow_imports).build(spec.args)
+    return loss if class_dim is None else PerPosition(loss, class_dim)
+
+
+def ignored_target(spec: Any, allow_imports: Sequence[str] = ()) -> int | None:
+    """The target value the loss skips (`ignore_index`: as written, else the loss class's
+    default, -100 for cross_entropy and nll); None for losses without one. Metrics skip the
+    same targets."""
+    parts = spec.terms if spec.kind == "sum" else (spec,)
+    for part in parts:
+        found = lookup_loss(part.kind, allow_imports)
+        if found is None or "ignore_index" not in (found.arguments or {}):
+            continue
+        if "ignore_index" in part.args:
+            return part.args["ignore_index"]
+        default = inspect.signature(found.cls).parameters["ignore_index"].default
+        return default if isinstance(default, int) else None
+    return None
 
 
 def loss_names() -> list[str]:

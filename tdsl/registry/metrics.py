@@ -3,11 +3,15 @@
 mean of batch means) and nothing is synchronized with the host until `compute`.
 
 `prob` is the model output mapped to probabilities for classification (sigmoid/softmax of
-logits) and the raw output for regression.
+logits) and the raw output for regression. Class targets with positions (tokens, pixels)
+arrive as class-last `prob` [B, ..., C] and targets [B, ...]: `make_metric` turns every
+labelled position into a row (skipping the loss's `ignore_index`), except for metrics over
+whole rows (`exact_match`), which get the rows and the ignored value.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -48,6 +52,8 @@ class MetricDef:
     arguments: Mapping[str, bool] = attrs.field(factory=dict)
     # (args, number of classes or None) -> what is wrong with the arguments
     check: Callable[[Mapping[str, Any], int | None], list[ArgProblem]] | None = None
+    # Sees whole rows and the ignored target value, not each position as a row.
+    rows: bool = False
 
 
 def _zeros(n: int) -> Callable[[], State]:
@@ -67,7 +73,7 @@ def _hard_labels(prob: torch.Tensor, target: torch.Tensor, kind: str, threshold:
 def _accuracy(kind: str, threshold: float = 0.5) -> Metric:
     def update(state: State, prob: torch.Tensor, target: torch.Tensor) -> State:
         predicted, truth = _hard_labels(prob, target, kind, threshold)
-        correct = (predicted == truth).sum()
+        correct = (predicted.reshape(-1) == truth.reshape(-1)).sum()
         return _add(state, correct, torch.tensor(truth.numel()))
 
     return Metric("accuracy", _zeros(2), update, lambda s: float(s[0] / s[1]))
@@ -100,7 +106,9 @@ def _check_top_k(args: Mapping[str, Any], num_classes: int | None) -> list[ArgPr
 
 
 def _confusion(which: str) -> Callable[..., Metric]:
-    """Binary precision/recall/F1; for class targets the macro average over classes."""
+    """Binary precision/recall/F1; for class targets the macro average over classes. IoU
+    and Dice (segmentation): averaged over the classes that occur in the targets or the
+    predictions."""
 
     def make(kind: str, threshold: float = 0.5, num_classes: int = 2) -> Metric:
         classes = 1 if kind == "binary" else num_classes
@@ -123,6 +131,12 @@ def _confusion(which: str) -> Callable[..., Metric]:
 
         def compute(state: State) -> float:
             tp, fp, fn = state
+            if which in ("mean_iou", "dice"):  # over the classes present or predicted
+                union = tp + fp + fn
+                seen = union > 0
+                if which == "mean_iou":
+                    return float((tp[seen] / union[seen]).mean())
+                return float((2 * tp[seen] / (union + tp)[seen]).mean())
             precision = tp / (tp + fp).clamp(min=1)
             recall = tp / (tp + fn).clamp(min=1)
             f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
@@ -182,6 +196,56 @@ def _error(
     return make
 
 
+def _perplexity(kind: str) -> Metric:
+    """exp(mean cross-entropy of the target tokens), exact over the epoch: sums of -log p."""
+
+    tiny = torch.finfo(torch.float32).tiny  # a probability that underflowed: -log p ~ 87
+
+    def update(state: State, prob: torch.Tensor, target: torch.Tensor) -> State:
+        picked = prob.gather(-1, target.reshape(-1, 1).long()).double().clamp(min=tiny)
+        return _add(state, -picked.log().sum(), torch.tensor(target.numel()))
+
+    def compute(state: State) -> float:
+        return math.exp(float(state[0] / state[1])) if state[1] > 0 else float("nan")
+
+    return Metric("perplexity", _zeros(2), update, compute)
+
+
+def _exact_match(kind: str, ignore_index: int | None = None) -> Metric:
+    """The share of rows whose every labelled position is predicted right (argmax). With a
+    causal model and teacher forcing this is greedy decoding's exact match: each answer
+    token is the argmax given the right tokens before it."""
+
+    def update(state: State, prob: torch.Tensor, target: torch.Tensor) -> State:
+        rows = target.shape[0]
+        if prob.dim() == target.dim():  # binary: one probability per target
+            predicted = (prob > 0.5).to(target.dtype).reshape(target.shape)
+        else:
+            predicted = prob.argmax(dim=-1).reshape(target.shape)
+        labelled = torch.ones_like(target, dtype=torch.bool)
+        if ignore_index is not None:
+            labelled = target != ignore_index
+        right = ((predicted == target) | ~labelled).reshape(rows, -1).all(dim=1)
+        counted = labelled.reshape(rows, -1).any(dim=1)
+        return _add(state, (right & counted).sum(), counted.sum())
+
+    return Metric("exact_match", _zeros(2), update, lambda s: float(s[0] / s[1]))
+
+
+def _positions_as_rows(metric: Metric, ignore_index: int | None) -> Metric:
+    """`metric` over class-last probabilities [B, ..., C] and targets [B, ...]: each
+    position a row, positions whose target is `ignore_index` left out."""
+
+    def update(state: State, prob: torch.Tensor, target: torch.Tensor) -> State:
+        prob, target = prob.reshape(-1, prob.shape[-1]), target.reshape(-1)
+        if ignore_index is not None:
+            keep = target != ignore_index
+            prob, target = prob[keep], target[keep]
+        return metric.update(state, prob, target)
+
+    return attrs.evolve(metric, update=update)
+
+
 _CLASSIFICATION = frozenset({"binary", "class"})
 _NUMERIC = frozenset({"binary", "regression"})
 _METRICS: dict[str, MetricDef] = {}
@@ -194,15 +258,20 @@ def _register(
     make: Callable[..., Metric],
     arguments: Mapping[str, bool] | None = None,
     check: Callable[[Mapping[str, Any], int | None], list[ArgProblem]] | None = None,
+    rows: bool = False,
 ) -> None:
-    _METRICS[name] = MetricDef(name, targets, higher, make, dict(arguments or {}), check)
+    _METRICS[name] = MetricDef(name, targets, higher, make, dict(arguments or {}), check, rows)
 
 
 _register("accuracy", _CLASSIFICATION, True, _accuracy, {"threshold": False})
 _register("top_k_accuracy", frozenset({"class"}), True, _top_k, {"k": False}, _check_top_k)
 for _which in ("precision", "recall", "f1"):
     _register(_which, _CLASSIFICATION, True, _confusion(_which), {"threshold": False})
+for _which in ("mean_iou", "dice"):
+    _register(_which, frozenset({"class"}), True, _confusion(_which))
 _register("auroc", frozenset({"binary"}), True, _auroc)
+_register("perplexity", frozenset({"class"}), False, _perplexity)
+_register("exact_match", _CLASSIFICATION, True, _exact_match, rows=True)
 _register("mse", _NUMERIC, False, _error("mse", lambda o, t: (o - t) ** 2))
 _register("rmse", _NUMERIC, False, _error("rmse", lambda o, t: (o - t) ** 2, lambda x: x**0.5))
 _register("mae", _NUMERIC, False, _error("mae", lambda o, t: (o - t).abs()))
@@ -223,12 +292,26 @@ def lookup_metric(name: str) -> MetricDef | None:
     return _METRICS.get(name)
 
 
+_PER_CLASS = ("precision", "recall", "f1", "mean_iou", "dice")
+
+
 def make_metric(
-    definition: MetricDef, target_kind: str, args: Mapping[str, Any], num_classes: int | None = None
+    definition: MetricDef,
+    target_kind: str,
+    args: Mapping[str, Any],
+    num_classes: int | None = None,
+    ignore_index: int | None = None,
 ) -> Metric:
-    extra = (
+    """The metric for `target_kind` targets; for class targets, targets equal to
+    `ignore_index` (the loss's) are left out."""
+    extra: dict[str, Any] = (
         {"num_classes": num_classes}
-        if definition.name in ("precision", "recall", "f1") and target_kind == "class"
+        if definition.name in _PER_CLASS and target_kind == "class"
         else {}
     )
-    return definition.make(target_kind, **args, **extra)
+    if definition.rows:
+        return definition.make(target_kind, **args, **extra, ignore_index=ignore_index)
+    metric = definition.make(target_kind, **args, **extra)
+    if target_kind != "class":
+        return metric
+    return _positions_as_rows(metric, ignore_index)

@@ -84,21 +84,22 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("run_dir", metavar="RUN_DIR")
     score.add_argument("--checkpoint", choices=("best", "last"), default="best")
 
-    guess = commands.add_parser("predict", help="a run's model outputs for new rows")
+    guess = commands.add_parser(
+        "predict", help="a run's model outputs for new rows, or text from a language model"
+    )
     guess.add_argument("run_dir", metavar="RUN_DIR")
     guess.add_argument(
         "--input",
-        required=True,
         metavar="FILE",
         help="rows: .npy, .npz or .pt; or raw data for the run's source (CSV, texts, images)",
     )
     guess.add_argument(
         "--output",
-        required=True,
         metavar="FILE",
         help="written as its extension says: .csv, .npy, .json, or .parquet (needs pyarrow)",
     )
     guess.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    _generation_arguments(guess)
 
     draw = commands.add_parser(
         "plot", help="draw a run's training and validation curves (needs tdsl[plot])"
@@ -589,8 +590,53 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generation_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--generate",
+        type=int,
+        metavar="N",
+        help="language-model runs: print the prompt and N generated tokens",
+    )
+    parser.add_argument("--prompt", metavar="TEXT", help="where generation starts")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="sample from softmax(scores / T); 0 (the default): greedy",
+    )
+    parser.add_argument("--top-k", type=int, metavar="K", help="sample among the K best only")
+    parser.add_argument("--seed", type=int, help="the sampling seed")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from tdsl.runs.generate import generate_run
+
+    if args.input or args.output:
+        print("error: --generate writes text; it takes no --input or --output", file=sys.stderr)
+        return 2
+    text = generate_run(
+        _as_path(args.run_dir),
+        args.generate,
+        args.prompt,
+        args.checkpoint,
+        args.temperature,
+        args.top_k,
+        args.seed,
+        args.allow_imports,
+    )
+    print(text)
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from tdsl.runs.directories import RunError, predict_run, prediction_format
+
+    if args.generate is not None:
+        return cmd_generate(args)
+    if not args.input or not args.output:
+        missing = " and ".join(f"--{k}" for k in ("input", "output") if not getattr(args, k))
+        print(f"error: predict needs {missing} (or --generate N)", file=sys.stderr)
+        return 2
 
     try:  # refused before the model is loaded and run
         prediction_format(_as_path(args.output))

@@ -10,6 +10,7 @@ by the validation pass, not here. Change a spec with `attrs.evolve`.
 from tdsl.spec.arrays_source import PYTHON_ONLY, Arrays  # noqa: F401
 from tdsl.spec.data_section import (  # noqa: F401 (the spec language, re-exported)
     PATH,
+    Addition,
     Bundled,
     Column,
     DataSource,
@@ -25,6 +26,7 @@ from tdsl.spec.data_section import (  # noqa: F401 (the spec language, re-export
     Teacher,
     Tensors,
     Text,
+    TextLM,
     TimeSeries,
 )
 from tdsl.spec.experiment import (  # noqa: F401 (the spec language, re-exported)

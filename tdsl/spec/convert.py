@@ -107,6 +107,11 @@ def _is_var_tuple(type_: Any) -> bool:
     return typing.get_origin(type_) is tuple and len(args) == 2 and args[1] is Ellipsis
 
 
+def _kinds_hint(word: str, kinds: Mapping[str, Any]) -> str | None:
+    """A union's kinds are the spec's own vocabulary: listed in full, however many."""
+    return did_you_mean(word, kinds, listing_limit=len(kinds))
+
+
 def _expect_mapping(value: Any, noun: str) -> Mapping:
     if not isinstance(value, Mapping):
         raise _expected(f"a mapping ({noun})", value)
@@ -193,19 +198,19 @@ def make_converter(omit_defaults: bool = True) -> cattrs.Converter:
                 raise first
             mapping = _expect_mapping(value, "with a 'kind' key")
             if "kind" not in mapping:
-                raise Invalid.at((), "missing required key 'kind'", did_you_mean("", tagged))
+                raise Invalid.at((), "missing required key 'kind'", _kinds_hint("", tagged))
             kind = mapping["kind"]
             if not isinstance(kind, str):
                 raise Invalid.at(
                     ("kind",),
                     f"expected a string, got {describe_value(kind)}",
-                    did_you_mean(str(kind), tagged),
+                    _kinds_hint(str(kind), tagged),
                 )
             cls = tagged.get(kind)
             if cls is None and kind == "arrays":  # they exist only as Python objects
                 raise Invalid.at(("kind",), S.PYTHON_ONLY)
             if cls is None:
-                hint = did_you_mean(str(mapping["kind"]), tagged)
+                hint = _kinds_hint(str(mapping["kind"]), tagged)
                 raise Invalid.at(("kind",), f"unknown kind {mapping['kind']!r}", hint)
             return conv.structure(mapping, cls)
 

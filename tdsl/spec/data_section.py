@@ -290,6 +290,44 @@ class PythonData(Recorded):
     split: Split = Split()
 
 
+@frozen(kw_only=True)
+class TextLM:
+    """A text file as a language-model task: windows of `block_size` token ids in, the same
+    windows shifted by one token out (next-token targets, class targets of shape
+    [block_size]). The text is split by position: the first `split.train` of its tokens
+    train, then val, then test; the vocabulary is fitted on the training part."""
+
+    kind: Literal["text_lm"] = "text_lm"
+    file: str = field(metadata=PATH)
+    # char: every character is a token; regex: the matches of `pattern`; whitespace: words.
+    tokenizer: Literal["char", "regex", "whitespace"] = "char"
+    pattern: str = r"\w+|[^\w\s]"
+    lowercase: bool = False
+    # Ids 0..vocab_size-1; id 0 stands for tokens the vocabulary lacks. None: an id for
+    # every training token. Larger than needed: the ids left over are never used.
+    vocab_size: int | None = field(default=None, validator=positive)
+    min_freq: int = field(default=1, validator=positive)
+    block_size: int = field(default=64, validator=positive)
+    # A window starts every `stride` tokens.
+    stride: int = field(default=1, validator=positive)
+    split: Split = Split(train=0.9, val=0.1)
+
+
+@frozen(kw_only=True)
+class Addition:
+    """Generated n-digit additions as character sequences, `12+35=740`: the sum written with
+    digits + 1 digits, least significant first when `reverse` (as minGPT's adder), so a
+    causal model produces it in the order it is computed. Input: the sequence without its
+    last character; target: the sequence shifted by one, with the prompt positions -100
+    (ignored by the loss and the metrics). `n` distinct problems, split at random."""
+
+    kind: Literal["addition"] = "addition"
+    digits: int = field(default=2, validator=positive)
+    n: int = field(default=10_000, validator=positive)
+    reverse: bool = True
+    split: Split = Split(train=0.9, val=0.1)
+
+
 DataSource = (
     LinearRegression
     | Rings
@@ -302,4 +340,6 @@ DataSource = (
     | TimeSeries
     | PythonData
     | Bundled
+    | TextLM
+    | Addition
 )

@@ -40,18 +40,31 @@ class LossTerm(Recorded):
 @frozen(init=False)
 class Loss(Recorded):
     """A loss by name with its arguments, or `kind: sum` of weighted `terms`; plus
-    regularizers on the parameters."""
+    regularizers on the parameters. `class_dim` says which output axis holds the classes
+    when class targets have positions (tokens, pixels): -1 (last, [B, T, C]) or 1 ([B, C,
+    T]); None infers it from the shapes."""
 
     kind: str
     terms: tuple[LossTerm, ...] = ()
     regularizers: tuple[Regularizer, ...] = ()
+    class_dim: int | None = None
     args: FrozenMap = FrozenMap()
 
-    def __init__(self, kind: str, *, terms: Any = (), regularizers: Any = (), args=None, **kw):
+    def __init__(
+        self,
+        kind: str,
+        *,
+        terms: Any = (),
+        regularizers: Any = (),
+        class_dim: int | None = None,
+        args=None,
+        **kw,
+    ):
         self.__attrs_init__(
             kind=kind,
             terms=tuple(terms),
             regularizers=tuple(regularizers),
+            class_dim=class_dim,
             args=call_args(args, kw),
         )
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from tdsl import spec as S
+from tdsl.check.class_targets import class_axis
 from tdsl.check.outputs_and_targets import data_signature, resolve_loss
 from tdsl.check.pipeline import validated
 from tdsl.data import Batch, train_rows
@@ -28,11 +29,12 @@ from tdsl.model.build import GraphModule, materialize
 from tdsl.model.graph import Graph, module_ops
 from tdsl.model.modules import load_weights, tied_aliases
 from tdsl.model.selectors import select
-from tdsl.registry.losses import build_loss
+from tdsl.registry.losses import build_loss, ignored_target
 from tdsl.registry.metrics import Metric, lookup_metric, make_metric
 from tdsl.registry.optimizer_args import as_torch
 from tdsl.registry.optimizers import lookup_optimizer, lookup_schedule
 from tdsl.train.distributed import World, connect
+from tdsl.train.generation import generate
 from tdsl.train.state import TrainState
 from tdsl.train.steps import Objective, Steps
 
@@ -168,6 +170,16 @@ class Program:
     def predict_step(self, state: TrainState, features: tuple[torch.Tensor, ...]) -> Any:
         return self._steps.predict_step(state, features)
 
+    @property
+    def class_dim(self) -> int | None:
+        """The output axis of the classes for class targets with positions (tokens)."""
+        return self._steps.class_dim
+
+    def generate(self, state: TrainState, ids: Any, n: int, **how: Any) -> torch.Tensor:
+        """A language model's continuation: `ids` and `n` more tokens (greedy; or
+        `temperature=`, `top_k=`, `seed=`). See `tdsl.train.generation.generate`."""
+        return generate(self, state, ids, n, **how)
+
     def measure(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
         """Each metric's state over some rows, e.g. a step's `metrics["output"]` and
         `metrics["target"]`; `metric.compute(state)` gives the value, `metric.merge` adds
@@ -242,8 +254,15 @@ def make_objective(
     module: GraphModule,
     device: torch.device,
     allow_imports: Sequence[str] = (),
+    output: Any = None,
 ) -> Objective:
+    """The loss, regularizers and metrics; `output` (the validated meta output) says where
+    class targets with positions find their classes."""
     target = data_signature(spec, allow_imports).target
+    class_dim = None
+    if target.kind == "class" and isinstance(output, torch.Tensor):
+        class_dim = class_axis(spec.loss, target, output.shape)[0]
+    ignore_index = ignored_target(spec.loss, allow_imports)
     loss_def = resolve_loss(spec.loss, Diagnostics(), allow_imports)
     ops = module_ops(graph)
     regularizers = []
@@ -253,15 +272,16 @@ def make_objective(
         name = reg.kind if counts[reg.kind] == 1 else f"{reg.kind}_{counts[reg.kind]}"
         regularizers.append((name, _regularizer(reg, select(reg, module, ops))))
     metrics = tuple(
-        make_metric(lookup_metric(m.kind), target.kind, m.args, target.num_classes)
+        make_metric(lookup_metric(m.kind), target.kind, m.args, target.num_classes, ignore_index)
         for m in spec.metrics
     )
     return Objective(
-        build_loss(spec.loss, allow_imports).to(device),
+        build_loss(spec.loss, allow_imports, class_dim).to(device),
         _to_probabilities(loss_def.expects, target.kind),
         tuple(regularizers),
         metrics,
         target.kind,
+        class_dim,
     )
 
 
@@ -280,7 +300,7 @@ def compile(spec: S.Spec, allow_imports: Sequence[str] = ()) -> Program:  # noqa
         module = materialize(graph, values, device, allow_imports)
     ops = module_ops(graph)
     optimizer = make_optimizer(spec, module, ops)
-    objective = make_objective(spec, graph, module, device, allow_imports)
+    objective = make_objective(spec, graph, module, device, allow_imports, inference.output)
     steps = Steps(
         spec,
         graph,

@@ -74,6 +74,8 @@ class Objective:
     regularizers: tuple[tuple[str, Callable[[Mapping[str, torch.Tensor]], torch.Tensor]], ...]
     metrics: tuple[Metric, ...]
     target_kind: str
+    # Class targets with positions: the output axis of the classes (1 or -1); None: [B, C].
+    class_dim: int | None = None
 
 
 class Steps:
@@ -103,7 +105,7 @@ class Steps:
         self.stochastic = uses_randomness(module)
         self.loss_fn, self.to_prob = objective.loss_fn, objective.to_prob
         self.regularizers, self.metrics = objective.regularizers, objective.metrics
-        self.target_kind = objective.target_kind
+        self.target_kind, self.class_dim = objective.target_kind, objective.class_dim
         self.initial_hyper = self.slots.hyper()
         self.initial_schedule = scheduler.state_dict() if scheduler else None
         # fp16 needs loss scaling so small gradients do not underflow; bf16 does not.
@@ -173,13 +175,17 @@ class Steps:
 
     def _target(self, batch: Batch) -> torch.Tensor:
         target = batch.target
-        if self.target_kind == "class":
-            return target.reshape(-1).long()
+        if self.target_kind == "class":  # a class per row, or per position ([B, T])
+            return target.reshape(-1).long() if self.class_dim is None else target.long()
         return target.float()
 
     def measure(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
-        """Each metric's state over these rows (`output` as the model gives it)."""
-        prob = self.to_prob(output.detach().float())
+        """Each metric's state over these rows (`output` as the model gives it; the metrics
+        see classes on the last axis)."""
+        output = output.detach().float()
+        if self.class_dim == 1:
+            output = output.movedim(1, -1)
+        prob = self.to_prob(output)
         return {m.name: m.update(m.init(), prob, target) for m in self.metrics}
 
     @staticmethod

@@ -1,0 +1,150 @@
+"""A text file as a language-model task: token windows in, the next tokens out.
+
+The whole text is tokenized once (characters, regex matches or words) and cut by position:
+the first `split.train` of the tokens train, the next `split.val` validate, the rest test,
+so no window of held-out text was seen in training (random rows of overlapping windows
+would leak). The vocabulary is fitted on the training part: for characters every one seen
+in sorted order, for words the most frequent first (ties in alphabetical order); id 0 stands
+for tokens the vocabulary lacks. Windows are views into the token sequence (`unfold`), so a
+stride of 1 costs no more memory than the text itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import torch
+
+from tdsl import spec as S
+from tdsl.data.base import (
+    Context,
+    DataSignature,
+    FeatureInfo,
+    Problems,
+    check_exists,
+)
+from tdsl.data.fitted import Fitted
+from tdsl.data.tensors import Splits, TensorData
+from tdsl.data.vocabulary import Vocabulary, split_tokens
+
+SPLITS = ("train", "val", "test")
+_NAMES = {"train": "training", "val": "validation", "test": "test"}
+
+
+def static_problems(source: S.TextLM, problems: Problems) -> None:
+    if source.tokenizer == "regex":
+        try:
+            re.compile(source.pattern)
+        except re.error as exc:
+            problems.add(("pattern",), f"not a regular expression: {exc}")
+    if source.vocab_size is not None and source.vocab_size < 2:
+        problems.add(("vocab_size",), "must leave room for tokens besides the unknown id 0")
+    if source.split.stratify:
+        problems.add(
+            ("split", "stratify"),
+            "does not apply to text_lm: the text is split by position",
+            "remove stratify",
+        )
+
+
+def _tokens(source: S.TextLM, text: str) -> list[str]:
+    return split_tokens(text, source.tokenizer, source.pattern, source.lowercase)
+
+
+def fit_vocabulary(source: S.TextLM, tokens: list[str]) -> Vocabulary:
+    counts = Counter(tokens)
+    kept = [t for t, c in counts.items() if c >= source.min_freq]
+    if source.tokenizer == "char":
+        kept.sort()
+    else:
+        kept.sort(key=lambda t: (-counts[t], t))
+    if source.vocab_size is not None:
+        if source.tokenizer == "char":  # the rarest characters become unknown
+            frequent = set(sorted(kept, key=lambda t: (-counts[t], t))[: source.vocab_size - 1])
+            kept = [t for t in kept if t in frequent]
+        kept = kept[: source.vocab_size - 1]
+    return Vocabulary((None, *kept), 0, source.tokenizer, source.pattern, source.lowercase)
+
+
+def num_tokens(source: S.TextLM, vocabulary: Vocabulary) -> int:
+    return source.vocab_size or len(vocabulary.tokens)
+
+
+def _bounds(n: int, split: S.Split) -> dict[str, tuple[int, int]]:
+    train_end = round(n * split.train)
+    val_end = train_end + round(n * split.val)
+    ends = {"train": (0, train_end), "val": (train_end, val_end), "test": (val_end, n)}
+    return {k: v for k, v in ends.items() if k == "train" or getattr(split, k) > 0}
+
+
+def _windows(ids: torch.Tensor, source: S.TextLM) -> TensorData:
+    size = source.block_size
+    inputs = ids[:-1].unfold(0, size, source.stride)
+    targets = ids[1:].unfold(0, size, source.stride)
+    return TensorData((inputs,), targets)
+
+
+def _read(path, problems: Problems) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        problems.add(("file",), f"{path} is not UTF-8 text")
+    except OSError as exc:
+        problems.add(("file",), f"cannot read {path}: {exc.strerror or exc}")
+    return None
+
+
+def prepare(source: S.TextLM, ctx: Context, fitted: Fitted | None = None):
+    problems = Problems()
+    static_problems(source, problems)
+    path = ctx.path(source.file)
+    missing = check_exists(path, ("file",))
+    if missing:
+        problems.items.append(missing)
+    problems.check()
+    text = _read(path, problems)
+    problems.check()
+    tokens = _tokens(source, text)
+    bounds = _bounds(len(tokens), source.split)
+    need = source.block_size + 1  # a window and the token after it
+    for which, (start, end) in bounds.items():
+        if end - start < need:
+            part = f"the {_NAMES[which]} part ({getattr(source.split, which):g} of the text)"
+            where = ("block_size",) if which == "train" else ("split", which)
+            hint = (
+                "lower block_size, or use a longer text"
+                if which == "train"
+                else f"raise split.{which}, lower block_size, or use a longer text"
+            )
+            problems.add(
+                where,
+                f"{part} of {path} has {end - start} tokens, fewer than one window of "
+                f"block_size + 1 = {need}",
+                hint,
+            )
+    problems.check()
+    if fitted is None:
+        start, end = bounds["train"]
+        vocabulary = fit_vocabulary(source, tokens[start:end])
+        fitted = Fitted("text_lm", vocabulary.state())
+    else:
+        fitted.expect("text_lm", "tokens")
+        vocabulary = Vocabulary.from_state(fitted.state)
+    lookup, unknown = vocabulary.ids, vocabulary.unknown
+    ids = torch.tensor([lookup.get(t, unknown) for t in tokens], dtype=torch.long)
+    splits = {which: _windows(ids[start:end], source) for which, (start, end) in bounds.items()}
+    counts = {which: len(rows) for which, rows in splits.items()}
+    classes = num_tokens(source, vocabulary)
+    signature = DataSignature(
+        (FeatureInfo((source.block_size,), "int64"),),
+        S.Target(kind="class", num_classes=classes, shape=(source.block_size,)),
+        counts,
+        id_limit=classes,
+        tokens=True,
+    )
+    return Splits(splits["train"], splits.get("val"), splits.get("test"), fitted), signature
+
+
+def declared_target(source: S.TextLM) -> S.Target:
+    return S.Target(kind="class", num_classes=source.vocab_size, shape=(source.block_size,))
