@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from tdsl import spec as S
+from tdsl.check.class_targets import class_axis
 from tdsl.check.outputs_and_targets import data_signature
 from tdsl.check.pipeline import Inference
 from tdsl.model.build import example_inputs
@@ -75,7 +76,10 @@ class FusedAttention(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is F.scaled_dot_product_attention and not kwargs.get("enable_gqa"):
+        # With attention dropout torch's CPU dispatch takes the math path, as meta does: its
+        # saved attention matrices are what a CPU step keeps (a CUDA flash kernel keeps less).
+        dropout = kwargs.get("dropout_p", args[4] if len(args) > 4 else 0.0)
+        if func is F.scaled_dot_product_attention and not kwargs.get("enable_gqa") and not dropout:
             return _fused_attention(*args, **kwargs)
         return func(*args, **kwargs)
 
@@ -115,18 +119,22 @@ def flop_counter():
 
 def _inputs_and_target(spec, inference, batch, allow_imports):
     inputs = example_inputs(inference.graph, batch)
-    kind = data_signature(spec, allow_imports).target.kind
-    return tuple(inputs.values()), kind
+    target = data_signature(spec, allow_imports).target
+    return tuple(inputs.values()), target
 
 
-def _loss(spec, output, kind, allow_imports) -> torch.Tensor:
-    """The spec's loss of `output` against a meta target (as `Steps._target` shapes it)."""
+def _loss(spec, output, target: S.Target, allow_imports) -> torch.Tensor:
+    """The spec's loss of `output` against a meta target, shaped as the steps shape it: a
+    class per row, or per position (`[B, T]`) with the loss over positions."""
     output = output.float()
-    if kind == "class":
-        target = torch.zeros(output.shape[0], dtype=torch.int64, device="meta")
+    class_dim = None
+    if target.kind == "class":
+        class_dim = class_axis(spec.loss, target, output.shape)[0]
+        shape = (output.shape[0], *target.shape) if class_dim is not None else output.shape[:1]
+        labels = torch.zeros(shape, dtype=torch.int64, device="meta")
     else:
-        target = torch.empty_like(output)
-    return build_loss(spec.loss, allow_imports).to("meta")(output, target)
+        labels = torch.empty_like(output)
+    return build_loss(spec.loss, allow_imports, class_dim).to("meta")(output, labels)
 
 
 def trace_step(
