@@ -25,6 +25,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", metavar="FILE")
     check.add_argument("--format", choices=("text", "json"), default="text")
     check.add_argument(
+        "--print",
+        action="store_true",
+        dest="print_config",
+        help="print the spec as checked (bases merged, overrides applied, every default)",
+    )
+    check.add_argument(
         "--set",
         action="append",
         default=[],
@@ -52,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("file", metavar="FILE")
     train.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
     train.add_argument("--out", metavar="DIR", help="run directory (default runs/NAME-TIME)")
+    train.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the spec as it would run (every default spelled out) and exit",
+    )
 
     again = commands.add_parser("resume", help="continue an interrupted run")
     again.add_argument("run_dir", metavar="RUN_DIR")
@@ -143,7 +154,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             continue
         if report.diagnostics:
             print(report.format())
-        if report.ok:
+        if report.ok and args.print_config:
+            print(_resolved(file, args.set), end="")
+        elif report.ok:
             outputs = ", ".join(
                 f"{name} {_shape(shape)}" for name, shape in report.output_shapes.items()
             )
@@ -155,6 +168,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(everything, indent=2))
     return 0 if ok else 1
+
+
+def _resolved(file: str, assignments: Sequence[str]) -> str:
+    """The spec as YAML, composed and overridden, with every default spelled out."""
+    from tdsl.spec.load_dump import dump, read_spec
+
+    spec, problems = read_spec(_as_path(file), _overrides(assignments))
+    if spec is None:
+        raise SpecError(problems)
+    return dump(spec, defaults=True)
 
 
 def _shape(shape: Sequence[int | None]) -> str:
@@ -199,6 +222,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if lead:
             print(f"{args.file}: not started: the spec has errors", file=sys.stderr)
         return 1
+    if args.print_config:
+        print(_resolved(args.file, args.set), end="")
+        return 0
     spec, _ = read_spec(_as_path(args.file), _overrides(args.set))
     out = _as_path(args.out) if args.out else default_run_dir(spec)
     if (args.nproc or 1) > 1:  # start the processes; each runs this command without --nproc
