@@ -110,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     draw.add_argument(
         "--out", metavar="FILE", help="a .png, .svg or .pdf (default RUN_DIR/curves.png)"
     )
+    from tdsl.runs.experiment_cli import add_parsers
+
+    add_parsers(commands)
     for command in (check, show, train, again, score, guess):
         command.add_argument(
             "--allow-import",
@@ -406,6 +409,18 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from tdsl.runs.experiment_cli import cmd_sweep
+
+    return cmd_sweep(args)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from tdsl.runs.experiment_cli import cmd_compare
+
+    return cmd_compare(args)
+
+
 COMMANDS = {
     "validate": cmd_validate,
     "summary": cmd_summary,
@@ -415,6 +430,8 @@ COMMANDS = {
     "eval": cmd_eval,
     "predict": cmd_predict,
     "plot": cmd_plot,
+    "sweep": cmd_sweep,
+    "compare": cmd_compare,
 }
 
 
