@@ -108,7 +108,7 @@ def run_search(
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
     )
     states = optuna.trial.TrialState
-    for old in study.get_trials(deep_copy=False, states=(states.RUNNING,)):
+    for old in study.get_trials(deepcopy=False, states=(states.RUNNING,)):
         study.tell(old.number, state=states.FAIL)  # interrupted: this process runs them all
     ended = (states.COMPLETE, states.PRUNED, states.FAIL)
     base = list(state.get("overrides", []))
@@ -149,7 +149,7 @@ def run_search(
             raise optuna.TrialPruned()
         return value
 
-    while len(study.get_trials(deep_copy=False, states=ended)) < search["trials"]:
+    while len(study.get_trials(deepcopy=False, states=ended)) < search["trials"]:
         study.optimize(objective, n_trials=1, catch=(Exception,))
     for record in state["trials"]:  # a pruned trial has final.json too: it is done
         if record["status"] == "pruned" and not finished(directory / record["name"]):
