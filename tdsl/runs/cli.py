@@ -110,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     draw.add_argument(
         "--out", metavar="FILE", help="a .png, .svg or .pdf (default RUN_DIR/curves.png)"
     )
+    draw.add_argument("--log", action="store_true", help="values on a log scale")
     from tdsl.runs.experiment_cli import add_parsers
 
     add_parsers(commands)
@@ -404,7 +405,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from tdsl.runs.plot import plot_run
 
-    written = plot_run(_as_path(args.run_dir), args.metrics, args.out)
+    written = plot_run(_as_path(args.run_dir), args.metrics, args.out, log=args.log)
     print(f"wrote {written}")
     return 0
 

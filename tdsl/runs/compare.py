@@ -92,11 +92,17 @@ def read_run(label: str, directory: Path) -> RunRow:
 
 
 def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
-    """`{"optimizer": {"lr": 0.1}}` -> `{"optimizer.lr": 0.1}`; lists are one value."""
+    """`{"optimizer": {"lr": 0.1}}` -> `{"optimizer.lr": 0.1}`, list items as `[i]`, so a
+    table names the one value that differs (`model.layers[0].out_features`)."""
     if isinstance(data, dict) and data:
         flat = {}
         for key, value in data.items():
             flat.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    if isinstance(data, list) and data:
+        flat = {}
+        for index, value in enumerate(data):
+            flat.update(_flat(value, f"{prefix}[{index}]"))
         return flat
     return {prefix: data}
 
@@ -147,8 +153,9 @@ def table(rows: Sequence[RunRow], sort: str | None = None) -> str:
         if len(monitors) > 1:
             cells.append(row.monitor)
         cells += [_number(value), _number(epoch), *(_number(row.last.get(m)) for m in metrics)]
-        body.append([*cells, f"{row.seconds:.1f}s"])
+        body.append([*cells, f"({row.seconds:.1f}s)"])
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    widths[-1] = len(header[-1])  # the time is last: its width may vary, the rule need not
     lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
              for line in [header, ["-" * w for w in widths], *body]]  # fmt: skip
     return "\n".join(lines)
