@@ -172,3 +172,26 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(tiny, tm
     assert resumed.returncode == 0, printed
     assert "trial-000" not in printed and "trials: 3 finished" in printed
     assert (out / "trial-000" / "final.json").stat().st_mtime_ns == first
+
+
+def test_a_sweep_file_gives_the_options(tmp_path):
+    import argparse
+
+    from tdsl.runs.sweep_file import apply_sweep_file
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text(
+        "sweep:\n  grid: {optimizer.lr: [1e-3, 0.01]}\n"
+        "  params:\n    train.epochs: int_uniform(1,3)\n  random: 2\n  seed: 5\n",
+        encoding="utf-8",
+    )
+    args = argparse.Namespace(grid=["train.batch_size=8"], param=[], set=[], random=None,
+                              seed=0, parallel=1, trials=None, search=None, monitor=None,
+                              mode="auto")  # fmt: skip
+    apply_sweep_file(path, args)
+    assert args.grid == ["optimizer.lr=0.001,0.01", "train.batch_size=8"]
+    assert args.param == ["train.epochs=int_uniform(1,3)"] and (args.random, args.seed) == (2, 5)
+    assert len(S.plan(args.grid, [parse_param(p) for p in args.param], args.random)) == 4
+    path.write_text("sweep:\n  grids: {a: [1]}\n", encoding="utf-8")
+    with pytest.raises(SweepError, match=r"sweep.yaml:2:3: sweep.grids: unknown option 'grids'"):
+        apply_sweep_file(path, args)

@@ -37,6 +37,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("--out", metavar="DIR", help="sweep directory (default runs/sweeps/...)")
     sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep")
     sweep.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a YAML file whose `sweep:` section gives these options (the command line adds)",
+    )
+    sweep.add_argument(
         "--allow-import", action="append", default=[], metavar="PREFIX", dest="allow_imports"
     )
 
@@ -65,6 +70,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise SweepError("--resume continues a sweep as it was planned: give no FILE")
     if not args.resume and not args.file:
         raise SweepError("give the spec FILE to sweep, or --resume SWEEP_DIR")
+    if args.config:
+        from tdsl.runs.sweep_file import apply_sweep_file
+
+        apply_sweep_file(Path(args.config), args)
     params = [parse_param(text) for text in args.param]
     if args.resume:
         directory = Path(args.resume)
