@@ -341,7 +341,9 @@ def test_selectors_see_a_tied_parameter_once():
     spec = tied_lm()
     spec = attrs.evolve(
         spec,
-        loss=tdsl.Loss("cross_entropy", regularizers=[tdsl.Regularizer(kind="l2", weight=0.1)]),
+        loss=tdsl.Loss(
+            "cross_entropy", regularizers=[tdsl.Regularizer(kind="l2", weight=0.1)]
+        ),
         optimizer=tdsl.Optimizer(
             "sgd", lr=0.1, groups=[tdsl.ParamGroup(params=["*.weight"], lr=0.01)]
         ),
