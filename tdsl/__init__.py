@@ -22,6 +22,7 @@ from tdsl.spec import (
     Loss,
     LossTerm,
     Metric,
+    MlflowTracking,
     Model,
     Optimizer,
     ParamGroup,
@@ -38,6 +39,7 @@ from tdsl.spec import (
     Tensors,
     Text,
     TimeSeries,
+    Tracking,
     Train,
 )
 from tdsl.spec.load_dump import dump, load
@@ -60,6 +62,7 @@ __all__ = [
     "Loss",
     "LossTerm",
     "Metric",
+    "MlflowTracking",
     "Model",
     "Optimizer",
     "ParamGroup",
@@ -80,6 +83,7 @@ __all__ = [
     "Tensors",
     "Text",
     "TimeSeries",
+    "Tracking",
     "Train",
     "TrainState",
     "compile",

@@ -42,6 +42,7 @@ from tdsl.train.program import Program, compile
 from tdsl.train.state import TrainState
 from tdsl.train.tensorboard import FOLDER as TENSORBOARD_FOLDER
 from tdsl.train.tensorboard import TensorBoardLogger
+from tdsl.train.tracking import MlflowLogger
 
 
 class RunError(TdslError):
@@ -104,6 +105,9 @@ def _callbacks(
     ordered = [*stateful, HistoryWriter(directory), checkpointer, ProgressPrinter(stream), *extra]
     if spec.train.tensorboard:
         ordered.append(TensorBoardLogger(directory / TENSORBOARD_FOLDER))
+    track = spec.train.track.mlflow if spec.train.track is not None else None
+    if track is not None:
+        ordered.append(MlflowLogger(directory, spec_text, track.uri, track.experiment))
     return ordered, [*stateful, checkpointer]
 
 
