@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 # Names are imported on first use (PEP 562), so `tdsl --help` and `import tdsl.errors` do not
 # pay for importing torch; `from tdsl import X` and `tdsl.X` work as before.
 _WHERE = {
+    "MlflowTracking": "tdsl.spec",
+    "Tracking": "tdsl.spec",
     "Addition": "tdsl.spec",
     "TextLM": "tdsl.spec",
     "Arrays": "tdsl.spec",
@@ -91,6 +93,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
         Loss,
         LossTerm,
         Metric,
+        MlflowTracking,
         Model,
         Optimizer,
         ParamGroup,
@@ -108,6 +111,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
         Text,
         TextLM,
         TimeSeries,
+        Tracking,
         Train,
     )
     from tdsl.spec.load_dump import dump, load
@@ -133,6 +137,7 @@ __all__ = [
     "Loss",
     "LossTerm",
     "Metric",
+    "MlflowTracking",
     "Model",
     "Optimizer",
     "ParamGroup",
@@ -155,6 +160,7 @@ __all__ = [
     "Text",
     "TextLM",
     "TimeSeries",
+    "Tracking",
     "Train",
     "TrainState",
     "compile",

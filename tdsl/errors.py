@@ -160,6 +160,9 @@ class Location:
     file: str | None
     line: int  # 1-based
     column: int  # 1-based
+    # For a base file of a composed spec: the `base:` entries that brought it in, innermost
+    # first, as `FILE:LINE`.
+    included_from: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -176,6 +179,8 @@ class Diagnostic:
             file = self.location.file or "<spec>"
             where = f"{file}:{self.location.line}:{self.location.column}"
         text = f"{where}: {self.severity}: {format_path(self.path)}: {self.message}"
+        for entry in self.location.included_from if self.location is not None else ():
+            text += f"\n    included from {entry}"
         if self.hint:
             text += f"\n    hint: {self.hint}"
         return text

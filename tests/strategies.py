@@ -642,6 +642,16 @@ checkpoints = _build(
     },
 )
 
+trackings = _build(
+    tdsl.Tracking,
+    optional={
+        "mlflow": st.one_of(
+            st.none(),
+            _build(tdsl.MlflowTracking, optional={"uri": names, "experiment": names}),
+        )
+    },
+)
+
 trains = _build(
     tdsl.Train,
     optional={
@@ -656,6 +666,7 @@ trains = _build(
         "tensorboard": st.booleans(),
         "early_stopping": st.one_of(st.none(), early_stoppings),
         "checkpoint": checkpoints,
+        "track": st.one_of(st.none(), trackings),
     },
 )
 

@@ -103,3 +103,26 @@ def test_without_matplotlib_the_error_names_the_extra(tmp_path, monkeypatch, cap
         "error: plotting needs matplotlib, which is not installed (pip install matplotlib "
         "(or pip install -e '.[plot]' in a tdsl checkout))\n"
     )
+
+
+@needs_matplotlib
+def test_the_best_epoch_is_marked_and_log_scales_the_values(ring_run):
+    directory, history = ring_run
+    accuracy = [row["val_accuracy"] for row in history]
+    assert plot.best_epoch(directory, history) == accuracy.index(max(accuracy)) + 1
+    figure = plot._draw(history, ["loss"], "ring", best=2, log=True)
+    (axes,) = figure.axes
+    marker = axes.lines[-1]
+    assert marker.get_label() == "best epoch 2" and list(marker.get_xdata()) == [2, 2]
+    assert axes.get_yscale() == "log"
+    assert plot._draw(history, ["loss"], "ring").axes[0].get_yscale() == "linear"
+
+
+@needs_matplotlib
+def test_compare_overlays_the_curves_of_several_runs(ring_run, tmp_path):
+    from tdsl.runs.compare import plot_runs, read_run
+
+    directory, _ = ring_run
+    rows = [read_run("a", directory), read_run("b", directory)]
+    written = plot_runs(rows, tmp_path / "both.png")
+    assert written.read_bytes().startswith(PNG)

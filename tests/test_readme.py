@@ -5,7 +5,8 @@
   and must print the lines under it; a `...` line stands for any number of lines.
 - ```yaml blocks: a whole spec (name, data, model and loss) must validate, and equal the file
   its first comment names (`# specs/ring_dnn.yaml`); a section or two must validate once put
-  into a whole spec: the README's first, or one in specs/.
+  into a whole spec: the README's first, or one in specs/. A composed spec (`base:`) must be
+  the text of the file its first comment names, and that file must validate.
 - ```sh blocks are not run (they install, or train for minutes); the repository files they
   name (`specs/...yaml`, `bench/...py`) must exist.
 
@@ -226,6 +227,14 @@ def _data_of(text: str) -> dict:
 @pytest.mark.parametrize("block", _of("yaml"))
 def test_yaml_block_is_a_valid_spec_or_section(block: Block, tmp_path, monkeypatch):
     data = _data(block)
+    if "base" in data:  # a composed spec: its bases are files, so it is shown as one
+        named = re.match(r"# (\S+\.ya?ml)\n", block.text)
+        assert named, f"README.md:{block.line}: a composed spec names its file"
+        path = ROOT / named.group(1)
+        assert path.read_text(encoding="utf-8") == block.text.split("\n", 1)[1]
+        report = tdsl.validate(path)
+        assert report.ok, "\n".join(d.format() for d in report.errors)
+        return
     if set(data) >= _WHOLE:
         path = tmp_path / "spec.yaml"
         path.write_text(block.text, encoding="utf-8")

@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--format", choices=("text", "json"), default="text")
     check.add_argument(
+        "--print",
+        action="store_true",
+        dest="print_config",
+        help="print the spec as checked (bases merged, overrides applied, every default)",
+    )
+    check.add_argument(
         "--set",
         action="append",
         default=[],
@@ -68,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
         "--cost",
         action="store_true",
         help="add the memory and FLOPs estimate to the run's summary.txt",
+    )
+    train.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the spec as it would run (every default spelled out) and exit",
     )
 
     again = commands.add_parser("resume", help="continue an interrupted run")
@@ -117,7 +128,11 @@ def _parser() -> argparse.ArgumentParser:
     draw.add_argument(
         "--out", metavar="FILE", help="a .png, .svg or .pdf (default RUN_DIR/curves.png)"
     )
+    draw.add_argument("--log", action="store_true", help="values on a log scale")
     _add_init_and_list(commands)
+    from tdsl.runs.experiment_cli import add_parsers
+
+    add_parsers(commands)
     for command in (check, show, train, again, score, guess):
         command.add_argument(
             "--allow-import",
@@ -340,7 +355,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             continue
         if report.diagnostics:
             print(report.format())
-        if report.ok:
+        if report.ok and args.print_config:
+            print(_resolved(file, args.set), end="")
+        elif report.ok:
             outputs = ", ".join(
                 f"{name} {_shape(shape)}" for name, shape in report.output_shapes.items()
             )
@@ -376,6 +393,16 @@ def _spec_files(arguments: Sequence[str]) -> tuple[list[str], list[str], bool]:
             empty = True
         files += [str(p) for p in found]
     return files, folders, empty
+
+
+def _resolved(file: str, assignments: Sequence[str]) -> str:
+    """The spec as YAML, composed and overridden, with every default spelled out."""
+    from tdsl.spec.load_dump import dump
+
+    spec, problems = _read(file, assignments)
+    if spec is None:
+        raise SpecError(problems)
+    return dump(spec, defaults=True)
 
 
 def _shape(shape: Sequence[int | None]) -> str:
@@ -435,6 +462,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if lead:
             print(f"{args.file}: not started: the spec has errors", file=sys.stderr)
         return 1
+    if args.print_config:
+        print(_resolved(args.file, args.set), end="")
+        return 0
     out = _as_path(args.out) if args.out else default_run_dir(spec)
     if (args.nproc or 1) > 1:  # start the processes; each runs this command without --nproc
         refuse_existing_run(out)
@@ -657,9 +687,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from tdsl.runs.plot import plot_run
 
-    written = plot_run(_as_path(args.run_dir), args.metrics, args.out)
+    written = plot_run(_as_path(args.run_dir), args.metrics, args.out, log=args.log)
     print(f"wrote {written}")
     return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from tdsl.runs.experiment_cli import cmd_sweep
+
+    return cmd_sweep(args)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from tdsl.runs.experiment_cli import cmd_compare
+
+    return cmd_compare(args)
 
 
 COMMANDS = {
@@ -673,6 +715,8 @@ COMMANDS = {
     "plot": cmd_plot,
     "init": cmd_init,
     "list": cmd_list,
+    "sweep": cmd_sweep,
+    "compare": cmd_compare,
 }
 
 

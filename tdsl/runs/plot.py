@@ -90,11 +90,36 @@ def _series(history: Sequence[dict[str, Any]], key: str) -> tuple[list[float], l
     return epochs, values
 
 
+def best_epoch(run_dir: Path, history: Sequence[dict[str, Any]]) -> int | None:
+    """The epoch with the best value of the run's checkpoint monitor (None if unknown)."""
+    try:
+        from tdsl.check.training_setup import default_monitor
+        from tdsl.spec.load_dump import load
+        from tdsl.train.callbacks import resolve_mode
+
+        spec = load(Path(run_dir) / "spec.yaml")
+        monitor = spec.train.checkpoint.monitor or default_monitor(spec)
+        mode = resolve_mode(monitor, spec.train.checkpoint.mode)
+    except (TdslError, OSError):
+        return None
+    epochs, values = _series(history, monitor)
+    sign = 1.0 if mode == "max" else -1.0
+    scored = [(sign * v, e) for e, v in zip(epochs, values, strict=True) if not math.isnan(v)]
+    if not scored:
+        return None
+    index = max(range(len(scored)), key=lambda i: scored[i][0])  # the first of equals
+    return int(scored[index][1])
+
+
 def plot_run(
-    run_dir: str | Path, metrics: Sequence[str] = (), out: str | Path | None = None
+    run_dir: str | Path,
+    metrics: Sequence[str] = (),
+    out: str | Path | None = None,
+    log: bool = False,
 ) -> Path:
     """Draw the run's curves for `metrics` (default: the loss and the spec's metrics) to
-    `out` (default RUN_DIR/curves.png; .png, .svg or .pdf). Returns the path written."""
+    `out` (default RUN_DIR/curves.png; .png, .svg or .pdf), the best epoch marked; `log`
+    draws the values on a log scale. Returns the path written."""
     if not matplotlib_available():
         raise PlotError(f"plotting needs matplotlib, which is not installed ({INSTALL_HINT})")
     run_dir = Path(run_dir)
@@ -116,7 +141,7 @@ def plot_run(
         if plain not in chosen:
             chosen.append(plain)
     chosen = chosen or default_metrics(run_dir, history)
-    figure = _draw(history, chosen, run_dir.name)
+    figure = _draw(history, chosen, run_dir.name, best_epoch(run_dir, history), log)
     try:
         figure.savefig(out)
     except OSError as exc:
@@ -124,7 +149,13 @@ def plot_run(
     return out
 
 
-def _draw(history: Sequence[dict[str, Any]], names: Sequence[str], title: str) -> Any:
+def _draw(
+    history: Sequence[dict[str, Any]],
+    names: Sequence[str],
+    title: str,
+    best: int | None = None,
+    log: bool = False,
+) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -140,6 +171,10 @@ def _draw(history: Sequence[dict[str, Any]], names: Sequence[str], title: str) -
             axes.plot(*train, "bo--", markersize=3, label=f"train_{name}" if val[1] else name)
         if val[1]:
             axes.plot(*val, "ro-", markersize=3, label=f"val_{name}")
+        if best is not None:
+            axes.axvline(best, color="grey", linestyle=":", label=f"best epoch {best}")
+        if log:
+            axes.set_yscale("log")
         axes.set_title(f"Training and validation {name}" if val[1] else name)
         axes.set_xlabel("Epochs")
         axes.set_ylabel(name)

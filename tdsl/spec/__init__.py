@@ -54,7 +54,9 @@ from tdsl.spec.training_section import (  # noqa: F401 (the spec language, re-ex
     Checkpoint,
     Device,
     EarlyStopping,
+    MlflowTracking,
     Mode,
+    Tracking,
     Train,
 )
 from tdsl.spec.values import (  # noqa: F401 (the spec language, re-exported)

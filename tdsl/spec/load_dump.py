@@ -10,6 +10,7 @@ import attrs
 
 from tdsl import spec as S
 from tdsl.errors import Diagnostic, Location, SpecError
+from tdsl.spec.compose import compose, has_bases
 from tdsl.spec.convert import Invalid, structure_spec, unstructure
 from tdsl.spec.located_yaml import SourceMap, dump_data, parse, read_text
 from tdsl.spec.overrides import overridden_paths
@@ -49,6 +50,10 @@ def read_spec(
         return None, problems
     if data is None:
         return None, [Diagnostic((), "the spec is empty", location=Location(file, 1, 1))]
+    if has_bases(data):  # `base: [...]`: other spec files merged under this one
+        data, source_map, problems = compose(data, source_map, file)
+        if problems:
+            return None, problems
     if overrides is not None:
         data, override_problems = overrides(before := data)
         if override_problems:

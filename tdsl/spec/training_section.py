@@ -30,6 +30,18 @@ class Checkpoint(Recorded):
 
 
 @frozen(kw_only=True)
+class MlflowTracking(Recorded):
+    # Where MLflow stores runs: a folder (`file:./mlruns`) or a tracking server's URL.
+    uri: str = "file:./mlruns"
+    experiment: str = "tdsl"
+
+
+@frozen(kw_only=True)
+class Tracking(Recorded):
+    mlflow: MlflowTracking | None = None
+
+
+@frozen(kw_only=True)
 class Train(Recorded):
     epochs: int = field(default=10, validator=positive)
     # The effective batch: with accumulate: k, each batch runs as k micro-batches whose
@@ -53,6 +65,10 @@ class Train(Recorded):
     # Also log each epoch's metrics, learning rate and parameter histograms for TensorBoard
     # in RUN_DIR/tensorboard (needs `pip install tensorboard`).
     tensorboard: bool = False
+    # Experiment tracking (needs `pip install 'tdsl[track]'`): the spec as params, each
+    # epoch's metrics, the summary and the best checkpoint. A tracking failure warns and
+    # training goes on.
+    track: Tracking | None = None
 
 
 @frozen

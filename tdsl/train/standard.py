@@ -151,4 +151,10 @@ def compose(
         from tdsl.train.tensorboard import FOLDER, TensorBoardLogger
 
         ordered.append(TensorBoardLogger(directory / FOLDER))
+    track = spec.train.track.mlflow if spec.train.track is not None else None
+    if track is not None and directory is not None:  # off by default; never stops training
+        from tdsl.train.tracking import MlflowLogger
+
+        text = spec_text if spec_text is not None else ""
+        ordered.append(MlflowLogger(directory, text, track.uri, track.experiment))
     return Composed(ordered, kept, best)
