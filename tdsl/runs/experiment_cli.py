@@ -11,9 +11,11 @@ from tdsl.errors import SpecError
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
     sweep = commands.add_parser(
-        "sweep", help="run a spec many times with different overrides (grid, random, search)"
+        "sweep",
+        help="run a spec many times with different overrides (grid, random, search)",
+        epilog="example: tdsl sweep specs/ring_dnn.yaml --grid optimizer.lr=1e-3,1e-2 --parallel 2",
     )
-    sweep.add_argument("file", nargs="?", metavar="FILE")
+    sweep.add_argument("file", nargs="?", metavar="FILE", help="the spec every trial starts from")
     sweep.add_argument(
         "--grid", action="append", default=[], metavar="PATH=V1,V2,...", help="values to try"
     )
@@ -31,8 +33,15 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     )
     sweep.add_argument("--trials", type=_positive, metavar="N", help="trials of a --search")
     sweep.add_argument("--monitor", metavar="NAME", help="what a --search optimizes")
-    sweep.add_argument("--mode", choices=("auto", "min", "max"), default="auto")
-    sweep.add_argument("--parallel", type=_positive, default=1, metavar="K")
+    sweep.add_argument(
+        "--mode",
+        choices=("auto", "min", "max"),
+        default="auto",
+        help="whether a --search minimizes or maximizes --monitor (auto: by its name)",
+    )
+    sweep.add_argument(
+        "--parallel", type=_positive, default=1, metavar="K", help="trials running at once"
+    )
     sweep.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
     sweep.add_argument("--out", metavar="DIR", help="sweep directory (default runs/sweeps/...)")
     sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an interrupted sweep")
@@ -42,14 +51,32 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         help="a YAML file whose `sweep:` section gives these options (the command line adds)",
     )
     sweep.add_argument(
-        "--allow-import", action="append", default=[], metavar="PREFIX", dest="allow_imports"
+        "--allow-import",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        dest="allow_imports",
+        help="let the spec import user code under this module prefix (repeatable)",
     )
 
-    compare = commands.add_parser("compare", help="runs and sweeps side by side")
-    compare.add_argument("runs", nargs="+", metavar="RUN_OR_SWEEP")
+    compare = commands.add_parser(
+        "compare",
+        help="runs and sweeps side by side",
+        epilog="example: tdsl compare runs/sweeps/ring_dnn-* --sort val_accuracy",
+    )
+    compare.add_argument(
+        "runs", nargs="+", metavar="RUN_OR_SWEEP", help="run directories or sweep directories"
+    )
     compare.add_argument("--sort", metavar="METRIC", help="sort by a last-epoch metric")
     compare.add_argument("--plot", metavar="FILE", help="overlay the runs' curves (tdsl[plot])")
-    compare.add_argument("--metric", action="append", default=[], dest="metrics", metavar="NAME")
+    compare.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        dest="metrics",
+        metavar="NAME",
+        help="a metric to show (repeatable; default: the runs' monitors and metrics)",
+    )
 
 
 def _positive(text: str) -> int:

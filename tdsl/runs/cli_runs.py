@@ -1,0 +1,253 @@
+"""The commands that train or use a run: run, resume, eval, predict (and generation),
+plot, sweep and compare; with how a run stops on Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+
+from tdsl.runs.cli_specs import _as_path, _read, _resolved
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tdsl.check.pipeline import validate
+    from tdsl.errors import Report
+    from tdsl.runs.directories import default_run_dir, refuse_existing_run, run
+    from tdsl.train import distributed
+
+    lead = distributed.is_lead()  # of launched processes, only rank 0 prints
+    spec, problems = _read(args.file, args.set)  # a Python spec file runs once
+    if spec is None:
+        report = Report(tuple(problems))
+    else:
+        report = validate(spec, None, args.allow_imports, args.nproc)
+    if report.diagnostics and lead:
+        print(report.format(), file=sys.stderr)
+    if not report.ok:
+        if lead:
+            print(f"{args.file}: not started: the spec has errors", file=sys.stderr)
+        return 1
+    if args.print_config:
+        print(_resolved(args.file, args.set), end="")
+        return 0
+    out = _as_path(args.out) if args.out else default_run_dir(spec)
+    if (args.nproc or 1) > 1:  # start the processes; each runs this command without --nproc
+        refuse_existing_run(out)
+        passed = [a for value in args.set for a in ("--set", value)]
+        argv = ["run", args.file, "--out", str(out), *passed, *_allowed(args)]
+        return _launch(args.nproc, argv, f"tdsl resume {out} --nproc {args.nproc}")
+    if lead:
+        _print_device(spec.device)
+    try:
+        with _stop_on_sigterm(), distributed.session():
+            result = run(spec, out, allow_imports=args.allow_imports, cost=args.cost)
+    except KeyboardInterrupt:
+        _end_bars()
+        if lead:
+            print(
+                f"interrupted; continue from the last finished epoch with: {_resume_command(out)}",
+                file=sys.stderr,
+            )
+        return 130
+    if lead:
+        print(f"run directory: {result.directory}")
+        if result.history:
+            print(f"final: {_logs(result.history[-1])}")
+    return 0
+
+
+def _end_bars() -> None:
+    """End a progress bar still on screen with a newline, so the message printed next starts
+    a line of its own (no bar is drawn unless training imported the progress module)."""
+    progress = sys.modules.get("tdsl.train.progress")
+    if progress is not None:
+        progress.end_live_bars()
+
+
+def _print_device(device) -> None:
+    from tdsl.train import distributed
+    from tdsl.train.program import resolve_device
+
+    launch = distributed.launched()
+    processes = launch.world_size if launch else 1
+    if device.strategy != "ddp":
+        where = resolve_device(device.name)
+        print(
+            f"device: {where} (asked: {device.name}; precision: {device.precision})",
+            file=sys.stderr,
+        )
+        return
+    where = distributed.place(device.name, 0)
+    backend = distributed.backend_for(device, where)
+    print(
+        f"device: {where.type} (asked: {device.name}; precision: {device.precision}); "
+        f"ddp: {processes} process(es), backend {backend}",
+        file=sys.stderr,
+    )
+    if processes == 1:
+        print(
+            "note: strategy ddp with one process trains alone; start several with "
+            "--nproc N or torchrun",
+            file=sys.stderr,
+        )
+
+
+def _allowed(args: argparse.Namespace) -> list[str]:
+    return [a for prefix in args.allow_imports for a in ("--allow-import", prefix)]
+
+
+def _launch(nproc: int, argv: list[str], resume: str) -> int:
+    from tdsl.runs.launcher import launch
+    from tdsl.train import distributed
+
+    if distributed.launched() is not None:
+        print("error: --nproc starts processes, but a launcher started this one", file=sys.stderr)
+        return 2
+    try:
+        launch(nproc, argv)
+    except KeyboardInterrupt:
+        print(f"interrupted; continue with: {resume}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _resume_command(out) -> str:
+    from tdsl.train import distributed
+
+    launch = distributed.launched()
+    if launch is None or launch.world_size == 1:
+        return f"tdsl resume {out}"
+    if launch.local_world_size == launch.world_size:
+        return f"tdsl resume {out} --nproc {launch.world_size}"
+    return f"torchrun ... -m tdsl resume {out} (on every machine)"
+
+
+def _logs(logs: dict) -> str:
+    return " ".join(
+        f"{k}={v:.4g}" for k, v in logs.items() if k not in ("epoch", "seconds", "compile_seconds")
+    )
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm():
+    """SIGTERM stops a run like Ctrl-C: the current step is abandoned, the last epoch's
+    checkpoint stays, and the run can be resumed."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from tdsl.check.pipeline import validate
+    from tdsl.runs.directories import resume
+    from tdsl.train import distributed
+
+    if (args.nproc or 1) > 1:  # start the processes; each resumes without --nproc
+        spec_file = _as_path(args.run_dir) / "spec.yaml"
+        if spec_file.exists():  # the number of processes may differ from the first run's
+            report = validate(spec_file, None, args.allow_imports, args.nproc)
+            if not report.ok:
+                print(report.format(), file=sys.stderr)
+                return 1
+        argv = ["resume", args.run_dir, *_allowed(args)]
+        return _launch(args.nproc, argv, f"tdsl resume {args.run_dir} --nproc {args.nproc}")
+    lead = distributed.is_lead()
+    try:
+        with _stop_on_sigterm(), distributed.session():
+            result = resume(_as_path(args.run_dir), allow_imports=args.allow_imports)
+    except KeyboardInterrupt:
+        _end_bars()
+        if lead:
+            print(f"interrupted; continue with: {_resume_command(args.run_dir)}", file=sys.stderr)
+        return 130
+    if result.history and lead:
+        print(f"final: {_logs(result.history[-1])}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tdsl.runs.directories import evaluate_run
+
+    for split, logs in evaluate_run(
+        _as_path(args.run_dir), args.checkpoint, args.allow_imports
+    ).items():
+        print(f"{split}: {_logs(logs)}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from tdsl.runs.generate import generate_run
+
+    if args.input or args.output:
+        print("error: --generate writes text; it takes no --input or --output", file=sys.stderr)
+        return 2
+    text = generate_run(
+        _as_path(args.run_dir),
+        args.generate,
+        args.prompt,
+        args.checkpoint,
+        args.temperature,
+        args.top_k,
+        args.seed,
+        args.allow_imports,
+    )
+    print(text)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tdsl.runs.directories import RunError, predict_run, prediction_format
+
+    if args.generate is not None:
+        return cmd_generate(args)
+    if not args.input or not args.output:
+        missing = " and ".join(f"--{k}" for k in ("input", "output") if not getattr(args, k))
+        print(f"error: predict needs {missing} (or --generate N)", file=sys.stderr)
+        return 2
+
+    try:  # refused before the model is loaded and run
+        prediction_format(_as_path(args.output))
+    except RunError as exc:
+        print(f"error: --output {exc}", file=sys.stderr)
+        return 2
+    rows = predict_run(
+        _as_path(args.run_dir),
+        _as_path(args.input),
+        _as_path(args.output),
+        args.checkpoint,
+        args.allow_imports,
+    )
+    print(f"wrote {rows} predictions to {args.output}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from tdsl.runs.plot import plot_run
+
+    written = plot_run(_as_path(args.run_dir), args.metrics, args.out, log=args.log)
+    print(f"wrote {written}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from tdsl.runs.experiment_cli import cmd_sweep
+
+    return cmd_sweep(args)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from tdsl.runs.experiment_cli import cmd_compare
+
+    return cmd_compare(args)
