@@ -74,8 +74,8 @@ def test_without_optuna_the_error_names_the_package(spec, tmp_path, capsys, monk
     code = main(["sweep", str(spec), "--search", "tpe", "--trials", "2", *SEARCH])
     assert code == 1
     assert (
-        "error: --search needs the optuna package: pip install 'tdsl[search]'"
-        in capsys.readouterr().err
+        "error: --search needs the optuna package: pip install optuna "
+        "(or pip install -e '.[search]' in a tdsl checkout)" in capsys.readouterr().err
     )
 
 

@@ -71,7 +71,9 @@ def test_a_tracking_failure_warns_and_training_goes_on(tmp_path, monkeypatch):
 
 def test_without_mlflow_a_run_warns_and_trains(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "mlflow", None)
-    with pytest.warns(TrackingWarning, match=r"pip install 'tdsl\[track\]'"):
+    with pytest.warns(
+        TrackingWarning, match=r"pip install mlflow \(or pip install -e '\.\[track\]'"
+    ):
         _, result = run(_spec(tmp_path), tmp_path / "run")
     assert len(result.history) == 2
 

@@ -157,7 +157,7 @@ def _run(directory: Path, state: dict, parallel: int) -> dict:
 
 
 def _stop_on_sigterm():
-    from tdsl.runs.cli import _stop_on_sigterm
+    from tdsl.runs.cli_runs import _stop_on_sigterm
 
     return _stop_on_sigterm()
 

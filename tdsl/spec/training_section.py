@@ -65,7 +65,7 @@ class Train(Recorded):
     # Also log each epoch's metrics, learning rate and parameter histograms for TensorBoard
     # in RUN_DIR/tensorboard (needs `pip install tensorboard`).
     tensorboard: bool = False
-    # Experiment tracking (needs `pip install 'tdsl[track]'`): the spec as params, each
+    # Experiment tracking (needs `pip install mlflow`): the spec as params, each
     # epoch's metrics, the summary and the best checkpoint. A tracking failure warns and
     # training goes on.
     track: Tracking | None = None

@@ -2,7 +2,8 @@
 
 A `fit` callback that logs the resolved spec as params, each epoch's metrics (step: the
 epoch), and at the end the last and best values, the run directory's spec and summary and
-the best checkpoint as artefacts. MLflow is an optional extra (`pip install 'tdsl[track]'`).
+the best checkpoint as artefacts. MLflow is optional (`pip install mlflow`; the `track`
+extra).
 Tracking is a side channel: any failure (a missing package, an unreachable server) is a
 warning, tracking stops, and training goes on.
 """
@@ -17,7 +18,9 @@ from typing import Any
 
 import yaml
 
-INSTALL_HINT = "pip install 'tdsl[track]'"
+from tdsl.errors import install_hint
+
+INSTALL_HINT = install_hint("mlflow", "track")
 MAX_PARAM = 500  # characters of a param value MLflow keeps
 
 
