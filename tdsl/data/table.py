@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import torch
 
@@ -22,6 +23,7 @@ from tdsl.data.csvfile import CsvTable
 from tdsl.data.fitted import Fitted, mismatch
 from tdsl.data.labels import float_dtype, read_targets
 from tdsl.data.tensors import Splits, TensorData, split_index
+from tdsl.spec.frozen import FrozenMap
 
 NUMERIC = ("passthrough", "standardize", "minmax")
 
@@ -46,8 +48,39 @@ def static_problems(source: S.Table, problems: Problems) -> None:
             problems.add((*where, "unknown"), "unknown applies to onehot columns")
     if source.num_classes is not None and source.target_kind != "class":
         problems.add(("num_classes",), "num_classes applies to class targets")
-    if source.target in seen:
-        problems.add(("target",), f"the target {source.target!r} is also a feature column")
+    _target_problems(source, problems)
+    for name, column, _, _, where in target_columns(source):
+        if column in seen:
+            what = "the target" if name is None else f"target {name!r}'s column"
+            problems.add(where, f"{what} {column!r} is also a feature column")
+
+
+def target_columns(source: S.Table) -> list[tuple[str | None, str, str, int | None, tuple]]:
+    """(name, column, kind, num_classes, spec path) per target; one unnamed with `target:`."""
+    if not source.targets:
+        return [(None, source.target, source.target_kind, source.num_classes, ("target",))]
+    return [
+        (name, t.column, t.kind, t.num_classes, ("targets", name, "column"))
+        for name, t in source.targets.items()
+    ]
+
+
+def _target_problems(source: S.Table, problems: Problems) -> None:
+    if source.targets:
+        for key in ("target", "target_kind", "num_classes"):
+            if getattr(source, key) is not None:
+                problems.add((key,), f"{key} is for one target; this table has targets:")
+        for name, target in source.targets.items():
+            if target.num_classes is not None and target.kind != "class":
+                where = ("targets", name, "num_classes")
+                problems.add(where, "num_classes applies to class targets")
+        return
+    if source.target is None:
+        problems.add(
+            (), "a csv source needs a target", "target: COLUMN with target_kind:, or targets:"
+        )
+    elif source.target_kind is None:
+        problems.add((), "missing required key 'target_kind' in csv", "binary, class or regression")
 
 
 def _fit_column(column: S.Column, cells: list[str], values: np.ndarray | None) -> dict[str, Any]:
@@ -172,7 +205,8 @@ def _read(source: S.Table, ctx: Context, problems: Problems) -> dict[str, CsvTab
     problems.check()
     for table in tables.values():
         wanted = [(("columns", i), c.name) for i, c in enumerate(source.columns)]
-        csvfile.find_columns(table, [*wanted, (("target",), source.target)], problems)
+        targets = [(where, column) for _, column, _, _, where in target_columns(source)]
+        csvfile.find_columns(table, [*wanted, *targets], problems)
     problems.check()
     return tables
 
@@ -204,15 +238,7 @@ def prepare(
     problems.check()
     source = expand(source, ctx)
     tables = _read(source, ctx, problems)
-    targets, target_spec, classes = read_targets(
-        source.target_kind,
-        source.num_classes,
-        {k: (t.column(source.target), t.where) for k, t in tables.items()},
-        frozenset(source.missing),
-        None if fitted is None else fitted.state.get("classes"),
-        problems,
-        fitted=fitted is not None,
-    )
+    targets, target_spec, classes, named = _read_targets(source, tables, fitted, problems)
     _check_cells(source, tables, problems)
     problems.check()
     main = tables["file"]
@@ -271,7 +297,41 @@ def prepare(
     signature = DataSignature(
         (FeatureInfo((width,), str(dtype).removeprefix("torch.")),), target_spec, counts
     )
+    if named is not None:
+        signature = attrs.evolve(signature, targets=FrozenMap(named))
     return Splits(*splits, fitted=fitted), signature
+
+
+def _read_targets(source: S.Table, tables: dict[str, CsvTable], fitted, problems: Problems):
+    """Targets per file key, the (first) target's spec, class names, and with `targets:` each
+    target's spec by name; several targets share one [N, K] float tensor, a column each, so
+    batches take them in the same index_select as one target."""
+    fitted_classes = None if fitted is None else fitted.state.get("classes")
+    per_target, specs, classes = [], {}, {}
+    for name, column, kind, num_classes, where in target_columns(source):
+        known = fitted_classes if name is None else (fitted_classes or {}).get(name)
+        values, spec, found = read_targets(
+            kind,
+            num_classes,
+            {k: (t.column(column), t.where) for k, t in tables.items()},
+            frozenset(source.missing),
+            known,
+            problems,
+            where=where,
+            fitted=fitted is not None,
+        )
+        per_target.append(values)
+        specs[name] = spec
+        classes[name] = found
+    if not source.targets:
+        return per_target[0], specs[None], classes[None], None
+    if problems.items:
+        return {}, next(iter(specs.values())), classes, specs
+    joined = {
+        key: torch.stack([t[key].reshape(-1).float() for t in per_target], dim=1)
+        for key in per_target[0]
+    }
+    return joined, next(iter(specs.values())), classes, specs
 
 
 def read_input(

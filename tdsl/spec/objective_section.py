@@ -27,14 +27,26 @@ class Regularizer(Recorded):
 
 @frozen(init=False)
 class LossTerm(Recorded):
-    """One weighted part of a `kind: sum` loss."""
+    """One weighted part of a `kind: sum` loss, or of a `kind: outputs` loss: there each
+    term reads the model output named `output` and the data's target of the same name (or
+    the one `target` names)."""
 
     kind: str
     weight: float = field(default=1.0, converter=as_float, validator=positive)
+    output: str | None = None
+    target: str | None = None
     args: FrozenMap = FrozenMap()
 
-    def __init__(self, kind: str, *, weight: float = 1.0, args=None, **kw):
-        self.__attrs_init__(kind=kind, weight=weight, args=call_args(args, kw))
+    def __init__(
+        self, kind: str, *, weight: float = 1.0, output=None, target=None, args=None, **kw
+    ):
+        self.__attrs_init__(
+            kind=kind, weight=weight, output=output, target=target, args=call_args(args, kw)
+        )
+
+    @property
+    def target_name(self) -> str | None:
+        return self.target if self.target is not None else self.output
 
 
 @frozen(init=False)
@@ -126,8 +138,16 @@ class Optimizer(Recorded):
 
 @frozen(init=False)
 class Metric(Recorded):
+    """A metric by name; with several outputs, `output` names the one it measures (against
+    the target of that name) and the history calls it `<output>_<kind>`."""
+
     kind: str
+    output: str | None = None
     args: FrozenMap = FrozenMap()
 
-    def __init__(self, kind: str, *, args=None, **kw):
-        self.__attrs_init__(kind=kind, args=call_args(args, kw))
+    def __init__(self, kind: str, *, output=None, args=None, **kw):
+        self.__attrs_init__(kind=kind, output=output, args=call_args(args, kw))
+
+    @property
+    def name(self) -> str:
+        return self.kind if self.output is None else f"{self.output}_{self.kind}"

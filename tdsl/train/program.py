@@ -22,6 +22,7 @@ from torch import nn
 from tdsl import spec as S
 from tdsl.check.class_targets import class_axis
 from tdsl.check.outputs_and_targets import data_signature, resolve_loss
+from tdsl.check.per_output import metric_target
 from tdsl.check.pipeline import validated
 from tdsl.data import Batch, train_rows
 from tdsl.errors import Diagnostics, SpecError, TdslError
@@ -29,12 +30,13 @@ from tdsl.model.build import GraphModule, materialize
 from tdsl.model.graph import Graph, module_ops
 from tdsl.model.modules import load_weights, tied_aliases
 from tdsl.model.selectors import select
-from tdsl.registry.losses import build_loss, ignored_target
+from tdsl.registry.losses import build_loss, ignored_target, lookup_loss
 from tdsl.registry.metrics import Metric, lookup_metric, make_metric
 from tdsl.registry.optimizer_args import as_torch
 from tdsl.registry.optimizers import lookup_optimizer, lookup_schedule
 from tdsl.train.distributed import World, connect
 from tdsl.train.generation import generate
+from tdsl.train.multi_output import MultiOutput
 from tdsl.train.state import TrainState
 from tdsl.train.steps import Objective, Steps
 
@@ -271,6 +273,17 @@ def make_objective(
         counts[reg.kind] += 1
         name = reg.kind if counts[reg.kind] == 1 else f"{reg.kind}_{counts[reg.kind]}"
         regularizers.append((name, _regularizer(reg, select(reg, module, ops))))
+    if spec.loss.kind == "outputs":
+        loss_fn = build_loss(spec.loss, allow_imports).to(device)
+        multi, metrics = _per_output(spec, graph, loss_fn, allow_imports)
+        return Objective(
+            loss_fn,
+            lambda x: x,
+            tuple(regularizers),
+            metrics,
+            target.kind,
+            multi=multi,
+        )
     metrics = tuple(
         make_metric(lookup_metric(m.kind), target.kind, m.args, target.num_classes, ignore_index)
         for m in spec.metrics
@@ -283,6 +296,33 @@ def make_objective(
         target.kind,
         class_dim,
     )
+
+
+def _per_output(
+    spec: S.Spec, graph: Graph, loss: Any, allow_imports: Sequence[str]
+) -> tuple[MultiOutput, tuple[Metric, ...]]:
+    """How steps read several outputs and targets, and the metrics named per output."""
+    targets = data_signature(spec, allow_imports).targets
+    to_prob = {}
+    for term in spec.loss.terms:
+        kind = targets[term.target_name].kind
+        expects = lookup_loss(term.kind, allow_imports).expects
+        to_prob.setdefault(term.output, _to_probabilities(expects, kind))
+    metrics, metric_outputs = [], []
+    for m in spec.metrics:
+        wanted = metric_target(spec.loss, m.output)
+        target = targets[wanted]
+        made = make_metric(lookup_metric(m.kind), target.kind, m.args, target.num_classes)
+        metrics.append(attrs.evolve(made, name=m.name))
+        metric_outputs.append((m.output, wanted))
+    multi = MultiOutput(
+        outputs=tuple(graph.outputs),
+        targets=tuple((name, t.kind) for name, t in targets.items()),
+        loss=loss,
+        metric_outputs=tuple(metric_outputs),
+        to_prob=to_prob,
+    )
+    return multi, tuple(metrics)
 
 
 # The issue names the API `compile`; it shadows the builtin only inside this module.
