@@ -69,7 +69,11 @@ def _target_problems(source: S.Table, problems: Problems) -> None:
     if source.targets:
         for key in ("target", "target_kind", "num_classes"):
             if getattr(source, key) is not None:
-                problems.add((key,), f"{key} is for one target; this table has targets:")
+                problems.add(
+                    (key,),
+                    f"{key} is for one target, and this table names several under targets:",
+                    f"remove {key}, or targets:",
+                )
         for name, target in source.targets.items():
             if target.num_classes is not None and target.kind != "class":
                 where = ("targets", name, "num_classes")
