@@ -3,9 +3,11 @@ per output, metrics per output and monitoring them."""
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -99,6 +101,17 @@ def test_predict_returns_each_output(spec_text):
     program = tdsl.compile(tdsl.load(spec_text))
     flag, size, shape = tdsl.predict(program, program.init(), (torch.zeros(7, 2),))
     assert flag.shape == (7, 1) and size.shape == (7, 1) and shape.shape == (7, 3)
+
+
+def test_a_run_predicts_every_output_side_by_side(spec_text, tmp_path):
+    spec = tdsl.load(spec_text)
+    directory, _ = tdsl.run(spec, tmp_path / "run", stream=io.StringIO())
+    rows = tmp_path / "new.csv"
+    rows.write_text("x1,x2\n0.5,-1.0\n1.5,0.25\n")
+    out = tmp_path / "out.csv"
+    assert tdsl.predict_run(directory, rows, out) == 2
+    values = np.loadtxt(out, delimiter=",", ndmin=2)
+    assert values.shape == (2, 1 + 1 + 3)  # flag, size, the three shape logits
 
 
 def test_a_metric_of_one_output_is_maximized_or_minimized_by_its_kind():

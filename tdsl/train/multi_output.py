@@ -13,7 +13,12 @@ from typing import Any
 import attrs
 import torch
 
-from tdsl.registry.losses import PerOutput
+from tdsl import spec as S
+from tdsl.check.outputs_and_targets import data_signature
+from tdsl.check.per_output import metric_target
+from tdsl.model.graph import Graph
+from tdsl.registry.losses import PerOutput, lookup_loss
+from tdsl.registry.metrics import Metric, lookup_metric, make_metric
 
 
 @attrs.frozen
@@ -85,3 +90,38 @@ def join(items: Sequence[Any]) -> Any:
     if isinstance(first, Mapping):
         return {key: torch.cat([item[key] for item in items]) for key in first}
     return tuple(torch.cat(parts) for parts in zip(*items, strict=True))
+
+
+def to_probabilities(expects: str, target_kind: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    if expects == "logits":
+        return torch.sigmoid if target_kind == "binary" else lambda x: torch.softmax(x, dim=-1)
+    if expects == "log_probabilities":
+        return torch.exp
+    return lambda x: x
+
+
+def per_output(
+    spec: S.Spec, graph: Graph, loss: Any, allow_imports: Sequence[str]
+) -> tuple[MultiOutput, tuple[Metric, ...]]:
+    """How steps read several outputs and targets, and the metrics named per output."""
+    targets = data_signature(spec, allow_imports).targets
+    to_prob = {}
+    for term in spec.loss.terms:
+        kind = targets[term.target_name].kind
+        expects = lookup_loss(term.kind, allow_imports).expects
+        to_prob.setdefault(term.output, to_probabilities(expects, kind))
+    metrics, metric_outputs = [], []
+    for m in spec.metrics:
+        wanted = metric_target(spec.loss, m.output)
+        target = targets[wanted]
+        made = make_metric(lookup_metric(m.kind), target.kind, m.args, target.num_classes)
+        metrics.append(attrs.evolve(made, name=m.name))
+        metric_outputs.append((m.output, wanted))
+    multi = MultiOutput(
+        outputs=tuple(graph.outputs),
+        targets=tuple((name, t.kind) for name, t in targets.items()),
+        loss=loss,
+        metric_outputs=tuple(metric_outputs),
+        to_prob=to_prob,
+    )
+    return multi, tuple(metrics)

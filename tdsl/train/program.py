@@ -22,7 +22,6 @@ from torch import nn
 from tdsl import spec as S
 from tdsl.check.class_targets import class_axis
 from tdsl.check.outputs_and_targets import data_signature, resolve_loss
-from tdsl.check.per_output import metric_target
 from tdsl.check.pipeline import validated
 from tdsl.data import Batch, train_rows
 from tdsl.errors import Diagnostics, SpecError, TdslError
@@ -30,13 +29,13 @@ from tdsl.model.build import GraphModule, materialize
 from tdsl.model.graph import Graph, module_ops
 from tdsl.model.modules import load_weights, tied_aliases
 from tdsl.model.selectors import select
-from tdsl.registry.losses import build_loss, ignored_target, lookup_loss
+from tdsl.registry.losses import build_loss, ignored_target
 from tdsl.registry.metrics import Metric, lookup_metric, make_metric
 from tdsl.registry.optimizer_args import as_torch
 from tdsl.registry.optimizers import lookup_optimizer, lookup_schedule
 from tdsl.train.distributed import World, connect
 from tdsl.train.generation import generate
-from tdsl.train.multi_output import MultiOutput
+from tdsl.train.multi_output import per_output, to_probabilities
 from tdsl.train.state import TrainState
 from tdsl.train.steps import Objective, Steps
 
@@ -73,14 +72,6 @@ def _regularizer(
     if reg.kind == "l2":
         return lambda params: reg.weight * l2(params)
     return lambda params: reg.weight * (reg.l1_ratio * l1(params) + (1 - reg.l1_ratio) * l2(params))
-
-
-def _to_probabilities(expects: str, target_kind: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    if expects == "logits":
-        return torch.sigmoid if target_kind == "binary" else lambda x: torch.softmax(x, dim=-1)
-    if expects == "log_probabilities":
-        return torch.exp
-    return lambda x: x
 
 
 @attrs.frozen
@@ -275,7 +266,7 @@ def make_objective(
         regularizers.append((name, _regularizer(reg, select(reg, module, ops))))
     if spec.loss.kind == "outputs":
         loss_fn = build_loss(spec.loss, allow_imports).to(device)
-        multi, metrics = _per_output(spec, graph, loss_fn, allow_imports)
+        multi, metrics = per_output(spec, graph, loss_fn, allow_imports)
         return Objective(
             loss_fn,
             lambda x: x,
@@ -290,39 +281,12 @@ def make_objective(
     )
     return Objective(
         build_loss(spec.loss, allow_imports, class_dim).to(device),
-        _to_probabilities(loss_def.expects, target.kind),
+        to_probabilities(loss_def.expects, target.kind),
         tuple(regularizers),
         metrics,
         target.kind,
         class_dim,
     )
-
-
-def _per_output(
-    spec: S.Spec, graph: Graph, loss: Any, allow_imports: Sequence[str]
-) -> tuple[MultiOutput, tuple[Metric, ...]]:
-    """How steps read several outputs and targets, and the metrics named per output."""
-    targets = data_signature(spec, allow_imports).targets
-    to_prob = {}
-    for term in spec.loss.terms:
-        kind = targets[term.target_name].kind
-        expects = lookup_loss(term.kind, allow_imports).expects
-        to_prob.setdefault(term.output, _to_probabilities(expects, kind))
-    metrics, metric_outputs = [], []
-    for m in spec.metrics:
-        wanted = metric_target(spec.loss, m.output)
-        target = targets[wanted]
-        made = make_metric(lookup_metric(m.kind), target.kind, m.args, target.num_classes)
-        metrics.append(attrs.evolve(made, name=m.name))
-        metric_outputs.append((m.output, wanted))
-    multi = MultiOutput(
-        outputs=tuple(graph.outputs),
-        targets=tuple((name, t.kind) for name, t in targets.items()),
-        loss=loss,
-        metric_outputs=tuple(metric_outputs),
-        to_prob=to_prob,
-    )
-    return multi, tuple(metrics)
 
 
 # The issue names the API `compile`; it shadows the builtin only inside this module.

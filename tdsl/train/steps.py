@@ -28,31 +28,9 @@ from tdsl.registry.metrics import Metric
 from tdsl.train.compiled_step import CompiledStep
 from tdsl.train.multi_output import MultiOutput, detached, rows
 from tdsl.train.pure_updates import PureUpdate, pure_update_for
+from tdsl.train.randomness import uses_randomness
 from tdsl.train.state import TrainState
 from tdsl.train.state_slots import Slots
-
-_RANDOM_LAYERS = (
-    torch.nn.Dropout,
-    torch.nn.Dropout1d,
-    torch.nn.Dropout2d,
-    torch.nn.Dropout3d,
-    torch.nn.AlphaDropout,
-    torch.nn.FeatureAlphaDropout,
-    torch.nn.RReLU,
-)
-
-
-def uses_randomness(module: torch.nn.Module) -> bool:
-    """Whether a training forward pass may draw random numbers."""
-    for layer in module.modules():
-        if not type(layer).__module__.startswith(("torch.nn.", "tdsl.")):
-            return True  # user code: assume it does
-        if isinstance(layer, _RANDOM_LAYERS):
-            return True
-        dropout = getattr(layer, "dropout", 0.0)  # RNNs and attention drop out internally
-        if isinstance(dropout, float | int) and dropout > 0:
-            return True
-    return False
 
 
 @contextlib.contextmanager
