@@ -135,3 +135,15 @@ def test_a_loss_per_output_is_spelled_the_same_in_python():
     assert loss.terms[1].target_name == "spending" and loss.terms[0].target_name == "churn"
     assert tdsl.Metric("auroc", output="churn").name == "churn_auroc"
     assert tdsl.Metric("auroc").name == "auroc"
+
+
+def test_two_heads_with_one_loss_point_at_a_loss_per_output():
+    text = (ROOT / "specs" / "multitask.yaml").read_text()
+    start = text.index("loss:\n")
+    one_loss = text[:start] + "loss: {kind: bce_with_logits}\n" + text[text.index("optimizer:") :]
+    one_loss = one_loss.replace(
+        "data/customers.csv", (ROOT / "specs/data/customers.csv").as_posix()
+    )
+    one_loss = one_loss[: one_loss.index("metrics:")] + "train: {epochs: 1}\n"
+    (error,) = tdsl.validate(one_loss).errors
+    assert error.path == ("model", "outputs") and "kind: outputs" in error.hint

@@ -148,7 +148,8 @@ def check_loss(
         diags.error(
             ("model", "outputs"),
             f"the loss takes one tensor, the model returns {describe(output)}",
-            "list one node in model.outputs or pick with 'item'",
+            "list one node in model.outputs, pick with 'item', or give each output its own "
+            "loss with kind: outputs",
         )
         return loss
     produced, node = output_kind(graph)
@@ -283,10 +284,14 @@ def check_metrics(spec: S.Spec, diags: Diagnostics, graph: Graph | None = None) 
             metric.args, found.arguments, f"metric {metric.kind!r}", ("metrics", index), diags
         )
         if target.kind not in found.targets:
+            yields = (
+                f"the data yields {target.kind} targets"
+                if metric.output is None
+                else f"the output {metric.output!r} has {target.kind} targets"
+            )
             diags.error(
                 ("metrics", index),
-                f"metric {metric.kind!r} needs "
-                f"{_kinds(found.targets)} targets, but the data yields {target.kind} targets",
+                f"metric {metric.kind!r} needs {_kinds(found.targets)} targets, but {yields}",
             )
         elif known and found.check is not None:
             for argument, message, hint in found.check(metric.args, target.num_classes):

@@ -51,7 +51,9 @@ class LossTerm(Recorded):
 
 @frozen(init=False)
 class Loss(Recorded):
-    """A loss by name with its arguments, or `kind: sum` of weighted `terms`; plus
+    """A loss by name with its arguments, `kind: sum` of weighted `terms` on the one output,
+    or `kind: outputs`: a term per model output (its `output:`, and `target:` where the
+    target's name differs), summed with their weights; plus
     regularizers on the parameters. `class_dim` says which output axis holds the classes
     when class targets have positions (tokens, pixels): -1 (last, [B, T, C]) or 1 ([B, C,
     T]); None infers it from the shapes."""
