@@ -119,8 +119,21 @@ def _inputs_and_target(spec, inference, batch, allow_imports):
     return tuple(inputs.values()), kind
 
 
-def _loss(spec, output, kind, allow_imports) -> torch.Tensor:
+def _loss(spec, output, kind, allow_imports, names=()) -> torch.Tensor:
     """The spec's loss of `output` against a meta target (as `Steps._target` shapes it)."""
+    if spec.loss.kind == "outputs":  # several outputs, each against its own target
+        targets = data_signature(spec, allow_imports).targets
+        items = output if isinstance(output, tuple) else (output,)
+        named = {n: o.float() for n, o in zip(names, items, strict=True)}
+        wanted = {}
+        for term in spec.loss.terms:
+            out = named[term.output]
+            wanted[term.target_name] = (
+                torch.zeros(out.shape[0], dtype=torch.int64, device="meta")
+                if targets[term.target_name].kind == "class"
+                else torch.empty_like(out)
+            )
+        return build_loss(spec.loss, allow_imports).to("meta")(named, wanted)
     output = output.float()
     if kind == "class":
         target = torch.zeros(output.shape[0], dtype=torch.int64, device="meta")
@@ -150,7 +163,7 @@ def trace_step(
             with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t):
                 output = module(*inputs)
                 saved.current = LOSS_ROW
-                loss = _loss(spec, output, kind, allow_imports)
+                loss = _loss(spec, output, kind, allow_imports, inference.graph.outputs)
             loss.backward()
     finally:
         for hook in hooks:
@@ -184,7 +197,7 @@ def forward_flops(
     module.eval()
     try:
         with flop_counter() as counter, FusedAttention(), torch.no_grad():
-            _loss(spec, module(*inputs), kind, allow_imports)
+            _loss(spec, module(*inputs), kind, allow_imports, inference.graph.outputs)
     finally:
         module.train(was_training)
     return counter.get_total_flops()
