@@ -178,7 +178,7 @@ class Table(Recorded):
     target_kind: TargetKind | None = None
     num_classes: int | None = field(default=None, validator=positive)
     # Several targets instead, by name (one value per row each): what `kind: outputs`
-    # losses and metrics with `output:` read.
+    # losses and metrics with `output:` read. `split.stratify` goes by the first.
     targets: dict[str, TargetColumn] = field(factory=FrozenMap, converter=freeze)
     # columns: all: the columns left out, and the transform of number columns.
     exclude: tuple[str, ...] = field(default=(), converter=as_tuple, metadata=NAME)
