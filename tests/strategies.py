@@ -432,10 +432,17 @@ columns = _build(
     required={"name": names},
 )
 
+target_columns = _build(
+    tdsl.TargetColumn,
+    optional={"num_classes": optional_sizes},
+    required={"column": names, "kind": target_kinds},
+)
+
 tables = _build(
     tdsl.Table,
     optional={
         "num_classes": optional_sizes,
+        "targets": st.dictionaries(names, target_columns, max_size=2),
         "delimiter": text,
         "missing": name_tuples,
         "val_file": optional_paths,
@@ -579,7 +586,11 @@ regularizers = _build(
 )
 
 
-loss_terms = _call(tdsl.LossTerm, names, {"weight": positive_floats})
+loss_terms = _call(
+    tdsl.LossTerm,
+    names,
+    {"weight": positive_floats, "output": optional_paths, "target": optional_paths},
+)
 
 losses = _call(
     tdsl.Loss,
@@ -617,7 +628,7 @@ optimizers = _call(
     tag_optional=True,
 )
 
-metrics = _call(tdsl.Metric, names, {})
+metrics = _call(tdsl.Metric, names, {"output": optional_paths})
 
 
 # --- training and placement -----------------------------------------------------------------

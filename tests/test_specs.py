@@ -27,6 +27,7 @@ SEED_PARAMETER_COUNTS = {
     "linear_regression": 3,
     "gpt_adder": 102_144,
     "char_lm": 110_336,
+    "multitask": 290,
 }
 # Language models train on fewer rows here (the full runs are `make examples`).
 SHORT_DATA = {"gpt_adder": {"n": 2000}, "char_lm": {"stride": 16}}

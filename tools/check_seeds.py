@@ -94,6 +94,21 @@ class ValAtLeast:
 
 
 @attrs.frozen
+class ValAtMost:
+    metric: str
+    threshold: float
+
+    def wanted(self) -> str:
+        return f"val {self.metric} <= {self.threshold:g}"
+
+    def judge(self, outcome: Outcome) -> Verdict:
+        value = outcome.val.get(self.metric)
+        if value is None:
+            return Verdict(f"no val {self.metric}", False)
+        return Verdict(f"val {self.metric} {value:.4f}", value <= self.threshold)
+
+
+@attrs.frozen
 class LinearWeights:
     """A linear layer's weight and bias, each within a tolerance of the true values."""
 
@@ -199,6 +214,11 @@ SEEDS = (
         "char_lm",
         "character-level GPT on 4 KB of short tales, windows of 64",
         (Params(110_336), Trains()),
+    ),
+    Seed(
+        "multitask",
+        "customers CSV, one trunk, churn (bce_with_logits) and spend (mse, weight 0.5) heads",
+        (Params(290), ValAtLeast("churn_auroc", 0.83), ValAtMost("spend_mae", 1.25)),
     ),
     Seed(
         "timeseries_lstm",

@@ -9,6 +9,8 @@
   (road, body, wheels), like the seeds' cifar2.
 - reviews.tsv: `label<TAB>review` lines whose words depend on the label, like the seeds' IMDB.
 - covid.csv: daily cumulative confirmed, cured and dead counts of a COVID-like outbreak.
+- customers.csv: subscription customers (Tenure, Monthly, Plan, Calls) with two targets that
+  depend on them: Churn (0/1) and next year's Spend (in hundreds), for specs/multitask.yaml.
 """
 
 from __future__ import annotations
@@ -191,6 +193,22 @@ def covid(rng: np.random.Generator, days: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def customers(rng: np.random.Generator, n: int) -> str:
+    lines = ["CustomerId,Tenure,Monthly,Plan,Calls,Churn,Spend"]
+    for cid in range(1, n + 1):
+        tenure = int(rng.integers(1, 73))
+        plan = str(rng.choice(["basic", "plus", "pro"], p=[0.5, 0.3, 0.2]))
+        monthly = {"basic": 20.0, "plus": 45.0, "pro": 80.0}[plan] + float(rng.normal(0, 6))
+        calls = int(rng.poisson(1.5 + 2.0 * (plan == "basic")))
+        score = 0.8 - 0.06 * tenure + 0.7 * calls - 0.02 * (monthly - 40)
+        churn = int(rng.random() < 1 / (1 + np.exp(-score)))
+        # Spend: a year of the monthly fee, less for those who leave, plus noise.
+        months = 12 * (1 - 0.7 * churn) + 0.03 * tenure
+        spend = max(0.0, monthly * months + float(rng.normal(0, 40))) / 100
+        lines.append(f"{cid},{tenure},{monthly:.2f},{plan},{calls},{churn},{spend:.2f}")
+    return "\n".join(lines) + "\n"
+
+
 def bert_tokens(rng: np.random.Generator, rows: int, length: int = 512) -> dict[str, np.ndarray]:
     """Token rows for validating specs/models/bert_base.yaml: ids in BERT's vocabulary
     (0 is [PAD], trailing), two segments, and a 768-value stand-in target per row."""
@@ -210,10 +228,13 @@ def main() -> None:
         "titanic_new.csv": titanic(rng, 12, with_target=False),
         "reviews.tsv": reviews(np.random.default_rng([SEED, 1]), 1000),
         "covid.csv": covid(np.random.default_rng([SEED, 2]), 60),
+        "customers.csv": customers(np.random.default_rng([SEED, 5]), 600),
     }
     for name, text in texts.items():
         (HERE / name).write_text(text, encoding="utf-8")
-    np.savez_compressed(HERE / "bert_tokens.npz", **bert_tokens(np.random.default_rng([SEED, 4]), 4))
+    np.savez_compressed(
+        HERE / "bert_tokens.npz", **bert_tokens(np.random.default_rng([SEED, 4]), 4)
+    )
     for name, data in images(np.random.default_rng([SEED, 3]), 30).items():
         (HERE / name).parent.mkdir(parents=True, exist_ok=True)
         (HERE / name).write_bytes(data)

@@ -123,9 +123,23 @@ def _inputs_and_target(spec, inference, batch, allow_imports):
     return tuple(inputs.values()), target
 
 
-def _loss(spec, output, target: S.Target, allow_imports) -> torch.Tensor:
+def _loss(spec, output, target: S.Target, allow_imports, names=()) -> torch.Tensor:
     """The spec's loss of `output` against a meta target, shaped as the steps shape it: a
-    class per row, or per position (`[B, T]`) with the loss over positions."""
+    class per row, or per position (`[B, T]`) with the loss over positions; with several
+    outputs, each against its own target."""
+    if spec.loss.kind == "outputs":  # several outputs, each against its own target
+        targets = data_signature(spec, allow_imports).targets
+        items = output if isinstance(output, tuple) else (output,)
+        named = {n: o.float() for n, o in zip(names, items, strict=True)}
+        wanted = {}
+        for term in spec.loss.terms:
+            out = named[term.output]
+            wanted[term.target_name] = (
+                torch.zeros(out.shape[0], dtype=torch.int64, device="meta")
+                if targets[term.target_name].kind == "class"
+                else torch.empty_like(out)
+            )
+        return build_loss(spec.loss, allow_imports).to("meta")(named, wanted)
     output = output.float()
     class_dim = None
     if target.kind == "class":
@@ -143,7 +157,7 @@ def trace_step(
     """Per top-level layer (in graph order, then the loss): saved bytes and training
     FLOPs; and the step's total FLOPs."""
     module = inference.module
-    inputs, kind = _inputs_and_target(spec, inference, batch, allow_imports)
+    inputs, target = _inputs_and_target(spec, inference, batch, allow_imports)
     saved = _Saved(module)
     names = {id(m): n for n, m in reversed(list(module.named_children()))}  # first name wins
 
@@ -158,7 +172,7 @@ def trace_step(
             with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t):
                 output = module(*inputs)
                 saved.current = LOSS_ROW
-                loss = _loss(spec, output, kind, allow_imports)
+                loss = _loss(spec, output, target, allow_imports, inference.graph.outputs)
             loss.backward()
     finally:
         for hook in hooks:
@@ -187,12 +201,12 @@ def forward_flops(
 ) -> int:
     """FLOPs of one evaluation batch: the forward pass and the loss, without gradients."""
     module = inference.module
-    inputs, kind = _inputs_and_target(spec, inference, batch, allow_imports)
+    inputs, target = _inputs_and_target(spec, inference, batch, allow_imports)
     was_training = module.training
     module.eval()
     try:
         with flop_counter() as counter, FusedAttention(), torch.no_grad():
-            _loss(spec, module(*inputs), kind, allow_imports)
+            _loss(spec, module(*inputs), target, allow_imports, inference.graph.outputs)
     finally:
         module.train(was_training)
     return counter.get_total_flops()

@@ -13,6 +13,12 @@ import torch
 from tdsl import spec as S
 from tdsl.check import data_section as data_checks
 from tdsl.check.class_targets import check_ignore_index, class_axis
+from tdsl.check.per_output import (
+    check_output_metric,
+    check_outputs_loss,
+    check_term_keys,
+    resolve_outputs_loss,
+)
 from tdsl.data import DataSignature, data_signature  # noqa: F401 (re-exported)
 from tdsl.errors import Diagnostics, SpecPath, check_keywords, did_you_mean
 from tdsl.model.build import describe
@@ -60,6 +66,11 @@ def resolve_loss(
     spec: S.Loss, diags: Diagnostics, allow_imports: Sequence[str] = ()
 ) -> LossDef | None:
     """The loss's definition; for `kind: sum`, one combining its terms' expectations."""
+    check_term_keys(spec, diags)
+    if spec.kind == "outputs":
+        return resolve_outputs_loss(
+            spec, diags, lambda kind, path: _lookup(kind, path, diags, allow_imports)
+        )
     if spec.kind != "sum":
         if spec.terms:
             diags.error(
@@ -106,6 +117,9 @@ def check_loss(
     loss = resolve_loss(spec.loss, diags, allow_imports)
     if loss is None:
         return None
+    if spec.loss.kind == "outputs":
+        check_outputs_loss(spec, graph, output, diags, allow_imports)
+        return loss
     signature = data_signature(spec, allow_imports)
     target = signature.target
     if spec.loss.class_dim is not None and target.kind != "class":
@@ -115,7 +129,11 @@ def check_loss(
             "remove class_dim",
         )
     if target.kind not in loss.targets:
-        fitting = [n for n in loss_names() if n != "sum" and target.kind in lookup_loss(n).targets]
+        fitting = [
+            n
+            for n in loss_names()
+            if n not in ("sum", "outputs") and target.kind in lookup_loss(n).targets
+        ]
         diags.error(
             ("loss", "kind"),
             f"loss {loss.name!r} needs {_kinds(loss.targets)} targets, "
@@ -130,7 +148,8 @@ def check_loss(
         diags.error(
             ("model", "outputs"),
             f"the loss takes one tensor, the model returns {describe(output)}",
-            "list one node in model.outputs or pick with 'item'",
+            "list one node in model.outputs, pick with 'item', or give each output its own "
+            "loss with kind: outputs",
         )
         return loss
     produced, node = output_kind(graph)
@@ -244,10 +263,15 @@ def _check_output_shape(
     return True
 
 
-def check_metrics(spec: S.Spec, diags: Diagnostics) -> list[str]:
-    target = data_signature(spec).target
+def check_metrics(spec: S.Spec, diags: Diagnostics, graph: Graph | None = None) -> list[str]:
+    """Each metric against the targets; the names the history gives them."""
+    single = data_signature(spec).target
     names = []
     for index, metric in enumerate(spec.metrics):
+        target = check_output_metric(spec, index, metric, graph, diags)
+        if target is None and (spec.loss.kind == "outputs" or metric.output is not None):
+            continue
+        target = target or single
         found = lookup_metric(metric.kind)
         if found is None:
             diags.error(
@@ -260,13 +284,17 @@ def check_metrics(spec: S.Spec, diags: Diagnostics) -> list[str]:
             metric.args, found.arguments, f"metric {metric.kind!r}", ("metrics", index), diags
         )
         if target.kind not in found.targets:
+            yields = (
+                f"the data yields {target.kind} targets"
+                if metric.output is None
+                else f"the output {metric.output!r} has {target.kind} targets"
+            )
             diags.error(
                 ("metrics", index),
-                f"metric {metric.kind!r} needs "
-                f"{_kinds(found.targets)} targets, but the data yields {target.kind} targets",
+                f"metric {metric.kind!r} needs {_kinds(found.targets)} targets, but {yields}",
             )
         elif known and found.check is not None:
             for argument, message, hint in found.check(metric.args, target.num_classes):
                 diags.error(("metrics", index, argument), message, hint)
-        names.append(metric.kind)
+        names.append(metric.name)
     return names

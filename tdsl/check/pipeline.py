@@ -20,6 +20,7 @@ from tdsl.check import devices as checks_device
 from tdsl.check import outputs_and_targets as checks
 from tdsl.check import training_setup as checks_setup
 from tdsl.check.class_targets import check_position_tables
+from tdsl.check.per_output import check_outputs_training
 from tdsl.errors import Diagnostic, Diagnostics, Report, did_you_mean
 from tdsl.model.arguments import check_arguments
 from tdsl.model.build import GraphModule, build_graph
@@ -94,7 +95,7 @@ def check_spec(
     checks.check_random_ids(spec, inference.graph, diags)
     check_position_tables(spec, inference.graph, inference.values, diags)
     checks.check_loss(spec, inference.graph, inference.output, diags, allow_imports)
-    metric_names = checks.check_metrics(spec, diags)
+    metric_names = checks.check_metrics(spec, diags, inference.graph)
     checks_setup.check_optimizer(spec, diags)
     selections = {}
     if inference.module is not None:
@@ -103,6 +104,7 @@ def check_spec(
     checks_device.check_device(spec, diags)
     checks_setup.check_tensorboard(spec, diags)
     checks_setup.check_compile(spec, diags)
+    check_outputs_training(spec, diags)
     checks_device.check_distributed(spec, diags, world_size)
     rows = data_checks.split_rows(spec, signature)
     return attrs.evolve(inference, selections=selections, rows=rows)

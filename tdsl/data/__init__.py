@@ -54,6 +54,7 @@ from tdsl.data.fitted import FILE_NAME as FITTED_FILE
 from tdsl.data.fitted import Fitted
 from tdsl.data.streaming import FileData
 from tdsl.data.tensors import Batch, Splits, TensorData
+from tdsl.spec.frozen import FrozenMap
 
 __all__ = [
     "Batch",
@@ -150,7 +151,20 @@ def declared_target(source: S.DataSource) -> S.Target:
         return bundled.declared_target(source)
     if isinstance(source, S.TextLM | S.Addition):
         return FILE_SOURCES[type(source)].declared_target(source)
+    named = declared_targets(source)
+    if named:
+        return next(iter(named.values()))
     return S.Target(kind=source.target_kind, num_classes=getattr(source, "num_classes", None))
+
+
+def declared_targets(source: S.DataSource) -> FrozenMap | None:
+    """A source's named targets (`targets:`) as declared; None for one target."""
+    named = getattr(source, "targets", None)
+    if not named or not isinstance(named, FrozenMap):
+        return None
+    return FrozenMap(
+        {name: S.Target(kind=t.kind, num_classes=t.num_classes) for name, t in named.items()}
+    )
 
 
 def data_signature(spec: S.Spec | S.DataSource, allow_imports: Sequence[str] = ()) -> DataSignature:
@@ -167,7 +181,7 @@ def data_signature(spec: S.Spec | S.DataSource, allow_imports: Sequence[str] = (
     try:
         return prepare(source, ctx, allow_imports=allow_imports)[1]
     except DataError:
-        return DataSignature(None, declared_target(source))
+        return DataSignature(None, declared_target(source), targets=declared_targets(source))
 
 
 def train_rows(spec: S.Spec, allow_imports: Sequence[str] = ()) -> int:

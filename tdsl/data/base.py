@@ -184,6 +184,9 @@ class DataSignature:
     # transforms), and every target that is not a token id is `ignore_index` (None: none).
     tokens: bool = False
     ignore_index: int | None = None
+    # Several named targets (`targets:`), in the order of the target tensor's columns; None:
+    # one target, `target`.
+    targets: Any = None
 
     @property
     def feature_shape(self) -> tuple[int, ...] | None:

@@ -51,7 +51,7 @@ def infer_columns(source: S.Table, table: CsvTable, problems: Problems) -> tuple
         if name not in table.header:
             hint = did_you_mean(name, table.header)
             problems.add(("exclude", index), f"no column {name!r} in {table.path}", hint)
-    left_out = {source.target, *source.exclude}
+    left_out = {source.target, *(t.column for t in source.targets.values()), *source.exclude}
     missing = frozenset(source.missing)
     return tuple(
         infer_column(name, table.column(name), missing, source.default_transform)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import torch
 
@@ -20,8 +21,10 @@ from tdsl.data.base import Context, DataError, DataSignature, FeatureInfo, Probl
 from tdsl.data.column_inference import expand, layout
 from tdsl.data.csvfile import CsvTable
 from tdsl.data.fitted import Fitted, mismatch
-from tdsl.data.labels import float_dtype, read_targets
+from tdsl.data.labels import float_dtype
+from tdsl.data.table_targets import read_all_targets, target_columns, target_problems
 from tdsl.data.tensors import Splits, TensorData, split_index
+from tdsl.spec.frozen import FrozenMap
 
 NUMERIC = ("passthrough", "standardize", "minmax")
 
@@ -46,8 +49,11 @@ def static_problems(source: S.Table, problems: Problems) -> None:
             problems.add((*where, "unknown"), "unknown applies to onehot columns")
     if source.num_classes is not None and source.target_kind != "class":
         problems.add(("num_classes",), "num_classes applies to class targets")
-    if source.target in seen:
-        problems.add(("target",), f"the target {source.target!r} is also a feature column")
+    target_problems(source, problems)
+    for name, column, _, _, where in target_columns(source):
+        if column in seen:
+            what = "the target" if name is None else f"target {name!r}'s column"
+            problems.add(where, f"{what} {column!r} is also a feature column")
 
 
 def _fit_column(column: S.Column, cells: list[str], values: np.ndarray | None) -> dict[str, Any]:
@@ -172,7 +178,8 @@ def _read(source: S.Table, ctx: Context, problems: Problems) -> dict[str, CsvTab
     problems.check()
     for table in tables.values():
         wanted = [(("columns", i), c.name) for i, c in enumerate(source.columns)]
-        csvfile.find_columns(table, [*wanted, (("target",), source.target)], problems)
+        targets = [(where, column) for _, column, _, _, where in target_columns(source)]
+        csvfile.find_columns(table, [*wanted, *targets], problems)
     problems.check()
     return tables
 
@@ -204,15 +211,7 @@ def prepare(
     problems.check()
     source = expand(source, ctx)
     tables = _read(source, ctx, problems)
-    targets, target_spec, classes = read_targets(
-        source.target_kind,
-        source.num_classes,
-        {k: (t.column(source.target), t.where) for k, t in tables.items()},
-        frozenset(source.missing),
-        None if fitted is None else fitted.state.get("classes"),
-        problems,
-        fitted=fitted is not None,
-    )
+    targets, target_spec, classes, named = read_all_targets(source, tables, fitted, problems)
     _check_cells(source, tables, problems)
     problems.check()
     main = tables["file"]
@@ -271,6 +270,8 @@ def prepare(
     signature = DataSignature(
         (FeatureInfo((width,), str(dtype).removeprefix("torch.")),), target_spec, counts
     )
+    if named is not None:
+        signature = attrs.evolve(signature, targets=FrozenMap(named))
     return Splits(*splits, fitted=fitted), signature
 
 

@@ -125,11 +125,55 @@ class PerPosition(nn.Module):
         return self.loss(flat.reshape(-1, flat.shape[-1]), target.reshape(-1))
 
 
+class PerOutput(nn.Module):
+    """A `kind: outputs` loss: each term on its own output and target. `terms` gives each
+    term's value (the history's `loss_<output>`); calling it, their weighted sum."""
+
+    def __init__(self, names, outputs, targets, weights, losses):
+        super().__init__()
+        self.names, self.outputs, self.targets = list(names), list(outputs), list(targets)
+        self.weights, self.losses = list(weights), nn.ModuleList(losses)
+
+    def terms(self, output: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]):
+        return {
+            name: loss(output[o].float(), target[t])
+            for name, o, t, loss in zip(
+                self.names, self.outputs, self.targets, self.losses, strict=True
+            )
+        }
+
+    def total(self, terms: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        values = [w * terms[n] for w, n in zip(self.weights, self.names, strict=True)]
+        return sum(values[1:], values[0])
+
+    def forward(self, output, target) -> torch.Tensor:
+        return self.total(self.terms(output, target))
+
+
+def term_names(spec: Any) -> list[str]:
+    """The history's name of each term of a `kind: outputs` loss: loss_<output>, numbered
+    when two terms read the same output."""
+    names, seen = [], {}
+    for term in spec.terms:
+        seen[term.output] = seen.get(term.output, 0) + 1
+        suffix = "" if seen[term.output] == 1 else f"_{seen[term.output]}"
+        names.append(f"loss_{term.output}{suffix}")
+    return names
+
+
 def build_loss(
     spec: Any, allow_imports: Sequence[str] = (), class_dim: int | None = None
 ) -> nn.Module:
     """The loss module for a `tdsl.Loss` spec that has passed validation; with `class_dim`
     (1 or -1), over class targets with positions."""
+    if spec.kind == "outputs":
+        return PerOutput(
+            term_names(spec),
+            [t.output for t in spec.terms],
+            [t.target_name for t in spec.terms],
+            [t.weight for t in spec.terms],
+            [lookup_loss(t.kind, allow_imports).build(t.args) for t in spec.terms],
+        )
     if spec.kind == "sum":
         losses = [lookup_loss(t.kind, allow_imports).build(t.args) for t in spec.terms]
         loss: nn.Module = WeightedSum([t.weight for t in spec.terms], losses)
@@ -142,7 +186,7 @@ def ignored_target(spec: Any, allow_imports: Sequence[str] = ()) -> int | None:
     """The target value the loss skips (`ignore_index`: as written, else the loss class's
     default, -100 for cross_entropy and nll); None for losses without one. Metrics skip the
     same targets."""
-    parts = spec.terms if spec.kind == "sum" else (spec,)
+    parts = spec.terms if spec.kind in ("sum", "outputs") else (spec,)
     for part in parts:
         found = lookup_loss(part.kind, allow_imports)
         if found is None or "ignore_index" not in (found.arguments or {}):
@@ -155,12 +199,12 @@ def ignored_target(spec: Any, allow_imports: Sequence[str] = ()) -> int | None:
 
 
 def loss_names() -> list[str]:
-    return sorted([*_LOSSES, "sum"])
+    return sorted([*_LOSSES, "sum", "outputs"])
 
 
 def lookup_loss(name: str, allow_imports: Sequence[str] = ()) -> LossDef | None:
-    """A registered loss, or any torch.nn loss by class name (`nn.KLDivLoss`). `sum` is not
-    a loss by itself: see `build_loss`."""
+    """A registered loss, or any torch.nn loss by class name (`nn.KLDivLoss`). `sum` and
+    `outputs` are not losses by themselves: see `build_loss`."""
     if name in _LOSSES:
         return _LOSSES[name]
     if is_import_path(name):  # a user's loss class: imported only if allowed

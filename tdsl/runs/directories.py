@@ -322,7 +322,7 @@ def predict_run(
 ) -> int:
     """Write the model's outputs for the rows in `input_path` to exactly `output_path`
     (atomically, creating missing folders), in the format its extension names; returns the
-    row count."""
+    row count. Several outputs are written side by side, each flattened."""
     kind = prediction_format(output_path)
     program, state = _program_and_state(directory, which, allow_imports)
     try:  # a CSV, texts, a series or images in the source's format, through its transforms
@@ -344,6 +344,8 @@ def predict_run(
             )
     features = tuple(t.to(DTYPES[i.dtype]) for t, i in zip(features, declared, strict=True))
     outputs = predict(program, state, features)
+    if isinstance(outputs, tuple):  # several outputs: side by side, in model.outputs order
+        outputs = torch.cat([o.reshape(len(o), -1) for o in outputs], dim=1)
     output_path = Path(output_path)
     atomic_write_bytes(output_path, prediction_bytes(outputs.numpy(), kind))
     # The atomic write's temporary file is private (0600); predictions are made to be

@@ -118,12 +118,16 @@ def _ops() -> list[Entry]:
     return sorted(entries, key=lambda e: e.names[0])
 
 
+_OUTPUTS = "a weighted sum of a loss per model output (terms with output:, target:)"
+
+
 def _losses() -> list[Entry]:
     entries = []
     for name in losses.loss_names():
         loss = losses.lookup_loss(name)
-        if loss is None:  # `sum` combines other losses rather than being one
-            entries.append(Entry((name,), "a weighted sum of loss terms", ("terms",)))
+        if loss is None:  # `sum` and `outputs` combine other losses rather than being one
+            what = {"sum": "a weighted sum of loss terms", "outputs": _OUTPUTS}[name]
+            entries.append(Entry((name,), what, ("terms",)))
             continue
         targets = ", ".join(sorted(loss.targets))
         doc = f"{_first_line(loss.cls.__doc__)} (takes {loss.expects}; targets: {targets})"

@@ -22,6 +22,7 @@ from tdsl.spec.data_section import (  # noqa: F401 (the spec language, re-export
     Split,
     Table,
     Target,
+    TargetColumn,
     TargetKind,
     Teacher,
     Tensors,

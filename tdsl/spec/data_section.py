@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from attrs import field, frozen
 
-from tdsl.spec.frozen import FrozenMap
+from tdsl.spec.frozen import FrozenMap, freeze
 from tdsl.spec.origins import Recorded
 from tdsl.spec.values import (
     as_float,
@@ -155,6 +155,15 @@ def _columns(value: Any) -> tuple | str:
 
 
 @frozen(kw_only=True)
+class TargetColumn(Recorded):
+    """One of several named targets of a CSV: its column and kind."""
+
+    column: str = field(metadata=NAME)
+    kind: TargetKind
+    num_classes: int | None = field(default=None, validator=positive)
+
+
+@frozen(kw_only=True)
 class Table(Recorded):
     """A CSV file: feature columns with per-column transforms, and a target. `columns: all`
     takes every column but the target and `exclude`, each as its cells say: numbers through
@@ -165,9 +174,12 @@ class Table(Recorded):
     columns: tuple[Column, ...] | Literal["all"] = field(converter=_columns, validator=non_empty)
     # The target column and its kind; class labels that are not integers are numbered in
     # sorted order.
-    target: str = field(metadata=NAME)
-    target_kind: TargetKind
+    target: str | None = field(default=None, metadata=NAME)
+    target_kind: TargetKind | None = None
     num_classes: int | None = field(default=None, validator=positive)
+    # Several targets instead, by name (one value per row each): what `kind: outputs`
+    # losses and metrics with `output:` read. `split.stratify` goes by the first.
+    targets: dict[str, TargetColumn] = field(factory=FrozenMap, converter=freeze)
     # columns: all: the columns left out, and the transform of number columns.
     exclude: tuple[str, ...] = field(default=(), converter=as_tuple, metadata=NAME)
     default_transform: Literal["passthrough", "standardize", "minmax"] = "standardize"

@@ -27,19 +27,33 @@ class Regularizer(Recorded):
 
 @frozen(init=False)
 class LossTerm(Recorded):
-    """One weighted part of a `kind: sum` loss."""
+    """One weighted part of a `kind: sum` loss, or of a `kind: outputs` loss: there each
+    term reads the model output named `output` and the data's target of the same name (or
+    the one `target` names)."""
 
     kind: str
     weight: float = field(default=1.0, converter=as_float, validator=positive)
+    output: str | None = None
+    target: str | None = None
     args: FrozenMap = FrozenMap()
 
-    def __init__(self, kind: str, *, weight: float = 1.0, args=None, **kw):
-        self.__attrs_init__(kind=kind, weight=weight, args=call_args(args, kw))
+    def __init__(
+        self, kind: str, *, weight: float = 1.0, output=None, target=None, args=None, **kw
+    ):
+        self.__attrs_init__(
+            kind=kind, weight=weight, output=output, target=target, args=call_args(args, kw)
+        )
+
+    @property
+    def target_name(self) -> str | None:
+        return self.target if self.target is not None else self.output
 
 
 @frozen(init=False)
 class Loss(Recorded):
-    """A loss by name with its arguments, or `kind: sum` of weighted `terms`; plus
+    """A loss by name with its arguments, `kind: sum` of weighted `terms` on the one output,
+    or `kind: outputs`: a term per model output (its `output:`, and `target:` where the
+    target's name differs), summed with their weights; plus
     regularizers on the parameters. `class_dim` says which output axis holds the classes
     when class targets have positions (tokens, pixels): -1 (last, [B, T, C]) or 1 ([B, C,
     T]); None infers it from the shapes."""
@@ -126,8 +140,16 @@ class Optimizer(Recorded):
 
 @frozen(init=False)
 class Metric(Recorded):
+    """A metric by name; with several outputs, `output` names the one it measures (against
+    the target of that name) and the history calls it `<output>_<kind>`."""
+
     kind: str
+    output: str | None = None
     args: FrozenMap = FrozenMap()
 
-    def __init__(self, kind: str, *, args=None, **kw):
-        self.__attrs_init__(kind=kind, args=call_args(args, kw))
+    def __init__(self, kind: str, *, output=None, args=None, **kw):
+        self.__attrs_init__(kind=kind, output=output, args=call_args(args, kw))
+
+    @property
+    def name(self) -> str:
+        return self.kind if self.output is None else f"{self.output}_{self.kind}"

@@ -43,7 +43,10 @@ def resolve_mode(monitor: str, mode: str) -> str:
     """auto: maximize metrics where higher is better (accuracy, auroc, ...), else minimize."""
     if mode != "auto":
         return mode
-    found = lookup_metric(monitor.removeprefix("val_"))
+    name = monitor.removeprefix("val_")
+    # A metric of one of several outputs is `<output>_<kind>`: the longest known kind.
+    suffixes = [name] + [name[i + 1 :] for i, c in enumerate(name) if c == "_"]
+    found = next((m for m in map(lookup_metric, suffixes) if m is not None), None)
     return "max" if found is not None and found.higher_is_better else "min"
 
 

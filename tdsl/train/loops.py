@@ -22,6 +22,7 @@ from tdsl.data import FITTED_FILE, Splits, TensorData, stored_spec, with_absolut
 from tdsl.errors import TdslError
 from tdsl.spec.load_dump import dump
 from tdsl.train.atomic_files import atomic_write_text
+from tdsl.train.multi_output import join, numel
 from tdsl.train.program import Program
 from tdsl.train.standard import compose, prepare_directory
 from tdsl.train.state import TrainState
@@ -105,7 +106,7 @@ class _Accumulator:
         if self.program.metrics:
             output = metrics["output"]
             self.pending.append((output, metrics["target"]))
-            self.pending_elements += output.numel()
+            self.pending_elements += numel(output)
             if self.pending_elements >= self.FLUSH_ELEMENTS:
                 self._flush()
 
@@ -114,10 +115,7 @@ class _Accumulator:
             return
         outputs, targets = zip(*self.pending, strict=True)
         self.pending, self.pending_elements = [], 0
-        one = len(outputs) == 1
-        states = self.program.measure(
-            outputs[0] if one else torch.cat(outputs), targets[0] if one else torch.cat(targets)
-        )
+        states = self.program.measure(join(outputs), join(targets))
         for metric in self.program.metrics:
             previous = self.stats.get(metric.name)
             state = states[metric.name]
@@ -350,11 +348,14 @@ def predict(
     *,
     batch_size: int | None = None,
 ) -> torch.Tensor:
-    """The model's outputs for every row of `features`, in order, on the CPU."""
+    """The model's outputs for every row of `features`, in order, on the CPU (a tuple of
+    them for a model with several outputs)."""
     batch_size = batch_size or eval_batch_size(program.spec)
     features = tuple(f.to(program.device) for f in features)
     outputs = []
     for start in range(0, int(features[0].shape[0]), batch_size):
         chunk = tuple(f[start : start + batch_size] for f in features)
-        outputs.append(program.predict_step(state, chunk).float().cpu())
-    return torch.cat(outputs)
+        out = program.predict_step(state, chunk)
+        single = isinstance(out, torch.Tensor)
+        outputs.append(out.float().cpu() if single else tuple(o.float().cpu() for o in out))
+    return torch.cat(outputs) if single else join(outputs)

@@ -35,6 +35,7 @@ from tdsl.registry.optimizer_args import as_torch
 from tdsl.registry.optimizers import lookup_optimizer, lookup_schedule
 from tdsl.train.distributed import World, connect
 from tdsl.train.generation import generate
+from tdsl.train.multi_output import per_output, to_probabilities
 from tdsl.train.state import TrainState
 from tdsl.train.steps import Objective, Steps
 
@@ -71,14 +72,6 @@ def _regularizer(
     if reg.kind == "l2":
         return lambda params: reg.weight * l2(params)
     return lambda params: reg.weight * (reg.l1_ratio * l1(params) + (1 - reg.l1_ratio) * l2(params))
-
-
-def _to_probabilities(expects: str, target_kind: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    if expects == "logits":
-        return torch.sigmoid if target_kind == "binary" else lambda x: torch.softmax(x, dim=-1)
-    if expects == "log_probabilities":
-        return torch.exp
-    return lambda x: x
 
 
 @attrs.frozen
@@ -271,13 +264,24 @@ def make_objective(
         counts[reg.kind] += 1
         name = reg.kind if counts[reg.kind] == 1 else f"{reg.kind}_{counts[reg.kind]}"
         regularizers.append((name, _regularizer(reg, select(reg, module, ops))))
+    if spec.loss.kind == "outputs":
+        loss_fn = build_loss(spec.loss, allow_imports).to(device)
+        multi, metrics = per_output(spec, graph, loss_fn, allow_imports)
+        return Objective(
+            loss_fn,
+            lambda x: x,
+            tuple(regularizers),
+            metrics,
+            target.kind,
+            multi=multi,
+        )
     metrics = tuple(
         make_metric(lookup_metric(m.kind), target.kind, m.args, target.num_classes, ignore_index)
         for m in spec.metrics
     )
     return Objective(
         build_loss(spec.loss, allow_imports, class_dim).to(device),
-        _to_probabilities(loss_def.expects, target.kind),
+        to_probabilities(loss_def.expects, target.kind),
         tuple(regularizers),
         metrics,
         target.kind,

@@ -26,32 +26,11 @@ from tdsl.model.build import GraphModule, build_graph, materialize
 from tdsl.model.graph import Graph
 from tdsl.registry.metrics import Metric
 from tdsl.train.compiled_step import CompiledStep
+from tdsl.train.multi_output import MultiOutput, detached, rows
 from tdsl.train.pure_updates import PureUpdate, pure_update_for
+from tdsl.train.randomness import uses_randomness
 from tdsl.train.state import TrainState
 from tdsl.train.state_slots import Slots
-
-_RANDOM_LAYERS = (
-    torch.nn.Dropout,
-    torch.nn.Dropout1d,
-    torch.nn.Dropout2d,
-    torch.nn.Dropout3d,
-    torch.nn.AlphaDropout,
-    torch.nn.FeatureAlphaDropout,
-    torch.nn.RReLU,
-)
-
-
-def uses_randomness(module: torch.nn.Module) -> bool:
-    """Whether a training forward pass may draw random numbers."""
-    for layer in module.modules():
-        if not type(layer).__module__.startswith(("torch.nn.", "tdsl.")):
-            return True  # user code: assume it does
-        if isinstance(layer, _RANDOM_LAYERS):
-            return True
-        dropout = getattr(layer, "dropout", 0.0)  # RNNs and attention drop out internally
-        if isinstance(dropout, float | int) and dropout > 0:
-            return True
-    return False
 
 
 @contextlib.contextmanager
@@ -76,6 +55,8 @@ class Objective:
     target_kind: str
     # Class targets with positions: the output axis of the classes (1 or -1); None: [B, C].
     class_dim: int | None = None
+    # Several outputs and targets (a `kind: outputs` loss); None: one of each.
+    multi: MultiOutput | None = None
 
 
 class Steps:
@@ -106,6 +87,7 @@ class Steps:
         self.loss_fn, self.to_prob = objective.loss_fn, objective.to_prob
         self.regularizers, self.metrics = objective.regularizers, objective.metrics
         self.target_kind, self.class_dim = objective.target_kind, objective.class_dim
+        self.multi = objective.multi
         self.initial_hyper = self.slots.hyper()
         self.initial_schedule = scheduler.state_dict() if scheduler else None
         # fp16 needs loss scaling so small gradients do not underflow; bf16 does not.
@@ -175,6 +157,8 @@ class Steps:
 
     def _target(self, batch: Batch) -> torch.Tensor:
         target = batch.target
+        if self.multi is not None:
+            return self.multi.split_targets(target)
         if self.target_kind == "class":  # a class per row, or per position ([B, T])
             return target.reshape(-1).long() if self.class_dim is None else target.long()
         return target.float()
@@ -182,6 +166,8 @@ class Steps:
     def measure(self, output: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
         """Each metric's state over these rows (`output` as the model gives it; the metrics
         see classes on the last axis)."""
+        if self.multi is not None:
+            return self.multi.measure(self.metrics, output, target)
         output = output.detach().float()
         if self.class_dim == 1:
             output = output.movedim(1, -1)
@@ -196,14 +182,19 @@ class Steps:
         extra: dict[str, torch.Tensor],
     ) -> dict[str, Any]:
         # Outputs, not metric states: loops update metrics over many batches at once.
-        count = target.shape[0]
         return {
             "loss": loss.detach(),
             **extra,
-            "count": count,
-            "output": output.detach(),
+            "count": rows(target),
+            "output": detached(output),
             "target": target,
         }
+
+    def _loss(self, output: Any, target: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The data loss, and with several outputs each term's (`loss_<output>`)."""
+        if self.multi is None:
+            return self.loss_fn(output.float(), target), {}
+        return self.multi.losses(output, target)
 
     def _backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
@@ -269,14 +260,15 @@ class Steps:
         if compiled:  # forward, backward, clipping and the update in one graph
             output, data_loss, term_values = self.compiled(batch.features, target)
             terms = dict(zip((name for name, _ in self.regularizers), term_values, strict=True))
+            parts = {}
         elif self.spec.train.accumulate == 1:
             with self.autocast():
                 output = self.module(*batch.features)
-                data_loss = self.loss_fn(output.float(), target)
+                data_loss, parts = self._loss(output, target)
             terms = {name: term(self.params) for name, term in self.regularizers}
             self._backward(data_loss + sum(terms.values()) if terms else data_loss)
         else:
-            output, data_loss = self._accumulate(batch, target)
+            (output, data_loss), parts = self._accumulate(batch, target), {}
             terms = {name: term(self.params) for name, term in self.regularizers}
             if terms:
                 self._backward(sum(terms.values()))
@@ -313,7 +305,7 @@ class Steps:
             rng=self._rng() if self.stochastic else state.rng,
             scaler=self.scaler.state_dict() if self.scaler is not None else None,
         )
-        extra = {name: value.detach() for name, value in terms.items()}
+        extra = {name: value.detach() for name, value in {**parts, **terms}.items()}
         return new_state, self._batch_metrics(output, target, data_loss, extra)
 
     def _update_out_of_place(self, update: PureUpdate, state: TrainState) -> None:
@@ -333,8 +325,8 @@ class Steps:
         target = self._target(batch)
         with self.autocast():
             output = self.module(*batch.features)
-            loss = self.loss_fn(output.float(), target)
-        return self._batch_metrics(output, target, loss, {})
+            loss, parts = self._loss(output, target)
+        return self._batch_metrics(output, target, loss, {k: v.detach() for k, v in parts.items()})
 
     @torch.no_grad()
     def predict_step(self, state: TrainState, features: tuple[torch.Tensor, ...]) -> Any:
