@@ -201,6 +201,11 @@ SEEDS = (
         (Params(110_336), Trains()),
     ),
     Seed(
+        "unet_shapes",
+        "U-Net (blocks, transposed convs, concat skips) segmenting generated shapes",
+        (Params(29_508), ValAtLeast("mean_iou", 0.9)),
+    ),
+    Seed(
         "timeseries_lstm",
         "5-layer LSTM, output block times the last input step",
         (Params(492), Trains()),
