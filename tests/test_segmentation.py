@@ -235,7 +235,9 @@ def test_a_mask_of_another_size_is_named(folders):
     small = np.zeros((6, 12), dtype=np.uint8)
     Image.fromarray(small, "L").save(folders / "masks" / "img5.png")
     (message,) = errors(masks_spec(folders))
-    assert message.startswith("data.masks: mask img5.png is 12x6, its image img5.png is 12x12")
+    assert message.startswith(
+        "data.masks: mask img5.png is 12x6, its image img5.png is 12x12 (width x height)"
+    )
 
 
 def test_class_ids_beyond_num_classes_are_named_unless_ignored(folders):

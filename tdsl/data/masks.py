@@ -103,7 +103,7 @@ def check_pairs(source: S.Segmentation, pairs: list[tuple[Path, Path]], problems
         if mask_size != image_size:
             sizes.append(
                 f"mask {mask_path.name} is {mask_size[0]}x{mask_size[1]}, its image "
-                f"{image_path.name} is {image_size[0]}x{image_size[1]}"
+                f"{image_path.name} is {image_size[0]}x{image_size[1]} (width x height)"
             )
         if mask_mode not in ("L", "P", "I", "I;16", "1"):
             problems.add(
