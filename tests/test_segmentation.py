@@ -16,7 +16,7 @@ from tdsl.data import load_data
 from tdsl.data import shapes as shapes_data
 from tdsl.data.masks import augment_pair
 from tdsl.errors import format_path
-from tdsl.runs.directories import run
+from tdsl.runs.directories import predict_run, run
 
 UNET = """
 name: tiny_unet
@@ -264,6 +264,10 @@ def test_a_unet_trains_on_mask_folders_with_ignored_pixels(folders, tmp_path):
     _pair(folders, "img7", mask)
     extra = ", ignore_index: 255, random_flip: true"
     spec = tdsl.load(masks_spec(folders, extra, "{kind: cross_entropy, ignore_index: 255}"))
-    _, result = run(spec, tmp_path / "run")
+    directory, result = run(spec, tmp_path / "run")
     last = result.history[-1]
     assert all(value == value for value in last.values()), last  # no NaN
+    # Prediction reads images alone, as the run's source decodes them.
+    out = tmp_path / "masks.npy"
+    assert predict_run(directory, folders / "images", out) == 10
+    assert np.load(out).shape == (10, 3, 12, 12)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from tdsl import spec as S
+from tdsl.data import images
 from tdsl.data.base import Context, DataError, DataSignature, FeatureInfo, Problems, check_exists
 from tdsl.data.fitted import Fitted
 from tdsl.data.images import ImageReader, _is_image, channels
@@ -211,3 +212,8 @@ def prepare(source: S.Segmentation, ctx: Context, fitted: Fitted | None = None):
 
 def declared_target(source: S.Segmentation) -> S.Target:
     return S.Target(kind="class", num_classes=source.num_classes, shape=tuple(source.size))
+
+
+def read_input(source: S.Segmentation, ctx: Context, fitted: object, path: Path):
+    """Prediction images (no masks): one image file, or every image under a folder."""
+    return images.read_input(source, ctx, fitted, path)
