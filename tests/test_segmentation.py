@@ -231,6 +231,14 @@ def test_a_mask_missing_for_an_image_is_named(folders):
     )
 
 
+def test_two_images_of_one_name_are_refused(folders):
+    (folders / "images" / "img2.jpg").write_bytes((folders / "images" / "img0.jpg").read_bytes())
+    (message,) = errors(masks_spec(folders))
+    assert message.startswith(
+        "data.folder: img2.jpg and img2.png have the same name: a mask pairs with one image"
+    )
+
+
 def test_a_mask_of_another_size_is_named(folders):
     small = np.zeros((6, 12), dtype=np.uint8)
     Image.fromarray(small, "L").save(folders / "masks" / "img5.png")

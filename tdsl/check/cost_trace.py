@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from tdsl import spec as S
+from tdsl.check.class_targets import class_axis
 from tdsl.check.outputs_and_targets import data_signature
 from tdsl.check.pipeline import Inference
 from tdsl.model.build import example_inputs
@@ -115,18 +116,23 @@ def flop_counter():
 
 def _inputs_and_target(spec, inference, batch, allow_imports):
     inputs = example_inputs(inference.graph, batch)
-    kind = data_signature(spec, allow_imports).target.kind
-    return tuple(inputs.values()), kind
+    target = data_signature(spec, allow_imports).target
+    return tuple(inputs.values()), target
 
 
-def _loss(spec, output, kind, allow_imports) -> torch.Tensor:
-    """The spec's loss of `output` against a meta target (as `Steps._target` shapes it)."""
+def _loss(spec, output, target: S.Target, allow_imports) -> torch.Tensor:
+    """The spec's loss of `output` against a meta target (as `Steps._target` shapes it):
+    class targets with positions ([B, T], [B, H, W]) through the per-position loss, as
+    training builds it."""
     output = output.float()
-    if kind == "class":
-        target = torch.zeros(output.shape[0], dtype=torch.int64, device="meta")
+    class_dim = None
+    if target.kind == "class":
+        class_dim = class_axis(spec.loss, target, output.shape)[0]
+        shape = (output.shape[0], *target.shape) if class_dim is not None else output.shape[:1]
+        labels = torch.zeros(shape, dtype=torch.int64, device="meta")
     else:
-        target = torch.empty_like(output)
-    return build_loss(spec.loss, allow_imports).to("meta")(output, target)
+        labels = torch.empty_like(output)
+    return build_loss(spec.loss, allow_imports, class_dim).to("meta")(output, labels)
 
 
 def trace_step(
@@ -135,7 +141,7 @@ def trace_step(
     """Per top-level layer (in graph order, then the loss): saved bytes and training
     FLOPs; and the step's total FLOPs."""
     module = inference.module
-    inputs, kind = _inputs_and_target(spec, inference, batch, allow_imports)
+    inputs, target = _inputs_and_target(spec, inference, batch, allow_imports)
     saved = _Saved(module)
     names = {id(m): n for n, m in reversed(list(module.named_children()))}  # first name wins
 
@@ -150,7 +156,7 @@ def trace_step(
             with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t):
                 output = module(*inputs)
                 saved.current = LOSS_ROW
-                loss = _loss(spec, output, kind, allow_imports)
+                loss = _loss(spec, output, target, allow_imports)
             loss.backward()
     finally:
         for hook in hooks:
@@ -179,12 +185,12 @@ def forward_flops(
 ) -> int:
     """FLOPs of one evaluation batch: the forward pass and the loss, without gradients."""
     module = inference.module
-    inputs, kind = _inputs_and_target(spec, inference, batch, allow_imports)
+    inputs, target = _inputs_and_target(spec, inference, batch, allow_imports)
     was_training = module.training
     module.eval()
     try:
         with flop_counter() as counter, FusedAttention(), torch.no_grad():
-            _loss(spec, module(*inputs), kind, allow_imports)
+            _loss(spec, module(*inputs), target, allow_imports)
     finally:
         module.train(was_training)
     return counter.get_total_flops()

@@ -58,7 +58,17 @@ def _stems(folder: Path, key: str, problems: Problems, masks: bool) -> dict[str,
     if not files:
         what = "PNG masks" if masks else "PNG or JPEG images"
         problems.add((key,), f"{folder} has no {what}")
-    return {p.stem: p for p in files}
+    by_stem: dict[str, Path] = {}
+    for path in files:
+        if path.stem in by_stem:  # a.png and a.jpg: which one would a.png's mask label?
+            problems.add(
+                (key,),
+                f"{by_stem[path.stem].name} and {path.name} have the same name: a mask pairs "
+                "with one image",
+                "keep one of them",
+            )
+        by_stem[path.stem] = path
+    return by_stem
 
 
 def pair_files(
