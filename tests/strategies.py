@@ -555,6 +555,38 @@ additions = _build(
     optional={"digits": sizes, "n": sizes, "reverse": st.booleans(), "split": splits},
 )
 
+shapes_sets = _build(
+    tdsl.Shapes,
+    optional={
+        "n": sizes,
+        "size": st.lists(small_sizes, min_size=2, max_size=2),
+        "mode": st.sampled_from(["rgb", "gray"]),
+        "shapes_per_image": sizes,
+        "noise": non_negative_floats,
+        "split": splits,
+    },
+)
+
+mask_folders = _build(
+    tdsl.Segmentation,
+    optional={
+        "mode": st.sampled_from(["rgb", "gray"]),
+        "ignore_index": st.one_of(st.none(), st.integers(min_value=0, max_value=255)),
+        "mean": st.lists(_finite_floats, max_size=3),
+        "std": st.lists(positive_floats, max_size=3),
+        "random_flip": st.booleans(),
+        "random_crop": st.integers(min_value=0, max_value=8),
+        "workers": st.integers(min_value=0, max_value=16),
+        "split": splits,
+    },
+    required={
+        "folder": names,
+        "masks": names,
+        "num_classes": sizes,
+        "size": st.lists(small_sizes, min_size=2, max_size=2),
+    },
+)
+
 data_sources = st.one_of(
     rings,
     linear_regressions,
@@ -569,6 +601,8 @@ data_sources = st.one_of(
     bundled_sets,
     text_lms,
     additions,
+    shapes_sets,
+    mask_folders,
 )
 
 # --- loss, optimizer, metrics ---------------------------------------------------------------

@@ -29,6 +29,15 @@ UPDATE = bool(os.environ.get("TDSL_UPDATE_GOLDENS"))
 MACHINE_DEPENDENT = {
     "61_device_cuda_unavailable": (torch.cuda.is_available(), "a CUDA device is present"),
     "104_image_not_an_image": (importlib.util.find_spec("PIL") is None, "Pillow is missing"),
+    **{
+        name: (importlib.util.find_spec("PIL") is None, "Pillow is missing")
+        for name in (
+            "seg_mask_missing",
+            "seg_mask_size_and_ids",
+            "seg_ignore_index_not_skipped",
+            "seg_ignore_index_is_a_class",
+        )
+    },
 }
 # A few cases for the JSON output: plain errors, a hint-less error, several errors, a warning.
 JSON_CASES = [

@@ -28,9 +28,10 @@ SEED_PARAMETER_COUNTS = {
     "gpt_adder": 102_144,
     "char_lm": 110_336,
     "multitask": 290,
+    "unet_shapes": 29_508,
 }
-# Language models train on fewer rows here (the full runs are `make examples`).
-SHORT_DATA = {"gpt_adder": {"n": 2000}, "char_lm": {"stride": 16}}
+# Language models and the U-Net train on fewer rows here (the full runs are `make examples`).
+SHORT_DATA = {"gpt_adder": {"n": 2000}, "char_lm": {"stride": 16}, "unet_shapes": {"n": 200}}
 GOLDEN = ROOT / "tests" / "golden"
 
 

@@ -221,6 +221,11 @@ SEEDS = (
         (Params(290), ValAtLeast("churn_auroc", 0.83), ValAtMost("spend_mae", 1.25)),
     ),
     Seed(
+        "unet_shapes",
+        "U-Net (blocks, transposed convs, concat skips) segmenting generated shapes",
+        (Params(29_508), ValAtLeast("mean_iou", 0.9)),
+    ),
+    Seed(
         "timeseries_lstm",
         "5-layer LSTM, output block times the last input step",
         (Params(492), Trains()),

@@ -79,8 +79,9 @@ def check_ignore_index(
 ) -> None:
     """For language-model data, whose targets are token ids and the source's own marker for
     unlabelled positions: the loss must skip that marker, and a written ignore_index that
-    is neither skips nothing."""
+    is neither skips nothing. Masks with an unlabelled value need a loss that skips it."""
     if not signature.tokens:
+        _check_mask_ignore_index(spec, signature, diags, allow_imports)
         return
     classes = signature.target.num_classes
     marker = signature.ignore_index
@@ -107,6 +108,24 @@ def check_ignore_index(
             "it, so it skips nothing",
             "remove ignore_index, or give a token id to skip (a padding token)",
         )
+
+
+def _check_mask_ignore_index(
+    spec: S.Spec, signature: DataSignature, diags: Diagnostics, allow_imports: Sequence[str]
+) -> None:
+    marker = signature.ignore_index
+    ignored = ignored_target(spec.loss, allow_imports)
+    if marker is None or ignored == marker:
+        return
+    written = _written_ignore_index(spec.loss)
+    path: SpecPath = ("loss", *written[0]) if written else ("loss", "kind")
+    what = f"ignore_index {ignored}" if ignored is not None else f"loss {spec.loss.kind!r}"
+    diags.error(
+        path,
+        f"the masks mark unlabelled pixels with {marker} (data.ignore_index), but {what} "
+        "does not skip them: they would be targets of a class that does not exist",
+        f"use loss: {{kind: cross_entropy, ignore_index: {marker}}}",
+    )
 
 
 def _written_ignore_index(loss: S.Loss) -> tuple[SpecPath, Any] | None:

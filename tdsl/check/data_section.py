@@ -54,6 +54,11 @@ def check_data(
     if isinstance(data, S.Teacher) and data.num_classes < 2:
         diags.error(("data", "num_classes"), f"must be >= 2 (got {data.num_classes})")
     if is_synthetic(data):
+        found = synthetic.problems(data)
+        for problem in found:
+            diags.error(("data", *problem.path), problem.message, problem.hint)
+        if found:
+            return None
         signature = synthetic.signature(data, context(spec))
     else:
         try:

@@ -9,6 +9,7 @@ relative to the spec file (the current folder for a spec built in Python).
 Modules: `tensors` (Batch, TensorData, splits), `streaming` (file-backed rows through
 DataLoader workers), `synthetic`, `files` (.npz/.pt/.npy), `table` (CSV), `images`, `text`,
 `timeseries`, `text_lm` and `addition` (language-model tasks; their tokens: `vocabulary`),
+`shapes` and `masks` (segmentation: generated, and image folders with mask folders),
 `bundled` (scikit-learn's data sets), `imported` (arrays from user code), `labels` (targets
 from text), `csvfile`, `fitted`, `checks` (validation).
 """
@@ -30,6 +31,7 @@ from tdsl.data import (
     files,
     images,
     imported,
+    masks,
     synthetic,
     table,
     text,
@@ -90,6 +92,7 @@ FILE_SOURCES: dict[type, ModuleType] = {
     S.Arrays: arrays,  # in memory: nothing to read, but prepared once like a file
     S.TextLM: text_lm,
     S.Addition: addition,
+    S.Segmentation: masks,
 }
 
 
@@ -149,7 +152,7 @@ def declared_target(source: S.DataSource) -> S.Target:
         return S.Target(kind="regression", shape=(len(source.targets or source.columns),))
     if isinstance(source, S.Bundled):
         return bundled.declared_target(source)
-    if isinstance(source, S.TextLM | S.Addition):
+    if isinstance(source, S.TextLM | S.Addition | S.Segmentation):
         return FILE_SOURCES[type(source)].declared_target(source)
     named = declared_targets(source)
     if named:

@@ -1,5 +1,5 @@
 """Generated data: linear regression, two rings, random rows shaped like the model's inputs,
-and a classification teacher for benchmarks.
+a classification teacher for benchmarks, and shapes to segment (`shapes`).
 
 Everything is drawn from the spec's seed with a private generator, so the same spec gives
 the same rows and the same split.
@@ -12,7 +12,8 @@ import math
 import torch
 
 from tdsl import spec as S
-from tdsl.data.base import Context, DataSignature, FeatureInfo
+from tdsl.data import shapes
+from tdsl.data.base import Context, DataSignature, FeatureInfo, Problem, Problems
 from tdsl.data.tensors import Splits, TensorData, split_index, split_rows, split_sizes
 from tdsl.registry.ops import DTYPES
 
@@ -78,11 +79,23 @@ GENERATORS = {
     S.Rings: _rings,
     S.RandomData: _random,
     S.Teacher: _teacher,
+    S.Shapes: shapes.rows,
 }
+
+
+def problems(data: S.DataSource) -> list[Problem]:
+    """What makes a generated source impossible to draw, found from the spec alone."""
+    found = Problems()
+    if isinstance(data, S.Shapes):
+        shapes.static_problems(data, found)
+    return found.items
 
 
 def prepare(data: S.DataSource, ctx: Context, _fitted: object = None) -> Splits:
     """Generate the rows and split them with a seeded permutation."""
+    found = Problems()
+    found.items.extend(problems(data))
+    found.check()
     generator = torch.Generator().manual_seed(ctx.seed)
     features, target = GENERATORS[type(data)](data, generator, ctx)
     rows = TensorData(features, target)
@@ -110,6 +123,8 @@ def signature(data: S.DataSource, ctx: Context | None = None) -> DataSignature:
         )
     if isinstance(data, S.Rings):
         return DataSignature((FeatureInfo((2,), "float32"),), S.Target(kind="binary"), counts)
+    if isinstance(data, S.Shapes):
+        return shapes.signature(data, counts)
     if isinstance(data, S.Teacher):
         target = S.Target(kind="class", num_classes=data.num_classes)
         return DataSignature((FeatureInfo((data.features,), "float32"),), target, counts)

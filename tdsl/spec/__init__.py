@@ -19,6 +19,8 @@ from tdsl.spec.data_section import (  # noqa: F401 (the spec language, re-export
     PythonData,
     RandomData,
     Rings,
+    Segmentation,
+    Shapes,
     Split,
     Table,
     Target,

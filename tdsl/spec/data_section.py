@@ -340,6 +340,48 @@ class Addition:
     split: Split = Split(train=0.9, val=0.1)
 
 
+@frozen(kw_only=True)
+class Segmentation(Recorded):
+    """A folder of PNG/JPEG images and a parallel folder of PNG masks, paired by file name
+    (`a.jpg` with `a.png`): each mask pixel is the class id of the image pixel under it.
+    Images become float32 [C, H, W], masks int64 [H, W] (needs Pillow)."""
+
+    kind: Literal["segmentation"] = "segmentation"
+    folder: str = field(metadata=PATH)
+    masks: str = field(metadata=PATH)
+    # Class ids are 0..num_classes-1.
+    num_classes: int = field(validator=positive)
+    # Images are resized to [height, width] (bilinear), masks too (nearest: ids stay ids).
+    size: tuple[int, ...] = field(converter=tuple, validator=each_positive)
+    mode: Literal["rgb", "gray"] = "rgb"
+    # A mask value for unlabelled pixels (often 255), kept as is: the loss must skip it.
+    ignore_index: int | None = field(default=None, validator=non_negative)
+    mean: tuple[float, ...] = field(default=(), converter=as_floats)
+    std: tuple[float, ...] = field(default=(), converter=as_floats)
+    # Augmentations of training rows, applied alike to an image and its mask.
+    random_flip: bool = False
+    random_crop: int = field(default=0, validator=non_negative)
+    workers: int = field(default=2, validator=non_negative)
+    split: Split = Split()
+
+
+@frozen(kw_only=True)
+class Shapes(Recorded):
+    """Generated segmentation images: `shapes_per_image` random circles, squares and
+    triangles (each filled with a random brightness or colour) on Gaussian noise, with a
+    class per pixel: 0 background, 1 circle, 2 square, 3 triangle (a later shape covers an
+    earlier one). Images float32 [C, H, W], masks int64 [H, W]; drawn from the spec's seed."""
+
+    kind: Literal["shapes"] = "shapes"
+    n: int = field(default=2000, validator=positive)
+    size: tuple[int, ...] = field(default=(32, 32), converter=tuple, validator=each_positive)
+    mode: Literal["gray", "rgb"] = "gray"
+    shapes_per_image: int = field(default=2, validator=positive)
+    # Standard deviation of the noise added to every pixel (shapes are 0.5 to 1 brighter).
+    noise: float = field(converter=as_float, default=0.1, validator=non_negative)
+    split: Split = Split()
+
+
 DataSource = (
     LinearRegression
     | Rings
@@ -354,4 +396,6 @@ DataSource = (
     | Bundled
     | TextLM
     | Addition
+    | Shapes
+    | Segmentation
 )
