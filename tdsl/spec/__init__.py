@@ -10,17 +10,13 @@ by the validation pass, not here. Change a spec with `attrs.evolve`.
 from tdsl.spec.arrays_source import PYTHON_ONLY, Arrays  # noqa: F401
 from tdsl.spec.data_section import (  # noqa: F401 (the spec language, re-exported)
     PATH,
-    Addition,
     Bundled,
     Column,
-    DataSource,
     ImageFolder,
     LinearRegression,
     PythonData,
     RandomData,
     Rings,
-    Segmentation,
-    Shapes,
     Split,
     Table,
     Target,
@@ -29,9 +25,9 @@ from tdsl.spec.data_section import (  # noqa: F401 (the spec language, re-export
     Teacher,
     Tensors,
     Text,
-    TextLM,
     TimeSeries,
 )
+from tdsl.spec.data_sources import DataSource  # noqa: F401 (re-exported)
 from tdsl.spec.experiment import (  # noqa: F401 (the spec language, re-exported)
     CALL_CLASSES,
     DATA_SOURCES,
@@ -52,6 +48,12 @@ from tdsl.spec.objective_section import (  # noqa: F401 (the spec language, re-e
     ParamGroup,
     Regularizer,
     Schedule,
+)
+from tdsl.spec.task_data_section import (  # noqa: F401 (re-exported)
+    Addition,
+    Segmentation,
+    Shapes,
+    TextLM,
 )
 from tdsl.spec.training_section import (  # noqa: F401 (the spec language, re-exported)
     Checkpoint,

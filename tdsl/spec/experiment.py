@@ -4,7 +4,7 @@ from typing import Any
 
 from attrs import field, frozen
 
-from tdsl.spec.data_section import DataSource
+from tdsl.spec.data_sources import DataSource
 from tdsl.spec.model_section import Layer, Model
 from tdsl.spec.objective_section import Loss, LossTerm, Metric, Optimizer, ParamGroup, Schedule
 from tdsl.spec.origins import Recorded

@@ -1,0 +1,34 @@
+"""Every kind of data source, as the union `Spec.data` takes (tagged by `kind`)."""
+
+from tdsl.spec.data_section import (
+    Bundled,
+    ImageFolder,
+    LinearRegression,
+    PythonData,
+    RandomData,
+    Rings,
+    Table,
+    Teacher,
+    Tensors,
+    Text,
+    TimeSeries,
+)
+from tdsl.spec.task_data_section import Addition, Segmentation, Shapes, TextLM
+
+DataSource = (
+    LinearRegression
+    | Rings
+    | RandomData
+    | Teacher
+    | Tensors
+    | Table
+    | ImageFolder
+    | Text
+    | TimeSeries
+    | PythonData
+    | Bundled
+    | TextLM
+    | Addition
+    | Shapes
+    | Segmentation
+)
