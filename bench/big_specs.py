@@ -22,6 +22,7 @@ CHILD = """
 import json, resource, sys, time
 started = time.perf_counter()
 import tdsl
+import tdsl.check.pipeline  # `import tdsl` is lazy: load what validate needs before timing
 imported = time.perf_counter()
 report = tdsl.validate(sys.argv[1])
 done = time.perf_counter()
