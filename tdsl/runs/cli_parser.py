@@ -223,14 +223,22 @@ def _add_init_and_list(commands) -> None:
     )
 
 
-def _process_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number of processes, got {text!r}")
-    return value
+def positive_number(what: str = ""):
+    """An argparse type for a whole number >= 1; `what` says of what (" of processes")."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"expected a positive number{what}, got {text!r}")
+        return value
+
+    return parse
+
+
+_process_count = positive_number(" of processes")
 
 
 def _generation_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 
 from tdsl.errors import SpecError
+from tdsl.runs.cli_parser import positive_number
+
+_positive = positive_number()
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
@@ -77,16 +80,6 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="a metric to show (repeatable; default: the runs' monitors and metrics)",
     )
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
