@@ -31,6 +31,7 @@ from torch.overrides import TorchFunctionMode
 
 from tdsl import spec as S
 from tdsl.check.class_targets import class_axis
+from tdsl.check.deferred_dynamo import dynamo_import_deferred
 from tdsl.check.outputs_and_targets import data_signature
 from tdsl.check.pipeline import Inference
 from tdsl.model.build import example_inputs
@@ -168,7 +169,7 @@ def trace_step(
     was_training = module.training
     module.train()
     try:
-        with flop_counter() as counter, FusedAttention():
+        with dynamo_import_deferred(), flop_counter() as counter, FusedAttention():
             with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t):
                 output = module(*inputs)
                 saved.current = LOSS_ROW
@@ -205,7 +206,7 @@ def forward_flops(
     was_training = module.training
     module.eval()
     try:
-        with flop_counter() as counter, FusedAttention(), torch.no_grad():
+        with dynamo_import_deferred(), flop_counter() as counter, FusedAttention(), torch.no_grad():
             _loss(spec, module(*inputs), target, allow_imports, inference.graph.outputs)
     finally:
         module.train(was_training)

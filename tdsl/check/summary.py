@@ -10,7 +10,7 @@ import torch
 from tabulate import tabulate
 
 from tdsl import spec as S
-from tdsl.check.pipeline import infer
+from tdsl.check.pipeline import Inference, infer
 from tdsl.check.training_setup import check_selectors
 from tdsl.errors import Diagnostics, SpecError
 from tdsl.model.build import describe
@@ -60,10 +60,13 @@ class Summary:
         return self.table()
 
 
-def _inferred(spec: S.Spec | str | os.PathLike, allow_imports: Sequence[str]):
-    """(spec, inference) for a spec whose model infers; raises `SpecError` otherwise."""
+def inferred(spec: S.Spec | str | os.PathLike, allow_imports: Sequence[str], inference=None):
+    """(spec, inference) for a spec whose model infers; raises `SpecError` otherwise.
+    An `inference` already made for this spec is used as it is."""
     if not isinstance(spec, S.Spec):
         spec = load(spec)
+    if inference is not None:
+        return spec, inference
     diags = Diagnostics()
     inference = infer(spec, diags, allow_imports)
     if inference.module is None or inference.graph is None:
@@ -72,12 +75,16 @@ def _inferred(spec: S.Spec | str | os.PathLike, allow_imports: Sequence[str]):
 
 
 def summarize(
-    spec: S.Spec | str | os.PathLike, allow_imports: Sequence[str] = (), expand: bool = False
+    spec: S.Spec | str | os.PathLike,
+    allow_imports: Sequence[str] = (),
+    expand: bool = False,
+    *,
+    inference: Inference | None = None,
 ) -> Summary:
     """The summary of a valid spec's model; raises `SpecError` if the model does not infer.
     A block use, a repeated layer and a shared one are one row each (a parameter shared or
     tied is counted in the first row that holds it); `expand` adds a row per inner layer."""
-    spec, inference = _inferred(spec, allow_imports)
+    spec, inference = inferred(spec, allow_imports, inference)
     module = inference.module
     rows: list[Row] = []
     _rows(inference.graph, module, inference.values, "", expand, set(), rows)
@@ -131,9 +138,14 @@ def _row(rows, module, values, path, op, seen, owns=True, count_as_seen=True) ->
     rows.append(Row(path, op, describe(values[path]), trainable, frozen))
 
 
-def parameter_table(spec: S.Spec | str | os.PathLike, allow_imports: Sequence[str] = ()) -> str:
+def parameter_table(
+    spec: S.Spec | str | os.PathLike,
+    allow_imports: Sequence[str] = (),
+    *,
+    inference: Inference | None = None,
+) -> str:
     """One row per parameter: shape, size, and the param group and regularizers that pick it."""
-    spec, inference = _inferred(spec, allow_imports)
+    spec, inference = inferred(spec, allow_imports, inference)
     picked = check_selectors(spec, inference.graph, inference.module, Diagnostics())
     rows = []
     for name, param in inference.module.named_parameters():
@@ -162,8 +174,14 @@ def summary(
     params: bool = False,
     allow_imports: Sequence[str] = (),
     expand: bool = False,
+    *,
+    inference: Inference | None = None,
 ) -> str:
     """The summary table as text; with params, the per-parameter table after it; with
-    expand, a row for every layer inside blocks and repeats."""
-    text = summarize(spec, allow_imports, expand).table()
-    return text + "\n\n" + parameter_table(spec, allow_imports) if params else text
+    expand, a row for every layer inside blocks and repeats. `inference`: the spec's
+    model already inferred, to use instead of inferring it again."""
+    spec, inference = inferred(spec, allow_imports, inference)
+    text = summarize(spec, allow_imports, expand, inference=inference).table()
+    if not params:
+        return text
+    return text + "\n\n" + parameter_table(spec, allow_imports, inference=inference)

@@ -18,7 +18,7 @@ from torch import nn
 from tdsl.errors import show
 from tdsl.registry import op_checks as check
 from tdsl.registry.ops import OpDef, OpError, register, shape_text
-from tdsl.registry.shape_rules import meta
+from tdsl.registry.shape_rules import broadcast_shapes, meta
 
 
 def _count(n: int, what: str) -> str:
@@ -86,7 +86,7 @@ def einsum_shape(equation: str, shapes: Sequence[Sequence[int]]) -> tuple[int, .
                 )
             sizes[letter] = size if known == 1 else known  # a size 1 broadcasts
     try:
-        middle = tuple(torch.broadcast_shapes(*ellipses)) if ellipses else ()
+        middle = tuple(broadcast_shapes(*ellipses)) if ellipses else ()
     except RuntimeError:
         shown = ", ".join(shape_text(e) for e in ellipses)
         raise _error(f"has '...' dimensions that do not broadcast: {shown}") from None

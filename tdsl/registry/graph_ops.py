@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from tdsl.registry.ops import OpDef, OpError, register, shape_text, signature_arguments
-from tdsl.registry.shape_rules import meta, valid_dim
+from tdsl.registry.shape_rules import broadcast_shapes, meta, valid_dim
 
 
 def _shapes(values: Sequence[Any]) -> str:
@@ -36,7 +36,7 @@ class _Elementwise(nn.Module):
         float32)."""
         out = xs[0]
         for x in xs[1:]:
-            out = meta(torch.broadcast_shapes(out.shape, x.shape), torch.result_type(out, x))
+            out = meta(broadcast_shapes(out.shape, x.shape), torch.result_type(out, x))
         value = getattr(self, "value", None)
         return out if value is None else meta(out.shape, torch.result_type(out, value))
 
@@ -218,7 +218,7 @@ def _same_shapes(op: str) -> Callable[[Sequence[Any], Mapping[str, Any]], None]:
     def check(inputs: Sequence[Any], _args: Mapping[str, Any]) -> None:
         _tensors(inputs)
         try:
-            torch.broadcast_shapes(*(x.shape for x in inputs))
+            broadcast_shapes(*(x.shape for x in inputs))
         except RuntimeError:
             raise OpError(
                 f"needs inputs of matching (broadcastable) shapes, got {_shapes(inputs)}"

@@ -25,6 +25,24 @@ def meta(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(tuple(shape), dtype=dtype, device="meta")
 
 
+def broadcast_shapes(*shapes: Sequence[int]) -> tuple[int, ...]:
+    """torch's broadcasting rule on plain shapes. `torch.broadcast_shapes` does the same
+    but imports sympy on its first call (about half a second of validation); like it, this
+    raises RuntimeError when the shapes do not broadcast."""
+    out: list[int] = []
+    for shape in shapes:
+        shape = tuple(shape)
+        width = max(len(out), len(shape))
+        left = [1] * (width - len(out)) + out
+        right = (1,) * (width - len(shape)) + shape
+        out = []
+        for a, b in zip(left, right, strict=True):
+            if a != b and 1 not in (a, b):
+                raise RuntimeError(f"shapes {list(left)} and {list(right)} do not broadcast")
+            out.append(b if a == 1 else a)
+    return tuple(out)
+
+
 def output_of(layer: nn.Module, inputs: Sequence[Any]) -> Any:
     """The layer's output on these meta inputs, or None when no rule applies."""
     if any(isinstance(x, torch.Tensor) and x.numel() == 0 for x in inputs):

@@ -12,7 +12,7 @@ from torch import nn
 from tdsl.errors import did_you_mean, show
 from tdsl.registry import op_checks as check
 from tdsl.registry.ops import DTYPES, OpDef, OpError, register, shape_text
-from tdsl.registry.shape_rules import meta
+from tdsl.registry.shape_rules import broadcast_shapes, meta
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -32,7 +32,7 @@ def matmul_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
             f"the second's {'size' if len(b) == 1 else 'second-to-last size'} {right[-2]}"
         )
     try:
-        batch = tuple(torch.broadcast_shapes(left[:-2], right[:-2]))
+        batch = tuple(broadcast_shapes(left[:-2], right[:-2]))
     except RuntimeError:
         raise OpError(f"cannot multiply {shown}: the leading dimensions do not broadcast") from None
     rows = (left[-2],) if len(a) > 1 else ()  # a vector's added dimension is dropped again
@@ -98,7 +98,7 @@ def _build_softmax(args: Mapping[str, Any], inputs: Sequence[Any]) -> nn.Module:
     if padding and tuple(mask.shape) == (x.shape[0], x.shape[dim]):
         return MaskedSoftmax(dim, x.dim())
     try:
-        fits = torch.broadcast_shapes(x.shape, mask.shape) == x.shape
+        fits = broadcast_shapes(x.shape, mask.shape) == x.shape
     except RuntimeError:
         fits = False
     if not fits or mask.dim() != x.dim():

@@ -127,19 +127,18 @@ def _as_path(file: str):
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from tdsl.check.summary import summary
+    from tdsl.check.summary import inferred, summary
 
     spec, problems = _read(args.file, args.set)
     if spec is None:
         raise SpecError(problems)
-    print(summary(spec, params=args.params, allow_imports=args.allow_imports, expand=args.expand))
+    spec, inference = inferred(spec, args.allow_imports)  # once, for the table and the cost
+    shown = summary(spec, args.params, args.allow_imports, args.expand, inference=inference)
+    print(shown)
     if _wants_cost(args):
         from tdsl.check.data_section import split_rows
         from tdsl.check.outputs_and_targets import data_signature
-        from tdsl.check.pipeline import infer
-        from tdsl.errors import Diagnostics
 
-        inference = infer(spec, Diagnostics(), args.allow_imports)
         rows = split_rows(spec, data_signature(spec, args.allow_imports))
         cost, warning = _cost(spec, attrs.evolve(inference, rows=rows), args, False)
         print("\n" + cost)
