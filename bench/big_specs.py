@@ -2,6 +2,10 @@
 time and peak memory, each in a fresh process so one's imports and caches do not help the
 next. Nothing is allocated: the point is that a 124M-parameter spec checks in seconds.
 
+Then the whole command `tdsl summary SPEC --cost` (memory and FLOPs of a training step,
+traced on meta tensors), wall time in a fresh process, imports included, interleaved with
+a bare `import torch` for reference. The target: under 3 s for GPT-2 small.
+
 Run: python bench/big_specs.py [--repeats N]   (median and range of N runs per spec)
 """
 
@@ -12,6 +16,7 @@ import json
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +62,31 @@ def main() -> None:
             f"| {name} | {runs[0]['params']:,} | {statistics.median(seconds):.2f} "
             f"({min(seconds):.2f}-{max(seconds):.2f}) | "
             f"{statistics.median(r['peak_mb'] for r in runs):.0f} |"
+        )
+    cost_rows(args.repeats)
+
+
+def wall_seconds(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, cwd=ROOT, capture_output=True, check=True)
+    return time.perf_counter() - started
+
+
+def cost_rows(repeats: int) -> None:
+    print("\n| command | wall s (median, range) | `import torch` s (median) |")
+    print("| --- | --- | --- |")
+    for name in SPECS:
+        spec = f"specs/models/{name}.yaml"
+        command = [sys.executable, "-m", "tdsl", "summary", spec, "--cost"]
+        pairs = [
+            (wall_seconds(command), wall_seconds([sys.executable, "-c", "import torch"]))
+            for _ in range(repeats)
+        ]
+        seconds = [whole for whole, _ in pairs]
+        print(
+            f"| `tdsl summary {spec} --cost` | {statistics.median(seconds):.2f} "
+            f"({min(seconds):.2f}-{max(seconds):.2f}) | "
+            f"{statistics.median(torch for _, torch in pairs):.2f} |"
         )
 
 
