@@ -126,8 +126,9 @@ def _class_schema(cls: type, defs: dict[str, Schema]) -> Schema:
             _merge(prop, _VALIDATORS.get(check, {}))
         if field.name in comments:
             prop["description"] = comments[field.name]
+        key = field.metadata.get("key", field.name)  # `from` is a Python keyword
         if field.default is attrs.NOTHING:
-            required.append(field.name)
+            required.append(key)
         else:
             default = field.default
             if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
@@ -135,7 +136,7 @@ def _class_schema(cls: type, defs: dict[str, Schema]) -> Schema:
             prop["default"] = _json_value(default)
         if cls in _REGISTRIES and field.name == _REGISTRIES[cls][0]:
             prop = _name_schema(cls, prop)
-        properties[field.name] = prop
+        properties[key] = prop
     schema: Schema = {"type": "object", "properties": properties}
     if required:
         schema["required"] = required
