@@ -104,7 +104,7 @@ def check_spec(
     selections = {}
     if inference.module is not None:
         selections = checks_setup.check_selectors(spec, inference.graph, inference.module, diags)
-        check_weights(spec, inference.graph, inference.module, diags)
+        selections |= check_weights(spec, inference.graph, inference.module, diags)
     checks_setup.check_monitors(spec, metric_names, diags)
     checks_device.check_device(spec, diags)
     checks_setup.check_tensorboard(spec, diags)

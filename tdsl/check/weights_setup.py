@@ -84,13 +84,20 @@ def _patterns(selector: S.ParamSelector | S.Initializer) -> str:
     return text
 
 
-def check_weights(spec: S.Spec, graph: Graph, module: torch.nn.Module, diags: Diagnostics) -> None:
-    check_freezing(spec, graph, module, diags)
+def check_weights(
+    spec: S.Spec, graph: Graph, module: torch.nn.Module, diags: Diagnostics
+) -> dict[str, tuple[str, ...]]:
+    """Check freezing, initializers and `init`; return what `tdsl validate` lists: the
+    frozen parameters (`trainable: false` and `freeze` together)."""
+    frozen = check_freezing(spec, graph, module, diags)
     check_initializers(spec, graph, module, diags)
     check_init(spec, module, diags)
+    return {"model (frozen)": tuple(frozen)} if frozen else {}
 
 
-def check_freezing(spec: S.Spec, graph: Graph, module: torch.nn.Module, diags: Diagnostics) -> None:
+def check_freezing(
+    spec: S.Spec, graph: Graph, module: torch.nn.Module, diags: Diagnostics
+) -> list[str]:
     frozen, picked = frozen_parameters(spec.model, graph, module)
     for index, (selector, chosen) in enumerate(zip(spec.model.freeze, picked, strict=True)):
         if not chosen:
@@ -106,6 +113,7 @@ def check_freezing(spec: S.Spec, graph: Graph, module: torch.nn.Module, diags: D
             "every parameter is frozen: nothing is left to train",
             "unfreeze a layer, e.g. a new head",
         )
+    return frozen
 
 
 def check_initializers(

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import attrs
 
 from tdsl import spec as S
-from tdsl.registry import losses, metrics, ops
+from tdsl.registry import initializers, losses, metrics, ops
 from tdsl.registry import optimizers as optim
 from tdsl.registry.optimizers import FILLED_SCHEDULE_ARGS
 from tdsl.spec.convert import STRING_SHORTHAND
@@ -46,6 +46,7 @@ _REGISTRIES: dict[type, tuple[str, Callable[[], list[str]], Callable[[str], Any]
     S.Metric: ("kind", metrics.metric_names, metrics.lookup_metric),
     S.Optimizer: ("kind", optim.optimizer_names, optim.lookup_optimizer),
     S.Schedule: ("kind", optim.schedule_names, optim.lookup_schedule),
+    S.Initializer: ("kind", initializers.initializer_names, initializers.lookup_initializer),
 }
 # Names that reach any torch class: `nn.GELU`, `torch.nn.KLDivLoss`.
 _TORCH_CLASS_NAMES = {
