@@ -105,6 +105,13 @@ def test_summary_and_cost_count_frozen_parameters_as_non_trainable():
     assert gradient_bytes(rings()) - gradient_bytes(rings('  freeze: ["linear1.*"]\n')) == 24 * 4
 
 
+def test_the_parameter_table_shows_frozen_parameters_in_no_group():
+    table = tdsl.summary(rings('  freeze: ["linear1.*"]\n'), params=True)
+    rows = {line.split()[0]: line.split() for line in table.splitlines() if "." in line}
+    assert rows["linear1.weight"][-3:] == ["False", "-", "-"]
+    assert rows["linear2.weight"][-3:] == ["True", "default", "-"]
+
+
 def test_freeze_norm_stats_keeps_the_running_statistics():
     frozen_norm = "  freeze: [{modules: batchnorm1d}]\n"
     _, start, end = trained(rings(frozen_norm + "  freeze_norm_stats: true\n"), epochs=1)
@@ -170,6 +177,36 @@ def test_initializer_mistakes_are_located_with_hints():
     assert messages[("model", "init_weights", 1, "std")] == "std must be >= 0 (got -1.0)"
     assert "missing required argument 'val'" in messages[("model", "init_weights", 2)]
     assert "'fc.*' picks no parameter" in messages[("model", "init_weights", 3)]
+
+
+# --- relabelled data, and the spec round trip ------------------------------------------------
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="needs scikit-learn")
+def test_relabel_gives_new_classes_on_the_same_split():
+    spec = tdsl.load(ROOT / "specs" / "finetune_digits.yaml")
+    digits = tdsl.load(ROOT / "specs" / "digits_cnn.yaml")
+    parity, original = load_data(spec).val, load_data(digits).val
+    assert torch.equal(parity.features[0], original.features[0])  # the same rows
+    assert torch.equal(parity.target, original.target % 2)
+    bad = attrs.evolve(spec, data=attrs.evolve(spec.data, relabel=(0, 1)))
+    error = next(e for e in tdsl.validate(bad).errors if e.path == ("data", "relabel"))
+    assert "a class >= 0 for each of the 10 classes" in error.message
+
+
+def test_fine_tuning_keys_round_trip_and_stay_out_of_other_dumps():
+    spec = tdsl.load(ROOT / "specs" / "finetune_digits.yaml")
+    text = tdsl.dump(spec)
+    assert "init: {from: data/digits_cnn.pt, params: [conv1.*, conv2.*]}" in text
+    assert tdsl.load(text) == spec
+    spec = tdsl.load(rings('  freeze: ["linear1.*", {modules: linear, exclude: "*.bias"}]\n'))
+    assert (
+        "freeze:\n    - linear1.*\n    - {modules: [linear], exclude: ['*.bias']}\n"
+        in tdsl.dump(spec)
+    )
+    assert tdsl.load(tdsl.dump(spec, defaults=True)) == spec
+    plain = tdsl.dump(rings(), defaults=True)
+    assert not any(key in plain for key in ("trainable", "freeze", "init", "relabel"))
 
 
 # --- init from another run -----------------------------------------------------------------

@@ -149,7 +149,8 @@ def parameter_table(spec: S.Spec | str | os.PathLike, allow_imports: Sequence[st
                 list(param.shape),
                 f"{param.numel():,}",
                 param.requires_grad,
-                group.removeprefix("optimizer.") or "default",
+                # Frozen parameters are in no param group: the optimizer never sees them.
+                (group.removeprefix("optimizer.") or "default") if param.requires_grad else "-",
                 ", ".join(penalties) or "-",
             )
         )
