@@ -132,6 +132,9 @@ def test_freezing_mistakes_are_located():
     (error,) = report.errors
     assert error.path == ("model", "freeze", 0)
     assert "'conv*' picks no parameter" in error.message and "linear1.weight" in error.hint
+    unfrozen_norm = rings('  freeze: ["linear1.*"]\n  freeze_norm_stats: true\n')
+    (warning,) = tdsl.validate(unfrozen_norm).warnings
+    assert warning.path == ("model", "freeze_norm_stats") and "no batch-" in warning.message
     report = tdsl.validate(rings('  freeze: ["*"]\n'))
     assert [e.message for e in report.errors] == [
         "every parameter is frozen: nothing is left to train"

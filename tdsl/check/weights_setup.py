@@ -15,7 +15,7 @@ import torch
 from tdsl import spec as S
 from tdsl.data.base import resolve_path, spec_base
 from tdsl.errors import Diagnostics, check_keywords, did_you_mean, show
-from tdsl.model.freezing import frozen_parameters
+from tdsl.model.freezing import fixed_norms, frozen_parameters
 from tdsl.model.graph import Graph, module_ops
 from tdsl.model.init_from import InitError, checkpoint_file, fit_weights, model_state, read_tensors
 from tdsl.model.selectors import select
@@ -112,6 +112,12 @@ def check_freezing(
             ("model", "freeze") if spec.model.freeze else ("model", "layers"),
             "every parameter is frozen: nothing is left to train",
             "unfreeze a layer, e.g. a new head",
+        )
+    if spec.model.freeze_norm_stats and not fixed_norms(spec.model, graph, module):
+        diags.warning(
+            ("model", "freeze_norm_stats"),
+            "freeze_norm_stats: true, but no batch- or instance-norm layer is frozen",
+            "freeze the norm layers too, e.g. freeze: [{modules: batchnorm2d}]",
         )
     return frozen
 
