@@ -315,8 +315,28 @@ layers = _call(
         "share": names,
         "tie": st.dictionaries(identifiers, names.map(lambda n: f"{n}.weight"), max_size=2),
         "when": st.one_of(st.booleans(), references),
+        "trainable": st.booleans(),
     },
     tag_optional=True,
+)
+
+_selector_fields = {
+    "params": name_tuples,
+    "modules": name_tuples,
+    "exclude": name_tuples,
+    "include_bias_and_norm": st.booleans(),
+}
+param_selectors = _build(tdsl.ParamSelector, optional=_selector_fields)
+initializers = _call(tdsl.Initializer, names, _selector_fields)
+init_froms = _build(
+    tdsl.InitFrom,
+    optional={
+        "which": st.sampled_from([None, "best", "last"]),
+        "params": st.one_of(st.lists(names, min_size=1, max_size=3), names),
+        "map": st.dictionaries(names, names, max_size=2),
+        "strict": st.booleans(),
+    },
+    required={"from_": names},
 )
 
 blocks = _build(
@@ -331,7 +351,14 @@ blocks = _build(
 
 models = _build(
     tdsl.Model,
-    optional={"outputs": name_tuples, "blocks": st.dictionaries(names, blocks, max_size=2)},
+    optional={
+        "outputs": name_tuples,
+        "blocks": st.dictionaries(names, blocks, max_size=2),
+        "freeze": st.lists(param_selectors, max_size=2),
+        "freeze_norm_stats": st.booleans(),
+        "init_weights": st.lists(initializers, max_size=2),
+        "init": st.one_of(st.none(), init_froms),
+    },
     required={
         "inputs": st.lists(inputs, min_size=1, max_size=2),
         "layers": st.lists(layers, min_size=1, max_size=4),
@@ -531,7 +558,11 @@ python_data = _build(
 
 bundled_sets = _build(
     tdsl.spec.Bundled,
-    optional={"shape": st.lists(small_sizes, max_size=4), "split": splits},
+    optional={
+        "shape": st.lists(small_sizes, max_size=4),
+        "split": splits,
+        "relabel": st.lists(st.integers(min_value=0, max_value=9), max_size=10),
+    },
     required={"dataset": st.sampled_from(["digits", "iris", "wine", "breast_cancer"])},
 )
 

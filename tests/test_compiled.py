@@ -97,6 +97,21 @@ def test_sgd_nesterov_with_value_clipping_matches_eager():
 
 
 @needs_compiler
+def test_frozen_parameters_stay_out_of_the_compiled_step():
+    """Frozen parameters are constants to the compiled gradient: none of theirs, so the
+    clipping norm is the trainable parameters' as in the eager step, and no update."""
+    spec = rings(tdsl.Optimizer("adam", lr=0.05), clip_norm=0.5)
+    layers = (attrs.evolve(spec.model.layers[0], trainable=False), *spec.model.layers[1:])
+    spec = attrs.evolve(spec, model=attrs.evolve(spec.model, layers=layers))
+    eager, compiled = train_both(spec, steps=6)
+    assert_same_training(eager, compiled)
+    start = compiled[0].init()
+    for name in ("linear1.weight", "linear1.bias"):
+        assert torch.equal(compiled[1].params[name], start.params[name])
+        assert name not in compiled[1].optimizer
+
+
+@needs_compiler
 def test_other_optimizers_step_eagerly_on_compiled_gradients():
     eager, compiled = train_both(rings(tdsl.Optimizer("rmsprop", lr=0.01)), steps=6)
     assert compiled[0]._steps.compiled.update is None

@@ -81,6 +81,18 @@ def test_param_groups_must_each_pick_parameters():
     assert not seeds.ParamGroups(2).judge(outcome(selections={})).ok
 
 
+def test_a_frozen_trunk_must_end_bitwise_as_its_checkpoint():
+    import torch
+
+    start = torch.load(ROOT / "specs" / "data" / "digits_cnn.pt", weights_only=True)
+    weights = {name: value.flatten().tolist() for name, value in start.items()}
+    check = seeds.Unchanged("data/digits_cnn.pt", ("conv1.",))
+    assert check.judge(outcome(weights=weights)) == seeds.Verdict("2 of 2 tensors unchanged", True)
+    weights["conv1.bias"] = [v + 1e-7 for v in weights["conv1.bias"]]
+    assert not check.judge(outcome(weights=weights)).ok
+    assert not seeds.Unchanged("data/digits_cnn.pt", ("fc.",)).judge(outcome()).ok
+
+
 def test_the_table_marks_misses():
     ring = seeds.BY_NAME["ring_dnn"]
     rows = [(ring, outcome(), seeds.judge(ring, outcome()))]

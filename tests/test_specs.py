@@ -24,6 +24,7 @@ SEED_PARAMETER_COUNTS = {
     "text_cnn": 40_625,
     "timeseries_lstm": 492,
     "digits_cnn": 53_994,
+    "finetune_digits": 53_730,
     "linear_regression": 3,
     "gpt_adder": 102_144,
     "char_lm": 110_336,

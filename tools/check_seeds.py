@@ -152,7 +152,26 @@ class ParamGroups:
         return Verdict(f"{len(picked)} param groups of {sizes} parameters", ok)
 
 
-Check = Params | Trains | ValAtLeast | LinearWeights | ParamGroups
+@attrs.frozen
+class Unchanged:
+    """The parameters under `prefixes` end bitwise as `file` (relative to specs/) holds
+    them: a frozen trunk loaded from another run."""
+
+    file: str
+    prefixes: tuple[str, ...]
+
+    def wanted(self) -> str:
+        return f"{', '.join(p + '*' for p in self.prefixes)} unchanged from {self.file}"
+
+    def judge(self, outcome: Outcome) -> Verdict:
+        start = torch.load(SPECS / self.file, weights_only=True)
+        names = [n for n in start if n.startswith(self.prefixes)]
+        same = [n for n in names if outcome.weights.get(n) == start[n].flatten().tolist()]
+        ok = bool(names) and len(same) == len(names)
+        return Verdict(f"{len(same)} of {len(names)} tensors unchanged", ok)
+
+
+Check = Params | Trains | ValAtLeast | LinearWeights | ParamGroups | Unchanged
 
 
 @attrs.frozen
@@ -194,6 +213,15 @@ SEEDS = (
         "digits_cnn",
         "the MNIST CNN on scikit-learn's 8x8 digits",
         (Params(53_994), ValAtLeast("accuracy", 0.95)),
+    ),
+    Seed(
+        "finetune_digits",
+        "digits_cnn's conv trunk (data/digits_cnn.pt) frozen, a new head on odd/even",
+        (
+            Params(53_730),
+            ValAtLeast("accuracy", 0.95),
+            Unchanged("data/digits_cnn.pt", ("conv1.", "conv2.")),
+        ),
     ),
     Seed(
         "image_cnn",

@@ -192,9 +192,9 @@ def optimizer_memory(spec: S.Spec, inference: Inference) -> tuple[str, int | Non
             return "unknown", None
         tensors, counts_steps = found
         kept.update(tensors)
-        # Adagrad makes its state up front for every parameter; the others at the first
-        # step, for the parameters that have a gradient.
-        held = [params[n] for n in names if opt.kind == "adagrad" or params[n].requires_grad]
+        # Adagrad makes its state up front for every parameter it is given; the others at
+        # the first step, for those with a gradient. Frozen ones are given to neither.
+        held = [params[n] for n in names if params[n].requires_grad]
         total += sum(p.nbytes * len(tensors) + (4 if counts_steps else 0) for p in held)
     order = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "square_avg", "grad_avg", "sum")
     named = sorted(kept, key=lambda t: order.index(t) if t in order else 0)

@@ -21,9 +21,11 @@ from tdsl.check import outputs_and_targets as checks
 from tdsl.check import training_setup as checks_setup
 from tdsl.check.class_targets import check_position_tables
 from tdsl.check.per_output import check_outputs_training
+from tdsl.check.weights_setup import check_weights
 from tdsl.errors import Diagnostic, Diagnostics, Report, did_you_mean
 from tdsl.model.arguments import check_arguments
 from tdsl.model.build import GraphModule, build_graph
+from tdsl.model.freezing import freeze
 from tdsl.model.graph import Graph, Node
 from tdsl.model.resolve import auto_names, resolve
 from tdsl.registry.ops import BATCH, all_op_names, lookup
@@ -58,6 +60,8 @@ def infer(spec: S.Spec, diags: Diagnostics, allow_imports: Sequence[str] = ()) -
         _check_ops_only(spec.model, diags, allow_imports)
         return Inference(None, None, {})
     module, values = build_graph(graph, diags, allow_imports=allow_imports)
+    if module is not None:
+        freeze(spec.model, graph, module)  # the summary and cost see what trains
     return Inference(graph, module, values)
 
 
@@ -100,6 +104,7 @@ def check_spec(
     selections = {}
     if inference.module is not None:
         selections = checks_setup.check_selectors(spec, inference.graph, inference.module, diags)
+        selections |= check_weights(spec, inference.graph, inference.module, diags)
     checks_setup.check_monitors(spec, metric_names, diags)
     checks_device.check_device(spec, diags)
     checks_setup.check_tensorboard(spec, diags)

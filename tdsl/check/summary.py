@@ -161,7 +161,8 @@ def parameter_table(
                 list(param.shape),
                 f"{param.numel():,}",
                 param.requires_grad,
-                group.removeprefix("optimizer.") or "default",
+                # Frozen parameters are in no param group: the optimizer never sees them.
+                (group.removeprefix("optimizer.") or "default") if param.requires_grad else "-",
                 ", ".join(penalties) or "-",
             )
         )

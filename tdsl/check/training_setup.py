@@ -175,7 +175,8 @@ def check_selectors(
             )
         for name in chosen:
             claimed.setdefault(name, index)
-    rest = tuple(n for n in all_names if n not in claimed)
+    trainable = {name for name, param in module.named_parameters() if param.requires_grad}
+    rest = tuple(n for n in all_names if n not in claimed and n in trainable)
     if spec.optimizer.groups and rest:
         picked["optimizer (other parameters)"] = rest
     return picked

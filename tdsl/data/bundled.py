@@ -51,7 +51,14 @@ def declared_target(source: S.Bundled) -> S.Target:
     info = DATASETS[source.dataset]
     if info.binary:
         return S.Target(kind="binary")
+    if source.relabel and _relabel_ok(source):
+        return S.Target(kind="class", num_classes=max(source.relabel) + 1)
     return S.Target(kind="class", num_classes=info.classes)
+
+
+def _relabel_ok(source: S.Bundled) -> bool:
+    info = DATASETS[source.dataset]
+    return len(source.relabel) == info.classes and min(source.relabel) >= 0
 
 
 def _feature_shape(source: S.Bundled) -> tuple[int, ...]:
@@ -67,6 +74,14 @@ def static_problems(source: S.Bundled, problems: Problems) -> None:
             f"{source.dataset} rows have {info.features} values; shape {list(source.shape)} "
             f"holds {math.prod(source.shape)}",
             hint,
+        )
+    if source.relabel and info.binary:
+        problems.add(("relabel",), f"{source.dataset} is binary; relabel is for class data sets")
+    elif source.relabel and not _relabel_ok(source):
+        problems.add(
+            ("relabel",),
+            f"relabel needs a class >= 0 for each of the {info.classes} classes of "
+            f"{source.dataset} (got {list(source.relabel)})",
         )
     if not sklearn_available():
         problems.add(
@@ -99,6 +114,8 @@ def prepare(source: S.Bundled, ctx: Context, _fitted: object = None):
     features = torch.from_numpy(x).to(dtype).reshape(len(x), *shape)
     labels = torch.from_numpy(y).long()
     target = labels.float().reshape(-1, 1) if DATASETS[source.dataset].binary else labels
+    if source.relabel:
+        target = torch.tensor(source.relabel)[labels]
     strata = labels if source.split.stratify else None
     generator = torch.Generator().manual_seed(ctx.seed)
     index = split_index(len(labels), source.split, generator, strata)

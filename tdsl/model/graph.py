@@ -29,6 +29,7 @@ class Node:
     copies: tuple[Node, ...] = ()  # `repeat`: the copies, each fed the one before
     shares: str | None = None  # the node whose module this one applies again
     ties: Mapping[str, str] = attrs.field(factory=dict)  # own parameter -> the one it is
+    trainable: bool = True  # false: the parameters of its module (all inside it) are frozen
 
     def dependencies(self) -> tuple[str, ...]:
         """What must be built first: the inputs, and the node whose module this one shares."""

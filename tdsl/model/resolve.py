@@ -153,6 +153,8 @@ def resolve_layers(
                 )
             continue
         node = layer_node(layer, name, tuple(inputs), layer_path, scope, diags)
+        if node is not None and not layer.trainable:
+            node = attrs.evolve(node, trainable=False)
         if node is not None:
             nodes.append(node)
         else:

@@ -26,6 +26,7 @@ import torch
 
 from tdsl import spec as S
 from tdsl.check.summary import summary
+from tdsl.check.weights_setup import init_record, with_absolute_init, without_init
 from tdsl.data import DataError, Fitted, load_data, read_input, with_absolute_paths
 from tdsl.errors import TdslError
 from tdsl.registry.ops import DTYPES
@@ -93,6 +94,9 @@ def _finish(directory: Path, result: FitResult) -> dict[str, Any]:
     if best_path.exists():
         best = torch.load(best_path, weights_only=True)
         final["best"] = best["history"][-1] if best["history"] else {}
+    started = directory / "init.json"
+    if started.exists():  # where the starting weights came from (model.init)
+        final["init"] = json.loads(started.read_text())
     atomic_write_text(directory / "final.json", strict_json(final, indent=2) + "\n")
     return final
 
@@ -115,6 +119,7 @@ def run(
     to summary.txt (opt-in: tracing a step imports torch's compiler stack, about a second)."""
     directory = Path(out) if out is not None else default_run_dir(spec)
     spec = with_absolute_paths(spec)  # data paths as absolute: the same files from any folder
+    spec = with_absolute_init(spec)
     program = compile(spec, allow_imports)
     data = load_data(spec, allow_imports=allow_imports)
     lead = program.world is None or program.world.lead  # data-parallel: rank 0 writes
@@ -125,6 +130,9 @@ def run(
         if cost:
             summary_text += "\n\n" + cost_section(spec, processes, allow_imports)
         atomic_write_text(directory / "summary.txt", summary_text + "\n")
+        record = init_record(spec)
+        if record is not None:
+            atomic_write_text(directory / "init.json", strict_json(record, indent=2) + "\n")
     shown = stream if stream is not None and progress is True else progress
     result = fit(
         program, program.init(), data, directory=directory, callbacks=callbacks, progress=shown
@@ -180,7 +188,8 @@ def resume(
             )
         )
         raise RunError(f"the spec changed since the checkpoint was written:\n{diff}")
-    program = compile(spec, allow_imports)
+    # The run's own checkpoint holds its weights: model.init is neither read nor re-applied.
+    program = compile(without_init(spec), allow_imports)
     lead = program.world is None or program.world.lead  # data-parallel: rank 0 writes
     shown = stream if stream is not None and progress is True else progress
     composed = compose(
@@ -231,7 +240,7 @@ def _program_and_state(
     directory: Path, which: str, allow_imports: Sequence[str] = ()
 ) -> tuple[Program, TrainState]:
     checkpoint = _load_checkpoint(Path(directory) / "checkpoints" / f"{which}.pt")
-    program = compile(load(checkpoint["spec"]), allow_imports)
+    program = compile(without_init(load(checkpoint["spec"])), allow_imports)
     return program, TrainState.from_dict(checkpoint["state"], program.device)
 
 

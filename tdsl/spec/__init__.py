@@ -36,9 +36,12 @@ from tdsl.spec.experiment import (  # noqa: F401 (the spec language, re-exported
 from tdsl.spec.model_section import (  # noqa: F401 (the spec language, re-exported)
     Block,
     DType,
+    InitFrom,
+    Initializer,
     Input,
     Layer,
     Model,
+    ParamSelector,
 )
 from tdsl.spec.objective_section import (  # noqa: F401 (the spec language, re-exported)
     Loss,

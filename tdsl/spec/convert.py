@@ -51,6 +51,9 @@ _MAPPING_NOUNS = {
     S.Regularizer: "regularizer",
     **{cls: f"data (kind {kind})" for kind, cls in S.DATA_SOURCES.items()},
     S.Layer: "layer",
+    S.ParamSelector: "parameter selector",
+    S.Initializer: "initializer",
+    S.InitFrom: "init",
     S.Loss: "loss",
     S.LossTerm: "loss term",
     S.Optimizer: "optimizer",
@@ -62,6 +65,7 @@ _MAPPING_NOUNS = {
 # `device: cpu`, `loss: mse`, `optimizer: adam`, a CSV column `- Fare`.
 STRING_SHORTHAND = {
     S.Layer: "op",
+    S.ParamSelector: "params",
     S.Column: "name",
     S.Metric: "kind",
     S.Device: "name",
@@ -240,8 +244,14 @@ def _public_fields(cls: type) -> list[attrs.Attribute]:
     return [f for f in attrs.fields(cls) if not f.metadata.get("internal")]
 
 
+def _key(field: attrs.Attribute) -> str:
+    """The YAML key of a field: its name, or `metadata["key"]` where the key is a Python
+    keyword (`init.from`)."""
+    return field.metadata.get("key", field.name)
+
+
 def _attrs_hook(conv: cattrs.Converter, cls: type):
-    fields = {f.name: f for f in _public_fields(cls)}
+    fields = {_key(f): f for f in _public_fields(cls)}
     takes_args = cls in S.CALL_CLASSES
     shorthand = STRING_SHORTHAND.get(cls)
     noun = _MAPPING_NOUNS.get(cls, cls.__name__)
@@ -279,7 +289,7 @@ def _attrs_hook(conv: cattrs.Converter, cls: type):
             except (ValueError, TypeError) as exc:
                 problems.append(Diagnostic((key,), str(exc)))
                 continue
-            values[key] = converted
+            values[field.name] = converted
         for name, field in fields.items():
             if field.default is attrs.NOTHING and name not in mapping:
                 problems.append(Diagnostic((), f"missing required key {name!r} in {noun}"))
@@ -313,6 +323,8 @@ def _default_of(field: attrs.Attribute) -> Any:
 _STRUCTURAL = {"name", "inputs", "outputs", "groups", "regularizers", "schedule"}
 # A layer's structural options: absent unless written, in every dump.
 _STRUCTURAL |= {"op", "blocks", "repeat", "first", "vary", "share", "tie", "when"}
+# Fine-tuning options: absent unless written, in every dump (so older specs dump the same).
+_ABSENT_BY_DEFAULT = {"trainable", "freeze", "freeze_norm_stats", "init_weights", "init", "relabel"}
 
 
 def _attrs_unhook(conv: cattrs.Converter, cls: type, omit_defaults: bool):
@@ -331,13 +343,19 @@ def _attrs_unhook(conv: cattrs.Converter, cls: type, omit_defaults: bool):
                 continue
             if field.name in _STRUCTURAL and (value in (None, ()) or value == FrozenMap()):
                 continue  # an absent name or empty edge list is not a default that could change
-            out[field.name] = conv.unstructure(value)
+            if field.name in _ABSENT_BY_DEFAULT and value == _default_of(field):
+                continue
+            out[_key(field)] = conv.unstructure(value)
         if cls in S.CALL_CLASSES:
             # Keyword arguments read best right after what they configure.
             head = {k: out.pop(k) for k in ("op", "kind", "name", "inputs") if k in out}
             out = {**head, **thaw(obj.args), **out}
         if shorthand and list(out) == [shorthand]:
-            return out[shorthand]
+            only = out[shorthand]
+            if isinstance(only, list) and len(only) == 1:
+                only = only[0]  # a selector of one glob: `- conv1.*`
+            if not isinstance(only, list):
+                return only
         return out
 
     return hook

@@ -278,6 +278,9 @@ class Bundled(Recorded):
     # default: the flat feature vector.
     shape: tuple[int, ...] = field(default=(), converter=tuple, validator=each_positive)
     split: Split = Split()
+    # A new class for each of the data set's classes, in order: digits odd/even is
+    # [0, 1, 0, 1, 0, 1, 0, 1, 0, 1]. The split stays the original classes' (stratified by them).
+    relabel: tuple[int, ...] = field(default=(), converter=tuple)
 
 
 @frozen(kw_only=True)

@@ -5,7 +5,7 @@ from typing import Any
 from attrs import field, frozen
 
 from tdsl.spec.data_sources import DataSource
-from tdsl.spec.model_section import Layer, Model
+from tdsl.spec.model_section import Initializer, Layer, Model
 from tdsl.spec.objective_section import Loss, LossTerm, Metric, Optimizer, ParamGroup, Schedule
 from tdsl.spec.origins import Recorded
 from tdsl.spec.training_section import Device, Train
@@ -36,5 +36,5 @@ class Spec(Recorded):
 
 
 # Classes whose unknown keys are keyword arguments for the thing they name.
-CALL_CLASSES = (Layer, Loss, LossTerm, ParamGroup, Schedule, Optimizer, Metric)
+CALL_CLASSES = (Layer, Initializer, Loss, LossTerm, ParamGroup, Schedule, Optimizer, Metric)
 DATA_SOURCES = {cls.__attrs_attrs__.kind.default: cls for cls in DataSource.__args__}

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import attrs
 
 from tdsl import spec as S
-from tdsl.registry import losses, metrics, ops
+from tdsl.registry import initializers, losses, metrics, ops
 from tdsl.registry import optimizers as optim
 from tdsl.registry.optimizers import FILLED_SCHEDULE_ARGS
 from tdsl.spec.convert import STRING_SHORTHAND
@@ -46,6 +46,7 @@ _REGISTRIES: dict[type, tuple[str, Callable[[], list[str]], Callable[[str], Any]
     S.Metric: ("kind", metrics.metric_names, metrics.lookup_metric),
     S.Optimizer: ("kind", optim.optimizer_names, optim.lookup_optimizer),
     S.Schedule: ("kind", optim.schedule_names, optim.lookup_schedule),
+    S.Initializer: ("kind", initializers.initializer_names, initializers.lookup_initializer),
 }
 # Names that reach any torch class: `nn.GELU`, `torch.nn.KLDivLoss`.
 _TORCH_CLASS_NAMES = {
@@ -126,8 +127,9 @@ def _class_schema(cls: type, defs: dict[str, Schema]) -> Schema:
             _merge(prop, _VALIDATORS.get(check, {}))
         if field.name in comments:
             prop["description"] = comments[field.name]
+        key = field.metadata.get("key", field.name)  # `from` is a Python keyword
         if field.default is attrs.NOTHING:
-            required.append(field.name)
+            required.append(key)
         else:
             default = field.default
             if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
@@ -135,7 +137,7 @@ def _class_schema(cls: type, defs: dict[str, Schema]) -> Schema:
             prop["default"] = _json_value(default)
         if cls in _REGISTRIES and field.name == _REGISTRIES[cls][0]:
             prop = _name_schema(cls, prop)
-        properties[field.name] = prop
+        properties[key] = prop
     schema: Schema = {"type": "object", "properties": properties}
     if required:
         schema["required"] = required

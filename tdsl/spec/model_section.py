@@ -49,6 +49,8 @@ class Layer(Recorded):
     tie: FrozenMap = FrozenMap()
     # Built only when true (`$param` in a block); when false the layer passes its input on.
     when: Any = None
+    # false: its parameters (a block use's: all of them) are frozen, left out of training.
+    trainable: bool = True
 
     def __init__(
         self,
@@ -63,6 +65,7 @@ class Layer(Recorded):
         share: str | None = None,
         tie: Any = None,
         when: Any = None,
+        trainable: bool = True,
         **kw,
     ):
         self.__attrs_init__(
@@ -76,6 +79,7 @@ class Layer(Recorded):
             share=share,
             tie=call_args(tie, {}),
             when=when,
+            trainable=trainable,
         )
 
 
@@ -93,6 +97,66 @@ class Block(Recorded):
 
 
 @frozen(kw_only=True)
+class ParamSelector(Recorded):
+    """Parameters picked by name globs (`conv1.*`) and/or the op or torch class of the layer
+    that holds them (`conv2d`), minus `exclude` globs; a bare string is one `params` glob."""
+
+    params: tuple[str, ...] = field(default=("*",), converter=as_tuple)
+    modules: tuple[str, ...] = field(default=(), converter=as_tuple)
+    exclude: tuple[str, ...] = field(default=(), converter=as_tuple)
+    include_bias_and_norm: bool = True
+
+
+@frozen(init=False)
+class Initializer(Recorded):
+    """`init_weights` entry: the initializer `kind` (with its arguments) applied to the
+    parameters the selector picks, after the model is built, from the run's seed."""
+
+    kind: str
+    params: tuple[str, ...] = ("*",)
+    modules: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    include_bias_and_norm: bool = True
+    args: FrozenMap = FrozenMap()
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        params: Any = ("*",),
+        modules: Any = (),
+        exclude: Any = (),
+        include_bias_and_norm: bool = True,
+        args=None,
+        **kw,
+    ):
+        self.__attrs_init__(
+            kind=kind,
+            params=as_tuple(params),
+            modules=as_tuple(modules),
+            exclude=as_tuple(exclude),
+            include_bias_and_norm=include_bias_and_norm,
+            args=call_args(args, kw),
+        )
+
+
+@frozen(kw_only=True)
+class InitFrom(Recorded):
+    """`init`: start from another run's weights (fine-tuning) instead of fresh ones."""
+
+    # A run directory or a checkpoint file (.pt), relative to the spec file. YAML key `from`.
+    from_: str = field(metadata={"key": "from"})
+    # A run directory's checkpoint: best or last (default best).
+    which: Literal["best", "last"] | None = None
+    # Name globs of the model's parameters and buffers to load; the rest stay fresh.
+    params: tuple[str, ...] = field(default=("*",), converter=as_tuple, validator=non_empty)
+    # Checkpoint name prefix -> the model's (`{backbone.: trunk.}`), longest prefix first.
+    map: dict[str, str] = field(factory=FrozenMap, converter=freeze)
+    # false: names only one side has are skipped instead of refused (shapes must still fit).
+    strict: bool = True
+
+
+@frozen(kw_only=True)
 class Model(Recorded):
     inputs: tuple[Input, ...] = field(converter=tuple, validator=non_empty)
     # Named sub-graphs the layers can use like ops.
@@ -100,3 +164,11 @@ class Model(Recorded):
     layers: tuple[Layer, ...] = field(converter=tuple, validator=non_empty)
     # Names of the nodes whose values the model returns; default: the last layer.
     outputs: tuple[str, ...] = field(default=(), converter=as_tuple)
+    # Parameters left out of training (no gradients, not in the optimizer).
+    freeze: tuple[ParamSelector, ...] = field(default=(), converter=tuple)
+    # Batch-norm running statistics of the frozen part stay as they are (eval mode).
+    freeze_norm_stats: bool = False
+    # Initializers applied in order after building, from the run's seed.
+    init_weights: tuple[Initializer, ...] = field(default=(), converter=tuple)
+    # Weights to start from: a run directory or checkpoint file (after init_weights).
+    init: InitFrom | None = None

@@ -140,7 +140,9 @@ class CompiledStep:
     ):
         self.module, self.loss_fn, self.optimizer = module, loss_fn, optimizer
         self.regularizers, self.autocast, self.train = tuple(regularizers), autocast, train
-        named = dict(module.named_parameters())
+        # Only trainable parameters are differentiated; frozen ones go in as constants.
+        named = {n: p for n, p in module.named_parameters() if p.requires_grad}
+        self.frozen = {n: p for n, p in module.named_parameters() if not p.requires_grad}
         self.names = list(named)
         self.params = list(named.values())
         position = {id(p): i for i, p in enumerate(self.params)}
@@ -177,9 +179,9 @@ class CompiledStep:
     def _loss(self, tensors, features, target):
         params = dict(zip(self.names, tensors, strict=True))
         with self.autocast():
-            output = functional_call(self.module, params, tuple(features))
+            output = functional_call(self.module, {**self.frozen, **params}, tuple(features))
             data_loss = self.loss_fn(output.float(), target)
-        terms = [term(params) for _, term in self.regularizers]
+        terms = [term({**self.frozen, **params}) for _, term in self.regularizers]
         total = data_loss + sum(terms) if terms else data_loss
         return total, (output.detach(), data_loss.detach(), [t.detach() for t in terms])
 

@@ -26,6 +26,7 @@ from tdsl.check.pipeline import validated
 from tdsl.data import Batch, train_rows
 from tdsl.errors import Diagnostics, SpecError, TdslError
 from tdsl.model.build import GraphModule, materialize
+from tdsl.model.freezing import fixed_norms, freeze
 from tdsl.model.graph import Graph, module_ops
 from tdsl.model.modules import load_weights, tied_aliases
 from tdsl.model.selectors import select
@@ -36,6 +37,7 @@ from tdsl.registry.optimizers import lookup_optimizer, lookup_schedule
 from tdsl.train.distributed import World, connect
 from tdsl.train.generation import generate
 from tdsl.train.multi_output import per_output, to_probabilities
+from tdsl.train.starting_weights import starting_weights
 from tdsl.train.state import TrainState
 from tdsl.train.steps import Objective, Steps
 
@@ -200,11 +202,12 @@ def _listed(names: list[str], limit: int = 10) -> str:
 
 
 def make_optimizer(spec: S.Spec, module: GraphModule, ops: dict[str, str]) -> torch.optim.Optimizer:
-    params = dict(module.named_parameters())
+    # Frozen parameters (requires_grad off) are left out of every param group.
+    params = {n: p for n, p in module.named_parameters() if p.requires_grad}
     opt = spec.optimizer
     groups, claimed = [], set()
     for group in opt.groups:
-        names = [n for n in select(group, module, ops) if n not in claimed]
+        names = [n for n in select(group, module, ops) if n not in claimed and n in params]
         claimed.update(names)
         groups.append({"params": [params[n] for n in names], **as_torch(group.args)})
     rest = [p for n, p in params.items() if n not in claimed]
@@ -302,6 +305,7 @@ def compile(spec: S.Spec, allow_imports: Sequence[str] = ()) -> Program:  # noqa
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(spec.seed)
         module = materialize(graph, values, device, allow_imports)
+    freeze(spec.model, graph, module)
     ops = module_ops(graph)
     optimizer = make_optimizer(spec, module, ops)
     objective = make_objective(spec, graph, module, device, allow_imports, inference.output)
@@ -317,5 +321,7 @@ def compile(spec: S.Spec, allow_imports: Sequence[str] = ()) -> Program:  # noqa
         allow_imports,
         world,
         values=values,
+        prepare=starting_weights(spec, graph),
+        fixed_norms=tuple(module.get_submodule(n) for n in fixed_norms(spec.model, graph, module)),
     )
     return Program(spec, module, device, objective.metrics, steps, world)

@@ -73,11 +73,16 @@ class Steps:
         allow_imports: Sequence[str] = (),
         world: Any = None,
         values: dict[str, Any] | None = None,
+        prepare: Callable[[torch.nn.Module], None] | None = None,
+        fixed_norms: Sequence[torch.nn.Module] = (),
     ):
         self.spec, self.graph, self.module, self.device = spec, graph, module, device
         self.allow_imports = tuple(allow_imports)  # init() rebuilds the user's layers too
         self.world = world  # tdsl.distributed.World: processes that share each batch
         self.values = values  # each node's meta value, from validation: init() builds from them
+        # A fresh module's starting weights (init_weights, model.init), set inside init()'s
+        # seeded RNG; and the frozen norm layers that keep their statistics (eval mode).
+        self.prepare, self.fixed_norms = prepare, tuple(fixed_norms)
         self.optimizer, self.scheduler, self.autocast = optimizer, scheduler, autocast
         self.slots = Slots(module, optimizer)
         self.params, self.buffers = self.slots.params, self.slots.buffers
@@ -132,6 +137,8 @@ class Steps:
                 fresh, _ = build_graph(
                     self.graph, Diagnostics(), device=self.device, allow_imports=self.allow_imports
                 )
+            if self.prepare is not None:
+                self.prepare(fresh)
             rng_start = torch.Generator().manual_seed(seed).get_state()
             rng = (rng_start,) + (
                 (torch.cuda.get_rng_state(self.device),) if self.device.type == "cuda" else ()
@@ -151,6 +158,8 @@ class Steps:
     def _mode(self, training: bool) -> None:
         if self.training is not training:
             self.module.train(training)
+            for norm in self.fixed_norms:
+                norm.eval()
             self.training = training
 
     # --- steps ----------------------------------------------------------------------------
