@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
 
     again = commands.add_parser("resume", help="continue an interrupted run")
     again.add_argument("run_dir", metavar="RUN_DIR")
+    again.add_argument(
+        "--checkpoint",
+        choices=("last", "best"),
+        default="last",
+        help="continue from this checkpoint (best: when last.pt is damaged)",
+    )
     for command, does in ((check, "check for"), (train, "train in"), (again, "continue in")):
         command.add_argument(
             "--nproc",

@@ -161,12 +161,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
             if not report.ok:
                 print(report.format(), file=sys.stderr)
                 return 1
-        argv = ["resume", args.run_dir, *_allowed(args)]
+        argv = ["resume", args.run_dir, "--checkpoint", args.checkpoint, *_allowed(args)]
         return _launch(args.nproc, argv, f"tdsl resume {args.run_dir} --nproc {args.nproc}")
     lead = distributed.is_lead()
     try:
         with _stop_on_sigterm(), distributed.session():
-            result = resume(_as_path(args.run_dir), allow_imports=args.allow_imports)
+            result = resume(
+                _as_path(args.run_dir), allow_imports=args.allow_imports, which=args.checkpoint
+            )
     except KeyboardInterrupt:
         _end_bars()
         if lead:
