@@ -182,6 +182,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from tdsl.runs.directories import evaluate_run
 
+    recorded = f"{args.run_dir}/checkpoints/{args.checkpoint}.pt"
+    print(f"spec: the one recorded in {recorded} (spec.yaml as the run wrote it)", file=sys.stderr)
     for split, logs in evaluate_run(
         _as_path(args.run_dir), args.checkpoint, args.allow_imports
     ).items():

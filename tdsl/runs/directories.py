@@ -29,6 +29,7 @@ from tdsl.check.summary import summary
 from tdsl.data import DataError, Fitted, load_data, read_input, with_absolute_paths
 from tdsl.errors import TdslError
 from tdsl.registry.ops import DTYPES
+from tdsl.runs.drift import data_drift, record_data, spec_edits
 from tdsl.runs.run_files import RunFileError, load_run_checkpoint
 from tdsl.runs.run_files import check_writable as check_writable_run
 from tdsl.spec.load_dump import dump, load
@@ -123,6 +124,7 @@ def run(
     lead = program.world is None or program.world.lead  # data-parallel: rank 0 writes
     if lead:
         _prepare(directory)
+        record_data(directory, spec)  # a resume says which data files changed since
         summary_text = summary(spec, allow_imports=allow_imports)
         processes = program.world.size if program.world is not None else 1
         if cost:
@@ -209,6 +211,9 @@ def resume(
     state = TrainState.from_dict(checkpoint["state"], program.device)
     if lead:
         _say_resuming(spec, checkpoint, which)
+        if not checkpoint["stop_reason"]:
+            for line in data_drift(directory):
+                print(f"warning: {line}; training goes on with it as it is now", file=sys.stderr)
     if checkpoint["stop_reason"]:
         result = FitResult(state, checkpoint["history"], checkpoint["stop_reason"])
     else:
@@ -243,6 +248,9 @@ def _program_and_state(
 ) -> tuple[Program, TrainState]:
     command = "use it with --checkpoint {which}"
     checkpoint = _load_checkpoint(Path(directory), which, command)
+    edited = spec_edits(Path(directory), checkpoint["spec"], which)
+    if edited:
+        print(edited, file=sys.stderr)
     program = compile(load(checkpoint["spec"]), allow_imports)
     return program, TrainState.from_dict(checkpoint["state"], program.device)
 
