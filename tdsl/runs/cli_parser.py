@@ -136,6 +136,11 @@ def _parser() -> argparse.ArgumentParser:
             dest="allow_imports",
             help="let the spec import user code under this module prefix (repeatable)",
         )
+        command.add_argument(
+            "--data-root",
+            metavar="DIR",
+            help="refuse any data path that resolves outside DIR (for specs you did not write)",
+        )
     from tdsl.runs.cli_help import add_help
 
     add_help(parser)

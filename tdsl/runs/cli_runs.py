@@ -95,7 +95,9 @@ def _print_device(device) -> None:
 
 
 def _allowed(args: argparse.Namespace) -> list[str]:
-    return [a for prefix in args.allow_imports for a in ("--allow-import", prefix)]
+    """The options each launched process needs again: allowed imports, the data root."""
+    root = ["--data-root", args.data_root] if getattr(args, "data_root", None) else []
+    return [a for prefix in args.allow_imports for a in ("--allow-import", prefix)] + root
 
 
 def _launch(nproc: int, argv: list[str], resume: str) -> int:

@@ -27,6 +27,7 @@ import torch
 from tdsl import spec as S
 from tdsl.check.summary import summary
 from tdsl.data import DataError, Fitted, load_data, read_input, with_absolute_paths
+from tdsl.data.data_root import accepts_data_root
 from tdsl.errors import TdslError
 from tdsl.registry.ops import DTYPES
 from tdsl.runs.drift import data_drift, record_data, spec_edits
@@ -101,6 +102,7 @@ def _finish(directory: Path, result: FitResult) -> dict[str, Any]:
     return final
 
 
+@accepts_data_root
 def run(
     spec: S.Spec,
     out: str | os.PathLike | None = None,
@@ -160,6 +162,7 @@ def _load_checkpoint(directory: Path, which: str, command: str) -> dict[str, Any
         raise RunError(str(exc)) from None
 
 
+@accepts_data_root
 def resume(
     directory: str | os.PathLike,
     *,
@@ -255,6 +258,7 @@ def _program_and_state(
     return program, TrainState.from_dict(checkpoint["state"], program.device)
 
 
+@accepts_data_root
 def evaluate_run(
     directory: Path, which: str = "best", allow_imports: Sequence[str] = ()
 ) -> dict[str, dict[str, float]]:
@@ -333,6 +337,7 @@ def prediction_bytes(outputs: np.ndarray, kind: str) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+@accepts_data_root
 def predict_run(
     directory: Path,
     input_path: Path,
