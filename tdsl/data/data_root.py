@@ -45,10 +45,6 @@ def data_root(root: str | os.PathLike | None) -> Iterator[None]:
         _ROOT.reset(token)
 
 
-def current_root() -> Path | None:
-    return _ROOT.get()
-
-
 def outside(path: Path) -> Path | None:
     """`path` resolved, when a data root is set and it lies outside it; else None."""
     root = _ROOT.get()
@@ -95,4 +91,4 @@ def accepts_data_root(function: Callable[P, R]) -> Callable[..., R]:
     return limited
 
 
-_limit = data_root
+_limit = data_root  # the wrapper's keyword argument shadows the name `data_root`

@@ -80,7 +80,10 @@ def _damage(path: Path) -> str:
     if not zipfile.is_zipfile(path):
         size = path.stat().st_size
         return f"it is truncated or not a checkpoint at all ({size} bytes, not a whole zip archive)"
-    return "its checksum does not match the one written with it: the file was damaged or changed"
+    return (
+        f"its checksum does not match {checksum_path(path).name}, written with it: the file was "
+        "damaged or changed since (a checkpoint replaced on purpose needs that file deleted)"
+    )
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
