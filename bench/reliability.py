@@ -82,7 +82,9 @@ def classify(code: object, out: str, err: str) -> str:
         return "crash"
     if code == 0:
         return "valid"
-    heads = [line for line in out.splitlines() if not line.startswith("    hint: ")]
+    # Besides the located lines: their hints, and where a composed spec's base was included.
+    extra = ("    hint: ", "    included from ")
+    heads = [line for line in out.splitlines() if not line.startswith(extra)]
     clean = code == 1 and heads and all(LOCATED.match(line) for line in heads)
     return "rejected" if clean and not err.strip() else "unlocated"
 
