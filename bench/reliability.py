@@ -7,8 +7,9 @@ dependencies, `pip install -e '.[dev]'`: it reuses the test suite's helpers and 
 
 Every figure counts things that were done just now: each malformed file is validated by
 `tdsl validate` under a time limit, each fuzz mutation and random spec is validated, each
-run is really killed with SIGKILL or SIGTERM and resumed by a new process, and its last
-checkpoint is compared bitwise with an uninterrupted run.
+run is really killed with SIGKILL or SIGTERM and resumed by a new process (after its first
+kill, always once it has written a checkpoint), and its last checkpoint is compared bitwise
+with an uninterrupted run; each damaged checkpoint is resumed or evaluated by the command.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from reliability_checkpoints import damaged_checkpoints, nonfinite_data  # noqa: E402
 from reliability_runs import interrupted_runs, nan_runs, refused_imports  # noqa: E402
 from test_fuzz import Hang, _check_report, _hard_limit, _validate, mutated  # noqa: E402
 from test_malformed import HANG_PRONE  # noqa: E402
@@ -80,7 +82,9 @@ def classify(code: object, out: str, err: str) -> str:
         return "crash"
     if code == 0:
         return "valid"
-    heads = [line for line in out.splitlines() if not line.startswith("    hint: ")]
+    # Besides the located lines: their hints, and where a composed spec's base was included.
+    extra = ("    hint: ", "    included from ")
+    heads = [line for line in out.splitlines() if not line.startswith(extra)]
     clean = code == 1 and heads and all(LOCATED.match(line) for line in heads)
     return "rejected" if clean and not err.strip() else "unlocated"
 
@@ -240,8 +244,11 @@ def main_(argv: list[str] | None = None) -> int:
         rows.append(malformed_row(finish_hang_prone(hang_prone), hang_prone=len(hang_prone)))
         say("killing and resuming runs")
         rows += interrupted_runs(folder / "runs", chance, runs=max(1, round(3 * scale)), say=say)
+        say("damaged checkpoints")
+        rows += damaged_checkpoints(folder / "damaged", chance)
         say("diverging runs")
         rows += nan_runs(folder / "nan")
+        rows.append(nonfinite_data(folder / "nonfinite", chance))
         say("refused imports")
         rows.append(refused_imports(folder / "imports"))
     print(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from test_failures import (
 
 import tdsl
 from tdsl.runs.directories import run
+from tdsl.train.checkpoint_files import CheckpointError, read_checkpoint
 from tdsl.train.loops import NonFiniteLoss
 
 Row = tuple[str, int, str, str]
@@ -61,8 +63,9 @@ def interrupted_runs(folder: Path, chance: Random, runs: int, say: Callable[[str
     killed = (
         f"runs killed with SIGKILL at random moments ({runs} runs, up to 3 kills each)",
         t["kills"],
-        f"{t['intact']} kills left a loadable, finite checkpoint (or none yet); "
-        f"{t['resumes']} resumes, {t['restarts']} restarts before a first checkpoint; "
+        f"{t['intact']} kills left a checkpoint that matched its checksum and was finite (or "
+        f"none yet); {t['resumes']} resumes from a checkpoint, {t['restarts']} restarts before "
+        f"a first one; {t['orphans']} temp files of killed writes removed on resume; "
         f"{t['identical']} of {runs} runs ended bitwise identical to an uninterrupted run",
         f"{t['kills'] - t['intact']} corrupt checkpoints, {runs - t['finished']} unfinished, "
         f"{t['finished'] - t['identical']} different, {t['litter']} temp files left",
@@ -90,12 +93,19 @@ def interrupted_runs(folder: Path, chance: Random, runs: int, say: Callable[[str
 def _killed_run(
     spec_file: Path, directory: Path, chance: Random, kills: int, duration: float
 ) -> dict[str, int]:
+    """The first kill lands anywhere in the first half of a run (imports, the first
+    checkpoint, steps); each later one after the resumed process has written a
+    checkpoint of its own, somewhere in the epoch that follows (its steps, or the next
+    checkpoint write), so every run is resumed from a checkpoint at least `kills - 1` times."""
     counts = {"kills": 0, "intact": 0, "resumes": 0, "restarts": 0, "finished": 0, "litter": 0}
+    counts["orphans"] = 0
+    epoch = _epoch_seconds(spec_file, duration)
     process = start(["run", str(spec_file), "--out", str(directory)])
     while counts["kills"] < kills:
-        # Anywhere from interpreter start-up to the last epoch: imports, the first
-        # checkpoint, steps and checkpoint writes all get hit.
-        time.sleep(chance.uniform(0.05, 0.95) * duration)
+        if counts["kills"] == 0:  # start-up or an early epoch: leaves epochs to kill again
+            time.sleep(chance.uniform(0.05, 0.5) * duration)
+        elif _wait_for_new_epoch(process, directory):
+            time.sleep(chance.uniform(0.0, 1.2) * epoch)
         if process.poll() is not None:
             break
         process.kill()
@@ -105,22 +115,49 @@ def _killed_run(
         if last.exists():
             counts["intact"] += _loads_finite(last)
             counts["resumes"] += 1
+            counts["orphans"] += len(_temporary_files(directory))  # resume removes them
             process = start(["resume", str(directory)])
         else:  # killed before the first checkpoint: nothing to corrupt, start again
             counts["intact"] += 1
             counts["restarts"] += 1
+            shutil.rmtree(directory, ignore_errors=True)
             process = start(["run", str(spec_file), "--out", str(directory)])
     process.communicate(timeout=600)
     counts["finished"] = int(process.returncode == 0)
-    leftovers = [p for p in (directory / "checkpoints").iterdir() if p.name.startswith(".")]
-    counts["litter"] = len(leftovers)
+    counts["litter"] = len(_temporary_files(directory))
     return counts
 
 
-def _loads_finite(path: Path) -> bool:
+def _temporary_files(directory: Path) -> list[Path]:
+    return [p for p in (directory / "checkpoints").iterdir() if p.name.startswith(".")]
+
+
+def _epoch_seconds(spec_file: Path, duration: float) -> float:
+    epochs = tdsl.load(spec_file).train.epochs
+    return max(0.2, duration / (epochs + 2))  # start-up takes about two epochs' time
+
+
+def _epochs_written(directory: Path) -> int:
     try:
-        kept = torch.load(path, weights_only=True)
-    except Exception:
+        return len((directory / "history.jsonl").read_text().splitlines())
+    except OSError:
+        return 0
+
+
+def _wait_for_new_epoch(process: subprocess.Popen, directory: Path) -> bool:
+    """Wait until `process` has finished an epoch (its history grew) — False if it ended."""
+    before = _epochs_written(directory)
+    while process.poll() is None:
+        if _epochs_written(directory) > before:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _loads_finite(path: Path) -> bool:
+    try:  # its checksum verified too
+        kept = read_checkpoint(path)
+    except CheckpointError:
         return False
     return all(math.isfinite(float(t.float().sum())) for t in kept["model"].values())
 

@@ -22,6 +22,7 @@ from tdsl.check import training_setup as checks_setup
 from tdsl.check.class_targets import check_position_tables
 from tdsl.check.per_output import check_outputs_training
 from tdsl.check.weights_setup import check_weights
+from tdsl.data.data_root import accepts_data_root
 from tdsl.errors import Diagnostic, Diagnostics, Report, did_you_mean
 from tdsl.model.arguments import check_arguments
 from tdsl.model.build import GraphModule, build_graph
@@ -115,6 +116,7 @@ def check_spec(
     return attrs.evolve(inference, selections=selections, rows=rows)
 
 
+@accepts_data_root
 def validate(
     spec: S.Spec | str | os.PathLike,
     overrides: Any = None,

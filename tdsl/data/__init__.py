@@ -44,6 +44,7 @@ from tdsl.data.base import (
     DataError,
     DataSignature,
     FeatureInfo,
+    Problems,
     context,
     path_fields,
     resolve_path,
@@ -52,6 +53,8 @@ from tdsl.data.base import (
 )
 from tdsl.data.base import with_absolute_paths as _absolute_paths
 from tdsl.data.column_inference import expand_spec
+from tdsl.data.data_root import HINT as DATA_ROOT_HINT
+from tdsl.data.data_root import accepts_data_root, data_root, outside, outside_message
 from tdsl.data.fitted import FILE_NAME as FITTED_FILE
 from tdsl.data.fitted import Fitted
 from tdsl.data.streaming import FileData
@@ -70,6 +73,7 @@ __all__ = [
     "Splits",
     "TensorData",
     "clear_cache",
+    "data_root",
     "data_signature",
     "load_data",
     "read_input",
@@ -122,8 +126,23 @@ def prepare(
     factory is imported only under the `allow_imports` prefixes."""
     if isinstance(source, S.PythonData):
         return imported.prepare(source, ctx, allow_imports)
+    _refuse_outside_root(source, ctx)
     paths = [ctx.path(v) for k in path_fields(source) if (v := getattr(source, k)) is not None]
     return _prepare_cached(source, ctx, fitted, stamp(paths))
+
+
+def _refuse_outside_root(source: S.DataSource, ctx: Context) -> None:
+    """With a data root set: each data path outside it, located at its field, before any
+    file is read (`stamp` hashes small files)."""
+    problems = Problems()
+    for key in path_fields(source):
+        value = getattr(source, key)
+        if value is None:
+            continue
+        resolved = outside(resolve_path(ctx.base, value))
+        if resolved is not None:
+            problems.add((key,), outside_message(value, resolved), DATA_ROOT_HINT)
+    problems.check()
 
 
 def with_absolute_paths(spec: S.Spec) -> S.Spec:
@@ -133,12 +152,14 @@ def with_absolute_paths(spec: S.Spec) -> S.Spec:
     return expand_spec(_absolute_paths(spec))
 
 
+@accepts_data_root
 def load_data(
     spec: S.Spec, fitted: Fitted | None = None, allow_imports: Sequence[str] = ()
 ) -> Splits:
     """The spec's rows, split by its seed, with transforms fitted on the training rows — or
     the given `fitted` transforms re-applied. Raises `DataError` for data that cannot be
-    read as the spec says. User code (`kind: python`) runs only under `allow_imports`."""
+    read as the spec says. User code (`kind: python`) runs only under `allow_imports`.
+    `data_root`: refuse data paths outside that folder."""
     ctx = context(spec)
     if is_synthetic(spec.data):
         return synthetic.prepare(spec.data, ctx)

@@ -20,6 +20,7 @@ import torch
 from tdsl import spec as S
 from tdsl.data.base import Context, DataError, Problems, tensor_signature
 from tdsl.data.files import _cast, _target
+from tdsl.data.finite import check_finite
 from tdsl.data.imported import _tensor
 from tdsl.data.tensors import Splits, TensorData, split_index
 from tdsl.errors import SpecPath
@@ -27,17 +28,6 @@ from tdsl.spec.arrays_source import feature_items
 
 PARTS = ("train", "val", "test")
 FILES = {"train": "data.npz", "val": "val.npz", "test": "test.npz"}
-
-
-def _nonfinite(tensor: torch.Tensor, label: str, path: SpecPath, problems: Problems) -> None:
-    if not tensor.is_floating_point() or not len(tensor):
-        return
-    bad = ~torch.isfinite(tensor.reshape(len(tensor), -1)).all(dim=1)
-    if bool(bad.any()):
-        row = int(bad.nonzero()[0, 0])
-        value = tensor.reshape(len(tensor), -1)[row]
-        what = "NaN" if bool(torch.isnan(value).any()) else "an infinity"
-        problems.add(path, f"{label} has {what} at row {row} ({int(bad.sum())} such rows)")
 
 
 def _features(
@@ -63,7 +53,7 @@ def _features(
     for index, (name, value) in enumerate(items):
         label = f"{part} features {name!r}" if name else f"{part} features[{index}]"
         tensor = _tensor(value, path, label, problems)
-        _nonfinite(tensor, label, path, problems)
+        check_finite(tensor, label, path, problems)
         out.append((label, tensor))
     return out
 
@@ -78,7 +68,7 @@ def raw_parts(source: S.Arrays, ctx: Context) -> dict[str, tuple[list[torch.Tens
             continue
         features = _features(pair[0], part, ctx, problems)
         target = _tensor(pair[1], (part,), f"{part} target", problems)
-        _nonfinite(target, f"{part} target", (part,), problems)
+        check_finite(target, f"{part} target", (part,), problems)
         counts = {label: len(t) for label, t in features}
         counts[f"{part} target"] = len(target)
         if problems.items:

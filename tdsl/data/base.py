@@ -18,6 +18,8 @@ import attrs
 import torch
 
 from tdsl import spec as S
+from tdsl.data.data_root import HINT as DATA_ROOT_HINT
+from tdsl.data.data_root import outside, outside_message
 from tdsl.errors import SpecPath, TdslError, did_you_mean, format_path
 
 
@@ -74,7 +76,11 @@ class Context:
     inputs: tuple[S.Input, ...] = ()  # the model's inputs (shapes, dtypes)
 
     def path(self, value: str) -> Path:
-        return resolve_path(self.base, value)
+        path = resolve_path(self.base, value)
+        resolved = outside(path)  # with a data root: never open what lies outside it
+        if resolved is not None:
+            raise DataError.at((), outside_message(value, resolved), DATA_ROOT_HINT)
+        return path
 
 
 def spec_base(spec: S.Spec) -> Path:

@@ -24,6 +24,7 @@ from tdsl.data.base import (
     check_exists,
     tensor_signature,
 )
+from tdsl.data.finite import STREAMED_ROWS, check_finite
 from tdsl.data.streaming import FileData
 from tdsl.data.tensors import Batch, Splits, TensorData, split_index
 from tdsl.errors import did_you_mean
@@ -226,6 +227,12 @@ def prepare(source: S.Tensors, ctx: Context, _fitted: object = None):
         counts = {name: len(arrays[name]) for name in names}
         if len(set(counts.values())) > 1:
             problems.add((key,), f"the arrays in {where} have different row counts: {counts}")
+            continue
+        for index, name in enumerate(names):  # a folder's .npy files: their first batches
+            path = ("target",) if index == len(source.features) else ("features", index)
+            first = STREAMED_ROWS if where.is_dir() and path != ("target",) else None
+            check_finite(arrays[name], f"array {name!r} in {where}", path, problems, first)
+        if problems.items:
             continue
         parts[key] = (
             [arrays[n] for n in source.features],

@@ -33,6 +33,7 @@ from tdsl.data.base import (
     tensor_signature,
 )
 from tdsl.data.files import _cast, _target
+from tdsl.data.finite import check_finite
 from tdsl.data.tensors import Splits, TensorData, split_index, split_rows
 from tdsl.errors import SpecPath, did_you_mean, show
 from tdsl.registry.user_code import ImportRefused, import_object, is_import_path
@@ -104,6 +105,9 @@ def _prepared(
     tensors = {
         label: _tensor(value, path, label, problems) for label, (path, value) in named.items()
     }
+    problems.check()
+    for label, (path, _) in named.items():
+        check_finite(tensors[label], f"array {label} from factory {name}", path, problems)
     problems.check()
     counts = {label: int(t.shape[0]) for label, t in tensors.items()}
     if len(set(counts.values())) > 1:

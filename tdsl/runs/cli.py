@@ -4,6 +4,7 @@ closed early (`tdsl schema | head`: quietly, as a program killed by SIGPIPE)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -49,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with _data_root(args):  # every data read below is limited to it
+            return COMMANDS[args.command](args)
     except SpecError as exc:
         _end_bars()
         print(str(exc), file=sys.stderr)
@@ -62,6 +64,15 @@ def _main(argv: Sequence[str] | None) -> int:
         _end_bars()
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _data_root(args) -> contextlib.AbstractContextManager:
+    root = getattr(args, "data_root", None)
+    if root is None:  # tdsl.data imports torch: not for `tdsl --help`
+        return contextlib.nullcontext()
+    from tdsl.data.data_root import data_root
+
+    return data_root(root)
 
 
 def _discard_output() -> None:

@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
 
     again = commands.add_parser("resume", help="continue an interrupted run")
     again.add_argument("run_dir", metavar="RUN_DIR")
+    again.add_argument(
+        "--checkpoint",
+        choices=("last", "best"),
+        default="last",
+        help="continue from this checkpoint (best: when last.pt is damaged)",
+    )
     for command, does in ((check, "check for"), (train, "train in"), (again, "continue in")):
         command.add_argument(
             "--nproc",
@@ -129,6 +135,11 @@ def _parser() -> argparse.ArgumentParser:
             metavar="PREFIX",
             dest="allow_imports",
             help="let the spec import user code under this module prefix (repeatable)",
+        )
+        command.add_argument(
+            "--data-root",
+            metavar="DIR",
+            help="refuse any data path that resolves outside DIR (for specs you did not write)",
         )
     from tdsl.runs.cli_help import add_help
 

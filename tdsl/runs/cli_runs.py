@@ -95,7 +95,9 @@ def _print_device(device) -> None:
 
 
 def _allowed(args: argparse.Namespace) -> list[str]:
-    return [a for prefix in args.allow_imports for a in ("--allow-import", prefix)]
+    """The options each launched process needs again: allowed imports, the data root."""
+    root = ["--data-root", args.data_root] if getattr(args, "data_root", None) else []
+    return [a for prefix in args.allow_imports for a in ("--allow-import", prefix)] + root
 
 
 def _launch(nproc: int, argv: list[str], resume: str) -> int:
@@ -161,12 +163,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
             if not report.ok:
                 print(report.format(), file=sys.stderr)
                 return 1
-        argv = ["resume", args.run_dir, *_allowed(args)]
+        argv = ["resume", args.run_dir, "--checkpoint", args.checkpoint, *_allowed(args)]
         return _launch(args.nproc, argv, f"tdsl resume {args.run_dir} --nproc {args.nproc}")
     lead = distributed.is_lead()
     try:
         with _stop_on_sigterm(), distributed.session():
-            result = resume(_as_path(args.run_dir), allow_imports=args.allow_imports)
+            result = resume(
+                _as_path(args.run_dir), allow_imports=args.allow_imports, which=args.checkpoint
+            )
     except KeyboardInterrupt:
         _end_bars()
         if lead:
@@ -180,6 +184,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from tdsl.runs.directories import evaluate_run
 
+    recorded = f"{args.run_dir}/checkpoints/{args.checkpoint}.pt"
+    print(f"spec: the one recorded in {recorded} (spec.yaml as the run wrote it)", file=sys.stderr)
     for split, logs in evaluate_run(
         _as_path(args.run_dir), args.checkpoint, args.allow_imports
     ).items():

@@ -28,11 +28,16 @@ from tdsl import spec as S
 from tdsl.check.summary import summary
 from tdsl.check.weights_setup import init_record, with_absolute_init, without_init
 from tdsl.data import DataError, Fitted, load_data, read_input, with_absolute_paths
+from tdsl.data.data_root import accepts_data_root
 from tdsl.errors import TdslError
 from tdsl.registry.ops import DTYPES
+from tdsl.runs.drift import data_drift, record_data, spec_edits
+from tdsl.runs.run_files import RunFileError, load_run_checkpoint
+from tdsl.runs.run_files import check_writable as check_writable_run
 from tdsl.spec.load_dump import dump, load
 from tdsl.train.atomic_files import atomic_write_bytes, atomic_write_text
 from tdsl.train.callbacks import strict_json
+from tdsl.train.checkpoint_files import read_checkpoint
 from tdsl.train.loops import FitResult, evaluate, fit, predict, train_epochs
 from tdsl.train.program import Program, compile
 from tdsl.train.standard import compose
@@ -92,7 +97,7 @@ def _finish(directory: Path, result: FitResult) -> dict[str, Any]:
     }
     best_path = directory / "checkpoints" / "best.pt"
     if best_path.exists():
-        best = torch.load(best_path, weights_only=True)
+        best = read_checkpoint(best_path)
         final["best"] = best["history"][-1] if best["history"] else {}
     started = directory / "init.json"
     if started.exists():  # where the starting weights came from (model.init)
@@ -101,6 +106,7 @@ def _finish(directory: Path, result: FitResult) -> dict[str, Any]:
     return final
 
 
+@accepts_data_root
 def run(
     spec: S.Spec,
     out: str | os.PathLike | None = None,
@@ -125,6 +131,7 @@ def run(
     lead = program.world is None or program.world.lead  # data-parallel: rank 0 writes
     if lead:
         _prepare(directory)
+        record_data(directory, spec)  # a resume says which data files changed since
         summary_text = summary(spec, allow_imports=allow_imports)
         processes = program.world.size if program.world is not None else 1
         if cost:
@@ -155,15 +162,15 @@ def cost_section(spec: S.Spec, processes: int = 1, allow_imports: Sequence[str] 
         return f"Cost: not estimated: {exc}"
 
 
-def _load_checkpoint(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise RunError(f"no checkpoint at {path}")
+def _load_checkpoint(directory: Path, which: str, command: str) -> dict[str, Any]:
+    """Verified against its checksum; a damaged one's error offers the other if intact."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)  # any device -> CPU first
-    except Exception as exc:  # a truncated or foreign file: say which and why
-        raise RunError(f"cannot read checkpoint {path}: {exc}") from None
+        return load_run_checkpoint(directory, which, command)
+    except RunFileError as exc:
+        raise RunError(str(exc)) from None
 
 
+@accepts_data_root
 def resume(
     directory: str | os.PathLike,
     *,
@@ -171,11 +178,14 @@ def resume(
     progress: bool | TextIO = True,
     allow_imports: Sequence[str] = (),
     stream: TextIO | None = None,
+    which: str = "last",
 ) -> RunResult:
-    """Continue the run in `directory` from its last checkpoint (a finished run is returned
-    as it ended). `best_state` is read from the run's best checkpoint."""
+    """Continue the run in `directory` from its last checkpoint, or from its best with
+    `which="best"` (a finished run is returned as it ended). `best_state` is read from the
+    run's best checkpoint."""
     directory = Path(directory)
-    checkpoint = _load_checkpoint(directory / "checkpoints" / "last.pt")
+    command = f"continue from it with `tdsl resume {directory} --checkpoint {{which}}`"
+    checkpoint = _load_checkpoint(directory, which, command)
     spec = load(directory / "spec.yaml")
     current = dump(spec, defaults=True)
     if load(checkpoint["spec"]) != spec:
@@ -191,6 +201,11 @@ def resume(
     # The run's own checkpoint holds its weights: model.init is neither read nor re-applied.
     program = compile(without_init(spec), allow_imports)
     lead = program.world is None or program.world.lead  # data-parallel: rank 0 writes
+    if lead and not checkpoint["stop_reason"]:  # found now, not after an epoch of training
+        try:
+            check_writable_run(directory)
+        except RunFileError as exc:
+            raise RunError(str(exc)) from None
     shown = stream if stream is not None and progress is True else progress
     composed = compose(
         spec,
@@ -207,7 +222,10 @@ def resume(
     checkpointer.load_state_dict(checkpoint["checkpointer"])
     state = TrainState.from_dict(checkpoint["state"], program.device)
     if lead:
-        _say_resuming(spec, checkpoint)
+        _say_resuming(spec, checkpoint, which)
+        if not checkpoint["stop_reason"]:
+            for line in data_drift(directory):
+                print(f"warning: {line}; training goes on with it as it is now", file=sys.stderr)
     if checkpoint["stop_reason"]:
         result = FitResult(state, checkpoint["history"], checkpoint["stop_reason"])
     else:
@@ -220,11 +238,12 @@ def resume(
     best = None
     best_path = directory / "checkpoints" / "best.pt"
     if best_path.exists():
-        best = TrainState.from_dict(_load_checkpoint(best_path)["state"], program.device)
+        loaded = _load_checkpoint(directory, "best", "")
+        best = TrainState.from_dict(loaded["state"], program.device)
     return RunResult(directory, result.history, result.state, best, result.stop_reason)
 
 
-def _say_resuming(spec: S.Spec, checkpoint: dict[str, Any]) -> None:
+def _say_resuming(spec: S.Spec, checkpoint: dict[str, Any], which: str) -> None:
     done, total = len(checkpoint["history"]), spec.train.epochs
     if checkpoint["stop_reason"]:
         message = f"the run already stopped after epoch {done} of {total}"
@@ -232,18 +251,23 @@ def _say_resuming(spec: S.Spec, checkpoint: dict[str, Any]) -> None:
     elif done >= total:
         message = f"the run already finished its {total} epochs; nothing to resume"
     else:
-        message = f"resuming at epoch {done + 1} of {total} from checkpoints/last.pt"
+        message = f"resuming at epoch {done + 1} of {total} from checkpoints/{which}.pt"
     print(message, file=sys.stderr)
 
 
 def _program_and_state(
     directory: Path, which: str, allow_imports: Sequence[str] = ()
 ) -> tuple[Program, TrainState]:
-    checkpoint = _load_checkpoint(Path(directory) / "checkpoints" / f"{which}.pt")
+    command = "use it with --checkpoint {which}"
+    checkpoint = _load_checkpoint(Path(directory), which, command)
+    edited = spec_edits(Path(directory), checkpoint["spec"], which)
+    if edited:
+        print(edited, file=sys.stderr)
     program = compile(without_init(load(checkpoint["spec"])), allow_imports)
     return program, TrainState.from_dict(checkpoint["state"], program.device)
 
 
+@accepts_data_root
 def evaluate_run(
     directory: Path, which: str = "best", allow_imports: Sequence[str] = ()
 ) -> dict[str, dict[str, float]]:
@@ -322,6 +346,7 @@ def prediction_bytes(outputs: np.ndarray, kind: str) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+@accepts_data_root
 def predict_run(
     directory: Path,
     input_path: Path,

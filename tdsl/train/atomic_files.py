@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -18,7 +19,7 @@ class FileWriteError(TdslError):
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        descriptor, temporary = tempfile.mkstemp(prefix=_prefix(path.name), dir=path.parent)
     except OSError as exc:
         raise FileWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
@@ -40,6 +41,20 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(directory)  # make the rename itself durable
     finally:
         os.close(directory)
+
+
+def _prefix(name: str) -> str:
+    return f".{name}."
+
+
+# mkstemp appends 8 characters of this alphabet to the prefix (CPython's _RandomNameSequence).
+_RANDOM_PART = re.compile(r"[a-z0-9_]{8}")
+
+
+def is_temporary_of(candidate: str, name: str) -> bool:
+    """Whether the file name `candidate` is an atomic write's temporary file for `name`."""
+    prefix = _prefix(name)
+    return candidate.startswith(prefix) and bool(_RANDOM_PART.fullmatch(candidate[len(prefix) :]))
 
 
 @functools.cache

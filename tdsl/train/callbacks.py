@@ -14,10 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from tdsl.registry.metrics import lookup_metric
-from tdsl.train.atomic_files import atomic_write_bytes, atomic_write_text
+from tdsl.train.atomic_files import atomic_write_text
+from tdsl.train.checkpoint_files import CHECKSUM_SUFFIX, remove_orphans, write_checkpoint
 from tdsl.train.progress import ProgressPrinter as ProgressPrinter  # its home before progress.py
 from tdsl.train.state import TrainState
 
@@ -132,11 +131,12 @@ class Checkpointer:
         }
 
     def _write(self, name: str, payload: dict[str, Any]) -> None:
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
-        atomic_write_bytes(self.directory / name, buffer.getvalue())
+        write_checkpoint(self.directory / name, payload)
 
     def on_fit_start(self, run, state: TrainState) -> None:
+        # A run killed while writing a checkpoint left its temporary file: 2-20 MB each.
+        names = ("last.pt", "best.pt")
+        remove_orphans(self.directory, names + tuple(n + CHECKSUM_SUFFIX for n in names))
         # A run interrupted during its first epoch can then be resumed from the start.
         if self.save_last and not (self.directory / "last.pt").exists():
             self._write("last.pt", self.payload(run, state))

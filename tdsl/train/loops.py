@@ -23,6 +23,7 @@ from tdsl.errors import TdslError
 from tdsl.spec.load_dump import dump
 from tdsl.train.atomic_files import atomic_write_text
 from tdsl.train.multi_output import join, numel
+from tdsl.train.nonfinite_data import data_note, nonfinite_validation
 from tdsl.train.program import Program
 from tdsl.train.standard import compose, prepare_directory
 from tdsl.train.state import TrainState
@@ -289,11 +290,14 @@ def train_epochs(
         # searched only then: no extra host sync per epoch.
         bad = None if math.isfinite(logs["loss"]) else totals.first_nonfinite()
         if bad is not None:
-            raise _nonfinite(run, state, bad, totals)
+            raise _nonfinite(run, state, bad, totals, data_note(train, "training"))
         if totals.skipped:
             logs["skipped_batches"] = totals.skipped
         if val is not None and len(val):
             logs.update(evaluate(program, state, val, prefix="val_"))
+            message = nonfinite_validation(run.epoch + 1, logs, val)
+            if message is not None:
+                raise NonFiniteLoss(message)
         logs["lr"] = state.lrs[0]
         logs["seconds"] = time.perf_counter() - started
         if compile_seconds is not None:  # once, in the first epoch this call runs
@@ -306,7 +310,9 @@ def train_epochs(
     return FitResult(state, run.history, run.stop_reason)
 
 
-def _nonfinite(run: FitRun, state: TrainState, index: int, totals: _Accumulator) -> NonFiniteLoss:
+def _nonfinite(
+    run: FitRun, state: TrainState, index: int, totals: _Accumulator, note: str
+) -> NonFiniteLoss:
     batches = len(totals.losses) + totals.skipped
     step = state.step - batches + index + 1
     value = float(totals.losses[index])
@@ -320,7 +326,7 @@ def _nonfinite(run: FitRun, state: TrainState, index: int, totals: _Accumulator)
         f"the loss became {value} at step {step} (epoch {run.epoch + 1}, batch {index + 1} of "
         f"{batches}); last finite epoch metrics: {shown}. The checkpoint of the last good "
         "epoch is kept; lower the learning rate, clip gradients (train.clip_norm), or set "
-        "train.on_nan: skip_batch"
+        "train.on_nan: skip_batch" + (f".{note}" if note else "")
     )
 
 

@@ -24,6 +24,7 @@ from tdsl.check.class_targets import class_axis
 from tdsl.check.outputs_and_targets import data_signature, resolve_loss
 from tdsl.check.pipeline import validated
 from tdsl.data import Batch, train_rows
+from tdsl.data.data_root import accepts_data_root
 from tdsl.errors import Diagnostics, SpecError, TdslError
 from tdsl.model.build import GraphModule, materialize
 from tdsl.model.freezing import fixed_norms, freeze
@@ -293,6 +294,7 @@ def make_objective(
 
 
 # The issue names the API `compile`; it shadows the builtin only inside this module.
+@accepts_data_root
 def compile(spec: S.Spec, allow_imports: Sequence[str] = ()) -> Program:  # noqa: A001
     """Check `spec` and build its program; raises `SpecError` listing every problem.
     User code named by import path is imported only under the `allow_imports` prefixes."""
