@@ -1,0 +1,98 @@
+"""What a layer refuses, said in tdsl's words before torch says it in its own.
+
+torch words a bad input to a convolution or pooling layer as "Expected 3D (unbatched) or 4D
+(batched) input to conv2d, but got input of size: [7919, 2]" or "Kernel size can't be greater
+than actual input size"; `check_window_input` states the same rule with the layer's settings
+and the input's sizes. Whatever torch still refuses passes through `torch_reason`, which keeps
+its wording only when it reads as a rule rather than as Python's internals.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from tdsl.registry.ops import BATCH, OpError, shape_text
+
+_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+
+
+def _spatial(n: int, value: Any) -> tuple[int, ...] | None:
+    values = tuple(value) if isinstance(value, tuple | list) else (value,) * n
+    ok = len(values) == n and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+    return values if ok else None
+
+
+def _sizes(values: Sequence[int]) -> str:
+    return " x ".join(str(v) for v in values)
+
+
+def check_window_input(layer: nn.Module, inputs: Sequence[Any]) -> None:
+    """Raise an OpError naming the rule when a convolution or pooling layer cannot slide its
+    window over this input: wrong rank, wrong channel count, or a window wider than the
+    (padded) input."""
+    if not isinstance(layer, (nn.modules.conv._ConvNd, *_POOLS)) or len(inputs) != 1:
+        return
+    x = inputs[0]
+    if not isinstance(x, torch.Tensor):
+        return
+    conv = isinstance(layer, nn.modules.conv._ConvNd)
+    n = len(layer.kernel_size) if conv else int(type(layer).__name__[-2])
+    if x.dim() not in ((n + 2,) if conv else (n + 1, n + 2)):
+        raise OpError(
+            f"slides a {n}-d window, so it needs input [B, channels, {_dims(n)}], "
+            f"got {shape_text(x.shape)}",
+            hint="reshape the input to [B, channels, ...] first (op unflatten or reshape), "
+            "or use the layer of its dimensionality",
+        )
+    if conv and x.shape[1] != layer.in_channels:
+        return  # the declared in_channels differ from the input's: reported where declared
+    kernel, padding = _spatial(n, layer.kernel_size), _spatial(n, layer.padding)
+    dilation = _spatial(n, getattr(layer, "dilation", 1))
+    if kernel is None or padding is None or dilation is None:
+        return  # "same"/"valid" padding or an unusual value: torch's own checks follow
+    sizes = tuple(int(s) for s in x.shape[-n:])
+    span = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
+    padded = tuple(s + 2 * p for s, p in zip(sizes, padding, strict=True))
+    if any(w > s for w, s in zip(span, padded, strict=True)):
+        dilated = "" if set(dilation) == {1} else f" (kernel {_sizes(kernel)} dilated)"
+        padded_text = "" if set(padding) == {0} else f" ({_sizes(sizes)} padded)"
+        raise OpError(
+            f"has a window of {_sizes(span)}{dilated}, larger than its input's "
+            f"{_sizes(padded)}{padded_text} from {shape_text(x.shape)}",
+            key="kernel_size",
+            hint="use a smaller kernel_size, add padding, or pool less before this layer",
+        )
+
+
+def _dims(n: int) -> str:
+    return ", ".join(("length",) if n == 1 else ("height", "width") if n == 2 else ("D", "H", "W"))
+
+
+# What Python's or torch's internals sound like: never shown to the user as a reason.
+_INTERNAL = re.compile(
+    r"Traceback|division|modulo|has no attribute|unsupported operand|NoneType|"
+    r"unexpected keyword|positional argument|must be divisible by|but got|[Ee]xpected .*got|"
+    r"\bargument #?\d|__\w+__|<class |object of type|not subscriptable|not callable|"
+    r"\bself\b|\bTensor\b|\bdtype=|aten::|c10::"
+)
+
+
+def torch_reason(exc: BaseException) -> str | None:
+    """torch's first line with the inference batch shown as B, when it states a rule in plain
+    words; None when it reads as Python's or torch's internals."""
+    lines = str(exc).strip().splitlines()
+    first = re.sub(rf"\b{BATCH}\b", "B", lines[0]).strip() if lines else ""
+    if not first or _INTERNAL.search(first) or len(first) > 200:
+        return None
+    return first.rstrip(".")
+
+
+def refusal_hint(exc: BaseException) -> str | None:
+    """A hint carrying torch's reason in its own words, cleaned; None when it has none."""
+    reason = torch_reason(exc)
+    return None if reason is None else f"torch's reason: {reason}"
