@@ -21,9 +21,10 @@ from tdsl.check.per_output import (
     resolve_outputs_loss,
 )
 from tdsl.data import DataSignature, data_signature  # noqa: F401 (re-exported)
-from tdsl.errors import Diagnostics, SpecPath, check_keywords, did_you_mean
+from tdsl.errors import Diagnostics, SpecPath, check_keywords
 from tdsl.model.build import describe
 from tdsl.model.graph import Graph
+from tdsl.registry.aliases import suggest
 from tdsl.registry.losses import (
     LossDef,
     PerPosition,
@@ -66,7 +67,7 @@ def _lookup(
         diags.error((*path, "kind"), exc.message, exc.hint)
         return None
     if loss is None:
-        diags.error((*path, "kind"), f"unknown loss {kind!r}", did_you_mean(kind, loss_names()))
+        diags.error((*path, "kind"), f"unknown loss {kind!r}", suggest("loss", kind, loss_names()))
     return loss
 
 
@@ -291,7 +292,7 @@ def check_metrics(spec: S.Spec, diags: Diagnostics, graph: Graph | None = None) 
             diags.error(
                 ("metrics", index),
                 f"unknown metric {metric.kind!r}",
-                did_you_mean(metric.kind, metric_names(), listing_limit=20),
+                suggest("metric", metric.kind, metric_names(), listing_limit=20),
             )
             continue
         known = check_keywords(

@@ -21,11 +21,12 @@ from tdsl.check import outputs_and_targets as checks
 from tdsl.check import training_setup as checks_setup
 from tdsl.check.class_targets import check_position_tables
 from tdsl.check.per_output import check_outputs_training
-from tdsl.errors import Diagnostic, Diagnostics, Report, did_you_mean
+from tdsl.errors import Diagnostic, Diagnostics, Report
 from tdsl.model.arguments import check_arguments
 from tdsl.model.build import GraphModule, build_graph
 from tdsl.model.graph import Graph, Node
 from tdsl.model.resolve import auto_names, resolve
+from tdsl.registry.aliases import suggest
 from tdsl.registry.ops import BATCH, all_op_names, lookup
 from tdsl.registry.user_code import ImportRefused
 from tdsl.spec.load_dump import locate, read_spec
@@ -76,7 +77,7 @@ def _check_ops_only(model: S.Model, diags: Diagnostics, allow_imports: Sequence[
             diags.error(
                 (*path, "op"),
                 f"unknown op {layer.op!r}",
-                did_you_mean(layer.op, all_op_names()),
+                suggest("op", layer.op, all_op_names()),
             )
         else:
             implicit = () if op.max_inputs == 0 else ("<previous>",)  # a source takes none

@@ -24,6 +24,7 @@ from tdsl.errors import (
 from tdsl.model.graph import Graph, module_ops
 from tdsl.model.selectors import select, why_empty
 from tdsl.registry import optimizer_args as optim_args
+from tdsl.registry.aliases import suggest
 from tdsl.registry.optimizers import (
     FILLED_SCHEDULE_ARGS,
     OptimDef,
@@ -42,7 +43,7 @@ def check_optimizer(spec: S.Spec, diags: Diagnostics) -> None:
         diags.error(
             ("optimizer", "kind"),
             f"unknown optimizer {opt.kind!r}",
-            did_you_mean(opt.kind, optimizer_names()),
+            suggest("optimizer", opt.kind, optimizer_names()),
         )
     elif found.name in UNSUPPORTED_OPTIMIZERS:
         diags.error(
@@ -87,7 +88,7 @@ def _check_schedule(spec: S.Spec, found: OptimDef | None, diags: Diagnostics) ->
         diags.error(
             (*path, "kind"),
             f"unknown schedule {opt.schedule.kind!r}",
-            did_you_mean(opt.schedule.kind, schedule_names()),
+            suggest("schedule", opt.schedule.kind, schedule_names()),
         )
         return
     what = f"schedule {opt.schedule.kind!r}"

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tdsl.errors import Diagnostics, did_you_mean, show
+from tdsl.errors import Diagnostics, show
 from tdsl.model import batch_rule
 from tdsl.model.arguments import check_arguments
 from tdsl.model.graph import Graph, Node
@@ -22,6 +22,7 @@ from tdsl.model.modules import GraphModule, Repeated
 from tdsl.model.ties import tie_parameters
 from tdsl.registry import ops
 from tdsl.registry import shape_rules as shapes
+from tdsl.registry.aliases import suggest
 from tdsl.registry.ops import BATCH, DTYPES, shape_text
 from tdsl.registry.refusals import check_window_input, refusal_hint
 from tdsl.registry.user_code import ImportRefused
@@ -222,7 +223,7 @@ class _Builder:
             self.diags.error(
                 (*node.path, "op"),
                 f"unknown op {node.op!r}",
-                did_you_mean(node.op, ops.all_op_names()),
+                suggest("op", node.op, ops.all_op_names()),
             )
             return None
         return op if check_arguments(node, op, self.diags) else None
