@@ -21,6 +21,7 @@ from tdsl.check import outputs_and_targets as checks
 from tdsl.check import training_setup as checks_setup
 from tdsl.check.class_targets import check_position_tables
 from tdsl.check.per_output import check_outputs_training
+from tdsl.check.silent_mistakes import check_silent_mistakes
 from tdsl.errors import Diagnostic, Diagnostics, Report
 from tdsl.model.arguments import check_arguments
 from tdsl.model.build import GraphModule, build_graph
@@ -108,6 +109,7 @@ def check_spec(
     check_outputs_training(spec, diags)
     checks_device.check_distributed(spec, diags, world_size)
     rows = data_checks.split_rows(spec, signature)
+    check_silent_mistakes(spec, rows, diags)
     return attrs.evolve(inference, selections=selections, rows=rows)
 
 
