@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tdsl.errors import plain_reason
 from tdsl.registry.ops import BATCH, OpError, shape_text
 
 _POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
@@ -73,23 +74,11 @@ def _dims(n: int) -> str:
     return ", ".join(("length",) if n == 1 else ("height", "width") if n == 2 else ("D", "H", "W"))
 
 
-# What Python's or torch's internals sound like: never shown to the user as a reason.
-_INTERNAL = re.compile(
-    r"Traceback|division|modulo|has no attribute|unsupported operand|NoneType|"
-    r"unexpected keyword|positional argument|must be divisible by|but got|[Ee]xpected .*got|"
-    r"\bargument #?\d|__\w+__|<class |object of type|not subscriptable|not callable|"
-    r"\bself\b|\bTensor\b|\bdtype=|aten::|c10::"
-)
-
-
 def torch_reason(exc: BaseException) -> str | None:
     """torch's first line with the inference batch shown as B, when it states a rule in plain
     words; None when it reads as Python's or torch's internals."""
-    lines = str(exc).strip().splitlines()
-    first = re.sub(rf"\b{BATCH}\b", "B", lines[0]).strip() if lines else ""
-    if not first or _INTERNAL.search(first) or len(first) > 200:
-        return None
-    return first.rstrip(".")
+    reason = plain_reason(exc)
+    return None if reason is None else re.sub(rf"\b{BATCH}\b", "B", reason)
 
 
 def refusal_hint(exc: BaseException) -> str | None:
