@@ -37,7 +37,7 @@ def check_loss_arguments(kind: str, args: Mapping[str, Any], path: SpecPath, dia
     for key, value in args.items():
         if key == "reduction" and value not in _REDUCTIONS:
             diags.error(
-                (*path, key),
+                _arg_path(path, key),
                 f"loss {kind!r} takes reduction "
                 + " or ".join(show(r) for r in _REDUCTIONS)
                 + f", got {show(value)}",
@@ -50,7 +50,42 @@ def check_loss_arguments(kind: str, args: Mapping[str, Any], path: SpecPath, dia
         words, keeps = rule
         number = isinstance(value, int | float) and not isinstance(value, bool)
         if not number or not math.isfinite(value) or not keeps(value):
-            diags.error((*path, key), f"loss {kind!r} takes {key} {words}, got {show(value)}")
+            diags.error(
+                _arg_path(path, key), f"loss {kind!r} takes {key} {words}, got {show(value)}"
+            )
+            ok = False
+    return ok
+
+
+def _arg_path(path: SpecPath, key: str) -> SpecPath:
+    """Where a loss argument was written: a term's own `weight` is its share of the sum, so
+    its class weights can only be under `args:`."""
+    return (*path, "args", key) if key == "weight" and len(path) > 1 else (*path, key)
+
+
+def check_weight_sizes(
+    kind: str,
+    args: Mapping[str, Any],
+    path: SpecPath,
+    classes: int | None,
+    width: int,
+    diags: Diagnostics,
+) -> bool:
+    """A class `weight` needs one number per class, a `pos_weight` one per output column (or
+    one for all); torch says so without the numbers. True when the sizes fit."""
+    checks = []
+    if classes is not None:
+        checks.append(("weight", (classes,), f"a number per class ({classes})"))
+    else:
+        checks.append(("pos_weight", (1, width), f"a number per output column ({width}) or one"))
+    ok = True
+    for key, sizes, wanted in checks:
+        value = args.get(key)
+        if isinstance(value, list | tuple) and len(value) not in sizes:
+            diags.error(
+                _arg_path(path, key),
+                f"loss {kind!r} takes {key} with {wanted}, got {len(value)}: {show(list(value))}",
+            )
             ok = False
     return ok
 
@@ -94,5 +129,13 @@ def report_refusal(
         path,
         f"loss {kind!r}{with_args} cannot run on output {shape_text((rows, *sample.shape[1:]))} "
         f"and target {shape_text((rows, *wanted.shape[1:]))}: torch refused them",
-        refusal_hint(exc),
+        _CALLED_AS if _other_inputs(exc) else refusal_hint(exc),
     )
+
+
+_CALLED_AS = "a loss is called with (output, target); this one takes other inputs"
+
+
+def _other_inputs(exc: BaseException) -> bool:
+    """Whether calling the loss with (output, target) failed on the number of arguments."""
+    return isinstance(exc, TypeError) and "positional argument" in str(exc)

@@ -13,7 +13,12 @@ import torch
 from tdsl import spec as S
 from tdsl.check import data_section as data_checks
 from tdsl.check.class_targets import check_ignore_index, class_axis
-from tdsl.check.loss_arguments import check_loss_arguments, report_refusal, run_each_term
+from tdsl.check.loss_arguments import (
+    check_loss_arguments,
+    check_weight_sizes,
+    report_refusal,
+    run_each_term,
+)
 from tdsl.check.per_output import (
     check_output_metric,
     check_outputs_loss,
@@ -217,6 +222,20 @@ def _try_loss(
         wanted = torch.zeros(rows, *positions, dtype=torch.long, device=device)
     else:
         wanted = torch.zeros(rows, *target.shape, device=device)
+    parts = spec.loss.terms if spec.loss.kind == "sum" else (spec.loss,)
+    paths = (
+        [("loss", "terms", i) for i in range(len(parts))]
+        if spec.loss.kind == "sum"
+        else [("loss",)]
+    )
+    classes = output.shape[1 if axis is None else axis] if target.kind == "class" else None
+    width = output.shape[-1] if output.dim() > 1 else 1
+    sized = [
+        check_weight_sizes(p.kind, p.args, path, classes, width, diags)
+        for p, path in zip(parts, paths, strict=True)
+    ]
+    if not all(sized):
+        return
     try:
         with torch.device(device):
             build_loss(spec.loss, allow_imports, axis)(sample, wanted)
