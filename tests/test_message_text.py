@@ -85,3 +85,35 @@ def test_torch_is_not_asked_about_window_sizes():
     layers = "    - {op: maxpool2d, kernel_size: 9}"
     (error,) = tdsl.validate(_spec(layers)).errors
     assert "has a window of 9 x 9, larger than its input's 8 x 8" in error.message
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (
+            "Dimension out of range (expected to be in range of [-4, 3], but got 5)",
+            "dimension 5 is outside [-4, 3] for this input",
+        ),
+        (
+            "mat1 and mat2 shapes cannot be multiplied (7919x4 and 3x2)",
+            "the input's last dimension is 4, the layer's weights expect 3",
+        ),
+        (
+            "Given groups=1, weight of size [4, 3, 3, 3], expected input[7919, 1, 8, 8] to have "
+            "3 channels, but got 1 channels instead",
+            "the layer expects 3 input channels, the input has 1",
+        ),
+        (
+            "shape '[7919, 7, 7]' is invalid for input of size 506816",
+            "shape '[B, 7, 7]' is invalid for input of size B x 64",
+        ),
+        ("adaptive_avg_pool2d: output_size must be 2", "output_size must be 2"),
+    ],
+)
+def test_common_torch_refusals_are_restated_with_their_numbers(text, reason):
+    assert torch_reason(RuntimeError(text)) == reason
+
+
+def test_pooling_padding_is_checked_before_torch():
+    (error,) = tdsl.validate(_spec("    - {op: maxpool2d, kernel_size: 2, padding: 2}")).errors
+    assert "has padding 2 x 2, more than half its kernel 2 x 2" in error.message

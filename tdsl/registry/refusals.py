@@ -56,6 +56,12 @@ def check_window_input(layer: nn.Module, inputs: Sequence[Any]) -> None:
     dilation = _spatial(n, getattr(layer, "dilation", 1))
     if kernel is None or padding is None or dilation is None:
         return  # "same"/"valid" padding or an unusual value: torch's own checks follow
+    if not conv and any(2 * p > k for p, k in zip(padding, kernel, strict=True)):
+        raise OpError(
+            f"has padding {_sizes(padding)}, more than half its kernel {_sizes(kernel)}",
+            key="padding",
+            hint="pooling pads at most half a window: lower padding or widen kernel_size",
+        )
     sizes = tuple(int(s) for s in x.shape[-n:])
     span = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True))
     padded = tuple(s + 2 * p for s, p in zip(sizes, padding, strict=True))
@@ -74,11 +80,61 @@ def _dims(n: int) -> str:
     return ", ".join(("length",) if n == 1 else ("height", "width") if n == 2 else ("D", "H", "W"))
 
 
+# torch's common refusals, restated as the rule with the numbers (its wording of them would
+# otherwise be dropped as internal: "expected ... but got").
+_RESTATED = [
+    (
+        r"Dimension out of range \(expected to be in range of \[(-?\d+), (-?\d+)\], "
+        r"but got (-?\d+)\)",
+        r"dimension \3 is outside [\1, \2] for this input",
+    ),
+    (
+        r"mat1 and mat2 shapes cannot be multiplied \((\w+)x(\d+) and (\d+)x(\d+)\)",
+        r"the input's last dimension is \2, the layer's weights expect \3",
+    ),
+    (
+        r"Given groups=\d+, weight of size \[[\d, ]+\], expected input\[[\w, ]+\] to have "
+        r"(\d+) channels, but got (\d+) channels instead",
+        r"the layer expects \1 input channels, the input has \2",
+    ),
+    (
+        r"pad should be at most half of effective kernel size, but got pad=(\d+), "
+        r"kernel_size=(\d+) and dilation=(\d+)",
+        r"padding \1 is more than half of the kernel \2 (dilation \3)",
+    ),
+    (
+        r"Padding size should be less than the corresponding input dimension, but got: "
+        r"padding \(([\d, ]+)\) at dimension (\d+) of input .*",
+        r"padding (\1) must be smaller than the input's size in dimension \2",
+    ),
+]
+
+
 def torch_reason(exc: BaseException) -> str | None:
     """torch's first line with the inference batch shown as B, when it states a rule in plain
-    words; None when it reads as Python's or torch's internals."""
-    reason = plain_reason(exc)
-    return None if reason is None else re.sub(rf"\b{BATCH}\b", "B", reason)
+    words (some restated by `_RESTATED`); None when it reads as Python's or torch's
+    internals."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0].strip() if lines else ""
+    for pattern, rule in _RESTATED:
+        first, done = re.subn(pattern, rule, first)
+        if done:
+            break
+    first = re.sub(r"torch\.Size\((\[[^\]]*\])\)", r"\1", first)
+    # An internal kernel's or argument's name before the rule: "permute(sparse_coo): ",
+    # "adaptive_avg_pool2d: ", "Argument #4: ".
+    first = re.sub(r"^(?:\w+\(\w+\)|[a-z][a-z0-9_]*|Argument #\d+):\s+", "", first)
+    # A count over the whole batch would show the inference batch size: B times the rest.
+    first = re.sub(r"\b(\d+)\b", lambda m: _per_sample(int(m.group(1))), first)
+    return plain_reason(RuntimeError(first)) if first else None
+
+
+def _per_sample(number: int) -> str:
+    if number == BATCH:
+        return "B"
+    if number and number % BATCH == 0:
+        return f"B x {number // BATCH}"
+    return str(number)
 
 
 def refusal_hint(exc: BaseException) -> str | None:
