@@ -78,3 +78,17 @@ def test_a_spec_built_in_python_gets_the_same_warnings():
 )
 def test_momentum_and_dampening_ranges(args, warned):
     assert bool(_warnings(optimizer=tdsl.Optimizer("sgd", lr=0.1, **args))) == warned
+
+
+def test_ignored_checkpoint_settings_are_found_in_python_specs_too():
+    ring = tdsl.load(RING)
+    train = attrs.evolve(
+        ring.train, checkpoint=attrs.evolve(ring.train.checkpoint, monitor="loss", save_best=False)
+    )
+    assert _warnings(train=train) == [
+        (
+            "train.checkpoint.monitor",
+            "checkpoint monitor 'loss' is ignored: save_best is false, so no best checkpoint "
+            "is picked",
+        )
+    ]

@@ -27,10 +27,14 @@ def run_length(spec: S.Spec, rows: dict[str, int] | None) -> tuple[int, str] | N
     return epochs * per_epoch, f"steps ({epochs} epochs of {per_epoch})"
 
 
-def written(spec: S.Spec, path: tuple[str, ...]) -> bool:
-    """Whether the YAML (or `--set`) wrote this key (a spec built in Python: assume so)."""
-    source = spec.source
-    return source is None or path in source.positions or path in source.overridden
+def written(spec: S.Spec, path: tuple) -> bool | None:
+    """Whether the YAML (or `--set`) wrote this key; None where unknown (a spec built in
+    Python, or a Python spec file)."""
+    positions = getattr(spec.source, "positions", None)
+    if positions is None:
+        return None
+    path = tuple(path)
+    return path in positions or path in getattr(spec.source, "overridden", ())
 
 
 def _class_name(kind: str) -> str | None:
@@ -128,7 +132,8 @@ def check_early_stopping_length(spec: S.Spec, diags: Diagnostics) -> None:
     """Early stopping whose patience outlasts the run never stops it."""
     stopping, epochs = spec.train.early_stopping, spec.train.epochs
     if stopping is not None and epochs > 1 and stopping.patience >= epochs:
-        default = "" if written(spec, ("train", "early_stopping", "patience")) else " (the default)"
+        given = written(spec, ("train", "early_stopping", "patience")) is not False
+        default = "" if given else " (the default)"
         diags.warning(
             ("train", "early_stopping", "patience"),
             f"early stopping never stops the run: patience {stopping.patience}{default} >= "

@@ -10,18 +10,14 @@ import math
 from typing import Any
 
 from tdsl import spec as S
-from tdsl.check.schedule_length import check_early_stopping_length, check_schedule_length
+from tdsl.check.schedule_length import (
+    check_early_stopping_length,
+    check_schedule_length,
+    written,
+)
 from tdsl.errors import Diagnostics, SpecPath, show
 from tdsl.registry.metrics import lookup_metric
 from tdsl.registry.optimizers import lookup_optimizer, lookup_schedule
-
-
-def written(spec: S.Spec, path: SpecPath) -> bool | None:
-    """Whether the YAML (or `--set`) wrote this key; None for a spec built in Python."""
-    source = spec.source
-    if source is None:
-        return None
-    return tuple(path) in source.positions or tuple(path) in source.overridden
 
 
 def check_silent_mistakes(spec: S.Spec, rows: dict[str, int] | None, diags: Diagnostics) -> None:
@@ -170,8 +166,9 @@ def check_ignored_options(spec: S.Spec, diags: Diagnostics) -> None:
         )
     checkpoint = spec.train.checkpoint
     if checkpoint is not None and not checkpoint.save_best:
-        for key in ("monitor", "mode"):
-            if written(spec, ("train", "checkpoint", key)):
+        for key, default in (("monitor", None), ("mode", "auto")):
+            given = written(spec, ("train", "checkpoint", key))
+            if given or (given is None and getattr(checkpoint, key) != default):
                 diags.warning(
                     ("train", "checkpoint", key),
                     f"checkpoint {key} {show(getattr(checkpoint, key))} is ignored: "
