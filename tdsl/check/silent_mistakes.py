@@ -116,12 +116,17 @@ def check_monitor_modes(spec: S.Spec, diags: Diagnostics) -> None:
         watched.append((("train", "checkpoint"), checkpoint.monitor or default, checkpoint.mode))
     schedule = spec.optimizer.schedule
     if schedule is not None and _is_plateau(schedule.kind):
-        watched.append((("optimizer", "schedule"), schedule.monitor, schedule.args.get("mode")))
+        # torch's ReduceLROnPlateau has no "auto": without a mode it minimizes.
+        watched.append(
+            (("optimizer", "schedule"), schedule.monitor, schedule.args.get("mode", "min"))
+        )
     for path, monitor, mode in watched:
         wanted = monitor_direction(monitor)
         if mode not in ("min", "max") or wanted is None or mode == wanted:
             continue
         better = "lower" if wanted == "min" else "higher"
+        plateau = path[-1] == "schedule"
+        implied = " (the default)" if plateau and "mode" not in schedule.args else ""
         worse = "highest" if wanted == "min" else "lowest"
         effect = {
             "checkpoint": f"the best checkpoint would be the epoch where it is {worse}",
@@ -131,8 +136,9 @@ def check_monitor_modes(spec: S.Spec, diags: Diagnostics) -> None:
         }[path[-1]]
         diags.warning(
             (*path, "mode"),
-            f"mode {mode} on {monitor!r}, which is {better} when better: {effect}",
-            f"use mode: {wanted}, or leave mode out (auto picks it from the monitor)",
+            f"mode {mode}{implied} on {monitor!r}, which is {better} when better: {effect}",
+            f"use mode: {wanted}"
+            + ("" if plateau else ", or leave mode out (auto picks it from the monitor)"),
         )
 
 
