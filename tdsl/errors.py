@@ -113,6 +113,33 @@ def shorten_quoted(text: str | None) -> str | None:
     return _LONG_QUOTED.sub(cut, text)
 
 
+# What Python's or torch's internals sound like: never shown to the user as a reason.
+INTERNAL_WORDING = re.compile(
+    r"Traceback|division|modulo|has no attribute|unsupported operand|NoneType|"
+    r"unexpected keyword|positional argument|must be divisible by|but got|[Ee]xpected .*got|"
+    r"\bargument #?\d|__\w+__|<class |object of type|not subscriptable|not callable|"
+    r"\bself\b|\bTensor\b|\bdtype=|aten::|c10::"
+)
+
+
+def plain_reason(exc: BaseException) -> str | None:
+    """Why an operation failed, as a plain rule: an OS error's own words ("No such file or
+    directory"), else the exception's first line unless it reads as Python's or torch's
+    internals (then None)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    lines = str(exc).strip().splitlines()
+    first = lines[0].strip() if lines else ""
+    if not first or INTERNAL_WORDING.search(first) or len(first) > 200:
+        return None
+    return first.rstrip(".")
+
+
+def file_reason(exc: BaseException) -> str:
+    """Why a file could not be read, in plain words (never a library's internals)."""
+    return plain_reason(exc) or f"the reader refused it ({type(exc).__name__})"
+
+
 def format_path(path: SpecPath) -> str:
     """`("model", "layers", 2, "out")` -> `model.layers[2].out`."""
     text = ""

@@ -121,7 +121,9 @@ def test_options_the_rules_do_not_cover_are_tried_on_torch():
     ring = tdsl.load(ROOT / "specs" / "ring_dnn.yaml")
     spec = attrs.evolve(ring, optimizer=tdsl.Optimizer("nadam", momentum_decay=-1))
     report = tdsl.validate(spec)
-    assert "refuses its arguments: 'Invalid momentum_decay value: -1'" in report.errors[0].message
+    (error,) = report.errors
+    assert "refuses its arguments {momentum_decay: -1}" in error.message
+    assert error.hint == "torch's reason: Invalid momentum_decay value: -1"
 
 
 SCHEDULES = [

@@ -20,6 +20,7 @@ from tdsl.check.pipeline import Inference
 from tdsl.errors import TdslError
 from tdsl.model.graph import module_ops
 from tdsl.model.selectors import select
+from tdsl.registry.refusals import refusal_hint
 
 # Evaluation batches: as `tdsl.train.loops.eval_batch_size` (a test keeps the two equal).
 EVAL_VALUES = 1 << 20
@@ -131,8 +132,8 @@ def estimate(
         layers, train_flops = trace_step(spec, inference, batch, allow_imports)
         eval_flops = forward_flops(spec, inference, eval_batch, allow_imports)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CostError(f"cannot trace a training step on meta tensors: {first}") from None
+        reason = refusal_hint(exc) or "user code read a value, which meta tensors do not hold"
+        raise CostError(f"cannot trace a training step on meta tensors ({reason})") from None
     return Cost(
         batch_size=batch,
         eval_batch_size=eval_batch,

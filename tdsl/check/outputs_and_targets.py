@@ -13,6 +13,12 @@ import torch
 from tdsl import spec as S
 from tdsl.check import data_section as data_checks
 from tdsl.check.class_targets import check_ignore_index, class_axis
+from tdsl.check.loss_arguments import (
+    check_loss_arguments,
+    check_weight_sizes,
+    report_refusal,
+    run_each_term,
+)
 from tdsl.check.per_output import (
     check_output_metric,
     check_outputs_loss,
@@ -20,10 +26,18 @@ from tdsl.check.per_output import (
     resolve_outputs_loss,
 )
 from tdsl.data import DataSignature, data_signature  # noqa: F401 (re-exported)
-from tdsl.errors import Diagnostics, SpecPath, check_keywords, did_you_mean
+from tdsl.errors import Diagnostics, SpecPath, check_keywords
 from tdsl.model.build import describe
 from tdsl.model.graph import Graph
-from tdsl.registry.losses import LossDef, WeightedSum, build_loss, lookup_loss, loss_names
+from tdsl.registry.aliases import suggest
+from tdsl.registry.losses import (
+    LossDef,
+    PerPosition,
+    WeightedSum,
+    build_loss,
+    lookup_loss,
+    loss_names,
+)
 from tdsl.registry.metrics import lookup_metric, metric_names
 from tdsl.registry.ops import shape_text
 from tdsl.registry.user_code import ImportRefused
@@ -58,7 +72,7 @@ def _lookup(
         diags.error((*path, "kind"), exc.message, exc.hint)
         return None
     if loss is None:
-        diags.error((*path, "kind"), f"unknown loss {kind!r}", did_you_mean(kind, loss_names()))
+        diags.error((*path, "kind"), f"unknown loss {kind!r}", suggest("loss", kind, loss_names()))
     return loss
 
 
@@ -81,6 +95,7 @@ def resolve_loss(
         loss = _lookup(spec.kind, ("loss",), diags, allow_imports)
         if loss is not None:
             check_keywords(spec.args, loss.arguments, f"loss {loss.name!r}", ("loss",), diags)
+            check_loss_arguments(spec.kind, spec.args, ("loss",), diags)
         return loss
     check_keywords(spec.args, {}, "loss 'sum'", ("loss",), diags)
     if not spec.terms:
@@ -92,6 +107,7 @@ def resolve_loss(
         found = _lookup(term.kind, path, diags, allow_imports)
         if found is not None:
             check_keywords(term.args, found.arguments, f"loss {term.kind!r}", path, diags)
+            check_loss_arguments(term.kind, term.args, path, diags)
             parts.append(found)
     if len(parts) < len(spec.terms):
         return None
@@ -114,9 +130,12 @@ def check_loss(
     diags: Diagnostics,
     allow_imports: Sequence[str] = (),
 ) -> LossDef | None:
+    before = diags.error_count
     loss = resolve_loss(spec.loss, diags, allow_imports)
     if loss is None:
         return None
+    # A loss already reported (an argument out of range) is not run on stand-ins too.
+    runnable = diags.error_count == before
     if spec.loss.kind == "outputs":
         check_outputs_loss(spec, graph, output, diags, allow_imports)
         return loss
@@ -154,7 +173,7 @@ def check_loss(
         return loss
     produced, node = output_kind(graph)
     where = ("model", "layers", _layer_index(graph, node))
-    if _check_output_shape(spec.loss, loss, target, output, where, diags):
+    if _check_output_shape(spec.loss, loss, target, output, where, diags) and runnable:
         _try_loss(spec, target, output, diags, allow_imports)
     if loss.expects == "probabilities" and produced != "probabilities":
         diags.error(
@@ -203,17 +222,32 @@ def _try_loss(
         wanted = torch.zeros(rows, *positions, dtype=torch.long, device=device)
     else:
         wanted = torch.zeros(rows, *target.shape, device=device)
+    parts = spec.loss.terms if spec.loss.kind == "sum" else (spec.loss,)
+    paths = (
+        [("loss", "terms", i) for i in range(len(parts))]
+        if spec.loss.kind == "sum"
+        else [("loss",)]
+    )
+    classes = output.shape[1 if axis is None else axis] if target.kind == "class" else None
+    width = output.shape[-1] if output.dim() > 1 else 1
+    sized = [
+        check_weight_sizes(p.kind, p.args, path, classes, width, diags)
+        for p, path in zip(parts, paths, strict=True)
+    ]
+    if not all(sized):
+        return
     try:
         with torch.device(device):
             build_loss(spec.loss, allow_imports, axis)(sample, wanted)
-    except Exception as exc:  # torch's wording of what is wrong
-        lines = str(exc).strip().splitlines()
-        received = shape_text((output.shape[0], *wanted.shape[1:]))
-        diags.error(
-            ("loss",),
-            f"loss {spec.loss.kind!r} cannot run on output {shape_text(output.shape)} and "
-            f"target {received}: {lines[0] if lines else type(exc).__name__}",
-        )
+    except Exception as exc:  # torch's checks: said at the term that fails, with its reason
+        if spec.loss.kind == "sum":
+            with torch.device(device):
+                wrap = (lambda m: m) if axis is None else (lambda m: PerPosition(m, axis))
+                batch = output.shape[0]
+                if not run_each_term(spec.loss, sample, wanted, wrap, diags, allow_imports, batch):
+                    return
+        path, args = ("loss",), spec.loss.args
+        report_refusal(path, spec.loss.kind, args, sample, wanted, exc, diags, output.shape[0])
 
 
 def _kinds(kinds: frozenset[str]) -> str:
@@ -277,7 +311,7 @@ def check_metrics(spec: S.Spec, diags: Diagnostics, graph: Graph | None = None) 
             diags.error(
                 ("metrics", index),
                 f"unknown metric {metric.kind!r}",
-                did_you_mean(metric.kind, metric_names(), listing_limit=20),
+                suggest("metric", metric.kind, metric_names(), listing_limit=20),
             )
             continue
         known = check_keywords(

@@ -21,14 +21,16 @@ from tdsl.check import outputs_and_targets as checks
 from tdsl.check import training_setup as checks_setup
 from tdsl.check.class_targets import check_position_tables
 from tdsl.check.per_output import check_outputs_training
+from tdsl.check.silent_mistakes import check_silent_mistakes
 from tdsl.check.weights_setup import check_weights
 from tdsl.data.data_root import accepts_data_root
-from tdsl.errors import Diagnostic, Diagnostics, Report, did_you_mean
+from tdsl.errors import Diagnostic, Diagnostics, Report
 from tdsl.model.arguments import check_arguments
 from tdsl.model.build import GraphModule, build_graph
 from tdsl.model.freezing import freeze
 from tdsl.model.graph import Graph, Node
 from tdsl.model.resolve import auto_names, resolve
+from tdsl.registry.aliases import suggest
 from tdsl.registry.ops import BATCH, all_op_names, lookup
 from tdsl.registry.user_code import ImportRefused
 from tdsl.spec.load_dump import locate, read_spec
@@ -81,7 +83,7 @@ def _check_ops_only(model: S.Model, diags: Diagnostics, allow_imports: Sequence[
             diags.error(
                 (*path, "op"),
                 f"unknown op {layer.op!r}",
-                did_you_mean(layer.op, all_op_names()),
+                suggest("op", layer.op, all_op_names()),
             )
         else:
             implicit = () if op.max_inputs == 0 else ("<previous>",)  # a source takes none
@@ -113,6 +115,7 @@ def check_spec(
     check_outputs_training(spec, diags)
     checks_device.check_distributed(spec, diags, world_size)
     rows = data_checks.split_rows(spec, signature)
+    check_silent_mistakes(spec, rows, diags)
     return attrs.evolve(inference, selections=selections, rows=rows)
 
 

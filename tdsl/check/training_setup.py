@@ -13,10 +13,18 @@ from typing import Any
 import torch
 
 from tdsl import spec as S
-from tdsl.errors import Diagnostics, SpecPath, check_keywords, did_you_mean, install_hint
+from tdsl.errors import (
+    Diagnostics,
+    SpecPath,
+    check_keywords,
+    did_you_mean,
+    install_hint,
+    show,
+)
 from tdsl.model.graph import Graph, module_ops
-from tdsl.model.selectors import select
+from tdsl.model.selectors import select, why_empty
 from tdsl.registry import optimizer_args as optim_args
+from tdsl.registry.aliases import suggest
 from tdsl.registry.optimizers import (
     FILLED_SCHEDULE_ARGS,
     OptimDef,
@@ -25,6 +33,7 @@ from tdsl.registry.optimizers import (
     optimizer_names,
     schedule_names,
 )
+from tdsl.registry.refusals import refusal_hint
 
 
 def check_optimizer(spec: S.Spec, diags: Diagnostics) -> None:
@@ -34,7 +43,7 @@ def check_optimizer(spec: S.Spec, diags: Diagnostics) -> None:
         diags.error(
             ("optimizer", "kind"),
             f"unknown optimizer {opt.kind!r}",
-            did_you_mean(opt.kind, optimizer_names()),
+            suggest("optimizer", opt.kind, optimizer_names()),
         )
     elif found.name in UNSUPPORTED_OPTIMIZERS:
         diags.error(
@@ -66,7 +75,8 @@ def _arguments_ok(opt: S.Optimizer, found: OptimDef, diags: Diagnostics) -> bool
     groups = [g.args for g in opt.groups]
     if optim_args.checkable(found.cls, opt.args, groups):
         return optim_args.check_arguments(found.cls, what, opt.lr, opt.args, groups, diags)
-    return _trial(("optimizer",), what, diags, lambda: _step_once(found.cls, opt)) is not None
+    step = lambda: _step_once(found.cls, opt)  # noqa: E731
+    return _trial(("optimizer",), what, opt.args, diags, step) is not None
 
 
 def _check_schedule(spec: S.Spec, found: OptimDef | None, diags: Diagnostics) -> None:
@@ -78,7 +88,7 @@ def _check_schedule(spec: S.Spec, found: OptimDef | None, diags: Diagnostics) ->
         diags.error(
             (*path, "kind"),
             f"unknown schedule {opt.schedule.kind!r}",
-            did_you_mean(opt.schedule.kind, schedule_names()),
+            suggest("schedule", opt.schedule.kind, schedule_names()),
         )
         return
     what = f"schedule {opt.schedule.kind!r}"
@@ -90,7 +100,7 @@ def _check_schedule(spec: S.Spec, found: OptimDef | None, diags: Diagnostics) ->
     stand_in = optim_args.StandInOptimizer(
         found.cls, opt.lr, opt.args, [g.args for g in opt.groups]
     )
-    _trial(path, what, diags, lambda: _step_twice(schedule.cls(stand_in, **filled, **given)))
+    _trial(path, what, given, diags, lambda: _step_twice(schedule.cls(stand_in, **filled, **given)))
 
 
 # Optimizers whose step needs something a plain training step does not provide.
@@ -129,15 +139,20 @@ def _filled(spec: S.Spec, arguments: Mapping[str, bool]) -> dict[str, Any]:
     return {k: v for k, v in filled.items() if k in arguments}
 
 
-def _trial(path: SpecPath, what: str, diags: Diagnostics, build: Callable[[], Any]) -> Any:
+def _trial(
+    path: SpecPath,
+    what: str,
+    args: Mapping[str, Any],
+    diags: Diagnostics,
+    build: Callable[[], Any],
+) -> Any:
     """Build the torch object on stand-ins: torch's own argument checks, as diagnostics."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return build()
-    except Exception as exc:  # torch's wording of what is wrong with an argument
-        lines = str(exc).strip().splitlines()
-        diags.error(path, f"{what} refuses its arguments: {lines[0] if lines else exc!r}")
+    except Exception as exc:  # torch's checks of an argument: the values, and its reason
+        diags.error(path, f"{what} refuses its arguments {show(dict(args))}", refusal_hint(exc))
         return None
 
 
@@ -156,7 +171,7 @@ def check_selectors(
         if not chosen:
             diags.error(
                 ("loss", "regularizers", index),
-                f"{reg.kind} regularizer selects no parameter",
+                f"{reg.kind} regularizer selects no parameter: {why_empty(reg, module, ops)}",
                 hint,
             )
     claimed: dict[str, int] = {}
@@ -164,7 +179,11 @@ def check_selectors(
         chosen = select(group, module, ops)
         picked[f"optimizer.groups[{index}]"] = tuple(chosen)
         if not chosen:
-            diags.error(("optimizer", "groups", index), "param group selects no parameter", hint)
+            diags.error(
+                ("optimizer", "groups", index),
+                f"param group selects no parameter: {why_empty(group, module, ops)}",
+                hint,
+            )
         twice = [name for name in chosen if name in claimed]
         if twice:
             diags.error(

@@ -21,7 +21,7 @@ from tdsl import spec as S
 from tdsl.data.base import Context, DataError, DataSignature, FeatureInfo, Problems
 from tdsl.data.labels import float_dtype
 from tdsl.data.tensors import Splits, TensorData, split_index, split_rows
-from tdsl.errors import install_hint
+from tdsl.errors import file_reason, install_hint
 
 INSTALL_HINT = install_hint("scikit-learn", "sklearn")
 
@@ -99,7 +99,9 @@ def _load(dataset: str) -> tuple[np.ndarray, np.ndarray]:
         x, y = getattr(datasets, DATASETS[dataset].loader)(return_X_y=True)
     except (ImportError, OSError) as exc:  # a broken install: say so in one line
         raise DataError.at(
-            ("dataset",), f"cannot load {dataset} from scikit-learn: {exc}", INSTALL_HINT
+            ("dataset",),
+            f"cannot load {dataset} from scikit-learn: {file_reason(exc)}",
+            INSTALL_HINT,
         ) from None
     return np.asarray(x), np.asarray(y)
 

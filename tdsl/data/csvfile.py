@@ -15,7 +15,7 @@ import attrs
 import numpy as np
 
 from tdsl.data.base import DataError, Problems
-from tdsl.errors import SpecPath, did_you_mean
+from tdsl.errors import SpecPath, did_you_mean, file_reason
 
 
 @attrs.frozen
@@ -75,7 +75,10 @@ def read_csv(
     except UnicodeDecodeError:
         raise DataError.at(where, f"{path} is not UTF-8 text") from None
     except csv.Error as exc:
-        raise DataError.at(where, f"{path} is not a readable CSV file: {exc}") from None
+        raise DataError.at(
+            where,
+            f"{path} is not a readable CSV file: {file_reason(exc)}",
+        ) from None
     except OSError as exc:
         raise DataError.at(where, f"cannot read {path}: {exc.strerror or exc}") from None
     skipped = f" after skipping {layout.skip_rows} lines" if layout.skip_rows else ""

@@ -27,7 +27,7 @@ from tdsl.data.base import (
 from tdsl.data.finite import STREAMED_ROWS, check_finite
 from tdsl.data.streaming import FileData
 from tdsl.data.tensors import Batch, Splits, TensorData, split_index
-from tdsl.errors import did_you_mean
+from tdsl.errors import did_you_mean, file_reason
 from tdsl.registry.ops import DTYPES
 
 FILES = ("file", "val_file", "test_file")
@@ -98,7 +98,8 @@ class NpyReader:
             rows = [_rows_of(a, index) for a in self.arrays()]
         except (OSError, ValueError) as exc:
             raise DataError.at(
-                ("file",), f"cannot read rows of {self.paths[0].parent}: {exc}"
+                ("file",),
+                f"cannot read rows of {self.paths[0].parent}: {file_reason(exc)}",
             ) from None
         features = tuple(torch.from_numpy(r).to(d) for r, d in zip(rows, self.dtypes, strict=True))
         return Batch(features, self.target[torch.from_numpy(index)])
@@ -140,7 +141,7 @@ def _open(path: Path, key: str, problems: Problems) -> dict[str, Any] | None:
     except Exception as exc:  # a truncated or foreign file: say which and why, in one line
         problems.add(
             (key,),
-            f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            f"cannot read {path}: {file_reason(exc)}",
         )
         return None
     problems.add((key,), f"{path}: expected an .npz or .pt file, or a folder of .npy files")

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from tdsl.data.base import DataError
+from tdsl.errors import file_reason
 
 FORMAT = 1
 FILE_NAME = "transforms.json"
@@ -60,7 +61,10 @@ class Fitted:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise DataError.at((), f"cannot read {path}: {exc}") from None
+            raise DataError.at(
+                (),
+                f"cannot read {path}: {file_reason(exc)}",
+            ) from None
         return cls.from_json(text, str(path))
 
     def expect(self, kind: str, key: str) -> Any:

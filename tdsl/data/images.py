@@ -22,7 +22,7 @@ from tdsl.data.fitted import Fitted, mismatch
 from tdsl.data.labels import float_dtype
 from tdsl.data.streaming import FileData
 from tdsl.data.tensors import Batch, Splits, split_index
-from tdsl.errors import install_hint
+from tdsl.errors import file_reason, install_hint
 
 SIGNATURES = {".png": b"\x89PNG\r\n\x1a\n", ".jpg": b"\xff\xd8\xff", ".jpeg": b"\xff\xd8\xff"}
 FOLDERS = ("folder", "val_folder", "test_folder")
@@ -130,7 +130,10 @@ class ImageReader:
                 image = image.resize((width, height), Image.Resampling.BILINEAR)
                 pixels = np.asarray(image, dtype=np.float32) / 255.0
         except Exception as exc:  # Pillow raises many kinds for a broken file
-            raise DataError.at(("folder",), f"cannot read image {path}: {exc}") from None
+            raise DataError.at(
+                ("folder",),
+                f"cannot read image {path}: {file_reason(exc)}",
+            ) from None
         return pixels.reshape(height, width, -1).transpose(2, 0, 1)
 
     def _augment(self, pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:

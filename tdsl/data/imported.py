@@ -173,8 +173,8 @@ def _tensor(value: Any, path: SpecPath, label: str, problems: Problems) -> torch
     else:
         try:
             array = np.array(value)  # a copy: the cached rows must not change under us
-        except Exception as exc:  # ragged lists and the like
-            problems.add(path, f"array {label} is not an array: {str(exc).splitlines()[0]}")
+        except Exception:  # ragged lists and the like
+            problems.add(path, f"array {label} is not an array: its rows differ in length or kind")
             return empty
         if array.dtype.kind not in "biuf":
             problems.add(path, f"array {label} holds {array.dtype}, not numbers")

@@ -25,6 +25,7 @@ from tdsl.data.images import static_problems as image_problems
 from tdsl.data.labels import float_dtype
 from tdsl.data.streaming import FileData
 from tdsl.data.tensors import Batch, Splits, split_index
+from tdsl.errors import file_reason
 
 MASK_SUFFIX = ".png"  # lossless: a JPEG would blur the ids at every edge
 
@@ -109,7 +110,10 @@ def check_pairs(source: S.Segmentation, pairs: list[tuple[Path, Path]], problems
                 mask_size, mask_mode = mask.size, mask.mode
                 values = np.unique(np.asarray(mask))
         except Exception as exc:  # Pillow raises many kinds for a broken file
-            problems.add(("masks",), f"cannot read {mask_path.name} or its image: {exc}")
+            problems.add(
+                ("masks",),
+                f"cannot read {mask_path.name} or its image: {file_reason(exc)}",
+            )
             continue
         if mask_size != image_size:
             sizes.append(
@@ -158,7 +162,10 @@ class MaskReader(ImageReader):
                 mask = mask.resize((width, height), Image.Resampling.NEAREST)
                 return np.asarray(mask).astype(np.int64)
         except Exception as exc:
-            raise DataError.at(("masks",), f"cannot read mask {path}: {exc}") from None
+            raise DataError.at(
+                ("masks",),
+                f"cannot read mask {path}: {file_reason(exc)}",
+            ) from None
 
     def read(self, index: np.ndarray, augment_seed: int | None = None) -> Batch:
         fill = self.source.ignore_index or 0

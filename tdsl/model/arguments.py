@@ -31,6 +31,10 @@ _POSITIVE = {
     "output_size",
 }
 _PROBABILITY = {"p", "dropout"}
+# Steps and spacings: 0 would divide by zero inside torch (None keeps torch's default).
+_POSITIVE_OR_NULL = {"stride", "dilation", "groups", "num_groups"}
+# Amounts added around the input: 0 is fine, a negative one crops (or crashes) silently.
+_NON_NEGATIVE = {"padding", "output_padding"}
 # Stacks deeper than any trained model, whose construction alone would take minutes.
 _AT_MOST = {"num_layers": 1024}
 
@@ -60,6 +64,21 @@ def check_arguments(node: Node, op: ops.OpDef, diags: Diagnostics) -> bool:
         if key in _POSITIVE and not _all_positive_ints(value):
             diags.error((*node.path, key), f"must be a positive integer (got {show(value)})")
             ok = False
+        elif key in _POSITIVE_OR_NULL and value is not None and not _all_positive_ints(value):
+            if not (key == "groups" and value == "in_channels"):  # conv's own word, checked there
+                diags.error((*node.path, key), f"must be a positive integer (got {show(value)})")
+                ok = False
+        elif (
+            key in _NON_NEGATIVE
+            and "pad" not in node.op.lower()  # a padding layer's negative padding crops
+            and not isinstance(value, str)
+            and not _all_ints(value, 0)
+        ):
+            diags.error(
+                (*node.path, key),
+                f"must be a whole number >= 0, or one per dimension (got {show(value)})",
+            )
+            ok = False
         elif key in _PROBABILITY and not (
             isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
         ):
@@ -77,5 +96,9 @@ def check_arguments(node: Node, op: ops.OpDef, diags: Diagnostics) -> bool:
 
 
 def _all_positive_ints(value: Any) -> bool:
+    return _all_ints(value, 1)
+
+
+def _all_ints(value: Any, least: int) -> bool:
     values = value if isinstance(value, tuple) else (value,)
-    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
+    return all(isinstance(v, int) and not isinstance(v, bool) and v >= least for v in values)

@@ -58,7 +58,7 @@ def check_inputs(layer: nn.Module, inputs: Sequence[Any], layouts: Sequence[Layo
     x, position = inputs[0], layouts[0]
     if implicit and batched and layer.__dict__.get("dim") is None and isinstance(x, torch.Tensor):
         _along_batch(implicit(x.dim()), x, position, x)
-    if batched and any(m.batch_first is False for m in sequence):
+    if batched and position == 0 and any(m.batch_first is False for m in sequence):
         raise OpError(
             "would read dimension 1 as the batch (batch_first is false)",
             hint="dimension 0 is the batch in tdsl: set batch_first: true",

@@ -106,8 +106,14 @@ def _evaluate(node: ast.AST, params: Mapping[str, Any], text: str) -> Any:
         right = _number(_evaluate(node.right, params, text), text)
         try:
             return _BINARY[type(node.op)](left, right)
-        except (ZeroDivisionError, OverflowError) as exc:
-            raise BlockArgError(f"{show(text)} cannot be computed: {exc}") from None
+        except ZeroDivisionError:
+            raise BlockArgError(
+                f"{show(text)} cannot be computed: it divides {show(left)} by 0"
+            ) from None
+        except OverflowError:
+            raise BlockArgError(
+                f"{show(text)} cannot be computed: the result is too large"
+            ) from None
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd | ast.Not):
         value = _evaluate(node.operand, params, text)
         if isinstance(node.op, ast.Not):

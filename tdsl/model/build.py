@@ -8,14 +8,13 @@ Compilation reuses the same path and then constructs each layer again on a real 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from tdsl.errors import Diagnostics, did_you_mean
+from tdsl.errors import Diagnostics, show
 from tdsl.model import batch_rule
 from tdsl.model.arguments import check_arguments
 from tdsl.model.graph import Graph, Node
@@ -23,7 +22,9 @@ from tdsl.model.modules import GraphModule, Repeated
 from tdsl.model.ties import tie_parameters
 from tdsl.registry import ops
 from tdsl.registry import shape_rules as shapes
+from tdsl.registry.aliases import suggest
 from tdsl.registry.ops import BATCH, DTYPES, shape_text
+from tdsl.registry.refusals import check_window_input, refusal_hint
 from tdsl.registry.user_code import ImportRefused
 
 
@@ -206,7 +207,8 @@ class _Builder:
             self.diags.error(
                 node.path,
                 f"layer {node.name!r} (shares {node.shares}) cannot take input {received}: "
-                f"{_first_line(exc)}",
+                "the shared layers refused it",
+                refusal_hint(exc),
             )
             return None
         return output, self.layouts.get(prefix + node.shares)
@@ -221,7 +223,7 @@ class _Builder:
             self.diags.error(
                 (*node.path, "op"),
                 f"unknown op {node.op!r}",
-                did_you_mean(node.op, ops.all_op_names()),
+                suggest("op", node.op, ops.all_op_names()),
             )
             return None
         return op if check_arguments(node, op, self.diags) else None
@@ -247,7 +249,12 @@ def _build_node(node: Node, op: ops.OpDef, inputs: Sequence[Any], diags: Diagnos
         )
         return None
     except Exception as exc:  # torch's own argument checks: report them, located at the node
-        diags.error(node.path, f"cannot build layer {node.name!r} ({node.op}): {_first_line(exc)}")
+        diags.error(
+            node.path,
+            f"layer {node.name!r} ({node.op}) cannot be built with {show(dict(node.args))}: "
+            "torch refused these arguments",
+            refusal_hint(exc),
+        )
         return None
     floating_params = any(p.is_floating_point() for p in layer.parameters())
     if floating_params and op.input_kind != "int":
@@ -281,6 +288,7 @@ def _run_node(
 
     try:
         batch_rule.check_inputs(layer, inputs, layouts)
+        check_window_input(layer, inputs)
         output = run(inputs)
         return output, batch_rule.output_layout(op, layer, inputs, layouts, output, run)
     except ops.OpError as exc:
@@ -289,13 +297,8 @@ def _run_node(
         received = ", ".join(describe(v) for v in inputs)
         diags.error(
             node.path,
-            f"layer {node.name!r} ({node.op}) cannot take input {received}: {_first_line(exc)}",
+            f"layer {node.name!r} ({node.op}) with {show(dict(node.args))} cannot take input "
+            f"{received}: torch refused this input",
+            refusal_hint(exc),
         )
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    """torch's message, first line, with the inference batch size shown as B."""
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else type(exc).__name__
-    return re.sub(rf"\b{BATCH}\b", "B", first)

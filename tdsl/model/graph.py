@@ -104,7 +104,12 @@ def _find_cycle(pending: dict[str, Node]) -> list[str]:
     return cycle[::-1]  # trail follows inputs backwards; report in data-flow order
 
 
-def warn_unreachable(nodes: list[Node], outputs: tuple[str, ...], diags: Diagnostics) -> None:
+def warn_unreachable(
+    nodes: list[Node], outputs: tuple[str, ...], diags: Diagnostics, by_default: bool = False
+) -> None:
+    """Warn of layers that reach no output. `by_default`: the output is the last layer only
+    because none was named, so say once which layer that is and which ones it leaves out
+    (an auxiliary head appended last becomes the output), not once per layer."""
     by_name = {n.name: n for n in nodes}
     needed, stack = set(), list(outputs)
     while stack:
@@ -113,10 +118,22 @@ def warn_unreachable(nodes: list[Node], outputs: tuple[str, ...], diags: Diagnos
             continue
         needed.add(name)
         stack.extend(by_name[name].dependencies())
-    for node in nodes:
-        if node.name not in needed:
-            diags.warning(
-                node.path,
-                f"layer {node.name!r} does not reach any output",
-                "connect it, list it in model.outputs, or remove it",
-            )
+    left = [node for node in nodes if node.name not in needed]
+    if by_default and left and outputs and outputs[0] in by_name:
+        read = {i for node in left for i in node.dependencies()}
+        ends = [node.name for node in left if node.name not in read]  # heads nothing reads
+        names = ", ".join(repr(n.name) for n in left[:6]) + (" ..." if len(left) > 6 else "")
+        diags.warning(
+            by_name[outputs[0]].path,
+            f"the model's output is {outputs[0]!r}, the last layer (model.outputs is not "
+            f"given); {len(left)} layer{'s' * (len(left) > 1)} do not reach it: {names}",
+            f"if you meant {ends[-1]!r}, write model.outputs: [{ends[-1]}]; else remove "
+            "the layers that reach no output",
+        )
+        return
+    for node in left:
+        diags.warning(
+            node.path,
+            f"layer {node.name!r} does not reach any output",
+            "connect it, list it in model.outputs, or remove it",
+        )

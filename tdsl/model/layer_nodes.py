@@ -16,6 +16,7 @@ from tdsl.errors import Diagnostics, SpecPath, did_you_mean, show
 from tdsl.model.block_args import BlockArgError, is_reference, substitute
 from tdsl.model.graph import Node
 from tdsl.registry import ops
+from tdsl.registry.aliases import suggest
 from tdsl.registry.user_code import is_import_path
 
 # Repeats beyond this are a typo, not a model: inference builds every copy.
@@ -182,7 +183,7 @@ def _one(
     if block is None:
         if scope.blocks and not is_import_path(op) and ops.lookup(op) is None:
             # Said here, where the block names are known; building says it again, once.
-            hint = did_you_mean(op, [*scope.blocks, *ops.all_op_names()])
+            hint = suggest("op", op, [*scope.blocks, *ops.all_op_names()])
             diags.error((*path, "op"), f"unknown op {op!r}", hint)
         return Node(name, op, args, inputs, path)
     if op in scope.stack:

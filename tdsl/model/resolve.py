@@ -160,6 +160,7 @@ def resolve_layers(
         else:
             failed.add(name)  # reported; layers reading it are not told it is unknown
     nodes = [attrs.evolve(n, inputs=tuple(_follow(i, aliases) for i in n.inputs)) for n in nodes]
+    declared_outputs = bool(outputs)
     outputs = tuple(_follow(o, aliases) for o in outputs) or (
         (_follow(names[-1], aliases),) if names else ()
     )
@@ -171,7 +172,9 @@ def resolve_layers(
     ordered = topological(nodes, set(input_names), diags)
     if ordered is None:
         return None
-    warn_unreachable(ordered, outputs, diags)
+    # The last layer is the output only by default: said once, with what else was left.
+    by_default = not declared_outputs and not in_block
+    warn_unreachable(ordered, outputs, diags, by_default)
     return Graph((), tuple(ordered), outputs, input_names)
 
 

@@ -13,6 +13,8 @@ from typing import Protocol
 
 from torch import nn
 
+from tdsl.errors import show
+
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 
 
@@ -66,3 +68,27 @@ def select(selector: Selector, module: nn.Module, ops: dict[str, str]) -> list[s
 def _module_matches(wanted: Iterable[str], owner: nn.Module, op: str) -> bool:
     names = {op.lower(), type(owner).__name__.lower()}
     return any(w.lower().removeprefix("nn.") in names for w in wanted)
+
+
+def why_empty(selector: Selector, module: nn.Module, ops: dict[str, str]) -> str:
+    """Which of the selector's filters left nothing, with the patterns as written."""
+
+    owners = parameter_owners(module)
+    patterns = show(list(selector.params))
+    named = [n for n in owners if any(fnmatch.fnmatchcase(n, p) for p in selector.params)]
+    if not named:
+        return f"params {patterns} match none of the {len(owners)} parameter names"
+    if selector.modules:
+        named = [n for n in named if _module_matches(selector.modules, owners[n], _op_of(n, ops))]
+        if not named:
+            return f"params {patterns} match parameters, but none in modules " + show(
+                list(selector.modules)
+            )
+    kept = [n for n in named if not any(fnmatch.fnmatchcase(n, p) for p in selector.exclude)]
+    if not kept:
+        excluded = show(list(selector.exclude))
+        return f"exclude {excluded} removes every parameter that params {patterns} match"
+    return (
+        f"params {patterns} match only biases and normalization parameters, which are skipped "
+        "unless include_bias_and_norm: true"
+    )

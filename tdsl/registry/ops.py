@@ -192,6 +192,40 @@ def check_choices(cls: type, args: Mapping[str, Any]) -> None:
                 raise OpError(f"takes {key} {wanted}, got {show(value)}", key=key, hint=hint)
 
 
+# (width, parts): torch splits `width` into `parts` equal pieces and words a mismatch without
+# either number (or divides by zero inside), so tdsl checks it first.
+_DIVIDES = (
+    ("embed_dim", "num_heads"),
+    ("d_model", "nhead"),
+    ("in_channels", "groups"),
+    ("out_channels", "groups"),
+    ("num_channels", "num_groups"),
+)
+
+
+def check_divisible(kwargs: Mapping[str, Any], written: Mapping[str, Any]) -> None:
+    """Raise a located OpError where a width is not a multiple of what splits it."""
+    for width, parts in _DIVIDES:
+        total, count = kwargs.get(width), kwargs.get(parts)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (total, count)):
+            continue
+        if count > 0 and total % count:
+            source = "" if width in written else " (read off its input)"
+            raise OpError(
+                f"has {parts} {count}, which does not divide {width} {total}{source}",
+                key=parts if parts in written else width,
+                hint=f"{width} must be a multiple of {parts}; {_divisors(total)}",
+            )
+
+
+def _divisors(total: int) -> str:
+    """`use 1, 2, 5 or 10`: the choices that do divide, when few; else the plain rule."""
+    found = [d for d in range(1, 4097) if total % d == 0] if total <= 4096 else []
+    if not found or len(found) > 12:
+        return f"pick a divisor of {total}"
+    return "use " + ", ".join(map(str, found[:-1])) + " or " * (len(found) > 1) + str(found[-1])
+
+
 def signature_arguments(fn: Callable) -> dict[str, bool]:
     """Keyword arguments of a constructor: name -> required. Skips device/dtype."""
     if fn in _SIGNATURE_OVERRIDES:
@@ -247,6 +281,7 @@ def torch_op(
                     f"declares {key}={args[key]} but its input {shape} gives {value}", key=key
                 )
             kwargs[key] = value
+        check_divisible(kwargs, args)
         return cls(**kwargs)
 
     return OpDef(

@@ -153,8 +153,12 @@ def _build_constant(args: Mapping[str, Any], inputs: Sequence[Any]) -> nn.Module
         )
     try:
         return Constant(value, dtype)
-    except (RuntimeError, OverflowError, ValueError) as exc:
-        raise OpError(f"cannot hold value as {dtype}: {exc}", key="value") from None
+    except (RuntimeError, OverflowError, ValueError):
+        raise OpError(
+            f"cannot hold value {show(value)} as {dtype}: a number is outside its range",
+            key="value",
+            hint="use a wider dtype (int64, float64) or smaller numbers",
+        ) from None
 
 
 register(

@@ -21,6 +21,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--format", choices=("text", "json"), default="text")
     check.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 on warnings too (specs that train, but likely not as meant): for CI",
+    )
+    check.add_argument(
         "--print",
         action="store_true",
         dest="print_config",

@@ -47,7 +47,7 @@ def _checked(file: str, args: argparse.Namespace):
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    everything, costs, ok, tally = [], {}, True, [0, 0]
+    everything, costs, ok, tally, warned = [], {}, True, [0, 0], False
     files, folders, empty = _spec_files(args.files)
     for file in files:
         report, inference = _checked(file, args)
@@ -59,6 +59,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             cost, warning = _cost(spec, inference, args, args.format == "json")
             if warning is not None:
                 report = attrs.evolve(report, diagnostics=(*report.diagnostics, warning))
+        warned = warned or bool(report.warnings)
         if args.format == "json":
             everything += [d.to_json() for d in report.diagnostics]
             if cost is not None:
@@ -85,7 +86,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(json.dumps(shown, indent=2))
     elif folders or len(files) > 1:
         print(f"{tally[0]} valid, {tally[1]} invalid ({len(files)} spec files)")
-    return 0 if ok and not empty else 1
+    strict_failed = getattr(args, "strict", False) and warned  # --strict: warnings fail too
+    return 0 if ok and not empty and not strict_failed else 1
 
 
 def _spec_files(arguments: Sequence[str]) -> tuple[list[str], list[str], bool]:
