@@ -95,9 +95,23 @@ def _parser() -> argparse.ArgumentParser:
     guess.add_argument(
         "--output",
         metavar="FILE",
-        help="written as its extension says: .csv, .npy, .json, or .parquet (needs pyarrow)",
+        help="written as its extension says: .csv, .jsonl/.json (JSON lines) or .parquet "
+        "(needs pyarrow), with a header naming each column; .npy: the raw outputs",
     )
     guess.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    guess.add_argument(
+        "--keep",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="copy this column of the input CSV into the output, in front (repeatable)",
+    )
+    guess.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="binary targets: the probability from which the label is 1 (default 0.5)",
+    )
     _generation_arguments(guess)
 
     draw = commands.add_parser(

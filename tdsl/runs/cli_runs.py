@@ -208,7 +208,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from tdsl.runs.directories import RunError, predict_run, prediction_format
+    from tdsl.runs.directories import RunError, predict_run
+    from tdsl.runs.prediction_files import prediction_format
 
     if args.generate is not None:
         return cmd_generate(args)
@@ -228,6 +229,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _as_path(args.output),
         args.checkpoint,
         args.allow_imports,
+        keep=args.keep,
+        threshold=args.threshold,
     )
     print(f"wrote {rows} predictions to {args.output}")
     return 0
