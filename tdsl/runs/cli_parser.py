@@ -114,6 +114,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     _generation_arguments(guess)
 
+    ship = commands.add_parser(
+        "export",
+        help="write a run's model as TorchScript, torch.export or ONNX, checked against tdsl",
+        epilog="example: tdsl export runs/ring_dnn --format onnx --out ring.onnx",
+    )
+    ship.add_argument("run_dir", metavar="RUN_DIR")
+    ship.add_argument(
+        "--format",
+        required=True,
+        choices=("torchscript", "exported", "onnx"),
+        help="torchscript (.pt, torch.jit), exported (.pt2, torch.export) or onnx (needs "
+        "tdsl[onnx])",
+    )
+    ship.add_argument("--which", choices=("best", "last"), default="best")
+    ship.add_argument("--out", metavar="FILE", help="default RUN_DIR/WHICH.FORMAT.EXT")
     draw = commands.add_parser(
         "plot", help="draw a run's training and validation curves (needs tdsl[plot])"
     )
@@ -135,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     from tdsl.runs.experiment_cli import add_parsers
 
     add_parsers(commands)
-    for command in (check, show, train, again, score, guess):
+    for command in (check, show, train, again, score, guess, ship):
         command.add_argument(
             "--allow-import",
             action="append",

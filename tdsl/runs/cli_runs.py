@@ -236,6 +236,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from tdsl.runs.export import CHECK_ROWS, export_run
+
+    done = export_run(
+        _as_path(args.run_dir),
+        args.format,
+        args.which,
+        _as_path(args.out) if args.out else None,
+        args.allow_imports,
+    )
+    sizes = " and ".join(str(n) for n in CHECK_ROWS)
+    print(f"wrote {done.path} ({done.format})")
+    print(
+        f"checked on {done.source} in batches of {sizes}: max abs diff "
+        f"{done.max_abs_diff:.3g} (tolerance {done.tolerance:.3g})"
+    )
+    return 0
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from tdsl.runs.plot import plot_run
 
