@@ -1,7 +1,9 @@
-"""`tdsl.load_model(RUN_DIR).predict(rows)` and `tdsl predict --keep`: raw rows through the
-run's fitted transforms, decoded outputs, id columns passed through."""
+"""`tdsl.load_model(RUN_DIR).predict(rows)`, `tdsl predict --keep` and `tdsl eval --data`:
+raw rows through the run's fitted transforms, decoded outputs, id columns passed through."""
 
 import csv
+import importlib.util
+import json
 from pathlib import Path
 
 import attrs
@@ -114,3 +116,42 @@ train: {{epochs: 2, batch_size: 8}}
     assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-6)
     names = np.array(["cat", "dog", "emu"])[probabilities.argmax(axis=1)]
     assert found["label"].tolist() == names.tolist()
+
+
+# `tdsl eval RUN --data FILE`: a new labelled file through the run's fitted transforms.
+
+
+def test_eval_scores_a_new_labelled_file_with_a_confusion_matrix(tabular, tmp_path, capsys):
+    data = SPECS / "data" / "titanic.csv"
+    assert main(["eval", str(tabular), "--data", str(data), "--format", "json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    matrix = np.array(found["confusion"]["matrix"])
+    assert found["rows"] == 400 == matrix.sum() and found["confusion"]["classes"] == ["0", "1"]
+    assert found["metrics"]["accuracy"] == pytest.approx(np.trace(matrix) / 400)
+    truth = [int(r["Survived"]) for r in _csv_rows(data)]
+    assert matrix.sum(axis=1).tolist() == [truth.count(0), truth.count(1)]  # rows: true class
+
+    assert main(["eval", str(tabular), "--data", str(data)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{data} (400 rows): loss=")
+    assert lines[1] == "confusion matrix (rows: true class, columns: predicted)"
+    assert lines[3].split()[1:] == [str(v) for v in matrix[0]]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
+def test_eval_draws_the_confusion_matrix(tabular, tmp_path, capsys):
+    out = tmp_path / "cm.png"
+    data = str(SPECS / "data" / "titanic.csv")
+    assert main(["eval", str(tabular), "--data", data, "--confusion", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_refusals_are_one_line(tabular, tmp_path, capsys):
+    assert main(["eval", str(tabular), "--confusion", "cm.png"]) == 2
+    assert capsys.readouterr().err == "error: --confusion needs --data FILE\n"
+    assert main(["eval", str(tabular), "--data", str(NEW)]) == 1  # no Survived column
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot use --data {NEW}: ") and "'Survived'" in err
+    assert err.count("\n") == 1
+    assert main(["eval", str(tabular), "--format", "json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"val"}

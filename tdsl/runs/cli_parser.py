@@ -82,6 +82,17 @@ def _parser() -> argparse.ArgumentParser:
     score = commands.add_parser("eval", help="metrics of a run's best checkpoint")
     score.add_argument("run_dir", metavar="RUN_DIR")
     score.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    score.add_argument(
+        "--data",
+        metavar="FILE",
+        help="score this labelled file (the run's data kind) with the run's fitted transforms",
+    )
+    score.add_argument("--format", choices=("text", "json"), default="text")
+    score.add_argument(
+        "--confusion",
+        metavar="FILE",
+        help="with --data, classification: draw the confusion matrix to a .png (needs tdsl[plot])",
+    )
 
     guess = commands.add_parser(
         "predict", help="a run's model outputs for new rows, or text from a language model"

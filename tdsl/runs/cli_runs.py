@@ -179,11 +179,43 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from tdsl.runs.directories import evaluate_run
+    from tdsl.train.callbacks import strict_json
 
-    for split, logs in evaluate_run(
-        _as_path(args.run_dir), args.checkpoint, args.allow_imports
-    ).items():
-        print(f"{split}: {_logs(logs)}")
+    if args.data is None:
+        if args.confusion:
+            print("error: --confusion needs --data FILE", file=sys.stderr)
+            return 2
+        results = evaluate_run(_as_path(args.run_dir), args.checkpoint, args.allow_imports)
+        if args.format == "json":
+            print(strict_json(results, indent=2))
+        for split, logs in results.items() if args.format == "text" else ():
+            print(f"{split}: {_logs(logs)}")
+        return 0
+    return _eval_data(args)
+
+
+def _eval_data(args: argparse.Namespace) -> int:
+    from tdsl.runs.eval_data import confusion_text, draw_confusion, evaluate_file
+    from tdsl.train.callbacks import strict_json
+
+    if args.confusion and not args.confusion.lower().endswith((".png", ".svg", ".pdf")):
+        print(f"error: --confusion {args.confusion}: use a .png, .svg or .pdf", file=sys.stderr)
+        return 2
+    scores = evaluate_file(
+        _as_path(args.run_dir), _as_path(args.data), args.checkpoint, args.allow_imports
+    )
+    if args.format == "json":
+        print(strict_json(scores.to_json(), indent=2))
+    else:
+        print(f"{args.data} ({scores.rows} rows): {_logs(scores.metrics)}")
+        if scores.confusion is not None:
+            print(confusion_text(scores.confusion, scores.classes))
+    if args.confusion:
+        if scores.confusion is None:
+            print("error: --confusion: the run does not classify rows", file=sys.stderr)
+            return 1
+        written = draw_confusion(scores.confusion, scores.classes, _as_path(args.confusion))
+        print(f"wrote {written}", file=sys.stderr if args.format == "json" else sys.stdout)
     return 0
 
 
