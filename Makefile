@@ -18,6 +18,6 @@ test:
 	$(PYTHON) -m pytest -q
 
 # Export every gallery spec in every format (TorchScript, torch.export, ONNX) and check
-# each file against tdsl's outputs (about a minute; the default suite runs a subset).
+# each file against tdsl's outputs (a few minutes; the default suite runs a subset).
 test-export:
 	TDSL_EXPORT_ALL=1 $(PYTHON) -m pytest -q tests/test_export.py

@@ -3,7 +3,7 @@ batch size, and give tdsl's own outputs.
 
 The default suite exports every gallery spec as TorchScript (fast), a few as torch.export
 (ring_dnn, tabular, multitask) and ring_dnn as ONNX; `TDSL_EXPORT_ALL=1` (or
-`make test-export`) exports every gallery spec in every format (about a minute).
+`make test-export`) exports every gallery spec in every format (a few minutes).
 """
 
 import functools
