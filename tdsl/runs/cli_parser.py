@@ -87,7 +87,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="score this labelled file (the run's data kind) with the run's fitted transforms",
     )
-    score.add_argument("--format", choices=("text", "json"), default="text")
+    score.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text (the default) or json: the metrics (and confusion matrix) as JSON",
+    )
     score.add_argument(
         "--confusion",
         metavar="FILE",
@@ -138,7 +143,12 @@ def _parser() -> argparse.ArgumentParser:
         help="torchscript (.pt, torch.jit), exported (.pt2, torch.export) or onnx (needs "
         "tdsl[onnx])",
     )
-    ship.add_argument("--which", choices=("best", "last"), default="best")
+    ship.add_argument(
+        "--which",
+        choices=("best", "last"),
+        default="best",
+        help="the checkpoint to export: best (the default) or last",
+    )
     ship.add_argument("--out", metavar="FILE", help="default RUN_DIR/WHICH.FORMAT.EXT")
     draw = commands.add_parser(
         "plot", help="draw a run's training and validation curves (needs tdsl[plot])"
