@@ -4,6 +4,7 @@ raw rows through the run's fitted transforms, decoded outputs, id columns passed
 import csv
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import attrs
@@ -155,3 +156,26 @@ def test_eval_refusals_are_one_line(tabular, tmp_path, capsys):
     assert err.count("\n") == 1
     assert main(["eval", str(tabular), "--format", "json"]) == 0
     assert set(json.loads(capsys.readouterr().out)) == {"val"}
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda d: d.__setitem__("columns", 5), "columns is not a list"),
+        (lambda d: d["columns"].__setitem__(0, "x"), "columns[0] is not a mapping"),
+        (lambda d: d["columns"][0].__setitem__("categories", 3), "columns[0] categories are"),
+        (lambda d: d["columns"][2].pop("fill"), "columns[2] has no fill"),
+        (lambda d: d["columns"][2].__setitem__("fill", "abc"), "fill is 'abc', not a number"),
+        (lambda d: d.__setitem__("classes", 7), "classes is not a list of class names"),
+    ],
+)
+def test_a_tampered_transforms_file_is_one_line(tabular, tmp_path, capsys, edit, problem):
+    copy = tmp_path / "run"
+    shutil.copytree(tabular, copy)
+    saved = json.loads((copy / "transforms.json").read_text())
+    edit(saved)
+    (copy / "transforms.json").write_text(json.dumps(saved))
+    assert main(["predict", str(copy), "--input", str(NEW), "--output", "p.csv"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {copy / 'transforms.json'} does not hold valid csv transforms")
+    assert problem in err and err.count("\n") == 1
