@@ -68,6 +68,15 @@ def test_the_output_is_exactly_the_path_given_in_its_format(trained, tmp_path, c
     assert [int(r["label"]) for r in rows] == (probability >= 0.5).astype(int).tolist()
 
 
+def test_a_csv_of_numbers_may_have_a_header(trained, tmp_path):
+    rows = np.load(trained[1])
+    (tmp_path / "rows.csv").write_text(
+        "x1,x2\n" + "\n".join(f"{a!r},{b!r}" for a, b in rows.tolist())
+    )
+    found = tdsl.load_model(trained[0]).predict(tmp_path / "rows.csv")
+    assert np.array_equal(found.outputs.numpy(), trained[2])
+
+
 def test_the_threshold_decides_binary_labels(trained, tmp_path):
     probability = _probabilities(trained)
     cut = float(np.median(probability))
@@ -147,6 +156,9 @@ def _save_pt(value):
         ("scalar.npy", lambda p: np.save(p, np.float32(1)), "expects rows of shape [2]"),
         ("broken.npy", lambda p: p.write_bytes(b"not numpy"), "cannot read input"),
         ("missing.npy", lambda p: None, "no such file"),
+        ("header.csv", lambda p: p.write_text("x1,x2\n"), "holds no rows to predict"),
+        ("empty.csv", lambda p: p.write_text(""), "holds no rows to predict"),
+        ("words.csv", lambda p: p.write_text("x1,x2\n1,two\n"), "cannot read input"),
     ],
 )
 def test_a_bad_input_is_one_located_line(trained, tmp_path, capsys, name, write, problem):

@@ -7,6 +7,7 @@ module with the checkpoint's weights, the fitted transforms, and output decoding
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -163,12 +164,23 @@ def read_array_file(path: Path) -> tuple[torch.Tensor, ...]:
                     f"{path} holds {_what(loaded)}; a .pt input holds a tensor or a list of them"
                 )
             return items
-        return (torch.from_numpy(np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float32)),)
+        return (torch.from_numpy(_numbers_csv(path)),)
     except RunError:
         raise
     except Exception as exc:  # numpy and torch raise many kinds for a broken file
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise RunError(f"cannot read input {path}: {reason}") from None
+
+
+def _numbers_csv(path: Path) -> np.ndarray:
+    """A CSV of numbers; a first line that is not numbers is taken for a header."""
+    with warnings.catch_warnings():  # an empty file is "no rows", said once, below
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float32)
+        except ValueError:
+            values = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float32, skiprows=1)
+    return values
 
 
 def _what(value: Any) -> str:
@@ -184,6 +196,8 @@ def checked_features(
     """`features` cast to the model's input dtypes, after checking their count, shapes and
     that there are rows at all."""
     declared = spec.model.inputs
+    if features and all(t.dim() > 0 and len(t) == 0 for t in features):
+        raise RunError(f"{where} holds no rows to predict")
     if len(features) != len(declared):
         raise RunError(f"the model takes {len(declared)} input(s), {where} holds {len(features)}")
     for item, tensor in zip(declared, features, strict=True):
