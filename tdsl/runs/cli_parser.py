@@ -140,8 +140,7 @@ def _parser() -> argparse.ArgumentParser:
         "--format",
         required=True,
         choices=("torchscript", "exported", "onnx"),
-        help="torchscript (.pt, torch.jit), exported (.pt2, torch.export) or onnx (needs "
-        "tdsl[onnx])",
+        help="torchscript (torch.jit.trace), exported (torch.export) or onnx (needs tdsl[onnx])",
     )
     ship.add_argument(
         "--which",
@@ -149,7 +148,11 @@ def _parser() -> argparse.ArgumentParser:
         default="best",
         help="the checkpoint to export: best (the default) or last",
     )
-    ship.add_argument("--out", metavar="FILE", help="default RUN_DIR/WHICH.FORMAT.EXT")
+    ship.add_argument(
+        "--out",
+        metavar="FILE",
+        help="default RUN_DIR/WHICH.torchscript.pt, WHICH.pt2 or WHICH.onnx",
+    )
     draw = commands.add_parser(
         "plot", help="draw a run's training and validation curves (needs tdsl[plot])"
     )
