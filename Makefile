@@ -2,7 +2,7 @@
 PYTHON ?= .venv/bin/python
 SEED_RUNS ?= runs/seeds
 
-.PHONY: examples plot test digits-weights
+.PHONY: examples plot test digits-weights test-export
 
 # Train every spec in specs/ to completion and check the numbers its seed reports
 # (about a minute on 2 cores); prints a markdown table, fails on a miss.
@@ -21,3 +21,8 @@ plot: examples
 
 test:
 	$(PYTHON) -m pytest -q
+
+# Export every gallery spec in every format (TorchScript, torch.export, ONNX) and check
+# each file against tdsl's outputs (a few minutes; the default suite runs a subset).
+test-export:
+	TDSL_EXPORT_ALL=1 $(PYTHON) -m pytest -q tests/test_export.py

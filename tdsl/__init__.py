@@ -19,6 +19,9 @@ _WHERE = {
     "RunResult": "tdsl.runs.directories",
     "evaluate_run": "tdsl.runs.directories",
     "predict_run": "tdsl.runs.directories",
+    "load_model": "tdsl.runs.inference",
+    "LoadedModel": "tdsl.runs.inference",
+    "Predictions": "tdsl.runs.inference",
     "resume": "tdsl.runs.directories",
     "run": "tdsl.runs.directories",
     "Block": "tdsl.spec",
@@ -83,6 +86,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from tdsl.data import load_data
     from tdsl.errors import Diagnostic, Report, SpecError, TdslError
     from tdsl.runs.directories import RunResult, evaluate_run, predict_run, resume, run
+    from tdsl.runs.inference import LoadedModel, Predictions, load_model
     from tdsl.spec import (
         Addition,
         Arrays,
@@ -148,6 +152,7 @@ __all__ = [
     "Input",
     "Layer",
     "LinearRegression",
+    "LoadedModel",
     "Loss",
     "LossTerm",
     "Metric",
@@ -156,6 +161,7 @@ __all__ = [
     "Optimizer",
     "ParamGroup",
     "ParamSelector",
+    "Predictions",
     "Program",
     "PythonData",
     "RandomData",
@@ -188,6 +194,7 @@ __all__ = [
     "fit",
     "load",
     "load_data",
+    "load_model",
     "predict",
     "predict_run",
     "resume",

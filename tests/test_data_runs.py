@@ -50,7 +50,8 @@ def test_csv_run_keeps_transforms_and_predicts_a_new_csv(tmp_path, monkeypatch):
 
     # The CLI takes the CSV too; a CSV lacking a feature column is refused in one line.
     assert main(["predict", str(directory), "--input", str(new), "--output", "p.csv"]) == 0
-    assert np.loadtxt(tmp_path / "p.csv").shape == (12,)
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0] == "probability,label" and len(lines) == 13
     (tmp_path / "bad.csv").write_text("Pclass,Sex\n1,male\n")
     assert main(["predict", str(directory), "--input", "bad.csv", "--output", "q.npy"]) == 1
 
@@ -84,6 +85,10 @@ def test_text_run_predicts_raw_texts(tmp_path):
     texts.write_text("Loved it, a wonderful film!\nBoring and awful.\n")
     assert predict_run(directory, texts, tmp_path / "p.npy") == 2
     assert np.load(tmp_path / "p.npy").shape == (2, 1)
+    # load_model takes the texts themselves, and gives the same outputs.
+    found = tdsl.load_model(directory).predict(texts.read_text().splitlines())
+    assert np.array_equal(found.outputs.numpy(), np.load(tmp_path / "p.npy"))
+    assert list(found.columns) == ["probability", "label"]
 
 
 def test_timeseries_run_predicts_windows_of_a_series(tmp_path):
@@ -98,8 +103,14 @@ def test_image_run_predicts_a_folder(tmp_path):
     pytest.importorskip("PIL")
     directory, _ = run(short(SPECS / "image_cnn.yaml", epochs=1), tmp_path / "run")
     assert Fitted.load(directory).state["classes"] == ["0_airplane", "1_automobile"]
-    count = predict_run(directory, SPECS / "data" / "images" / "1_automobile", tmp_path / "p.npy")
+    folder = SPECS / "data" / "images" / "1_automobile"
+    count = predict_run(directory, folder, tmp_path / "p.npy")
     assert count == 30
+    # load_model takes image paths; binary labels are the class folders' names.
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg"))[:3]
+    found = tdsl.load_model(directory).predict(paths)
+    assert np.array_equal(found.outputs.numpy(), np.load(tmp_path / "p.npy")[:3])
+    assert set(found["label"]) <= {"0_airplane", "1_automobile"}
 
 
 def test_reapplied_transforms_give_the_same_rows(tmp_path):

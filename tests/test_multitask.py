@@ -110,8 +110,20 @@ def test_a_run_predicts_every_output_side_by_side(spec_text, tmp_path):
     rows.write_text("x1,x2\n0.5,-1.0\n1.5,0.25\n")
     out = tmp_path / "out.csv"
     assert tdsl.predict_run(directory, rows, out) == 2
-    values = np.loadtxt(out, delimiter=",", ndmin=2)
-    assert values.shape == (2, 1 + 1 + 3)  # flag, size, the three shape logits
+    lines = out.read_text().splitlines()
+    assert lines[0].split(",") == [  # each output's columns, prefixed by its name
+        "flag_head_probability",
+        "flag_head_label",
+        "size_prediction",
+        "shape_probability_round",
+        "shape_probability_square",
+        "shape_probability_star",
+        "shape_label",
+    ]
+    values = [line.split(",") for line in lines[1:]]
+    assert len(values) == 2 and all(row[-1] in ("round", "square", "star") for row in values)
+    shape = np.array([[float(v) for v in row[3:6]] for row in values])
+    assert np.allclose(shape.sum(axis=1), 1, atol=1e-5)  # probabilities, not logits
 
 
 def test_a_metric_of_one_output_is_maximized_or_minimized_by_its_kind():

@@ -1,10 +1,10 @@
-"""`tdsl predict --output FILE`: exactly FILE, in the format its extension names."""
+"""`tdsl predict --output FILE`: exactly FILE, in the format its extension names, with a
+header naming each column; probabilities and labels rather than logits."""
 
 import importlib.util
 import io
 import json
 import os
-import re
 
 import attrs
 import numpy as np
@@ -13,15 +13,10 @@ import torch
 from helpers import ring_spec
 
 import tdsl
-import tdsl.runs.directories
+import tdsl.runs.inference
 from tdsl.runs.cli import main
-from tdsl.runs.directories import (
-    RunError,
-    _program_and_state,
-    predict_run,
-    prediction_bytes,
-    run,
-)
+from tdsl.runs.directories import RunError, _program_and_state, predict_run, run
+from tdsl.runs.prediction_files import table_bytes
 from tdsl.train.loops import predict
 
 HAS_PYARROW = importlib.util.find_spec("pyarrow") is not None
@@ -29,7 +24,7 @@ HAS_PYARROW = importlib.util.find_spec("pyarrow") is not None
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A run directory, rows for it, and the model's outputs for those rows."""
+    """A run directory, rows for it, and the model's raw outputs (logits) for those rows."""
     folder = tmp_path_factory.mktemp("predict")
     spec = ring_spec(tdsl.Optimizer("adam", lr=0.01))
     spec = attrs.evolve(spec, train=tdsl.Train(epochs=1, batch_size=32))
@@ -41,41 +36,59 @@ def trained(tmp_path_factory):
     return directory, folder / "rows.npy", expected
 
 
-def _predict(trained, output) -> int:
+def _predict(trained, output, *more) -> int:
     directory, rows, _ = trained
-    return main(["predict", str(directory), "--input", str(rows), "--output", str(output)])
+    return main(["predict", str(directory), "--input", str(rows), "--output", str(output), *more])
 
 
-def _read(path):
-    if path.suffix == ".npy":
-        return np.load(path)
-    if path.suffix == ".csv":
-        return np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float32)
-    return np.array(json.loads(path.read_text()), dtype=np.float32)
+def _probabilities(trained) -> np.ndarray:
+    return torch.sigmoid(torch.from_numpy(trained[2][:, 0])).numpy()
 
 
-@pytest.mark.parametrize("name", ["p.npy", "p.csv", "p.json", "P.JSON"])
+@pytest.mark.parametrize("name", ["p.npy", "p.csv", "p.json", "p.jsonl", "P.JSON"])
 def test_the_output_is_exactly_the_path_given_in_its_format(trained, tmp_path, capsys, name):
     output = tmp_path / "new" / "folders" / name  # missing folders are created
     assert _predict(trained, output) == 0
     assert capsys.readouterr().out == f"wrote 7 predictions to {output}\n"
     assert os.listdir(output.parent) == [name]  # nothing beside it: no p.json.npy, no temp
-    assert np.array_equal(_read(output), trained[2])  # every format keeps float32 exactly
     umask = os.umask(0o022)
     os.umask(umask)
     assert output.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temporary file's 0600
+    if name.endswith(".npy"):  # the raw outputs, exactly
+        assert np.array_equal(np.load(output), trained[2])
+        return
+    if name.endswith(".csv"):
+        lines = output.read_text().splitlines()
+        assert lines[0] == "probability,label"
+        rows = [dict(zip(("probability", "label"), x.split(","), strict=True)) for x in lines[1:]]
+    else:
+        rows = [json.loads(line) for line in output.read_text().splitlines()]
+    probability = np.array([float(r["probability"]) for r in rows], dtype=np.float32)
+    assert np.array_equal(probability, _probabilities(trained))  # float32 kept exactly
+    assert [int(r["label"]) for r in rows] == (probability >= 0.5).astype(int).tolist()
 
 
-def test_csv_is_one_plain_row_per_input_row(trained, tmp_path):
-    assert _predict(trained, tmp_path / "p.csv") == 0
-    lines = (tmp_path / "p.csv").read_text().splitlines()
-    assert len(lines) == 7 and all(re.fullmatch(r"-?\d\.\d{18}e[+-]\d\d", x) for x in lines)
+def test_a_csv_of_numbers_may_have_a_header(trained, tmp_path):
+    rows = np.load(trained[1])
+    (tmp_path / "rows.csv").write_text(
+        "x1,x2\n" + "\n".join(f"{a!r},{b!r}" for a, b in rows.tolist())
+    )
+    found = tdsl.load_model(trained[0]).predict(tmp_path / "rows.csv")
+    assert np.array_equal(found.outputs.numpy(), trained[2])
 
 
-def test_json_is_an_array_of_the_rows_outputs():
-    outputs = np.array([[0.53, np.nan], [1e-8, -np.inf]], dtype=np.float32)
-    assert prediction_bytes(outputs, "json") == b"[[0.53, null], [1e-08, null]]\n"
-    assert json.loads(prediction_bytes(np.array([1.5, 2], np.float32), "json")) == [1.5, 2]
+def test_the_threshold_decides_binary_labels(trained, tmp_path):
+    probability = _probabilities(trained)
+    cut = float(np.median(probability))
+    assert _predict(trained, tmp_path / "p.csv", "--threshold", str(cut)) == 0
+    labels = [int(x.split(",")[1]) for x in (tmp_path / "p.csv").read_text().splitlines()[1:]]
+    assert labels == (probability >= cut).astype(int).tolist() and 0 < sum(labels) < 7
+
+
+def test_json_lines_write_non_finite_values_as_null():
+    columns = {"id": np.array(["a", "b"], dtype=object), "v": np.array([0.53, np.nan], "f4")}
+    assert table_bytes(columns, "json") == b'{"id": "a", "v": 0.53}\n{"id": "b", "v": null}\n'
+    assert table_bytes(columns, "csv") == b"id,v\na,0.53\nb,nan\n"
 
 
 @pytest.mark.parametrize(
@@ -92,10 +105,10 @@ def test_an_unknown_format_is_refused_before_predicting(
     def never(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(tdsl.runs.directories, "_program_and_state", never)
+    monkeypatch.setattr(tdsl.runs.inference, "_program_and_state", never)
     output = tmp_path / name
     assert _predict(trained, output) == 2
-    choices = ".csv, .npy, .json, .parquet"
+    choices = ".csv, .jsonl, .json, .npy, .parquet"
     assert capsys.readouterr().err == f"error: --output {output}: {problem}; use {choices}\n"
     assert not output.exists() and os.listdir(tmp_path) == []
     with pytest.raises(RunError, match=problem):  # the Python API refuses it first too
@@ -111,13 +124,13 @@ def test_parquet_without_pyarrow_names_the_package(trained, tmp_path, capsys):
 
 
 @pytest.mark.skipif(not HAS_PYARROW, reason="needs pyarrow")
-def test_parquet_has_a_column_per_output_value(trained, tmp_path):
+def test_parquet_has_the_named_columns(trained, tmp_path):
     import pyarrow.parquet as pq
 
     assert _predict(trained, tmp_path / "p.parquet") == 0
     table = pq.read_table(tmp_path / "p.parquet")
-    assert table.column_names == ["output_0"]
-    assert np.array_equal(table.column("output_0").to_numpy(), trained[2][:, 0])
+    assert table.column_names == ["probability", "label"]
+    assert np.array_equal(table.column("probability").to_numpy(), _probabilities(trained))
 
 
 def test_an_unwritable_output_is_one_error_line(trained, tmp_path, capsys):
@@ -126,3 +139,33 @@ def test_an_unwritable_output_is_one_error_line(trained, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot write {tmp_path / 'file' / 'p.csv'}: ")
     assert "Traceback" not in err and err.count("\n") == 1
+
+
+def _save_pt(value):
+    return lambda path: torch.save(value, path)
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "problem"),
+    [
+        ("empty.npy", lambda p: np.save(p, np.zeros((0, 2), "f4")), "holds no rows to predict"),
+        ("text.npy", lambda p: np.save(p, np.array([["a", "b"]])), "holds <U1 values"),
+        ("dict.pt", _save_pt({"x": torch.zeros(2, 2)}), "holds a dict; a .pt input holds"),
+        ("int.pt", _save_pt(3), "holds an int; a .pt input holds"),
+        ("mixed.pt", _save_pt([torch.zeros(2, 2), 1]), "holds a list of 2 item(s), not all"),
+        ("scalar.npy", lambda p: np.save(p, np.float32(1)), "expects rows of shape [2]"),
+        ("broken.npy", lambda p: p.write_bytes(b"not numpy"), "cannot read input"),
+        ("missing.npy", lambda p: None, "no such file"),
+        ("header.csv", lambda p: p.write_text("x1,x2\n"), "holds no rows to predict"),
+        ("empty.csv", lambda p: p.write_text(""), "holds no rows to predict"),
+        ("words.csv", lambda p: p.write_text("x1,x2\n1,two\n"), "cannot read input"),
+    ],
+)
+def test_a_bad_input_is_one_located_line(trained, tmp_path, capsys, name, write, problem):
+    path = tmp_path / name
+    write(path)
+    assert main(["predict", str(trained[0]), "--input", str(path), "--output", "p.csv"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(path) in err
+    assert problem in err and "Traceback" not in err and err.count("\n") == 1
+    assert not (tmp_path / "p.csv").exists()

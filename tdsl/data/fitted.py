@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from tdsl.data.base import DataError
+from tdsl.data.fitted_shapes import state_problem
 from tdsl.errors import file_reason
 
 FORMAT = 1
@@ -50,6 +51,11 @@ class Fitted:
                 (), f"{where} has format {data.get('format')!r}; this tdsl reads {FORMAT}"
             )
         state = {k: v for k, v in data.items() if k not in ("format", "kind")}
+        problem = state_problem(data["kind"], state)
+        if problem:  # edited by hand, or damaged: refused before a transform trips on it
+            raise DataError.at(
+                (), f"{where} does not hold valid {data['kind']} transforms: {problem}"
+            )
         return cls(data["kind"], state)
 
     @classmethod

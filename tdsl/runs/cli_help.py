@@ -23,8 +23,10 @@ EXAMPLES = {
     "schema": "tdsl schema > tdsl.schema.json   (point your editor's YAML plugin at it)",
     "run": "tdsl run specs/ring_dnn.yaml --set train.epochs=5 --out runs/mine",
     "resume": "tdsl resume runs/mine",
-    "eval": "tdsl eval runs/mine --checkpoint last",
-    "predict": "tdsl predict runs/titanic --input new_passengers.csv --output predictions.csv",
+    "eval": "tdsl eval runs/mine --checkpoint last\n"
+    "  tdsl eval runs/titanic --data labelled.csv --format json   a new labelled file",
+    "predict": "tdsl predict runs/titanic --input new_passengers.csv --keep PassengerId "
+    "--output predictions.csv",
     "plot": "tdsl plot runs/mine --metric val_accuracy --out curves.svg",
 }
 

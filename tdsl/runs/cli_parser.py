@@ -93,6 +93,22 @@ def _parser() -> argparse.ArgumentParser:
     score = commands.add_parser("eval", help="metrics of a run's best checkpoint")
     score.add_argument("run_dir", metavar="RUN_DIR")
     score.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    score.add_argument(
+        "--data",
+        metavar="FILE",
+        help="score this labelled file (the run's data kind) with the run's fitted transforms",
+    )
+    score.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text (the default) or json: the metrics (and confusion matrix) as JSON",
+    )
+    score.add_argument(
+        "--confusion",
+        metavar="FILE",
+        help="with --data, classification: draw the confusion matrix to a .png (needs tdsl[plot])",
+    )
 
     guess = commands.add_parser(
         "predict", help="a run's model outputs for new rows, or text from a language model"
@@ -106,11 +122,48 @@ def _parser() -> argparse.ArgumentParser:
     guess.add_argument(
         "--output",
         metavar="FILE",
-        help="written as its extension says: .csv, .npy, .json, or .parquet (needs pyarrow)",
+        help="written as its extension says: .csv, .jsonl/.json (JSON lines) or .parquet "
+        "(needs pyarrow), with a header naming each column; .npy: the raw outputs",
     )
     guess.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    guess.add_argument(
+        "--keep",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="copy this column of the input CSV into the output, in front (repeatable)",
+    )
+    guess.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="binary targets: the probability from which the label is 1 (default 0.5)",
+    )
     _generation_arguments(guess)
 
+    ship = commands.add_parser(
+        "export",
+        help="write a run's model as TorchScript, torch.export or ONNX, checked against tdsl",
+        epilog="example: tdsl export runs/ring_dnn --format onnx --out ring.onnx",
+    )
+    ship.add_argument("run_dir", metavar="RUN_DIR")
+    ship.add_argument(
+        "--format",
+        required=True,
+        choices=("torchscript", "exported", "onnx"),
+        help="torchscript (torch.jit.trace), exported (torch.export) or onnx (needs tdsl[onnx])",
+    )
+    ship.add_argument(
+        "--which",
+        choices=("best", "last"),
+        default="best",
+        help="the checkpoint to export: best (the default) or last",
+    )
+    ship.add_argument(
+        "--out",
+        metavar="FILE",
+        help="default RUN_DIR/WHICH.torchscript.pt, WHICH.pt2 or WHICH.onnx",
+    )
     draw = commands.add_parser(
         "plot", help="draw a run's training and validation curves (needs tdsl[plot])"
     )
@@ -132,7 +185,7 @@ def _parser() -> argparse.ArgumentParser:
     from tdsl.runs.experiment_cli import add_parsers
 
     add_parsers(commands)
-    for command in (check, show, train, again, score, guess):
+    for command in (check, show, train, again, score, guess, ship):
         command.add_argument(
             "--allow-import",
             action="append",

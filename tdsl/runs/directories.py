@@ -9,8 +9,6 @@ text), so `resume` continues exactly where the last completed epoch left off.
 from __future__ import annotations
 
 import difflib
-import importlib.util
-import io
 import json
 import os
 import re
@@ -21,24 +19,21 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import attrs
-import numpy as np
-import torch
 
 from tdsl import spec as S
 from tdsl.check.summary import summary
 from tdsl.check.weights_setup import init_record, with_absolute_init, without_init
-from tdsl.data import DataError, Fitted, load_data, read_input, with_absolute_paths
+from tdsl.data import Fitted, load_data, with_absolute_paths
 from tdsl.data.data_root import accepts_data_root
 from tdsl.errors import TdslError
-from tdsl.registry.ops import DTYPES
 from tdsl.runs.drift import data_drift, record_data, spec_edits
 from tdsl.runs.run_files import RunFileError, load_run_checkpoint
 from tdsl.runs.run_files import check_writable as check_writable_run
 from tdsl.spec.load_dump import dump, load
-from tdsl.train.atomic_files import atomic_write_bytes, atomic_write_text
+from tdsl.train.atomic_files import atomic_write_text
 from tdsl.train.callbacks import strict_json
 from tdsl.train.checkpoint_files import read_checkpoint
-from tdsl.train.loops import FitResult, evaluate, fit, predict, train_epochs
+from tdsl.train.loops import FitResult, evaluate, fit, train_epochs
 from tdsl.train.program import Program, compile
 from tdsl.train.standard import compose
 from tdsl.train.state import TrainState
@@ -283,69 +278,6 @@ def evaluate_run(
     return results
 
 
-def _read_features(path: Path) -> tuple[torch.Tensor, ...]:
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            return (torch.from_numpy(np.load(path, allow_pickle=False)),)
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as arrays:
-                return tuple(torch.from_numpy(arrays[k]) for k in arrays.files)
-        if suffix == ".pt":
-            loaded = torch.load(path, weights_only=True)
-            return tuple(loaded) if isinstance(loaded, list | tuple) else (loaded,)
-        if suffix == ".csv":
-            return (torch.from_numpy(np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float32)),)
-    except (OSError, ValueError) as exc:
-        raise RunError(f"cannot read input {path}: {exc}") from None
-    raise RunError(f"unsupported input format {suffix!r}; use .npy, .npz, .pt or .csv")
-
-
-PREDICTION_FORMATS = (".csv", ".npy", ".json", ".parquet")
-
-
-def prediction_format(path: Path) -> str:
-    """The format `path`'s extension names: csv, npy, json or parquet. Raises RunError for
-    any other extension, or for .parquet without pyarrow, so a caller can refuse before
-    computing anything."""
-    suffix = Path(path).suffix.lower()
-    choices = ", ".join(PREDICTION_FORMATS)
-    if suffix not in PREDICTION_FORMATS:
-        what = f"unknown format {suffix!r}" if suffix else "no extension to choose a format"
-        raise RunError(f"{path}: {what}; use {choices}")
-    if suffix == ".parquet" and importlib.util.find_spec("pyarrow") is None:
-        raise RunError(f"{path}: writing .parquet needs the pyarrow package (pip install pyarrow)")
-    return suffix[1:]
-
-
-def prediction_bytes(outputs: np.ndarray, kind: str) -> bytes:
-    """`outputs` (one entry per input row) as a file of format `kind`. CSV and Parquet have
-    one row per input row and the output's values flattened into columns; JSON is an array of
-    the rows' outputs (nested lists shaped like the output, NaN and infinities as null)."""
-    if kind == "npy":
-        buffer = io.BytesIO()
-        np.save(buffer, outputs, allow_pickle=False)
-        return buffer.getvalue()
-    flat = outputs.reshape(len(outputs), -1)
-    if kind == "csv":
-        text = io.StringIO()
-        np.savetxt(text, flat, delimiter=",")
-        return text.getvalue().encode()
-    if kind == "json":
-        # Each value's shortest decimal that reads back as the same float32.
-        values = [float(v) for v in outputs.astype(str).flat]
-        values = [v if np.isfinite(v) else None for v in values]
-        rows = np.array(values, dtype=object).reshape(outputs.shape).tolist()
-        return (json.dumps(rows, allow_nan=False) + "\n").encode()
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.table({f"output_{i}": flat[:, i] for i in range(flat.shape[1])})
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    return sink.getvalue().to_pybytes()
-
-
 @accepts_data_root
 def predict_run(
     directory: Path,
@@ -353,38 +285,12 @@ def predict_run(
     output_path: Path,
     which: str = "best",
     allow_imports: Sequence[str] = (),
+    keep: Sequence[str] = (),
+    threshold: float = 0.5,
 ) -> int:
-    """Write the model's outputs for the rows in `input_path` to exactly `output_path`
+    """Write the decoded predictions for the rows in `input_path` to exactly `output_path`
     (atomically, creating missing folders), in the format its extension names; returns the
-    row count. Several outputs are written side by side, each flattened."""
-    kind = prediction_format(output_path)
-    program, state = _program_and_state(directory, which, allow_imports)
-    try:  # a CSV, texts, a series or images in the source's format, through its transforms
-        features = read_input(program.spec, Fitted.load(directory), Path(input_path))
-    except DataError as exc:
-        raise RunError(f"cannot use input {input_path}: {exc.problems[0].message}") from None
-    if features is None:
-        features = _read_features(Path(input_path))
-    declared = program.spec.model.inputs
-    if len(features) != len(declared):
-        raise RunError(
-            f"the model takes {len(declared)} input(s), {input_path} holds {len(features)}"
-        )
-    for item, tensor in zip(declared, features, strict=True):
-        if tuple(tensor.shape[1:]) != item.shape:
-            raise RunError(
-                f"input {item.name!r} expects rows of shape {list(item.shape)}, "
-                f"{input_path} has {list(tensor.shape[1:])}"
-            )
-    features = tuple(t.to(DTYPES[i.dtype]) for t, i in zip(features, declared, strict=True))
-    outputs = predict(program, state, features)
-    if isinstance(outputs, tuple):  # several outputs: side by side, in model.outputs order
-        outputs = torch.cat([o.reshape(len(o), -1) for o in outputs], dim=1)
-    output_path = Path(output_path)
-    atomic_write_bytes(output_path, prediction_bytes(outputs.numpy(), kind))
-    # The atomic write's temporary file is private (0600); predictions are made to be
-    # shared, so they get the mode a plain open() would have given them.
-    umask = os.umask(0o022)
-    os.umask(umask)
-    output_path.chmod(0o666 & ~umask)
-    return len(outputs)
+    row count. See `tdsl.runs.prediction_files.predict_file` (`keep`, `threshold`)."""
+    from tdsl.runs.prediction_files import predict_file
+
+    return predict_file(directory, input_path, output_path, which, allow_imports, keep, threshold)
