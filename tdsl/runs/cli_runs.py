@@ -185,12 +185,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from tdsl.runs.directories import evaluate_run
     from tdsl.train.callbacks import strict_json
 
-    recorded = f"{args.run_dir}/checkpoints/{args.checkpoint}.pt"
-    print(f"spec: the one recorded in {recorded} (spec.yaml as the run wrote it)", file=sys.stderr)
     if args.data is None:
         if args.confusion:
             print("error: --confusion needs --data FILE", file=sys.stderr)
             return 2
+        _say_which_spec(args)
         results = evaluate_run(_as_path(args.run_dir), args.checkpoint, args.allow_imports)
         if args.format == "json":
             print(strict_json(results, indent=2))
@@ -200,6 +199,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return _eval_data(args)
 
 
+def _say_which_spec(args: argparse.Namespace) -> None:
+    recorded = f"{args.run_dir}/checkpoints/{args.checkpoint}.pt"
+    print(f"spec: the one recorded in {recorded} (spec.yaml as the run wrote it)", file=sys.stderr)
+
+
 def _eval_data(args: argparse.Namespace) -> int:
     from tdsl.runs.eval_data import confusion_text, draw_confusion, evaluate_file
     from tdsl.train.callbacks import strict_json
@@ -207,6 +211,7 @@ def _eval_data(args: argparse.Namespace) -> int:
     if args.confusion and not args.confusion.lower().endswith((".png", ".svg", ".pdf")):
         print(f"error: --confusion {args.confusion}: use a .png, .svg or .pdf", file=sys.stderr)
         return 2
+    _say_which_spec(args)
     scores = evaluate_file(
         _as_path(args.run_dir), _as_path(args.data), args.checkpoint, args.allow_imports
     )
