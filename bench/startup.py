@@ -1,8 +1,10 @@
 """Start-up costs, each in a fresh process: `import torch`, `import tdsl`, and
-`tdsl validate` of seed specs, as the best of several runs (start-up time is noisy and the
-best run is the one least disturbed by the rest of the machine).
+`tdsl validate` of the gallery specs (`specs/*.yaml`), as the best of several runs
+(start-up time is noisy and the best run is the one least disturbed by the rest of the
+machine). Exits 1 if validating a spec takes more than `--limit` seconds (0.4) over
+`import torch`.
 
-Run: python bench/startup.py [--runs 7]
+Run: python bench/startup.py [--runs 7] [--limit 0.4] [ring_dnn tabular ...]
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = ["ring_dnn", "tabular", "text_cnn"]
+SPECS = sorted(p.stem for p in (ROOT / "specs").glob("*.yaml"))
 
 
 def _env() -> dict[str, str]:
@@ -39,6 +41,8 @@ def best_of(command: list[str], runs: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--limit", type=float, default=0.4, help="seconds over import torch")
+    parser.add_argument("specs", nargs="*", default=SPECS, help="names in specs/ (default: all)")
     args = parser.parse_args()
     python = sys.executable
     torch_s = best_of([python, "-c", "import torch"], args.runs)
@@ -48,9 +52,11 @@ def main() -> None:
     # step; validation does both, so this is part of any validation's floor.
     dynamo = [python, "-c", "import torch._dynamo"]
     rows.append(("python -c 'import torch._dynamo'", best_of(dynamo, args.runs)))
-    for name in SPECS:
+    validations = []
+    for name in args.specs:
         command = [python, "-m", "tdsl", "validate", f"specs/{name}.yaml"]
-        rows.append((f"tdsl validate specs/{name}.yaml", best_of(command, args.runs)))
+        validations.append((f"tdsl validate specs/{name}.yaml", best_of(command, args.runs)))
+    rows += validations
     print(
         f"Best of {args.runs} runs, {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
         f"{os.cpu_count()} cores\n"
@@ -59,6 +65,10 @@ def main() -> None:
     print("| --- | --- | --- |")
     for label, seconds in rows:
         print(f"| `{label}` | {seconds:.2f} | {seconds - torch_s:+.2f} |")
+    over = [label for label, seconds in validations if seconds - torch_s > args.limit]
+    if over:
+        print(f"\nover the {args.limit:g} s budget: " + ", ".join(over))
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
