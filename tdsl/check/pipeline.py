@@ -2,7 +2,8 @@
 
 Stages, each adding to one collector: load (YAML, types, ranges) -> graph (names, edges,
 cycles) -> inference on the meta device (ops, arguments, shapes, dtypes) -> how the parts
-fit (data, loss, metrics, optimizer, selectors, monitors, device).
+fit (data, loss, metrics, optimizer, selectors, monitors, device). A section that fails to
+load skips only the later checks that read it, and a broken layer only the layers after it.
 """
 
 from __future__ import annotations
