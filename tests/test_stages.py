@@ -96,3 +96,13 @@ def test_a_complete_model_still_gets_every_later_check():
     assert len(found) == 2, found
     assert "unknown key 'epoch'" in found[0]
     assert "3" in found[1] and "2" in found[1]  # the output's width against the 3 classes
+
+
+def test_an_unknown_input_is_not_offered_the_layer_itself():
+    layers = """\
+    - {name: h, op: linear, out_features: 3}
+    - {name: both, op: concat, inputs: [h, g], dim: 1}
+"""
+    (problem,) = validate(HEAD + layers).errors
+    assert "unknown input 'g'" in problem.message
+    assert "both" not in (problem.hint or "") and "h" in (problem.hint or "")

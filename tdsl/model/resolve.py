@@ -261,7 +261,7 @@ def _check_edges(
                 diags.error(
                     (*node.path, "inputs", position),
                     f"unknown input {source!r}",
-                    did_you_mean(source, known),
+                    did_you_mean(source, known - {node.name}),  # not itself
                 )
         if node.shares is not None and node.shares not in by_name and node.shares not in failed:
             diags.error(
