@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tdsl.check.pipeline import validate
 from tdsl.runs.cli import main
 from tdsl.spec.convert import Invalid, structure_spec
 from tdsl.spec.json_schema import json_schema
@@ -82,7 +83,12 @@ def test_every_shipped_spec_validates(path: Path, validator) -> None:
         _changed(("device",), "cpu"),
         _changed(("device",), {"name": "cuda:0", "precision": "bf16"}),
         _changed(("metrics",), ["accuracy", {"kind": "f1", "threshold": 0.3}]),
-        _changed(("model", "layers"), ["relu", {"op": "nn.GELU"}, {"op": "some_future_op"}]),
+        _changed(("model", "layers"), ["relu", {"op": "nn.GELU"}, {"op": "mylab.layers:Gate"}]),
+        _changed(("model", "layers"), ["mylab.layers.Gate", {"op": "torch.nn.Mish"}]),
+        _changed(("loss",), "mylab.losses.Dice"),
+        _changed(("loss",), {"kind": "sum", "terms": [{"kind": "mse"}, {"kind": "nn.L1Loss"}]}),
+        _changed(("optimizer",), {"kind": "sgd", "schedule": {"kind": "reduce_on_plateau"}}),
+        _changed(("device",), "cuda:1"),
         _changed(("train",), {"epochs": 3, "early_stopping": None}),
         _changed(
             ("loss",), {"kind": "nn.KLDivLoss", "regularizers": [{"kind": "l2", "weight": 1}]}
@@ -128,6 +134,49 @@ def test_broken_specs_are_rejected_by_schema_and_tdsl(data: dict[str, Any], vali
     assert not validator.is_valid(data)
     with pytest.raises(Invalid):
         structure_spec(data)
+
+
+def _with_layer(op: Any) -> dict[str, Any]:
+    return _changed(("model", "layers"), [{"op": "linear", "out_features": 1}, op])
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(_with_layer({"op": "relux"}), id="unknown op"),
+        pytest.param(_with_layer("relux"), id="unknown op as a string"),
+        pytest.param(_with_layer("nn.relu.x"), id="neither torch class nor import path"),
+        pytest.param(_changed(("optimizer",), {"kind": "sgdd"}), id="unknown optimizer"),
+        pytest.param(_changed(("optimizer",), "sgdd"), id="unknown optimizer as a string"),
+        pytest.param(
+            _changed(("optimizer",), {"kind": "sgd", "schedule": "stepp"}), id="unknown schedule"
+        ),
+        pytest.param(_changed(("metrics",), ["accuracy", "f1_score"]), id="unknown metric"),
+        pytest.param(_changed(("metrics",), [{"kind": "mylab.F1"}]), id="metric by import path"),
+        pytest.param(_changed(("loss",), "msee"), id="unknown loss"),
+        pytest.param(
+            _changed(("loss",), {"kind": "sum", "terms": [{"kind": "msee"}]}), id="unknown term"
+        ),
+        pytest.param(_changed(("device",), "gpu"), id="unknown device"),
+        pytest.param(_changed(("device",), {"name": "cuda:x"}), id="unknown device mapping"),
+    ],
+)
+def test_unknown_names_are_flagged_by_schema_and_tdsl(data: dict[str, Any], validator) -> None:
+    # Structure alone accepts these names; validation refuses each.
+    assert not validator.is_valid(data)
+    structure_spec(data)
+    assert not validate(data_to_yaml(data)).ok
+
+
+def data_to_yaml(data: dict[str, Any]) -> str:
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def test_with_blocks_an_op_may_be_any_block_name(validator) -> None:
+    block = {"layers": [{"op": "linear", "out_features": 1}]}
+    model = {**MINIMAL["model"], "blocks": {"head": block}, "layers": ["head"]}
+    assert validator.is_valid({**MINIMAL, "model": model})
+    assert validate(data_to_yaml({**MINIMAL, "model": model})).ok
 
 
 def test_op_names_are_suggested_with_their_arguments(schema: dict[str, Any]) -> None:

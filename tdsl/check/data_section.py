@@ -67,7 +67,8 @@ def check_data(
             for problem in exc.problems:
                 diags.error(("data", *problem.path), problem.message, problem.hint)
             return None
-    _check_features(spec, signature, diags)
+    if spec.model is not None:  # else its section failed to convert: nothing to compare
+        _check_features(spec, signature, diags)
     if abs(total - 1.0) <= 1e-6 and split.train > 0 and stratify_ok:  # else counts mislead
         _check_rows(spec, signature, diags)
     return signature
@@ -126,7 +127,10 @@ def _check_rows(spec: S.Spec, signature: DataSignature, diags: Diagnostics) -> N
 
 
 def _val_watcher(spec: S.Spec) -> str | None:
-    """What reads the validation metrics during training, if anything."""
+    """What reads the validation metrics during training, if anything (unknown, so None,
+    where train or the optimizer failed to convert)."""
+    if spec.train is None or spec.optimizer is None:
+        return None
     stopping = spec.train.early_stopping
     if stopping is not None and stopping.monitor.startswith("val_"):
         return f"train.early_stopping.monitor watches {stopping.monitor!r}"

@@ -13,7 +13,7 @@ import torch
 from tdsl import spec as S
 from tdsl.errors import Diagnostics, DistributedError
 
-_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+_DEVICE = re.compile(S.DEVICE_NAME)
 
 
 def check_device(spec: S.Spec, diags: Diagnostics) -> None:

@@ -2,7 +2,8 @@
 
 Stages, each adding to one collector: load (YAML, types, ranges) -> graph (names, edges,
 cycles) -> inference on the meta device (ops, arguments, shapes, dtypes) -> how the parts
-fit (data, loss, metrics, optimizer, selectors, monitors, device).
+fit (data, loss, metrics, optimizer, selectors, monitors, device). A section that fails to
+load skips only the later checks that read it, and a broken layer only the layers after it.
 """
 
 from __future__ import annotations
@@ -24,17 +25,19 @@ from tdsl.check.per_output import check_outputs_training
 from tdsl.check.silent_mistakes import check_silent_mistakes
 from tdsl.check.weights_setup import check_weights
 from tdsl.data.data_root import accepts_data_root
-from tdsl.errors import Diagnostic, Diagnostics, Report
+from tdsl.errors import Diagnostic, Diagnostics, Report, check_keywords
 from tdsl.model.arguments import check_arguments
 from tdsl.model.build import GraphModule, build_graph
 from tdsl.model.freezing import freeze
 from tdsl.model.graph import Graph, Node
 from tdsl.model.resolve import auto_names, resolve
 from tdsl.registry.aliases import suggest
+from tdsl.registry.metrics import lookup_metric, metric_names
 from tdsl.registry.ops import BATCH, all_op_names, lookup
 from tdsl.registry.user_code import ImportRefused
-from tdsl.spec.load_dump import locate, read_spec
+from tdsl.spec.load_dump import locate, read_sections
 from tdsl.spec.origins import located_where_built
+from tdsl.spec.partial import Sections
 
 
 @attrs.frozen
@@ -51,9 +54,14 @@ class Inference:
 
     @property
     def output(self) -> Any:
-        if self.graph is None:
+        graph = self.graph
+        if graph is None or not graph.outputs:
             return None
-        outs = [self.values.get(name) for name in self.graph.outputs]
+        if not graph.complete:  # an output that names no layer has no value to check
+            layers = {n.name for n in graph.nodes} - graph.broken
+            if not layers.issuperset(graph.outputs):
+                return None
+        outs = [self.values.get(name) for name in graph.outputs]
         return outs[0] if len(outs) == 1 else (None if None in outs else tuple(outs))
 
 
@@ -96,27 +104,73 @@ def check_spec(
     diags: Diagnostics,
     allow_imports: Sequence[str] = (),
     world_size: int | None = None,
+    broken: frozenset[str] = frozenset(),
 ) -> Inference:
-    inference = infer(spec, diags, allow_imports)
-    signature = checks.check_data(spec, diags, allow_imports)
-    checks.check_random_ids(spec, inference.graph, diags)
-    check_position_tables(spec, inference.graph, inference.values, diags)
-    checks.check_loss(spec, inference.graph, inference.output, diags, allow_imports)
-    metric_names = checks.check_metrics(spec, diags, inference.graph)
-    checks_setup.check_optimizer(spec, diags)
+    """Every check whose sections are all there. A section in `broken` failed to convert
+    (it is None in `spec`, its problems reported already): only the checks reading it are
+    skipped, so a typo in `train` still leaves the model and the data checked."""
+
+    def ok(*sections: str) -> bool:
+        return broken.isdisjoint(sections)
+
+    inference = infer(spec, diags, allow_imports) if ok("model") else Inference(None, None, {})
+    graph = inference.graph
+    signature = checks.check_data(spec, diags, allow_imports) if ok("data") else None
+    if ok("data", "model"):
+        checks.check_random_ids(spec, graph, diags)
+        check_position_tables(spec, graph, inference.values, diags)
+    if ok("loss", "data"):
+        checks.check_loss(spec, graph, inference.output, diags, allow_imports)
+    elif ok("loss"):
+        checks.resolve_loss(spec.loss, diags, allow_imports)  # its own names and arguments
+    metric_names = None
+    if ok("metrics", "loss", "data"):
+        metric_names = checks.check_metrics(spec, diags, graph)
+    elif ok("metrics"):
+        metric_names = _check_metric_kinds(spec.metrics, diags)
+    if ok("optimizer"):
+        checks_setup.check_optimizer(spec, diags)
     selections = {}
+    if inference.module is not None and ok("loss", "optimizer"):
+        selections = checks_setup.check_selectors(spec, graph, inference.module, diags)
     if inference.module is not None:
-        selections = checks_setup.check_selectors(spec, inference.graph, inference.module, diags)
-        selections |= check_weights(spec, inference.graph, inference.module, diags)
-    checks_setup.check_monitors(spec, metric_names, diags)
-    checks_device.check_device(spec, diags)
-    checks_setup.check_tensorboard(spec, diags)
-    checks_setup.check_compile(spec, diags)
-    check_outputs_training(spec, diags)
-    checks_device.check_distributed(spec, diags, world_size)
-    rows = data_checks.split_rows(spec, signature)
-    check_silent_mistakes(spec, rows, diags)
+        selections |= check_weights(spec, graph, inference.module, diags)
+    if metric_names is not None and ok("train", "optimizer"):  # data: for val_ monitors
+        checks_setup.check_monitors(spec, metric_names, diags)
+    if ok("device"):
+        checks_device.check_device(spec, diags)
+    if ok("train"):
+        checks_setup.check_tensorboard(spec, diags)
+    if ok("train", "device"):
+        checks_setup.check_compile(spec, diags)
+    if ok("loss", "train"):
+        check_outputs_training(spec, diags)
+    if ok("train", "device"):
+        checks_device.check_distributed(spec, diags, world_size)
+    rows = data_checks.split_rows(spec, signature) if ok("data") else None
+    if ok("train", "optimizer", "data", "loss", "metrics"):
+        check_silent_mistakes(spec, rows, diags)
     return attrs.evolve(inference, selections=selections, rows=rows)
+
+
+def _check_metric_kinds(metrics: tuple[S.Metric, ...], diags: Diagnostics) -> list[str]:
+    """The metrics' names and arguments, when the loss or the data they are checked
+    against failed to convert; the names the history gives them."""
+    names = []
+    for index, metric in enumerate(metrics):
+        found = lookup_metric(metric.kind)
+        if found is None:
+            diags.error(
+                ("metrics", index),
+                f"unknown metric {metric.kind!r}",
+                suggest("metric", metric.kind, metric_names(), listing_limit=20),
+            )
+            continue
+        check_keywords(
+            metric.args, found.arguments, f"metric {metric.kind!r}", ("metrics", index), diags
+        )
+        names.append(metric.name)
+    return names
 
 
 @accepts_data_root
@@ -141,24 +195,32 @@ def checked(
     world_size: int | None = None,
 ) -> tuple[Report, Inference | None]:
     """`validate`, with what it learned (None when the spec could not be read)."""
-    if not isinstance(spec, S.Spec):
-        loaded, problems = read_spec(spec, overrides)
-        if loaded is None:
-            return Report(tuple(sorted(problems, key=_position))), None
-        spec = loaded
-    return validated(spec, allow_imports, world_size)
+    if isinstance(spec, S.Spec):
+        return validated(spec, allow_imports, world_size)
+    read = read_sections(spec, overrides)
+    if read.spec is None:
+        return Report(tuple(sorted(read.problems, key=_position))), None
+    return validated(read.spec, allow_imports, world_size, read)
 
 
 def validated(
-    spec: S.Spec, allow_imports: Sequence[str] = (), world_size: int | None = None
+    spec: S.Spec,
+    allow_imports: Sequence[str] = (),
+    world_size: int | None = None,
+    read: Sections | None = None,
 ) -> tuple[Report, Inference]:
-    """The report, and the inference behind it (which `compile` builds the module from)."""
+    """The report, and the inference behind it (which `compile` builds the module from).
+    `read`: how the spec was read, when some of it did not convert (its problems join the
+    report; the sections it names as broken are not checked)."""
     diags = Diagnostics()
-    inference = check_spec(spec, diags, allow_imports, world_size)
+    broken = read.broken if read is not None else frozenset()
+    inference = check_spec(spec, diags, allow_imports, world_size, broken)
     located = [
         locate(d, spec.source) if spec.source is not None else located_where_built(d, spec)
         for d in diags.items
     ]
+    if read is not None:
+        located = [*read.problems, *located]
     shapes, params = {}, None
     if inference.module is not None and inference.graph is not None:
         shapes = {

@@ -134,7 +134,8 @@ def _step_twice(scheduler: Any) -> None:
 
 
 def _filled(spec: S.Spec, arguments: Mapping[str, bool]) -> dict[str, Any]:
-    total = spec.train.epochs
+    # Stand-ins to try the schedule on; where train failed to convert, its default.
+    total = (spec.train or S.Train()).epochs
     filled = {"T_max": total, "total_steps": total, "max_lr": spec.optimizer.lr}
     return {k: v for k, v in filled.items() if k in arguments}
 
@@ -224,7 +225,7 @@ def check_monitors(spec: S.Spec, metric_names_: list[str], diags: Diagnostics) -
                 f"cannot monitor {item.monitor!r}: no such metric",
                 did_you_mean(item.monitor, known),
             )
-        elif item.monitor.startswith("val_") and spec.data.split.val == 0:
+        elif item.monitor.startswith("val_") and spec.data is not None and spec.data.split.val == 0:
             diags.error(path, f"cannot monitor {item.monitor!r}: the data has no validation split")
 
 

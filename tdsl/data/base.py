@@ -95,7 +95,9 @@ def resolve_path(base: Path, value: str) -> Path:
 
 
 def context(spec: S.Spec) -> Context:
-    return Context(spec_base(spec), spec.seed, tuple(spec.model.inputs))
+    # No model (its section failed to convert, see tdsl.spec.partial): inputs unknown.
+    inputs = tuple(spec.model.inputs) if spec.model is not None else ()
+    return Context(spec_base(spec), spec.seed, inputs)
 
 
 def path_fields(source: Any) -> list[str]:

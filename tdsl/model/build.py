@@ -61,6 +61,8 @@ def build_graph(
     # Where each value's batch dimension is (see batch_rule), keyed like `values`.
     layouts: dict[str, batch_rule.Layout] = {name: batch_rule.INPUT for name in values}
     module = _Builder(diags, allow_imports, values, layouts).graph(graph, "")
+    for name in graph.broken:
+        values.pop(name, None)  # which of the layers named alike it holds is arbitrary
     outputs_ok = _batch_major_outputs(graph, values, layouts, diags)
     if module is not None and not (outputs_ok and tie_parameters(graph, module, "", module, diags)):
         module = None
@@ -121,14 +123,16 @@ class _Builder:
 
     def graph(self, graph: Graph, prefix: str) -> GraphModule | None:
         layers: dict[str, nn.Module] = {}
-        failed = False
+        failed = not graph.complete  # its nodes are checked, but it makes no module
         for node in graph.nodes:
             path = prefix + node.name
             plain = node.shares is None and node.body is None and not node.copies
             if self.infer and plain and self.op(node) is None:
                 failed = True  # its arguments are checked even when an upstream node failed
                 continue
-            if any(prefix + s not in self.values for s in node.inputs):
+            if node.shares in graph.broken or any(
+                prefix + s not in self.values or s in graph.broken for s in node.inputs
+            ):
                 failed = True  # an upstream node failed and was reported already
                 continue
             inputs = [self.values[prefix + s] for s in node.inputs]

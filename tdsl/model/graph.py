@@ -42,6 +42,11 @@ class Graph:
     nodes: tuple[Node, ...]  # topologically ordered
     outputs: tuple[str, ...]
     input_names: tuple[str, ...] = ()
+    # A graph resolved despite errors (which were reported): its nodes are checked one by
+    # one, but it builds no module. `broken`: names whose value no node may read (a name
+    # given twice, a layer reading itself), so only the layers after them go unchecked.
+    complete: bool = True
+    broken: frozenset[str] = frozenset()
 
     def __attrs_post_init__(self) -> None:
         if not self.input_names:
@@ -66,15 +71,15 @@ def module_ops(graph: Graph, prefix: str = "") -> dict[str, str]:
 
 
 def topological(nodes: list[Node], ready: set[str], diags: Diagnostics) -> list[Node] | None:
-    """Kahn's algorithm; among ready nodes the one written first goes first."""
-    position = {n.name: i for i, n in enumerate(nodes)}
-    waiting = {n.name: sum(1 for i in n.dependencies() if i not in ready) for n in nodes}
-    users: dict[str, list[str]] = {}
-    for node in nodes:
+    """Kahn's algorithm; among ready nodes the one written first goes first. Nodes are
+    kept by position: a graph resolved despite errors may hold a name twice."""
+    waiting = [sum(1 for i in n.dependencies() if i not in ready) for n in nodes]
+    users: dict[str, list[int]] = {}
+    for index, node in enumerate(nodes):
         for source in node.dependencies():
             if source not in ready:
-                users.setdefault(source, []).append(node.name)
-    heap = [position[name] for name, count in waiting.items() if count == 0]
+                users.setdefault(source, []).append(index)
+    heap = [index for index, count in enumerate(waiting) if count == 0]
     heapq.heapify(heap)
     ordered: list[Node] = []
     while heap:
@@ -83,10 +88,10 @@ def topological(nodes: list[Node], ready: set[str], diags: Diagnostics) -> list[
         for user in users.get(node.name, ()):
             waiting[user] -= 1
             if waiting[user] == 0:
-                heapq.heappush(heap, position[user])
+                heapq.heappush(heap, user)
     if len(ordered) < len(nodes):
-        done = {n.name for n in ordered}
-        pending = {n.name: n for n in nodes if n.name not in done}
+        done = {id(n) for n in ordered}
+        pending = {n.name: n for n in nodes if id(n) not in done}
         cycle = _find_cycle(pending)
         diags.error(pending[cycle[0]].path, "the graph has a cycle: " + " -> ".join(cycle))
         return None

@@ -49,17 +49,21 @@ def auto_names(layers: tuple[S.Layer, ...]) -> list[str]:
 
 
 def resolve(model: S.Model, diags: Diagnostics, path: SpecPath = ("model",)) -> Graph | None:
-    """Check names, edges, blocks and outputs; return the graph in execution order, or None."""
+    """Check names, edges, blocks and outputs; return the graph in execution order. After
+    errors it is incomplete (`Graph.complete`): its nodes can still be checked, those
+    reading a broken name are not; None where even that order does not exist (a cycle)."""
     errors_before = diags.error_count
     input_names = [i.name for i in model.inputs]
     _check_names(input_names, (*path, "inputs"), "input", diags)
     blocks = _usable_blocks(model, path, diags)
     graph = resolve_layers(
-        model.layers, tuple(input_names), model.outputs, path, Scope(blocks), diags
+        model.layers, tuple(input_names), model.outputs, path, Scope(blocks), diags, partial=True
     )
-    if graph is None or diags.error_count > errors_before:
+    if graph is None:
         return None
-    return attrs.evolve(graph, inputs=model.inputs)
+    return attrs.evolve(
+        graph, inputs=model.inputs, complete=graph.complete and diags.error_count == errors_before
+    )
 
 
 def _check_names(names: list[str], path: SpecPath, what: str, diags: Diagnostics) -> None:
@@ -110,16 +114,21 @@ def resolve_layers(
     path: SpecPath,
     scope: Scope,
     diags: Diagnostics,
+    partial: bool = False,
 ) -> Graph | None:
-    """One graph's layers (the model's, or a block's for one use) resolved into nodes."""
+    """One graph's layers (the model's, or a block's for one use) resolved into nodes.
+    With errors: None, or where `partial`, the graph as far as it can be ordered."""
     errors_before = diags.error_count
     names = auto_names(layers)
     nodes: list[Node] = []
     aliases: dict[str, str] = {}  # a layer switched off by `when` -> the value it passes on
     failed: set[str] = set()
+    duplicated: set[str] = set()
     defined: dict[str, SpecPath] = {n: (*path, "inputs", i) for i, n in enumerate(input_names)}
     for index, (layer, name) in enumerate(zip(layers, names, strict=True)):
         layer_path = (*path, "layers", index)
+        if name in defined:
+            duplicated.add(name)
         _check_layer_name(name, layer_path, defined, diags)
         defined.setdefault(name, layer_path)
         layer = substituted(layer, layer_path, scope, diags)
@@ -140,6 +149,7 @@ def resolve_layers(
                 "the first layer must name its inputs when there are several",
                 "add inputs: [" + ", ".join(input_names) + "]",
             )
+            failed.add(name)
             continue
         if layer.when is not None and not switched_on(layer, layer_path, diags):
             if len(inputs) == 1:
@@ -151,6 +161,7 @@ def resolve_layers(
                     f"but it has {len(inputs)} inputs",
                     "give it one input",
                 )
+                failed.add(name)
             continue
         node = layer_node(layer, name, tuple(inputs), layer_path, scope, diags)
         if node is not None and not layer.trainable:
@@ -165,17 +176,27 @@ def resolve_layers(
         (_follow(names[-1], aliases),) if names else ()
     )
     in_block = scope.params is not None
-    _check_edges(nodes, input_names, outputs, path, diags, in_block, failed)
+    _check_edges(nodes, input_names, outputs, path, diags, in_block, failed, duplicated)
     nodes = _with_shared_ops(nodes)
-    if diags.error_count > errors_before:
+    if diags.error_count == errors_before:
+        ordered = topological(nodes, set(input_names), diags)
+        if ordered is None:
+            return None
+        # The last layer is the output only by default: said once, with what else was left.
+        by_default = not declared_outputs and not in_block
+        warn_unreachable(ordered, outputs, diags, by_default)
+        return Graph((), tuple(ordered), outputs, input_names)
+    if not partial:
         return None
-    ordered = topological(nodes, set(input_names), diags)
+    # Reported already: names given twice and layers reading themselves are read by
+    # nobody, and what is no layer (a failed or unknown one) counts as there, unread.
+    broken = duplicated | {n.name for n in nodes if n.name in n.dependencies()}
+    known = {n.name for n in nodes} - broken
+    ready = {d for n in nodes for d in n.dependencies() if d not in known} | set(input_names)
+    ordered = topological(nodes, ready, diags)
     if ordered is None:
         return None
-    # The last layer is the output only by default: said once, with what else was left.
-    by_default = not declared_outputs and not in_block
-    warn_unreachable(ordered, outputs, diags, by_default)
-    return Graph((), tuple(ordered), outputs, input_names)
+    return Graph((), tuple(ordered), outputs, input_names, False, frozenset(broken))
 
 
 def _with_shared_ops(nodes: list[Node]) -> list[Node]:
@@ -229,11 +250,14 @@ def _check_edges(
     diags: Diagnostics,
     outputs_may_be_inputs: bool = False,
     failed: set[str] = frozenset(),
+    duplicated: set[str] = frozenset(),
 ) -> None:
     by_name = {n.name: n for n in nodes}
     known = set(input_names) | set(by_name) | set(failed)
     for node in nodes:
         for position, source in enumerate(node.inputs):
+            if source == node.name and source in duplicated:
+                continue  # the second of two layers named alike reads the first: one error
             if source == node.name:
                 diags.error(
                     (*node.path, "inputs", position), f"layer {node.name!r} takes itself as input"
@@ -242,7 +266,7 @@ def _check_edges(
                 diags.error(
                     (*node.path, "inputs", position),
                     f"unknown input {source!r}",
-                    did_you_mean(source, known),
+                    did_you_mean(source, known - {node.name}),  # not itself
                 )
         if node.shares is not None and node.shares not in by_name and node.shares not in failed:
             diags.error(

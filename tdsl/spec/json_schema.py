@@ -2,9 +2,11 @@
 
 It is generated from the attrs classes in `tdsl.spec` and the op, loss, metric, optimizer
 and schedule registries, so it follows the language without being edited by hand. It
-checks structure and suggests names and keyword arguments, but stays looser than tdsl:
-unknown op names and free keyword arguments pass here and are judged by `tdsl validate`,
-which knows the installed torch and gives did-you-mean hints.
+checks structure, types, ranges and names (ops, losses, metrics, optimizers, schedules,
+devices; an op or loss may also be a torch class or an import path) and suggests keyword
+arguments, but stays looser than tdsl: keyword arguments, ops in a model with blocks, and
+everything that relates two places (split sums, shapes, names of layers, monitors) are
+judged by `tdsl validate`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ _VALIDATORS: dict[Callable[..., Any], Schema] = {
 _REGISTRIES: dict[type, tuple[str, Callable[[], list[str]], Callable[[str], Any]]] = {
     S.Layer: ("op", ops.all_op_names, ops.lookup),
     S.Loss: ("kind", losses.loss_names, losses.lookup_loss),
+    S.LossTerm: ("kind", losses.loss_names, losses.lookup_loss),
     S.Metric: ("kind", metrics.metric_names, metrics.lookup_metric),
     S.Optimizer: ("kind", optim.optimizer_names, optim.lookup_optimizer),
     S.Schedule: ("kind", optim.schedule_names, optim.lookup_schedule),
@@ -53,6 +56,14 @@ _TORCH_CLASS_NAMES = {
     S.Layer: r"^(torch\.)?nn\.[A-Za-z0-9_]+$",
     S.Loss: r"^(torch\.)?nn\.[A-Za-z0-9_]+Loss$",
 }
+_TORCH_CLASS_NAMES[S.LossTerm] = _TORCH_CLASS_NAMES[S.Loss]
+# A class of the user's by import path, `pkg.module.Name` or `pkg.module:Name`, as
+# `tdsl.registry.user_code.is_import_path` reads it (`nn.X` is torch's, above). Only ops and
+# losses take one; every other name must be a registered one, so a typo is flagged.
+IMPORT_PATH = r"^(?!(torch\.)?nn\.)[A-Za-z_]\w*(\.[A-Za-z_]\w*)*[.:][A-Za-z_]\w*$"
+_IMPORTABLE = {S.Layer, S.Loss, S.LossTerm}
+# Fields whose strings follow a pattern tdsl checks.
+_PATTERNS = {(S.Device, "name"): f"^({S.DEVICE_NAME})$"}
 # Required arguments that tdsl fills in when omitted (schedule lengths from train.epochs).
 _FILLED = {S.Schedule: FILLED_SCHEDULE_ARGS}
 
@@ -137,12 +148,16 @@ def _class_schema(cls: type, defs: dict[str, Schema]) -> Schema:
             prop["default"] = _json_value(default)
         if cls in _REGISTRIES and field.name == _REGISTRIES[cls][0]:
             prop = _name_schema(cls, prop)
+        if (cls, field.name) in _PATTERNS:
+            prop["pattern"] = _PATTERNS[cls, field.name]
         properties[key] = prop
     schema: Schema = {"type": "object", "properties": properties}
     if required:
         schema["required"] = required
     if not is_call:
         schema["additionalProperties"] = False
+    if cls is S.Model:
+        schema.update(_known_ops(defs))
     if cls in _REGISTRIES:
         schema["allOf"] = _argument_hints(cls, set(properties))
     shorthand = STRING_SHORTHAND.get(cls)
@@ -155,13 +170,46 @@ def _class_schema(cls: type, defs: dict[str, Schema]) -> Schema:
 
 
 def _name_schema(cls: type, schema: Schema) -> Schema:
-    """Suggest the registered names, but let any string through: tdsl also takes torch's."""
+    """A registered name, a torch class or an import path where those are allowed. An op
+    may also be a block of `model.blocks`: `Model` checks op names where it has none."""
+    choices = _names(cls)
+    if cls is S.Layer:
+        choices = [*choices, {}]  # still suggests the names
+    return {**schema, "anyOf": choices}
+
+
+def _names(cls: type) -> list[Schema]:
     _, names, _ = _REGISTRIES[cls]
     choices: list[Schema] = [{"enum": names()}]
     if cls in _TORCH_CLASS_NAMES:
-        choices.append({"pattern": _TORCH_CLASS_NAMES[cls], "description": "a torch class"})
-    choices.append({})
-    return {**schema, "anyOf": choices}
+        choices.append(
+            {"type": "string", "pattern": _TORCH_CLASS_NAMES[cls], "description": "a torch class"}
+        )
+    if cls in _IMPORTABLE:
+        choices.append(
+            {
+                "type": "string",
+                "pattern": IMPORT_PATH,
+                "description": "your class by import path (allowed with --allow-import)",
+            }
+        )
+    return choices
+
+
+def _known_ops(defs: dict[str, Schema]) -> Schema:
+    """Without blocks every layer's op is a known name (`op: relux` is flagged); with
+    blocks, a name may be a block's, which a schema cannot tell from a typo."""
+    defs["OpName"] = {"type": "string", "anyOf": _names(S.Layer)}
+    known = {"$ref": "#/$defs/OpName"}
+    layer = {
+        "if": {"type": "string"},
+        "then": known,
+        "else": {"properties": {"op": known}},
+    }
+    return {
+        "if": {"required": ["blocks"]},
+        "else": {"properties": {"layers": {"items": layer}}},
+    }
 
 
 def _argument_hints(cls: type, fields: set[str]) -> list[Schema]:

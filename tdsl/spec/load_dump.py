@@ -11,9 +11,10 @@ import attrs
 from tdsl import spec as S
 from tdsl.errors import Diagnostic, Location, SpecError
 from tdsl.spec.compose import compose, has_bases
-from tdsl.spec.convert import Invalid, structure_spec, unstructure
+from tdsl.spec.convert import unstructure
 from tdsl.spec.located_yaml import SourceMap, dump_data, parse, read_text
 from tdsl.spec.overrides import overridden_paths
+from tdsl.spec.partial import Sections, structure_sections
 
 
 def _looks_like_path(source: str) -> bool:
@@ -28,6 +29,32 @@ def read_spec(
     `source` is a path (a `Path`, or a string ending in .yaml/.yml) or YAML text.
     `overrides` is applied to the parsed data before structuring (see `tdsl.overrides`).
     """
+    read = read_sections(source, overrides)
+    return (read.spec, []) if not read.problems else (None, read.problems)
+
+
+def read_sections(source: str | os.PathLike, overrides: Any = None) -> Sections:
+    """`read_spec` for validation: where only some sections are wrong, also the spec made
+    of the others (see `tdsl.spec.partial`), so their checks still run."""
+    spec, problems = _read_data(source, overrides)
+    if spec is None:
+        return Sections(None, problems)
+    data, source_map = spec
+    read = structure_sections(data)
+    if read.spec is None:
+        return Sections(None, [locate(p, source_map) for p in read.problems])
+    problems = [locate(p, source_map) for p in read.problems]
+    if not read.broken:
+        return Sections(attrs.evolve(read.spec, source=source_map), problems)
+    # `evolve` would run the converters on the broken sections' None: set the field.
+    object.__setattr__(read.spec, "source", source_map)
+    return Sections(read.spec, problems, read.broken)
+
+
+def _read_data(
+    source: str | os.PathLike, overrides: Any
+) -> tuple[tuple[dict, SourceMap] | None, list[Diagnostic]]:
+    """The parsed, composed and overridden mapping with where each value sits, or problems."""
     file: str | None = None
     if isinstance(source, os.PathLike) or _looks_like_path(str(source)):
         file = os.fspath(source)
@@ -63,11 +90,7 @@ def read_spec(
     if not isinstance(data, dict):
         message = f"a spec is a mapping of sections, got {type(data).__name__}"
         return None, [Diagnostic((), message, location=Location(file, 1, 1))]
-    try:
-        spec = structure_spec(data)
-    except Invalid as exc:
-        return None, [locate(p, source_map) for p in exc.problems]
-    return attrs.evolve(spec, source=source_map), []
+    return (data, source_map), []
 
 
 def locate(diagnostic: Diagnostic, source_map: SourceMap | None) -> Diagnostic:

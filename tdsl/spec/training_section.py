@@ -71,6 +71,10 @@ class Train(Recorded):
     track: Tracking | None = None
 
 
+# Every device name `device.name` may be (a regular expression, matched in full).
+DEVICE_NAME = r"auto|cpu|mps|cuda(:\d+)?"
+
+
 @frozen
 class Device(Recorded):
     """Where and how a run computes; `Device("cpu")` names the device positionally."""
