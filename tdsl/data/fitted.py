@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from tdsl.data.base import DataError
+from tdsl.errors import open_regular
 
 FORMAT = 1
 FILE_NAME = "transforms.json"
@@ -58,9 +59,11 @@ class Fitted:
         if not path.exists():
             return None
         try:
-            text = path.read_text(encoding="utf-8")
+            with open_regular(path) as handle:  # a FIFO would block the read forever
+                text = handle.read().decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise DataError.at((), f"cannot read {path}: {exc}") from None
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise DataError.at((), f"cannot read {path}: {reason}") from None
         return cls.from_json(text, str(path))
 
     def expect(self, kind: str, key: str) -> Any:

@@ -13,6 +13,7 @@ import importlib.util
 import io
 import json
 import os
+import pickle
 import re
 import secrets
 import sys
@@ -28,12 +29,14 @@ import torch
 from tdsl import spec as S
 from tdsl.check.summary import summary
 from tdsl.data import DataError, Fitted, load_data, read_input, with_absolute_paths
+from tdsl.errors import NotRegularFileError, require_regular_file
 from tdsl.registry.ops import DTYPES
 from tdsl.runs.run_lock import RunError, claim_new_run, claim_run
 from tdsl.spec.load_dump import dump, load
 from tdsl.train import distributed
 from tdsl.train.atomic_files import atomic_write_bytes, atomic_write_text
 from tdsl.train.callbacks import strict_json
+from tdsl.train.checkpoint_layout import layout_problem, not_a_checkpoint, refused_pickle
 from tdsl.train.loops import FitResult, evaluate, fit, predict, train_epochs
 from tdsl.train.program import Program, compile
 from tdsl.train.standard import compose
@@ -71,7 +74,7 @@ def _finish(directory: Path, result: FitResult) -> dict[str, Any]:
     }
     best_path = directory / "checkpoints" / "best.pt"
     if best_path.exists():
-        best = torch.load(best_path, weights_only=True)
+        best = _load_checkpoint(best_path)
         final["best"] = best["history"][-1] if best["history"] else {}
     atomic_write_text(directory / "final.json", strict_json(final, indent=2) + "\n")
     return final
@@ -135,9 +138,19 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise RunError(f"no checkpoint at {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)  # any device -> CPU first
+        require_regular_file(path)  # a FIFO would block the read forever
+        loaded = torch.load(path, map_location="cpu", weights_only=True)  # any device -> CPU
+    except NotRegularFileError as exc:
+        raise RunError(f"cannot read checkpoint {exc}") from None
     except Exception as exc:  # a truncated or foreign file: say which and why
+        if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc):
+            # Objects beyond tensors (code, maybe): never torch's advice, weights_only=False.
+            raise RunError(refused_pickle(path)) from None
         raise RunError(f"cannot read checkpoint {path}: {exc}") from None
+    why = layout_problem(loaded)
+    if why is not None:
+        raise RunError(not_a_checkpoint(path, why))
+    return loaded
 
 
 def resume(
@@ -335,6 +348,10 @@ def predict_run(
     (atomically, creating missing folders), in the format its extension names; returns the
     row count. Several outputs are written side by side, each flattened."""
     kind = prediction_format(output_path)
+    try:
+        require_regular_file(input_path)  # a FIFO would block the read forever
+    except OSError as exc:
+        raise RunError(f"cannot use input {exc}") from None
     program, state = _program_and_state(directory, which, allow_imports)
     try:  # a CSV, texts, a series or images in the source's format, through its transforms
         features = read_input(program.spec, Fitted.load(directory), Path(input_path))

@@ -48,9 +48,7 @@ def _tdsl_path() -> dict[str, str]:
     """PYTHONPATH for workers that finds this tdsl: a tdsl imported from a source checkout
     through the working directory is not found in safe-path mode otherwise. Only that
     folder is added, never the working directory of an unrelated project."""
-    import tdsl
-
-    source = Path(tdsl.__file__).resolve().parent.parent
+    source = Path(__file__).resolve().parents[2]  # the folder holding this tdsl package
     if source != Path.cwd().resolve():
         return {}  # installed, or found through PYTHONPATH, which the workers inherit
     existing = os.environ.get("PYTHONPATH")
