@@ -53,7 +53,7 @@ from tdsl.data.base import (
 from tdsl.data.base import with_absolute_paths as _absolute_paths
 from tdsl.data.column_inference import expand_spec
 from tdsl.data.fitted import FILE_NAME as FITTED_FILE
-from tdsl.data.fitted import Fitted
+from tdsl.data.fitted import Fitted, tampered_guard
 from tdsl.data.streaming import FileData
 from tdsl.data.tensors import Batch, Splits, TensorData
 from tdsl.spec.frozen import FrozenMap
@@ -102,7 +102,8 @@ def is_synthetic(source: S.DataSource) -> bool:
 
 @functools.lru_cache(maxsize=4)
 def _prepare_cached(source, ctx: Context, fitted: Fitted | None, _stamp: tuple):
-    return FILE_SOURCES[type(source)].prepare(source, ctx, fitted)
+    with tampered_guard(fitted):
+        return FILE_SOURCES[type(source)].prepare(source, ctx, fitted)
 
 
 def clear_cache() -> None:
@@ -204,7 +205,8 @@ def read_input(spec: S.Spec, fitted: Fitted | None, path: Path) -> tuple[torch.T
         return None
     if fitted is None:
         fitted = load_data(spec).fitted
-    return reader(spec.data, context(spec), fitted, path)
+    with tampered_guard(fitted):
+        return reader(spec.data, context(spec), fitted, path)
 
 
 PLAIN_ARRAYS = (".npy", ".npz", ".pt")

@@ -8,14 +8,16 @@ the training rows were, and nothing is learned from them.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from tdsl.data.base import DataError
-from tdsl.errors import open_regular
+from tdsl.errors import open_regular, shorten
 
 FORMAT = 1
 FILE_NAME = "transforms.json"
@@ -74,6 +76,24 @@ class Fitted:
                 f"the fitted transforms are for a {self.kind!r} source, the spec reads {kind!r}",
             )
         return self.state[key]
+
+
+@contextlib.contextmanager
+def tampered_guard(fitted: Fitted | None) -> Iterator[None]:
+    """Fitted transforms are read back from a file, which may have been edited: an entry of
+    the wrong type or a missing one fails somewhere deep in applying them, and is reported
+    as the file's fault instead of as a Python error."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        if fitted is None:
+            raise
+        what = f"no entry {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+        raise DataError.at(
+            (),
+            f"the fitted transforms ({FILE_NAME}) are not as tdsl wrote them ({shorten(what)}); "
+            "was the file edited? Restore it from the run, or start a new run",
+        ) from None
 
 
 def mismatch(what: str) -> DataError:
