@@ -123,9 +123,30 @@ def format_path(path: SpecPath) -> str:
         if isinstance(part, int) and not isinstance(part, bool):
             text += f"[{part}]"
         else:
-            part = shorten(str(part))  # a key is user text too, and may be huge
+            part = printable(shorten(str(part)), lines=False)  # a key is user text too
             text += f".{part}" if text else part
     return text or "<root>"
+
+
+def printable(text: str, lines: bool = True) -> str:
+    """`text` with every character a terminal would act on instead of showing (control
+    bytes, ANSI escapes, bidirectional overrides, line separators) written as its escape,
+    `\\x1b`: a spec's keys, paths and a CSV file's header reach the terminal through
+    messages, and must not clear the screen or fake a line. Line breaks stay with `lines`."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or (lines and c == "\n") else _escape(c) for c in text)
+
+
+def _escape(character: str) -> str:
+    code = ord(character)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
 
 
 def install_hint(package: str, extra: str) -> str:
@@ -179,13 +200,14 @@ class Diagnostic:
     def format(self) -> str:
         where = "<spec>"
         if self.location is not None:
-            file = self.location.file or "<spec>"
+            file = printable(self.location.file or "<spec>", lines=False)
             where = f"{file}:{self.location.line}:{self.location.column}"
-        text = f"{where}: {self.severity}: {format_path(self.path)}: {self.message}"
+        message = printable(self.message)
+        text = f"{where}: {self.severity}: {format_path(self.path)}: {message}"
         for entry in self.location.included_from if self.location is not None else ():
-            text += f"\n    included from {entry}"
+            text += f"\n    included from {printable(entry, lines=False)}"
         if self.hint:
-            text += f"\n    hint: {self.hint}"
+            text += f"\n    hint: {printable(self.hint)}"
         return text
 
     def to_json(self) -> dict:

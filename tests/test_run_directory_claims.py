@@ -170,3 +170,19 @@ def test_a_new_run_refuses_a_symlinked_checkpoints_folder(tmp_path):
     with pytest.raises(RunError, match="already holds a run"):
         run(tiny(), out, progress=False)
     assert list(elsewhere.iterdir()) == []
+
+
+def test_fit_refuses_a_symlinked_checkpoints_folder(tmp_path):
+    from tdsl.data import load_data
+    from tdsl.train.loops import fit
+    from tdsl.train.program import compile
+    from tdsl.train.standard import DirectoryError
+
+    spec, elsewhere = tiny(), tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "checkpoints").symlink_to(elsewhere)
+    program = compile(spec)
+    with pytest.raises(DirectoryError, match="checkpoints is a symbolic link"):
+        fit(program, program.init(), load_data(spec), directory=tmp_path / "d")
+    assert list(elsewhere.iterdir()) == []
