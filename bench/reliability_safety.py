@@ -109,7 +109,10 @@ def _fifo_cases(folder: Path) -> dict[str, tuple[list[str], Path]]:
     os.mkfifo(folder / "spec.yaml")
     cases["spec file"] = (["validate", "spec.yaml"], folder)
     os.mkfifo(folder / "input.npy")
-    cases["predict input"] = (["predict", "run", "input.npy", "out.csv"], folder)
+    cases["predict input"] = (
+        ["predict", "run", "--input", "input.npy", "--output", "out.csv"],
+        folder,
+    )
     for name in ("best.pt", "transforms.json"):
         run = folder / f"run-{name}"
         shutil.copytree(folder / "run", run)
@@ -178,12 +181,12 @@ def yaml_rows(folder: Path) -> list[tuple]:
     rows = []
     for name, what in (("flow.yaml", "9.8 MB flow list"), ("huge.yaml", "100 MB spec file")):
         began = time.monotonic()
-        with open(folder / "err.txt", "w+") as err_file:
+        with open(folder / "err.txt", "w+") as err_file:  # validate prints to stdout
             process = subprocess.Popen(
                 [sys.executable, "-m", "tdsl", "validate", name],
                 cwd=folder,
-                stdout=subprocess.DEVNULL,
-                stderr=err_file,
+                stdout=err_file,
+                stderr=subprocess.STDOUT,
             )
             _, status, usage = os.wait4(process.pid, 0)  # its own peak memory, not the others'
             process.returncode = code = os.waitstatus_to_exitcode(status)

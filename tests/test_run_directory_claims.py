@@ -1,6 +1,7 @@
 """Run directories are claimed, not shared: concurrent runs into one folder, unique default
 names, finished runs and the user's own folders never overwritten, no symlinked folders."""
 
+import io
 import os
 import subprocess
 import sys
@@ -186,3 +187,53 @@ def test_fit_refuses_a_symlinked_checkpoints_folder(tmp_path):
     with pytest.raises(DirectoryError, match="checkpoints is a symbolic link"):
         fit(program, program.init(), load_data(spec), directory=tmp_path / "d")
     assert list(elsewhere.iterdir()) == []
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from tdsl.runs.run_lock import claim_new_run
+lock = claim_new_run(Path(sys.argv[1]))
+(Path(sys.argv[1]) / "spec.yaml").write_text("")
+print("claimed", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_owners_lock_is_taken_over_by_resume(tmp_path):
+    import signal
+
+    from tdsl.runs.run_lock import LOCK_FILE
+
+    out = tmp_path / "r"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    owner = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert owner.stdout.readline().strip() == "claimed"
+    with pytest.raises(RunError, match=f"in use by another tdsl process \\(pid {owner.pid} "):
+        claim_run(out)
+    owner.send_signal(signal.SIGKILL)
+    owner.communicate(timeout=30)
+    assert (out / LOCK_FILE).read_text().startswith(f"pid {owner.pid} ")  # stale, left behind
+    claim_run(out).release()  # the kernel dropped the dead owner's lock: taken over
+
+
+def test_a_sweep_reruns_an_attempt_that_ended_before_its_first_checkpoint(tmp_path, monkeypatch):
+    from tdsl.runs import sweep
+
+    (tmp_path / "tiny.yaml").write_text("name: t\n")
+    trial = tmp_path / "s" / "trial-000"
+    sweep.create_sweep(tmp_path / "s", tmp_path / "tiny.yaml", [["a=1"]])
+    trial.mkdir(parents=True)
+    for name in ("spec.yaml", "summary.txt", "stdout.log"):
+        (trial / name).write_text("first attempt")
+    (trial / "checkpoints").mkdir()
+    listing = "import os, sys; print(sorted(os.listdir(sys.argv[1])))"
+    monkeypatch.setattr(
+        sweep._Runner, "command", lambda self, t, d: [sys.executable, "-c", listing, str(d)]
+    )
+    sweep.run_sweep(tmp_path / "s", stream=io.StringIO())
+    # Its own files went; the logs (appended to) and the lock stayed.
+    said = (trial / "stdout.log").read_text()
+    assert said == "first attempt['.tdsl.lock', 'stderr.log', 'stdout.log']\n"

@@ -145,7 +145,10 @@ def _lock(directory: Path, otherwise: str) -> RunLock:
     try:
         descriptor = os.open(path, flags, 0o644)
     except FileExistsError:
-        raise RunError(f"{directory} is in use ({path} exists); {otherwise}") from None
+        raise RunError(  # without flock a lock outlives a killed owner: say how to clear it
+            f"{directory} is in use ({path} exists); {otherwise}, or delete {LOCK_FILE} if "
+            "no tdsl process is using it"
+        ) from None
     except OSError as exc:
         raise RunError(f"cannot write the run directory {directory}: {exc.strerror}") from None
     if fcntl is not None:
