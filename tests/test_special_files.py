@@ -50,6 +50,8 @@ train: {{epochs: 1, batch_size: 20}}
 """
 
 attempt("spec", lambda: validate(fifo(work / "spec.yaml")))
+from tdsl.runs.scaffold import scaffold
+attempt("init", lambda: scaffold(fifo(work / "lines.tsv"), work / "new.yaml"))
 fifo(work / "table.csv")
 attempt("csv", lambda: validate(spec_text(
     f"{{kind: csv, file: {work / 'table.csv'}, target: y, target_kind: binary, columns: [a, b]}}")))
@@ -89,6 +91,7 @@ def test_fifos_are_refused_by_every_reader(tmp_path):
     said = json.loads(done.stdout.splitlines()[-1])
     fifo = "is a FIFO (named pipe), not a regular file"
     assert "spec.yaml:1:1: error: <root>: not a regular file" in said["spec"]
+    assert said["init"].endswith(f"lines.tsv {fifo}")
     assert "data.file: " in said["csv"] and "table.csv is not a file" in said["csv"]
     assert f"zz.png {fifo}" in said["images"] and "data.folder" in said["images"]
     assert f"x.npy {fifo}" in said["npy"] and "data.file" in said["npy"]
