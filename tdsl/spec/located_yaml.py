@@ -9,20 +9,22 @@ Numbers are read as YAML 1.2 reads them (`1e-3` is a float), not only as PyYAML'
 from __future__ import annotations
 
 import bisect
-import errno
-import os
 import re
-from pathlib import Path
 from typing import Any
 
 import attrs
 import yaml
 
-from tdsl.errors import Diagnostic, Location, SpecPath, describe_value, open_regular
+from tdsl.errors import Diagnostic, Location, SpecPath, describe_value
+from tdsl.spec.yaml_limits import (  # noqa: F401 (read_text: the spec files' reader)
+    MAX_CHARACTERS,
+    MAX_DEPTH,
+    MAX_NODES,
+    event_limits,
+    read_text,
+    too_long,
+)
 
-MAX_NODES = 100_000  # a real spec has hundreds; more means an alias bomb
-MAX_DEPTH = 64
-MAX_CHARACTERS = 10 * 2**20  # a spec is a page or two; megabytes of it are a mistake
 _MAP, _SEQ, _MERGE = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge"
 _YAML_TAG = "tag:yaml.org,2002:"
 _PLAIN_TAGS = {"map", "seq", "str", "int", "float", "bool", "null", "merge", "timestamp"}
@@ -208,7 +210,7 @@ def parse(text: str, file: str | None = None) -> tuple[Any, SourceMap, list[Diag
     """YAML text -> (plain data, source map, problems). Never raises for bad YAML."""
     source = SourceMap(file, {})
     if len(text) > MAX_CHARACTERS:
-        message = _too_long(len(text) / 2**20)
+        message = too_long(len(text) / 2**20)
         return None, source, [Diagnostic((), message, location=Location(file, 1, 1))]
     try:
         loader = _Loader(text)
@@ -217,7 +219,7 @@ def parse(text: str, file: str | None = None) -> tuple[Any, SourceMap, list[Diag
         message = f"invalid YAML: character #x{exc.character:04x} is not allowed in YAML text"
         return None, source, [Diagnostic((), message, location=where)]
     lines = _Lines(text, file)
-    too_deep = _too_deep(text, lines)
+    too_deep = event_limits(text, lines)
     if too_deep is not None:
         return None, source, [too_deep]
     try:
@@ -249,52 +251,6 @@ def parse(text: str, file: str | None = None) -> tuple[Any, SourceMap, list[Diag
     return data, SourceMap(file, converter.positions), converter.problems
 
 
-def _too_deep(text: str, lines: _Lines) -> Diagnostic | None:
-    """Find nesting beyond MAX_DEPTH, or more than MAX_NODES nodes, from the event stream,
-    which PyYAML produces without recursion and without building anything: composing nodes
-    recurses (and would overflow the stack first), and composing a 10 MB flow list of
-    millions of nodes takes minutes and gigabytes before a limit could be checked."""
-    # libyaml's parser (where PyYAML has it) makes the pass ~20x faster; its marks count
-    # bytes, which are the characters _Lines counts only in ASCII text. It refuses nesting
-    # past 1000 levels and a few oddities PyYAML reads: then PyYAML's own parser decides.
-    exact = text.isascii()
-    try:
-        return _event_limits(text, _FastLoader, lines.mark if exact else _mark_location(lines))
-    except yaml.YAMLError:
-        pass
-    try:
-        return _event_limits(text, yaml.SafeLoader, lines.mark)
-    except yaml.YAMLError:
-        return None  # a syntax error: composing reports it with its location
-
-
-def _event_limits(text: str, loader: Any, located: Any) -> Diagnostic | None:
-    depth = nodes = 0
-    for event in yaml.parse(text, Loader=loader):
-        if isinstance(event, _NODE_EVENTS):
-            nodes += 1
-            if nodes > MAX_NODES:
-                message = f"YAML has more than {MAX_NODES} nodes; a spec has hundreds"
-                return Diagnostic((), message, location=located(event.start_mark))
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH + 1:  # the top-level mapping is depth 1
-                message = f"YAML nested too deeply (limit {MAX_DEPTH} levels)"
-                return Diagnostic((), message, location=located(event.start_mark))
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
-    return None
-
-
-_NODE_EVENTS = (yaml.ScalarEvent, yaml.CollectionStartEvent, yaml.AliasEvent)
-_FastLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _mark_location(lines: _Lines) -> Any:
-    """Locations from a mark's own line and column (libyaml's, in non-ASCII text)."""
-    return lambda mark: Location(lines.file, mark.line + 1, mark.column + 1)
-
-
 def _syntax_hint(exc: yaml.MarkedYAMLError, lines: _Lines) -> str | None:
     """PyYAML's messages name the symptom; say what usually causes it."""
     problem, context = exc.problem or "", exc.context or ""
@@ -310,24 +266,6 @@ def _syntax_hint(exc: yaml.MarkedYAMLError, lines: _Lines) -> str | None:
         mark = lines.mark(exc.context_mark)
         return f"the '{opener}' at line {mark.line}, column {mark.column} is never closed"
     return None
-
-
-def read_text(path: Path) -> str:
-    """File contents as text; raises OSError or UnicodeDecodeError for the caller to report:
-    a FIFO or device is refused without blocking on it, and a file over the size limit
-    before it is read (a 100 MB file would take 400 MB to hold as text)."""
-    with open_regular(path) as handle:
-        size = os.fstat(handle.fileno()).st_size
-        data = handle.read(MAX_CHARACTERS + 1)  # at most: the size may change while reading
-    if max(size, len(data)) > MAX_CHARACTERS:
-        megabytes = max(size, len(data)) / 2**20
-        raise OSError(errno.EFBIG, _too_long(megabytes), str(path))
-    return data.decode("utf-8")
-
-
-def _too_long(megabytes: float) -> str:
-    shown = f"{megabytes:.0f}" if megabytes >= 10.5 else f"{megabytes:.1f}"
-    return f"the spec is {shown} MB; specs are limited to {MAX_CHARACTERS // 2**20} MB"
 
 
 class _Dumper(yaml.SafeDumper):
