@@ -29,7 +29,7 @@ import torch
 from tdsl import spec as S
 from tdsl.check.summary import summary
 from tdsl.data import DataError, Fitted, load_data, read_input, with_absolute_paths
-from tdsl.errors import NotRegularFileError, require_regular_file
+from tdsl.errors import NotRegularFileError, require_regular_file, special_file
 from tdsl.registry.ops import DTYPES
 from tdsl.runs.run_lock import RunError, claim_new_run, claim_run
 from tdsl.spec.load_dump import dump, load
@@ -348,10 +348,9 @@ def predict_run(
     (atomically, creating missing folders), in the format its extension names; returns the
     row count. Several outputs are written side by side, each flattened."""
     kind = prediction_format(output_path)
-    try:
-        require_regular_file(input_path)  # a FIFO would block the read forever
-    except OSError as exc:
-        raise RunError(f"cannot use input {exc}") from None
+    kind_of_input = special_file(input_path)  # a FIFO would block the read forever
+    if kind_of_input not in (None, "a directory"):  # a folder of images or texts is read
+        raise RunError(f"cannot use input {input_path}: {kind_of_input}, not a regular file")
     program, state = _program_and_state(directory, which, allow_imports)
     try:  # a CSV, texts, a series or images in the source's format, through its transforms
         features = read_input(program.spec, Fitted.load(directory), Path(input_path))
