@@ -60,9 +60,11 @@ class RunLock:
             (self.directory / LOCK_FILE).unlink(missing_ok=True)
 
 
-def refuse_existing_run(directory: Path) -> None:
+def refuse_existing_run(directory: Path, locked: bool = False) -> None:
     """Raise unless `directory` can take a new run: it is missing or empty (bar the log
-    files a sweep writes there first), and no tdsl process is writing there."""
+    files a sweep writes there first). Unless this process holds the lock (`locked`), a
+    folder another tdsl process has claimed is left to the lock to decide: what it holds
+    may be that process's files half written."""
     if not directory.exists():
         return
     if not directory.is_dir():
@@ -78,6 +80,13 @@ def refuse_existing_run(directory: Path) -> None:
             what = "it has no checkpoint to resume from; choose another --out"
         raise RunError(f"{directory} already holds a run ({', '.join(ran)}); {what}")
     others = sorted(names - LOG_FILES - {LOCK_FILE})
+    if others and LOCK_FILE in names and not locked:
+        return  # another run may be writing its first files: the lock tells
+    if others and LOCK_FILE in names:
+        raise RunError(
+            f"{directory} holds what a run left before it wrote its spec ({others[0]}, ...); "
+            "choose another --out, or delete the folder to start over"
+        )
     if others:
         listed = ", ".join(show(name) for name in others[:3]) + (", ..." if others[3:] else "")
         raise RunError(
@@ -96,7 +105,7 @@ def claim_new_run(directory: Path) -> RunLock:
         raise RunError(f"cannot write the run directory {directory}: {exc.strerror}") from None
     lock = _lock(directory, "choose another --out")
     try:
-        refuse_existing_run(directory)  # again, now that no other run can start writing here
+        refuse_existing_run(directory, locked=True)  # again: no other run writes here now
     except RunError:
         lock.release()
         raise
