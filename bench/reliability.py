@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from reliability_checkpoints import damaged_checkpoints, nonfinite_data  # noqa: E402
 from reliability_runs import interrupted_runs, nan_runs, refused_imports  # noqa: E402
+from reliability_safety import safety_rows  # noqa: E402
 from test_fuzz import Hang, _check_report, _hard_limit, _validate, mutated  # noqa: E402
 from test_malformed import HANG_PRONE  # noqa: E402
 
@@ -251,6 +252,7 @@ def main_(argv: list[str] | None = None) -> int:
         rows.append(nonfinite_data(folder / "nonfinite", chance))
         say("refused imports")
         rows.append(refused_imports(folder / "imports"))
+        rows += safety_rows(folder / "safety", args.quick, say)
     print(
         f"tdsl reliability, {time.strftime('%Y-%m-%d')}, {machine()}, seed {args.seed}, "
         f"{time.monotonic() - began:.0f} s\n"

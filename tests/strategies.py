@@ -23,6 +23,7 @@ import attrs
 from hypothesis import strategies as st
 
 import tdsl
+from tdsl.spec.values import MAX_GENERATED_ROWS
 
 # --- text --------------------------------------------------------------------------------
 
@@ -275,6 +276,8 @@ def _call(
 
 sizes = st.integers(min_value=1, max_value=2**31)
 small_sizes = st.integers(min_value=1, max_value=64)
+# Rows a synthetic source generates: capped, since they are held in memory.
+row_counts = st.integers(min_value=1, max_value=MAX_GENERATED_ROWS)
 positive_floats = st.one_of(
     st.floats(min_value=0.0, exclude_min=True, allow_infinity=False),
     exponent_floats.map(abs).filter(lambda x: x > 0),
@@ -389,7 +392,7 @@ targets = _build(
 linear_regressions = _build(
     tdsl.LinearRegression,
     optional={
-        "n": sizes,
+        "n": row_counts,
         "weights": st.lists(_finite_floats, min_size=1, max_size=4),
         "bias": _finite_floats,
         "noise": non_negative_floats,
@@ -402,8 +405,8 @@ linear_regressions = _build(
 rings = _build(
     tdsl.Rings,
     optional={
-        "n_positive": sizes,
-        "n_negative": sizes,
+        "n_positive": row_counts,
+        "n_negative": row_counts,
         "r_positive": positive_floats,
         "r_negative": positive_floats,
         "noise": non_negative_floats,
@@ -413,7 +416,7 @@ rings = _build(
 
 random_data = _build(
     tdsl.RandomData,
-    optional={"n": sizes, "int_high": sizes, "split": splits},
+    optional={"n": row_counts, "int_high": sizes, "split": splits},
     required={"target": targets},
 )
 
@@ -424,7 +427,7 @@ optional_sizes = st.one_of(st.none(), sizes)
 teachers = _build(
     tdsl.Teacher,
     optional={
-        "n": sizes,
+        "n": row_counts,
         "features": sizes,
         "num_classes": sizes,
         "hidden": sizes,
@@ -583,13 +586,13 @@ text_lms = _build(
 
 additions = _build(
     tdsl.Addition,
-    optional={"digits": sizes, "n": sizes, "reverse": st.booleans(), "split": splits},
+    optional={"digits": sizes, "n": row_counts, "reverse": st.booleans(), "split": splits},
 )
 
 shapes_sets = _build(
     tdsl.Shapes,
     optional={
-        "n": sizes,
+        "n": row_counts,
         "size": st.lists(small_sizes, min_size=2, max_size=2),
         "mode": st.sampled_from(["rgb", "gray"]),
         "shapes_per_image": sizes,

@@ -165,6 +165,7 @@ def test_only_rank_zero_prints_and_reports(two_processes):
     assert done.stderr.count("stopped: early stopping: val_loss has not improved") == 1
     assert "ddp: 2 process(es), backend gloo" in done.stderr
     assert sorted(p.name for p in directory.iterdir()) == [
+        ".tdsl.lock",  # rank 0's claim on the directory
         "checkpoints",
         "final.json",
         "history.csv",

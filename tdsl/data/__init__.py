@@ -56,7 +56,7 @@ from tdsl.data.column_inference import expand_spec
 from tdsl.data.data_root import HINT as DATA_ROOT_HINT
 from tdsl.data.data_root import accepts_data_root, data_root, outside, outside_message
 from tdsl.data.fitted import FILE_NAME as FITTED_FILE
-from tdsl.data.fitted import Fitted
+from tdsl.data.fitted import Fitted, tampered_guard
 from tdsl.data.streaming import FileData
 from tdsl.data.tensors import Batch, Splits, TensorData
 from tdsl.spec.frozen import FrozenMap
@@ -106,7 +106,8 @@ def is_synthetic(source: S.DataSource) -> bool:
 
 @functools.lru_cache(maxsize=4)
 def _prepare_cached(source, ctx: Context, fitted: Fitted | None, _stamp: tuple):
-    return FILE_SOURCES[type(source)].prepare(source, ctx, fitted)
+    with tampered_guard(fitted):
+        return FILE_SOURCES[type(source)].prepare(source, ctx, fitted)
 
 
 def clear_cache() -> None:
@@ -225,7 +226,8 @@ def read_input(spec: S.Spec, fitted: Fitted | None, path: Path) -> tuple[torch.T
         return None
     if fitted is None:
         fitted = load_data(spec).fitted
-    return reader(spec.data, context(spec), fitted, path)
+    with tampered_guard(fitted):
+        return reader(spec.data, context(spec), fitted, path)
 
 
 PLAIN_ARRAYS = (".npy", ".npz", ".pt")

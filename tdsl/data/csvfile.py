@@ -15,7 +15,7 @@ import attrs
 import numpy as np
 
 from tdsl.data.base import DataError, Problems
-from tdsl.errors import SpecPath, did_you_mean, file_reason
+from tdsl.errors import SpecPath, did_you_mean, file_reason, require_regular_file
 
 
 @attrs.frozen
@@ -64,6 +64,7 @@ def read_csv(
     if len(delimiter) != 1:
         raise DataError.at(("delimiter",), f"must be one character (got {delimiter!r})")
     try:
+        require_regular_file(path)  # a FIFO would block the read forever
         with path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle, delimiter=delimiter)
             records = []

@@ -27,7 +27,7 @@ from tdsl.data.base import (
 from tdsl.data.finite import STREAMED_ROWS, check_finite
 from tdsl.data.streaming import FileData
 from tdsl.data.tensors import Batch, Splits, TensorData, split_index
-from tdsl.errors import did_you_mean, file_reason
+from tdsl.errors import did_you_mean, file_reason, require_regular_file
 from tdsl.registry.ops import DTYPES
 
 FILES = ("file", "val_file", "test_file")
@@ -123,10 +123,11 @@ def _open(path: Path, key: str, problems: Problems) -> dict[str, Any] | None:
     """name -> array (np.ndarray, memmap or tensor), or None after reporting a problem."""
     try:
         if path.is_dir():
-            return {
-                p.stem: np.load(p, mmap_mode="r", allow_pickle=False)
-                for p in sorted(path.glob("*.npy"))
-            }
+            found = sorted(path.glob("*.npy"))
+            for file in found:  # a FIFO would block the read forever
+                require_regular_file(file)
+            return {p.stem: np.load(p, mmap_mode="r", allow_pickle=False) for p in found}
+        require_regular_file(path)
         if path.suffix.lower() == ".npz":
             with np.load(path, allow_pickle=False) as archive:
                 return {name: archive[name] for name in archive.files}

@@ -8,7 +8,9 @@ the training rows were, and nothing is learned from them.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import attrs
 
 from tdsl.data.base import DataError
 from tdsl.data.fitted_shapes import state_problem
-from tdsl.errors import file_reason
+from tdsl.errors import file_reason, open_regular, shorten
 
 FORMAT = 1
 FILE_NAME = "transforms.json"
@@ -65,7 +67,8 @@ class Fitted:
         if not path.exists():
             return None
         try:
-            text = path.read_text(encoding="utf-8")
+            with open_regular(path) as handle:  # a FIFO would block the read forever
+                text = handle.read().decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise DataError.at(
                 (),
@@ -81,6 +84,24 @@ class Fitted:
                 f"the fitted transforms are for a {self.kind!r} source, the spec reads {kind!r}",
             )
         return self.state[key]
+
+
+@contextlib.contextmanager
+def tampered_guard(fitted: Fitted | None) -> Iterator[None]:
+    """Fitted transforms are read back from a file, which may have been edited: an entry of
+    the wrong type or a missing one fails somewhere deep in applying them, and is reported
+    as the file's fault instead of as a Python error."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        if fitted is None:
+            raise
+        what = f"no entry {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+        raise DataError.at(
+            (),
+            f"the fitted transforms ({FILE_NAME}) are not as tdsl wrote them ({shorten(what)}); "
+            "was the file edited? Restore it from the run, or start a new run",
+        ) from None
 
 
 def mismatch(what: str) -> DataError:

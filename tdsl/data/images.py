@@ -22,7 +22,7 @@ from tdsl.data.fitted import Fitted, mismatch
 from tdsl.data.labels import float_dtype
 from tdsl.data.streaming import FileData
 from tdsl.data.tensors import Batch, Splits, split_index
-from tdsl.errors import file_reason, install_hint
+from tdsl.errors import file_reason, install_hint, open_regular, special_file
 
 SIGNATURES = {".png": b"\x89PNG\r\n\x1a\n", ".jpg": b"\xff\xd8\xff", ".jpeg": b"\xff\xd8\xff"}
 FOLDERS = ("folder", "val_folder", "test_folder")
@@ -94,8 +94,12 @@ def list_folder(folder: Path, key: str, problems: Problems, classes: list[str] |
         if not images:
             problems.add((key,), f"class folder {folder / name} has no PNG or JPEG images")
         for image in images:
+            kind = special_file(image)
+            if kind is not None:  # a FIFO named *.png would block the read forever
+                problems.add((key,), f"{image} is {kind}, not a regular file")
+                continue
             try:
-                with image.open("rb") as handle:
+                with open_regular(image) as handle:
                     head = handle.read(8)
             except OSError:
                 head = b""

@@ -25,7 +25,7 @@ from tdsl.data.images import static_problems as image_problems
 from tdsl.data.labels import float_dtype
 from tdsl.data.streaming import FileData
 from tdsl.data.tensors import Batch, Splits, split_index
-from tdsl.errors import file_reason
+from tdsl.errors import file_reason, require_regular_file
 
 MASK_SUFFIX = ".png"  # lossless: a JPEG would blur the ids at every edge
 
@@ -104,6 +104,8 @@ def check_pairs(source: S.Segmentation, pairs: list[tuple[Path, Path]], problems
     ids: list[str] = []
     for image_path, mask_path in pairs:
         try:
+            for path in (image_path, mask_path):  # a FIFO would block the read forever
+                require_regular_file(path)
             with Image.open(image_path) as image:
                 image_size = image.size
             with Image.open(mask_path) as mask:

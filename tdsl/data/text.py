@@ -27,6 +27,7 @@ from tdsl.data.base import (
 from tdsl.data.fitted import Fitted
 from tdsl.data.labels import read_targets
 from tdsl.data.tensors import Splits, TensorData, split_index
+from tdsl.errors import require_regular_file
 from tdsl.registry.ops import DTYPES
 
 FILES = ("file", "val_file", "test_file")
@@ -62,6 +63,7 @@ def tokenize(source: S.Text, text: str) -> list[str]:
 
 def _read_lines(path: Path, key: str) -> list[tuple[int, str]]:
     try:
+        require_regular_file(path)  # a FIFO would block the read forever
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise DataError.at((key,), f"{path} is not UTF-8 text") from None

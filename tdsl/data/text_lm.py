@@ -27,6 +27,7 @@ from tdsl.data.base import (
 from tdsl.data.fitted import Fitted
 from tdsl.data.tensors import Splits, TensorData
 from tdsl.data.vocabulary import Vocabulary, split_tokens
+from tdsl.errors import require_regular_file
 
 SPLITS = ("train", "val", "test")
 _NAMES = {"train": "training", "val": "validation", "test": "test"}
@@ -87,6 +88,7 @@ def _windows(ids: torch.Tensor, source: S.TextLM) -> TensorData:
 
 def _read(path, problems: Problems) -> str | None:
     try:
+        require_regular_file(path)  # a FIFO would block the read forever
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         problems.add(("file",), f"{path} is not UTF-8 text")

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tdsl.errors import SpecError, TdslError
+from tdsl.errors import SpecError, TdslError, printable
 from tdsl.runs.cli_parser import _parser
 from tdsl.runs.cli_runs import (
     _end_bars,
@@ -60,7 +60,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return 1
     except TdslError as exc:
         _end_bars()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(str(exc))}", file=sys.stderr)  # no raw control bytes
         return 1
     except KeyboardInterrupt:
         _end_bars()

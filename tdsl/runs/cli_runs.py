@@ -14,7 +14,8 @@ from tdsl.runs.cli_specs import _as_path, _read, _resolved
 def cmd_run(args: argparse.Namespace) -> int:
     from tdsl.check.pipeline import validate
     from tdsl.errors import Report
-    from tdsl.runs.directories import default_run_dir, refuse_existing_run, run
+    from tdsl.runs.directories import default_run_dir, run
+    from tdsl.runs.run_lock import refuse_existing_run
     from tdsl.train import distributed
 
     lead = distributed.is_lead()  # of launched processes, only rank 0 prints

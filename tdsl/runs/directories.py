@@ -12,6 +12,7 @@ import difflib
 import json
 import os
 import re
+import secrets
 import sys
 import time
 from collections.abc import Sequence
@@ -25,11 +26,13 @@ from tdsl.check.summary import summary
 from tdsl.check.weights_setup import init_record, with_absolute_init, without_init
 from tdsl.data import Fitted, load_data, with_absolute_paths
 from tdsl.data.data_root import accepts_data_root
-from tdsl.errors import TdslError
+from tdsl.errors import special_file
 from tdsl.runs.drift import data_drift, record_data, spec_edits
 from tdsl.runs.run_files import RunFileError, load_run_checkpoint
 from tdsl.runs.run_files import check_writable as check_writable_run
+from tdsl.runs.run_lock import RunError, claim_new_run, claim_run
 from tdsl.spec.load_dump import dump, load
+from tdsl.train import distributed
 from tdsl.train.atomic_files import atomic_write_text
 from tdsl.train.callbacks import strict_json
 from tdsl.train.checkpoint_files import read_checkpoint
@@ -39,33 +42,11 @@ from tdsl.train.standard import compose
 from tdsl.train.state import TrainState
 
 
-class RunError(TdslError):
-    """A run directory cannot be used as asked."""
-
-
 def default_run_dir(spec: S.Spec, root: Path = Path("runs")) -> Path:
-    # Reduced to safe characters: no spec name (`../x`, `/abs`, NUL) leaves `root`.
+    # Reduced to safe characters: no spec name (`../x`, `/abs`, NUL) leaves `root`. The
+    # random suffix keeps runs of one spec started in the same second (a sweep) apart.
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", spec.name).lstrip(".") or "run"
-    return root / f"{name[:80]}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def refuse_existing_run(directory: Path) -> None:
-    """Raise if `directory` already holds a run (a new run must not overwrite it)."""
-    if (directory / "checkpoints" / "last.pt").exists():
-        raise RunError(
-            f"{directory} already holds a run; continue it with `tdsl resume "
-            f"{directory}` or choose another --out"
-        )
-
-
-def _prepare(directory: Path) -> None:
-    refuse_existing_run(directory)
-    try:
-        (directory / "checkpoints").mkdir(parents=True, exist_ok=True)
-        atomic_write_text(directory / ".write-test", "")
-        (directory / ".write-test").unlink()
-    except OSError as exc:
-        raise RunError(f"cannot write the run directory {directory}: {exc.strerror}") from None
+    return root / f"{name[:80]}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
 @attrs.frozen
@@ -124,23 +105,27 @@ def run(
     program = compile(spec, allow_imports)
     data = load_data(spec, allow_imports=allow_imports)
     lead = program.world is None or program.world.lead  # data-parallel: rank 0 writes
-    if lead:
-        _prepare(directory)
-        record_data(directory, spec)  # a resume says which data files changed since
-        summary_text = summary(spec, allow_imports=allow_imports)
-        processes = program.world.size if program.world is not None else 1
-        if cost:
-            summary_text += "\n\n" + cost_section(spec, processes, allow_imports)
-        atomic_write_text(directory / "summary.txt", summary_text + "\n")
-        record = init_record(spec)
-        if record is not None:
-            atomic_write_text(directory / "init.json", strict_json(record, indent=2) + "\n")
-    shown = stream if stream is not None and progress is True else progress
-    result = fit(
-        program, program.init(), data, directory=directory, callbacks=callbacks, progress=shown
-    )
-    if lead:
-        _finish(directory, result)
+    lock = claim_new_run(directory) if lead else None  # nothing is written before this
+    try:
+        if lead:
+            record_data(directory, spec)  # a resume says which data files changed since
+            summary_text = summary(spec, allow_imports=allow_imports)
+            processes = program.world.size if program.world is not None else 1
+            if cost:
+                summary_text += "\n\n" + cost_section(spec, processes, allow_imports)
+            atomic_write_text(directory / "summary.txt", summary_text + "\n")
+            record = init_record(spec)
+            if record is not None:
+                atomic_write_text(directory / "init.json", strict_json(record, indent=2) + "\n")
+        shown = stream if stream is not None and progress is True else progress
+        result = fit(
+            program, program.init(), data, directory=directory, callbacks=callbacks, progress=shown
+        )
+        if lead:
+            _finish(directory, result)
+    finally:
+        if lock is not None:
+            lock.release()
     return RunResult(directory, result.history, result.state, result.best_state, result.stop_reason)
 
 
@@ -177,7 +162,33 @@ def resume(
 ) -> RunResult:
     """Continue the run in `directory` from its last checkpoint, or from its best with
     `which="best"` (a finished run is returned as it ended). `best_state` is read from the
-    run's best checkpoint."""
+    run's best checkpoint. Refused while another process writes there."""
+    directory = Path(directory)
+    # Rank 0 writes; a missing folder is reported as its missing checkpoint.
+    lock = claim_run(directory) if distributed.is_lead() and directory.is_dir() else None
+    try:
+        return _resume(
+            directory,
+            callbacks=callbacks,
+            progress=progress,
+            allow_imports=allow_imports,
+            stream=stream,
+            which=which,
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _resume(
+    directory: str | os.PathLike,
+    *,
+    callbacks: Sequence[Any] = (),
+    progress: bool | TextIO = True,
+    allow_imports: Sequence[str] = (),
+    stream: TextIO | None = None,
+    which: str = "last",
+) -> RunResult:
     directory = Path(directory)
     command = f"continue from it with `tdsl resume {directory} --checkpoint {{which}}`"
     checkpoint = _load_checkpoint(directory, which, command)
@@ -292,5 +303,9 @@ def predict_run(
     (atomically, creating missing folders), in the format its extension names; returns the
     row count. See `tdsl.runs.prediction_files.predict_file` (`keep`, `threshold`)."""
     from tdsl.runs.prediction_files import predict_file
+
+    kind_of_input = special_file(input_path)  # a FIFO would block the read forever
+    if kind_of_input not in (None, "a directory"):  # a folder of images or texts is read
+        raise RunError(f"cannot use input {input_path}: {kind_of_input}, not a regular file")
 
     return predict_file(directory, input_path, output_path, which, allow_imports, keep, threshold)

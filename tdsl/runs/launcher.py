@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from tdsl.errors import DistributedError
@@ -22,9 +23,13 @@ def launch(nproc: int, argv: Sequence[str]) -> None:
     )
     # torchrun prints a banner about OMP_NUM_THREADS when it sets it itself; setting it first
     # (one thread per process, torchrun's own choice) keeps the banner from the user.
-    unset = "OMP_NUM_THREADS" not in os.environ
-    if unset:
-        os.environ["OMP_NUM_THREADS"] = "1"
+    # `python -m` puts the working directory first on sys.path, so a `yaml.py` in a
+    # stranger's checkout would run in every worker: safe-path mode (-P) leaves it out.
+    child_env = {"OMP_NUM_THREADS": "1", "PYTHONSAFEPATH": "1", **_tdsl_path()}
+    saved = {name: os.environ.get(name) for name in child_env}
+    for name, value in child_env.items():
+        if name != "OMP_NUM_THREADS" or saved[name] is None:
+            os.environ[name] = value
     try:
         torchrun.run(args)
     except ChildFailedError as exc:
@@ -32,8 +37,22 @@ def launch(nproc: int, argv: Sequence[str]) -> None:
     except SignalException:
         raise KeyboardInterrupt from None
     finally:
-        if unset:
-            os.environ.pop("OMP_NUM_THREADS", None)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _tdsl_path() -> dict[str, str]:
+    """PYTHONPATH for workers that finds this tdsl: a tdsl imported from a source checkout
+    through the working directory is not found in safe-path mode otherwise. Only that
+    folder is added, never the working directory of an unrelated project."""
+    source = Path(__file__).resolve().parents[2]  # the folder holding this tdsl package
+    if source != Path.cwd().resolve():
+        return {}  # installed, or found through PYTHONPATH, which the workers inherit
+    existing = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": os.pathsep.join([str(source), *([existing] if existing else [])])}
 
 
 def _recorded(failure: Any) -> str:

@@ -19,7 +19,7 @@ from tdsl import spec as S
 from tdsl.data import data_signature
 from tdsl.data.column_inference import column_kind, is_number
 from tdsl.data.csvfile import read_csv
-from tdsl.errors import TdslError, did_you_mean
+from tdsl.errors import TdslError, did_you_mean, special_file
 
 MAX_CATEGORIES = 20  # more distinct texts than this: an identifier or free text, left out
 MISSING = frozenset(S.Table.__attrs_attrs__.missing.default)
@@ -49,6 +49,9 @@ def scaffold(data: Path, out: Path, target: str | None = None) -> str:
         relative = data.absolute().as_posix()
     if data.is_dir():
         return _images(data, relative)
+    kind = special_file(data)
+    if kind is not None:  # a FIFO would block the read forever
+        raise ScaffoldError(f"{data} is {kind}, not a regular file")
     if data.suffix.lower() == ".csv":
         if target is None:
             raise ScaffoldError(

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tdsl.runs.distributions import Distribution, SweepError, as_text, parse_grid
+from tdsl.runs.run_lock import discard_unfinished
 from tdsl.train.atomic_files import atomic_write_text
 
 STATE_FILE = "sweep.json"
@@ -156,6 +157,10 @@ class _Runner:
             if self.stopping:
                 return
             run_dir.mkdir(parents=True, exist_ok=True)
+            if not (run_dir / "checkpoints" / "last.pt").exists():
+                # An attempt that ended before its first checkpoint: start it over (a new
+                # run refuses a folder holding a run).
+                discard_unfinished(run_dir)
             started = time.monotonic()
             command = self.command(trial, run_dir)
             with (

@@ -70,6 +70,7 @@ from tdsl.spec.training_section import (  # noqa: F401 (the spec language, re-ex
 )
 from tdsl.spec.values import (  # noqa: F401 (the spec language, re-exported)
     INT64_MAX,
+    MAX_GENERATED_ROWS,
     MAX_SAMPLE_VALUES,
     MAX_TIMEOUT,
     as_float,
@@ -83,4 +84,5 @@ from tdsl.spec.values import (  # noqa: F401 (the spec language, re-exported)
     non_empty,
     non_negative,
     positive,
+    row_count,
 )

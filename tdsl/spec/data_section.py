@@ -17,6 +17,7 @@ from tdsl.spec.values import (
     non_empty,
     non_negative,
     positive,
+    row_count,
 )
 
 # --- data -----------------------------------------------------------------------------------
@@ -53,7 +54,7 @@ class LinearRegression(Recorded):
     """y = x @ weights + bias + N(0, noise); x uniform in [low, high)."""
 
     kind: Literal["linear_regression"] = "linear_regression"
-    n: int = field(default=400, validator=positive)
+    n: int = field(default=400, validator=row_count)
     weights: tuple[float, ...] = field(
         default=(2.0, -3.0), converter=as_floats, validator=non_empty
     )
@@ -69,8 +70,8 @@ class Rings(Recorded):
     """Two noisy concentric rings; the inner ring is the positive class."""
 
     kind: Literal["rings"] = "rings"
-    n_positive: int = field(default=2000, validator=positive)
-    n_negative: int = field(default=2000, validator=positive)
+    n_positive: int = field(default=2000, validator=row_count)
+    n_negative: int = field(default=2000, validator=row_count)
     r_positive: float = field(converter=as_float, default=5.0, validator=positive)
     r_negative: float = field(converter=as_float, default=8.0, validator=positive)
     noise: float = field(converter=as_float, default=1.0, validator=non_negative)
@@ -83,7 +84,7 @@ class RandomData(Recorded):
 
     kind: Literal["random"] = "random"
     target: Target
-    n: int = field(default=1000, validator=positive)
+    n: int = field(default=1000, validator=row_count)
     # Integer inputs (token ids) are drawn from [0, int_high).
     int_high: int = field(default=100, validator=positive)
     split: Split = Split()
@@ -95,7 +96,7 @@ class Teacher(Recorded):
     classification task of any size, for benchmarks."""
 
     kind: Literal["teacher"] = "teacher"
-    n: int = field(default=10_000, validator=positive)
+    n: int = field(default=10_000, validator=row_count)
     features: int = field(default=32, validator=positive)
     num_classes: int = field(default=2, validator=positive)
     hidden: int = field(default=64, validator=positive)

@@ -39,6 +39,7 @@ _VALIDATORS: dict[Callable[..., Any], Schema] = {
     S.at_most_one: {"maximum": 1},
     S.non_empty: {"minItems": 1},
     S.each_positive: {"items": {"exclusiveMinimum": 0}},
+    S.row_count: {"exclusiveMinimum": 0, "maximum": S.MAX_GENERATED_ROWS},
 }
 
 # Class -> (the field that names a registry entry, every name to suggest, name -> entry).

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import bisect
 import re
-from pathlib import Path
 from typing import Any
 
 import attrs
 import yaml
 
 from tdsl.errors import Diagnostic, Location, SpecPath, describe_value
+from tdsl.spec.yaml_limits import (  # noqa: F401 (read_text: the spec files' reader)
+    MAX_CHARACTERS,
+    MAX_DEPTH,
+    MAX_NODES,
+    event_limits,
+    read_text,
+    too_long,
+)
 
-MAX_NODES = 100_000  # a real spec has hundreds; more means an alias bomb
-MAX_DEPTH = 64
-MAX_CHARACTERS = 10 * 2**20  # a spec is a page or two; megabytes of it are a mistake
 _MAP, _SEQ, _MERGE = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge"
 _YAML_TAG = "tag:yaml.org,2002:"
 _PLAIN_TAGS = {"map", "seq", "str", "int", "float", "bool", "null", "merge", "timestamp"}
@@ -206,10 +210,7 @@ def parse(text: str, file: str | None = None) -> tuple[Any, SourceMap, list[Diag
     """YAML text -> (plain data, source map, problems). Never raises for bad YAML."""
     source = SourceMap(file, {})
     if len(text) > MAX_CHARACTERS:
-        message = (
-            f"the spec is {len(text) / 2**20:.0f} MB; specs are limited to "
-            f"{MAX_CHARACTERS // 2**20} MB"
-        )
+        message = too_long(len(text) / 2**20)
         return None, source, [Diagnostic((), message, location=Location(file, 1, 1))]
     try:
         loader = _Loader(text)
@@ -218,7 +219,7 @@ def parse(text: str, file: str | None = None) -> tuple[Any, SourceMap, list[Diag
         message = f"invalid YAML: character #x{exc.character:04x} is not allowed in YAML text"
         return None, source, [Diagnostic((), message, location=where)]
     lines = _Lines(text, file)
-    too_deep = _too_deep(text, lines)
+    too_deep = event_limits(text, lines)
     if too_deep is not None:
         return None, source, [too_deep]
     try:
@@ -250,27 +251,6 @@ def parse(text: str, file: str | None = None) -> tuple[Any, SourceMap, list[Diag
     return data, SourceMap(file, converter.positions), converter.problems
 
 
-def _too_deep(text: str, lines: _Lines) -> Diagnostic | None:
-    """Find nesting beyond MAX_DEPTH from the event stream, which PyYAML produces without
-    recursion (composing nodes recurses, and would overflow the stack first)."""
-    depth = 0
-    try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > MAX_DEPTH + 1:  # the top-level mapping is depth 1
-                    return Diagnostic(
-                        (),
-                        f"YAML nested too deeply (limit {MAX_DEPTH} levels)",
-                        location=lines.mark(event.start_mark),
-                    )
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
-    except yaml.YAMLError:
-        return None  # a syntax error: composing reports it with its location
-    return None
-
-
 def _syntax_hint(exc: yaml.MarkedYAMLError, lines: _Lines) -> str | None:
     """PyYAML's messages name the symptom; say what usually causes it."""
     problem, context = exc.problem or "", exc.context or ""
@@ -286,11 +266,6 @@ def _syntax_hint(exc: yaml.MarkedYAMLError, lines: _Lines) -> str | None:
         mark = lines.mark(exc.context_mark)
         return f"the '{opener}' at line {mark.line}, column {mark.column} is never closed"
     return None
-
-
-def read_text(path: Path) -> str:
-    """File contents as text; raises OSError or UnicodeDecodeError for the caller to report."""
-    return path.read_bytes().decode("utf-8")
 
 
 class _Dumper(yaml.SafeDumper):

@@ -13,6 +13,7 @@ from tdsl.spec.values import (
     each_positive,
     non_negative,
     positive,
+    row_count,
 )
 
 
@@ -49,7 +50,7 @@ class Addition(Recorded):
 
     kind: Literal["addition"] = "addition"
     digits: int = field(default=2, validator=positive)
-    n: int = field(default=10_000, validator=positive)
+    n: int = field(default=10_000, validator=row_count)
     reverse: bool = True
     split: Split = Split(train=0.9, val=0.1)
 
@@ -87,7 +88,7 @@ class Shapes(Recorded):
     earlier one). Images float32 [C, H, W], masks int64 [H, W]; drawn from the spec's seed."""
 
     kind: Literal["shapes"] = "shapes"
-    n: int = field(default=2000, validator=positive)
+    n: int = field(default=2000, validator=row_count)
     size: tuple[int, ...] = field(default=(32, 32), converter=tuple, validator=each_positive)
     mode: Literal["gray", "rgb"] = "gray"
     shapes_per_image: int = field(default=2, validator=positive)

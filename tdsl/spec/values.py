@@ -44,6 +44,19 @@ positive = bound(">", 0)
 non_negative = bound(">=", 0)
 at_most_one = bound("<=", 1)
 
+# Rows a synthetic source generates, all held in memory: `n_positive: 1e10` would need
+# hundreds of gigabytes, and is refused here instead of exhausting memory while generating.
+MAX_GENERATED_ROWS = 10_000_000
+
+
+def row_count(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    positive(_instance, attribute, value)
+    if value > MAX_GENERATED_ROWS:
+        raise ValueError(
+            f"must be at most {MAX_GENERATED_ROWS:,} (got {value:,}): generated rows are "
+            "held in memory; use a file source for more"
+        )
+
 
 def non_empty(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not value:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import pickle
 import stat
 import zipfile
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 
 from tdsl.errors import TdslError
 from tdsl.train.atomic_files import atomic_write_bytes, atomic_write_text, is_temporary_of
+from tdsl.train.checkpoint_layout import layout_problem, not_a_checkpoint, refused_pickle
 
 CHECKSUM_SUFFIX = ".sha256"
 # Digests a checksum file may list while a checkpoint is being replaced (see write_checkpoint).
@@ -30,8 +32,8 @@ class CheckpointError(TdslError):
     """A checkpoint file is missing, damaged or not a tdsl checkpoint; `reason` says which
     without the path (for offering another checkpoint after it)."""
 
-    def __init__(self, path: Path, reason: str):
-        super().__init__(f"cannot read checkpoint {path}: {reason}")
+    def __init__(self, path: Path, reason: str, message: str | None = None):
+        super().__init__(message or f"cannot read checkpoint {path}: {reason}")
         self.path, self.reason = path, reason
 
 
@@ -101,16 +103,24 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         if listed and file_digest(path) not in listed:
             raise CheckpointError(path, _damage(path))
-        return torch.load(path, map_location="cpu", weights_only=True)  # any device -> CPU
+        loaded = torch.load(path, map_location="cpu", weights_only=True)  # any device -> CPU
     except CheckpointError:
         raise
     except Exception as exc:  # torch's reasons are long, or empty, or "[Errno 22]": say it plainly
         if not zipfile.is_zipfile(path):
             raise CheckpointError(path, _damage(path)) from None
+        if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc):
+            # Objects beyond tensors (code, maybe): never torch's advice, weights_only=False.
+            why = "it holds Python objects beyond tensors"
+            raise CheckpointError(path, why, refused_pickle(path)) from None
         if isinstance(exc, OSError):
             raise CheckpointError(path, exc.strerror or str(exc)) from None
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(path, f"{type(exc).__name__}: {first}") from None
+    why = layout_problem(loaded)  # torch read it, but another program may have written it
+    if why is not None:
+        raise CheckpointError(path, f"not a tdsl checkpoint ({why})", not_a_checkpoint(path, why))
+    return loaded
 
 
 def is_intact(path: Path) -> bool:

@@ -88,6 +88,12 @@ def prepare_directory(directory: Path) -> None:
             f"{directory} already holds a run; continue it with `tdsl resume "
             f"{directory}` or choose another directory"
         )
+    for folder in ("checkpoints", "tensorboard"):  # writes through a link leave the directory
+        if (directory / folder).is_symlink():
+            raise DirectoryError(
+                f"{directory / folder} is a symbolic link; a run writes only inside its own "
+                "directory: replace the link with the folder it points to"
+            )
     try:
         (directory / "checkpoints").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
