@@ -140,10 +140,8 @@ def _open(path: Path, key: str, problems: Problems) -> dict[str, Any] | None:
             problems.add((key,), f"{path} does not hold a dict of named tensors")
             return None
     except Exception as exc:  # a truncated or foreign file: say which and why, in one line
-        problems.add(
-            (key,),
-            f"cannot read {path}: {file_reason(exc)}",
-        )
+        named = getattr(exc, "filename", None)  # a file inside the folder
+        problems.add((key,), f"cannot read {named or path}: {file_reason(exc)}")
         return None
     problems.add((key,), f"{path}: expected an .npz or .pt file, or a folder of .npy files")
     return None

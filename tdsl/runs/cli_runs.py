@@ -190,8 +190,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.confusion:
             print("error: --confusion needs --data FILE", file=sys.stderr)
             return 2
-        _say_which_spec(args)
         results = evaluate_run(_as_path(args.run_dir), args.checkpoint, args.allow_imports)
+        _say_which_spec(args)
         if args.format == "json":
             print(strict_json(results, indent=2))
         for split, logs in results.items() if args.format == "text" else ():
@@ -212,10 +212,10 @@ def _eval_data(args: argparse.Namespace) -> int:
     if args.confusion and not args.confusion.lower().endswith((".png", ".svg", ".pdf")):
         print(f"error: --confusion {args.confusion}: use a .png, .svg or .pdf", file=sys.stderr)
         return 2
-    _say_which_spec(args)
     scores = evaluate_file(
         _as_path(args.run_dir), _as_path(args.data), args.checkpoint, args.allow_imports
     )
+    _say_which_spec(args)
     if args.format == "json":
         print(strict_json(scores.to_json(), indent=2))
     else:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from tdsl.errors import TdslError
+from tdsl.errors import TdslError, special_file
 from tdsl.train.atomic_files import atomic_write_bytes, atomic_write_text, is_temporary_of
 from tdsl.train.checkpoint_layout import layout_problem, not_a_checkpoint, refused_pickle
 
@@ -88,9 +88,10 @@ def _damage(path: Path) -> str:
     )
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
+def read_checkpoint(path: Path, check_layout: bool = True) -> dict[str, Any]:
     """The checkpoint at `path` loaded on the CPU with `weights_only`, after its checksum (if
-    it has one) is verified. Raises CheckpointError saying what failed, in one line."""
+    it has one) is verified, and checked to hold what a run's checkpoint holds (unless
+    `check_layout` is False). Raises CheckpointError saying what failed, in one line."""
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -98,7 +99,8 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise CheckpointError(path, exc.strerror or str(exc)) from None
     if not stat.S_ISREG(mode):  # a FIFO or device would block the read forever
-        raise CheckpointError(path, "not a regular file")
+        kind = special_file(path) or "a special file"
+        raise CheckpointError(path, f"it is {kind}, not a regular file")
     listed = _listed(path)
     try:
         if listed and file_digest(path) not in listed:
@@ -107,17 +109,17 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     except CheckpointError:
         raise
     except Exception as exc:  # torch's reasons are long, or empty, or "[Errno 22]": say it plainly
-        if not zipfile.is_zipfile(path):
-            raise CheckpointError(path, _damage(path)) from None
         if isinstance(exc, pickle.UnpicklingError) or "weights_only" in str(exc):
             # Objects beyond tensors (code, maybe): never torch's advice, weights_only=False.
             why = "it holds Python objects beyond tensors"
             raise CheckpointError(path, why, refused_pickle(path)) from None
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(path, _damage(path)) from None
         if isinstance(exc, OSError):
             raise CheckpointError(path, exc.strerror or str(exc)) from None
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(path, f"{type(exc).__name__}: {first}") from None
-    why = layout_problem(loaded)  # torch read it, but another program may have written it
+    why = layout_problem(loaded) if check_layout else None  # another program may have written it
     if why is not None:
         raise CheckpointError(path, f"not a tdsl checkpoint ({why})", not_a_checkpoint(path, why))
     return loaded
