@@ -167,6 +167,7 @@ def test_only_rank_zero_prints_and_reports(two_processes):
     assert sorted(p.name for p in directory.iterdir()) == [
         ".tdsl.lock",  # rank 0's claim on the directory
         "checkpoints",
+        "data_fingerprints.json",
         "final.json",
         "history.csv",
         "history.jsonl",

@@ -26,11 +26,14 @@ import torch
 from torch import nn
 
 from tdsl.data import DataError, load_data
+from tdsl.errors import install_hint
 from tdsl.runs.directories import RunError
 from tdsl.runs.inference import LoadedModel, checked_features, load_model
 
 FORMATS = {"torchscript": ".torchscript.pt", "exported": ".pt2", "onnx": ".onnx"}
-ONNX_HINT = "ONNX export needs the onnx extra: pip install 'tdsl[onnx]'"
+ONNX_HINT = "ONNX export needs onnx, onnxruntime and onnxscript: " + install_hint(
+    "onnx onnxruntime onnxscript", "onnx"
+)
 CHECK_ROWS = (5, 3)  # two batch sizes, neither the size the export traced with
 EXAMPLE_ROWS = 2
 
