@@ -142,11 +142,16 @@ class Program:
         updated in place and `state` must not be used again."""
         return self._steps.train_step(state, batch, donate)
 
-    def warmup(self, batch: Batch, state: TrainState | None = None) -> float:
+    def warmup(
+        self, batch: Batch, state: TrainState | None = None, eval_batch: Batch | None = None
+    ) -> float:
         """With `train.compile: true`, compile the training step now, on `batch` (from
-        `state`, default a fresh one, which is left untouched), instead of inside the first
-        epoch; returns the seconds it took (0.0 when the spec does not compile)."""
-        if not self.spec.train.compile:
+        `state`, default a fresh one, which is left untouched), and the evaluation forward
+        pass on `eval_batch`, instead of inside the first epoch; returns the seconds it took
+        (0.0 when the spec does not compile, or this program compiled them already: the
+        compiled code is kept for every later `fit` of the program)."""
+        compiled = self._steps.compiled
+        if compiled is None or compiled.warm:
             return 0.0
         started = time.perf_counter()
         state = self.init() if state is None else state
@@ -155,6 +160,8 @@ class Program:
         # eager step creates: the second step is the one that compiles.
         for _ in range(2):
             state, _ = self.train_step(state, batch)
+        if eval_batch is not None:
+            self.eval_step(state, eval_batch.to(self.device))
         return time.perf_counter() - started
 
     def eval_step(self, state: TrainState, batch: Batch) -> dict[str, Any]:
