@@ -200,3 +200,16 @@ def test_rows_sent_per_batch_train_as_rows_kept_on_the_gpu(monkeypatch):
         results.append(fit(program, program.init(), data))
     for name, value in results[0].state.params.items():
         torch.testing.assert_close(results[1].state.params[name], value)
+
+
+def test_compiling_for_the_cpu_leaves_the_accelerators_random_state_alone(monkeypatch):
+    """`torch.manual_seed` also seeds (or, before CUDA starts, queues a seed for) every
+    accelerator, recording the caller's stack: milliseconds per compile, and a seed that
+    outlives `compile`'s fork_rng. On the CPU only the CPU generator is seeded."""
+    program = tdsl.compile(rings(10))
+    first = program.init().params["linear1.weight"]
+    seeded = []
+    monkeypatch.setattr(torch, "manual_seed", seeded.append)
+    program = tdsl.compile(rings(10))
+    torch.testing.assert_close(program.init().params["linear1.weight"], first)
+    assert seeded == []

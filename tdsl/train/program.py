@@ -36,6 +36,7 @@ from tdsl.registry.optimizers import lookup_optimizer, lookup_schedule
 from tdsl.train.distributed import World, connect
 from tdsl.train.generation import generate
 from tdsl.train.multi_output import per_output, to_probabilities
+from tdsl.train.randomness import seed_for
 from tdsl.train.state import TrainState
 from tdsl.train.steps import Objective, Steps
 
@@ -307,7 +308,7 @@ def compile(spec: S.Spec, allow_imports: Sequence[str] = ()) -> Program:  # noqa
     world = connect(spec.device)  # a launched ddp process joins the others here
     device = world.device if world is not None else resolve_device(spec.device.name)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(spec.seed)
+        seed_for(device, spec.seed)
         module = materialize(graph, values, device, allow_imports)
     ops = module_ops(graph)
     optimizer = make_optimizer(spec, module, ops)

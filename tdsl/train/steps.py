@@ -29,7 +29,7 @@ from tdsl.train.compiled_step import CompiledStep
 from tdsl.train.layout import nhwc, nhwc_all
 from tdsl.train.multi_output import MultiOutput, detached, rows
 from tdsl.train.pure_updates import PureUpdate, pure_update_for
-from tdsl.train.randomness import uses_randomness
+from tdsl.train.randomness import seed_for, uses_randomness
 from tdsl.train.state import TrainState
 from tdsl.train.state_slots import Slots
 
@@ -134,7 +134,7 @@ class Steps:
 
     def init(self, seed: int) -> TrainState:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(seed)
+            seed_for(self.device, seed)
             if self.values is not None:
                 fresh = materialize(self.graph, self.values, self.device, self.allow_imports)
             else:
