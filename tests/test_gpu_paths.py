@@ -213,3 +213,24 @@ def test_compiling_for_the_cpu_leaves_the_accelerators_random_state_alone(monkey
     program = tdsl.compile(rings(10))
     torch.testing.assert_close(program.init().params["linear1.weight"], first)
     assert seeded == []
+
+
+def test_rows_placed_on_the_host_are_not_shared_out_again(monkeypatch):
+    """Validation rows are placed once per fit and handed to `evaluate` each epoch; in a
+    data-parallel run sharing them out again must not fail on rows kept on the host."""
+    from tdsl.train import loops
+
+    calls = _fake_cuda(monkeypatch, free=1000)
+
+    class Program:  # what `_on_device` reads of a program
+        device = torch.device("cuda")
+
+        class world:  # noqa: N801 (stands for a World instance)
+            @staticmethod
+            def shard(rows, training):
+                return attrs.evolve(rows, part=tdsl.data.tensors.Part(0, 2, training))
+
+    placed = loops._on_device(_rows(100), Program)
+    assert isinstance(placed, placement.HostRows) and placed.rows.part.world == 2
+    assert loops._on_device(placed, Program) is placed
+    assert len(list(placed.batches(10))) == 10 and calls["to non_blocking"] == 20

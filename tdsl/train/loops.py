@@ -23,7 +23,7 @@ from tdsl.errors import TdslError
 from tdsl.spec.load_dump import dump
 from tdsl.train.atomic_files import atomic_write_text
 from tdsl.train.multi_output import join, numel
-from tdsl.train.placement import place
+from tdsl.train.placement import HostRows, place
 from tdsl.train.program import Program
 from tdsl.train.standard import compose, prepare_directory
 from tdsl.train.state import TrainState
@@ -163,8 +163,8 @@ def _order_seed(seed: int, epoch: int) -> int:
 def _on_device(
     data: TensorData | None, program: Program, training: bool = False
 ) -> TensorData | None:
-    if data is None:
-        return None
+    if data is None or isinstance(data, HostRows):  # None, or placed (and shared) already
+        return data
     # Data-parallel: each process takes its share of every batch.
     data = data if program.world is None else program.world.shard(data, training)
     return place(data, program.device)
