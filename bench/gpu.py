@@ -2,8 +2,9 @@
 
 Four workloads — the digits CNN, mlp-wide (64-512-512-10), a ResNet-18 (specs/models/
 resnet18.yaml) on random 3x32x32 images and a small GPT (bench/gpt_small.yaml) — each in
-three settings: fp32, bf16 autocast, and `train.compile` (the hand loop then runs
-`torch.compile(model)`). Both runners start from the same weights, see the same batches in
+fp32, bf16 autocast, bf16 with `train.channels_last` (the CNNs), and `train.compile` (the
+hand loop then runs `torch.compile(model)`); `--settings cudagraphs` adds `train.compile:
+{mode: reduce-overhead}`. Both runners start from the same weights, see the same batches in
 the same order (tdsl's per-epoch permutation) with the data already on the device, and
 the hand loop reads the loss once per epoch. Each (workload, setting) runs once to warm up
 (and compile), then `--repeats` interleaved timed runs; the table gives median steps/s,
@@ -43,7 +44,11 @@ from tdsl.spec.overrides import apply_overrides
 from tdsl.train.loops import _order_seed
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = ("fp32", "bf16", "compile")
+# bf16_nhwc: bf16 with `train.channels_last` (the CNNs only); cudagraphs: `train.compile:
+# {mode: reduce-overhead}` (not run by default: another compile of every model).
+SETTINGS = ("fp32", "bf16", "bf16_nhwc", "compile", "cudagraphs")
+DEFAULT_SETTINGS = ("fp32", "bf16", "bf16_nhwc", "compile")
+CNNS = ("digits_cnn", "resnet18")
 # Allowed difference in the final training loss: relative + absolute.
 TOLERANCE = {"same_setting": (0.02, 0.01), "across_settings": (0.05, 0.05)}
 
@@ -131,11 +136,14 @@ def workloads(quick: bool) -> dict[str, tdsl.Spec]:
 
 
 def for_setting(spec: tdsl.Spec, setting: str, device: str) -> tdsl.Spec:
-    precision = "bf16" if setting == "bf16" else "fp32"
+    precision = "bf16" if setting.startswith("bf16") else "fp32"
+    compiled: bool | tdsl.Compile = setting == "compile"
+    if setting == "cudagraphs":
+        compiled = tdsl.Compile(mode="reduce-overhead")
     return attrs.evolve(
         spec,
         device=tdsl.Device(name=device, precision=precision),
-        train=attrs.evolve(spec.train, compile=setting == "compile"),
+        train=attrs.evolve(spec.train, compile=compiled, channels_last=setting == "bf16_nhwc"),
     )
 
 
@@ -170,11 +178,18 @@ def hand_runner(spec: tdsl.Spec, data: Splits) -> tuple[Callable[[], float], tor
     optimizer_kind = lookup_optimizer(spec.optimizer.kind).cls
     compiled: dict[str, Any] = {}
 
+    nhwc = spec.train.channels_last
+    if nhwc:
+        x = x.contiguous(memory_format=torch.channels_last)
+    mode = spec.train.compile.mode if isinstance(spec.train.compile, tdsl.Compile) else None
+
     def run() -> float:
         module = program.module_for(program.init())
+        if nhwc:
+            module = module.to(memory_format=torch.channels_last)
         model = module
         if spec.train.compile:  # compiled once, reused by every run, as tdsl's step is
-            model = compiled.setdefault("model", torch.compile(module))
+            model = compiled.setdefault("model", torch.compile(module, mode=mode))
             model.load_state_dict(module.state_dict())
             module = model
         opt = optimizer_kind(
@@ -307,7 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--settings",
         nargs="*",
         choices=SETTINGS,
-        help="default all three (fp32 and bf16 with --quick: compiling takes minutes on a CPU)",
+        help="default all but cudagraphs (fp32, bf16 and bf16_nhwc with --quick: compiling "
+        "takes minutes on a CPU)",
     )
     parser.add_argument("--out", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
@@ -315,12 +331,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(NO_CUDA, file=sys.stderr)
         return 2
     repeats = args.repeats or (1 if args.quick else 3)
-    settings = args.settings or (["fp32", "bf16"] if args.quick else list(SETTINGS))
+    quick = ["fp32", "bf16", "bf16_nhwc"]
+    settings = args.settings or (quick if args.quick else list(DEFAULT_SETTINGS))
     rows = []
     for name, spec in workloads(args.quick).items():
         if args.only and name not in args.only:
             continue
         for setting in settings:
+            if setting == "bf16_nhwc" and name not in CNNS:
+                continue
             row = measure(name, spec, setting, args.device, repeats)
             print(f"{name} {setting}: {row.ratio:.2f}x of the hand loop", flush=True)
             rows.append(row)

@@ -30,17 +30,22 @@ def test_every_workload_validates_at_both_sizes(gpu_bench):
 
 
 def test_quick_cpu_run_compares_tdsl_with_the_hand_loop(gpu_bench, capsys):
-    argv = ["--device", "cpu", "--quick", "--only", "mlp_wide", "gpt_small"]
+    argv = ["--device", "cpu", "--quick", "--only", "digits_cnn", "mlp_wide", "gpt_small"]
     assert gpu_bench.main(argv) == 0
-    out = capsys.readouterr().out
-    rows = [
-        line
-        for line in out.splitlines()
-        if line.startswith("| mlp_wide") or line.startswith("| gpt_small")
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines()]
+    rows = [(r[1].strip(), r[2].strip(), r[7]) for r in rows if len(r) > 7 and "_" in r[1]]
+    assert [(name, setting) for name, setting, _ in rows] == [
+        ("digits_cnn", "fp32"),
+        ("digits_cnn", "bf16"),
+        ("digits_cnn", "bf16_nhwc"),  # channels-last: the CNNs only
+        ("mlp_wide", "fp32"),
+        ("mlp_wide", "bf16"),
+        ("gpt_small", "fp32"),
+        ("gpt_small", "bf16"),
     ]
-    assert len(rows) == 4  # two workloads x fp32, bf16
-    hand, ours = rows[0].split("|")[7].split("/")  # the same weights and batches: same loss
-    assert float(hand) == pytest.approx(float(ours), rel=1e-3)
+    for _, _, losses in rows:  # the same weights and batches: the same final loss
+        hand, ours = losses.split("/")
+        assert float(hand) == pytest.approx(float(ours), rel=1e-3)
 
 
 def test_refuses_in_one_line_without_cuda(gpu_bench, monkeypatch, capsys):
