@@ -147,20 +147,33 @@ def _options(mode: str) -> dict[str, Any]:
     return options
 
 
-def _as_inputs(group: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _as_inputs(
+    group: dict[str, Any], slots: dict[str, torch.Tensor]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """A param group's hyperparameters for the compiled update, and those of them that are
-    graph constants. The learning rate and Adam's beta1 (what schedules move) become 0-d
-    float64 tensors, which torch's functional SGD and Adam take; the rest stay numbers."""
+    graph constants. The learning rate and Adam's beta1 (what schedules move) go in as 0-d
+    float64 tensors, which torch's functional SGD and Adam take; the rest stay numbers.
+    The tensors are the group's own `slots`, kept on its parameters' device and refilled
+    each step (a kernel launch, not an allocation or a host-to-device copy)."""
     hyper = {k: v for k, v in group.items() if k != "params"}
     constants = dict(hyper)
-    lr = hyper["lr"]
-    hyper["lr"] = lr if isinstance(lr, torch.Tensor) else torch.tensor(lr, dtype=torch.float64)
     del constants["lr"]
+    hyper["lr"] = _slot(slots, "lr", hyper["lr"], group)
     betas = hyper.get("betas")
     if betas is not None:
-        hyper["betas"] = (torch.tensor(float(betas[0]), dtype=torch.float64), betas[1])
+        hyper["betas"] = (_slot(slots, "beta1", betas[0], group), betas[1])
         constants["betas"] = betas[1]
     return hyper, constants
+
+
+def _slot(slots: dict[str, torch.Tensor], key: str, value: Any, group: dict[str, Any]) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value
+    tensor = slots.get(key)
+    if tensor is None:
+        device = group["params"][0].device if group["params"] else None
+        tensor = slots[key] = torch.zeros((), dtype=torch.float64, device=device)
+    return tensor.fill_(value)
 
 
 class CompiledStep:
@@ -193,6 +206,7 @@ class CompiledStep:
         # recompiling every step.
         self.constants: list[dict[str, Any]] | None = None
         self.warm = False  # whether a compiled step has run (compile time is paid)
+        self.slots: list[dict[str, torch.Tensor]] = [{} for _ in optimizer.param_groups]
         self.compiled_forward = torch.compile(_own_code(self._forward), options=_options(mode))
 
     def forward(self, features: Sequence[torch.Tensor]) -> Any:
@@ -222,7 +236,10 @@ class CompiledStep:
                 param.grad = grad
             self.optimizer.step()
             return output, data_loss, terms
-        hypers = [_as_inputs(g) for g in self.optimizer.param_groups]
+        hypers = [
+            _as_inputs(group, slots)
+            for group, slots in zip(self.optimizer.param_groups, self.slots, strict=True)
+        ]
         constants = [c for _, c in hypers]
         if self.constants is None:
             self.constants = constants
