@@ -9,6 +9,14 @@ on its own). Variants run interleaved, several repetitions; the table reports me
 per-step time and ratios to (b). A compiled run that does not reach the eager tdsl run's
 final validation loss and metric stops the benchmark: its speed would mean nothing.
 
+Two ways of measuring, both reported (`--eval`, default both):
+- `train`: validation in batches of the training batch size everywhere, and setup
+  included: tdsl's `compile` and `init` against the hand loops building their
+  `nn.Sequential` (the same initial weights: checked);
+- `large`: tdsl validates in its default large evaluation batches, the hand loops in one
+  batch, and setup is left out.
+Each row also gives tdsl with the other setup choice, so the setup's share is visible.
+
 Run: python bench/workloads.py [--repeats 5] [--only rings ...] [--out bench/results.md]
 """
 
@@ -16,10 +24,10 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import platform
 import statistics
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -129,36 +137,83 @@ def workloads() -> dict[str, tdsl.Spec]:
 
 
 def hand_module(spec: tdsl.Spec) -> nn.Module:
-    """The spec's layers, same initial weights, as a plain nn.Sequential (no graph)."""
+    """The spec's layers as a plain nn.Sequential built the way a user writes one: seeded
+    with the spec's seed, layers constructed in order (so tdsl's initial weights)."""
+    torch.manual_seed(spec.seed)
+    shape = list(spec.model.inputs[0].shape)
+    layers = []
+    for layer in spec.model.layers:
+        args = dict(layer.args)
+        if layer.op == "linear":
+            layers.append(nn.Linear(shape[-1], args["out_features"]))
+            shape[-1] = args["out_features"]
+        elif layer.op == "conv2d":
+            conv = nn.Conv2d(shape[0], **args)
+            layers.append(conv)
+            size = [
+                (n + 2 * conv.padding[0] - conv.kernel_size[0]) // conv.stride[0] + 1
+                for n in shape[1:]
+            ]
+            shape = [conv.out_channels, *size]
+        elif layer.op == "maxpool2d":
+            layers.append(nn.MaxPool2d(**args))
+            shape = [shape[0], *(n // args["kernel_size"] for n in shape[1:])]
+        elif layer.op == "relu":
+            layers.append(nn.ReLU())
+        elif layer.op == "flatten":
+            layers.append(nn.Flatten())
+            shape = [math.prod(shape)]
+        else:
+            raise ValueError(f"no hand-written form of {layer.op}")
+    return nn.Sequential(*layers)
+
+
+def check_same_start(spec: tdsl.Spec) -> None:
+    """The hand loops start from tdsl's initial weights (outside the timed runs)."""
     program = tdsl.compile(spec)
-    return nn.Sequential(OrderedDict(program.module_for(program.init()).named_children()))
+    ours = list(program.init().params.values())
+    theirs = list(hand_module(spec).parameters())
+    if len(ours) != len(theirs) or any(
+        not torch.equal(a, b) for a, b in zip(ours, theirs, strict=True)
+    ):
+        raise SystemExit(f"{spec.name}: the hand-written module does not start as tdsl's")
 
 
 # Each tdsl variant's last epoch's logs (its final validation loss and metric), by variant.
 FINAL: dict[str, dict[str, float]] = {}
 
 
-def _fit(variant: str, program: tdsl.Program, spec: tdsl.Spec, data) -> int:
+@attrs.frozen
+class Timed:
+    steps: int
+    setup: float  # seconds spent building the model and optimizer
+
+
+def _fit(variant: str, program: tdsl.Program, spec: tdsl.Spec, data, setup: float) -> Timed:
     result = tdsl.fit(program, program.init(), data, callbacks=[ProgressPrinter(io.StringIO())])
     assert len(result.history) == spec.train.epochs
     FINAL[variant] = result.history[-1]
-    return spec.train.epochs * data.train.num_batches(spec.train.batch_size)
+    return Timed(spec.train.epochs * data.train.num_batches(spec.train.batch_size), setup)
 
 
-def tdsl_run(spec: tdsl.Spec, data) -> int:
-    return _fit("tdsl", tdsl.compile(spec), spec, data)
+def tdsl_run(spec: tdsl.Spec, data) -> Timed:
+    started = time.perf_counter()
+    program = tdsl.compile(spec)
+    program.init()  # setup includes one init, as the hand loops' construction
+    return _fit("tdsl", program, spec, data, time.perf_counter() - started)
 
 
-_COMPILED: dict[str, tdsl.Program] = {}
+_COMPILED: dict[tuple[str, int | None], tdsl.Program] = {}
 
 
-def tdsl_compiled_run(spec: tdsl.Spec, data) -> int:
+def tdsl_compiled_run(spec: tdsl.Spec, data) -> Timed:
     """`train.compile: true`. One program per workload, reused, so torch.compile's work is
     done in the warm-up run (reported separately) and not in every measured run."""
-    if spec.name not in _COMPILED:
+    key = (spec.name, spec.train.eval_batch_size)
+    if key not in _COMPILED:
         compiled = attrs.evolve(spec, train=attrs.evolve(spec.train, compile=True))
-        _COMPILED[spec.name] = tdsl.compile(compiled)
-    return _fit("tdsl_compiled", _COMPILED[spec.name], spec, data)
+        _COMPILED[key] = tdsl.compile(compiled)
+    return _fit("tdsl_compiled", _COMPILED[key], spec, data, 0.0)
 
 
 def check_compiled(spec: tdsl.Spec) -> None:
@@ -207,9 +262,23 @@ def tuned_epoch(net, opt, loss_fn, x: torch.Tensor, y: torch.Tensor, batch: int)
     return float(total) / len(y)
 
 
-def tuned_run(spec: tdsl.Spec, data) -> int:
+def tuned_validation(net, loss_fn, x: torch.Tensor, y: torch.Tensor, batch: int | None) -> float:
+    """The validation loss: in one batch (`batch` None), or summed over batches."""
+    with torch.no_grad():
+        if batch is None:
+            return float(loss_fn(net(x), y))
+        total = torch.zeros(())
+        for start in range(0, len(y), batch):
+            part = y[start : start + batch]
+            total += loss_fn(net(x[start : start + batch]), part) * len(part)
+        return float(total) / len(y)
+
+
+def tuned_run(spec: tdsl.Spec, data) -> Timed:
+    started = time.perf_counter()
     net = hand_module(spec)
     opt = torch.optim.Adam(net.parameters(), lr=spec.optimizer.lr)
+    setup = time.perf_counter() - started
     loss_fn = _loss_fn(spec)
     x, y = data.train.features[0], _target(spec, data.train.target)
     vx, vy = data.val.features[0], _target(spec, data.val.target)
@@ -218,15 +287,16 @@ def tuned_run(spec: tdsl.Spec, data) -> int:
         net.train()
         train_loss = tuned_epoch(net, opt, loss_fn, x, y, spec.train.batch_size)
         net.eval()
-        with torch.no_grad():
-            val_loss = loss_fn(net(vx), vy)
-        history.append((train_loss, float(val_loss)))
-    return spec.train.epochs * data.train.num_batches(spec.train.batch_size)
+        val_loss = tuned_validation(net, loss_fn, vx, vy, spec.train.eval_batch_size)
+        history.append((train_loss, val_loss))
+    return Timed(spec.train.epochs * data.train.num_batches(spec.train.batch_size), setup)
 
 
-def tutorial_run(spec: tdsl.Spec, data) -> int:
+def tutorial_run(spec: tdsl.Spec, data) -> Timed:
+    started = time.perf_counter()
     net = hand_module(spec)
     opt = torch.optim.Adam(net.parameters(), lr=spec.optimizer.lr)
+    setup = time.perf_counter() - started
     loss_fn = _loss_fn(spec)
     train = DataLoader(
         TensorDataset(data.train.features[0], _target(spec, data.train.target)),
@@ -235,7 +305,7 @@ def tutorial_run(spec: tdsl.Spec, data) -> int:
     )
     val = DataLoader(
         TensorDataset(data.val.features[0], _target(spec, data.val.target)),
-        batch_size=spec.train.batch_size,
+        batch_size=spec.train.eval_batch_size or len(data.val),
     )
     steps = 0
     for _epoch in range(spec.train.epochs):
@@ -252,7 +322,7 @@ def tutorial_run(spec: tdsl.Spec, data) -> int:
         with torch.no_grad():
             val_losses = [loss_fn(net(x), y).item() for x, y in val]
         _ = (sum(losses) / len(losses), sum(val_losses) / len(val_losses))
-    return steps
+    return Timed(steps, setup)
 
 
 VARIANTS: dict[str, Callable] = {
@@ -263,46 +333,86 @@ VARIANTS: dict[str, Callable] = {
 }
 
 
-def measure(repeats: int, only: list[str] | None = None) -> dict[str, dict[str, float]]:
-    """Per workload: each variant's median seconds per step, and `compile_s`: how much longer
-    the compiled variant's first (warm-up) run took than its median run."""
+EVALS = ("train", "large")
+
+
+def for_eval(spec: tdsl.Spec, how: str) -> tdsl.Spec:
+    """`train`: validation batches of the training batch size (tdsl's and the hand loops');
+    `large`: tdsl's default evaluation batches, the hand loops' one batch."""
+    size = spec.train.batch_size if how == "train" else None
+    return attrs.evolve(spec, train=attrs.evolve(spec.train, eval_batch_size=size))
+
+
+def measure(
+    repeats: int, only: list[str] | None = None, evals: tuple[str, ...] = EVALS
+) -> dict[str, dict[str, float]]:
+    """Per (workload, evaluation setting): each variant's median seconds per step with
+    setup included (`<variant>`) and left out (`<variant>_nosetup`), and `compile_s`: how
+    much longer the compiled variant's first (warm-up) run took than its median run."""
     results: dict[str, dict[str, float]] = {}
-    for name, spec in workloads().items():
+    for name, base in workloads().items():
         if only and name not in only:
             continue
-        data = tdsl.load_data(spec)
-        times: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        warmup: dict[str, float] = {}
-        for variant, fn in VARIANTS.items():
-            started = time.perf_counter()
-            fn(spec, data)
-            warmup[variant] = time.perf_counter() - started
-        check_compiled(spec)
-        for _ in range(repeats):
-            for variant, fn in VARIANTS.items():  # interleaved
+        check_same_start(base)
+        data = tdsl.load_data(base)
+        for how in evals:
+            spec = for_eval(base, how)
+            times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+            bare: dict[str, list[float]] = {v: [] for v in VARIANTS}
+            warmup: dict[str, float] = {}
+            for variant, fn in VARIANTS.items():
                 started = time.perf_counter()
-                steps = fn(spec, data)
-                times[variant].append((time.perf_counter() - started) / steps)
-            check_compiled(spec)
-        results[name] = {v: statistics.median(t) for v, t in times.items()}
-        steady = results[name]["tdsl_compiled"] * steps
-        results[name]["compile_s"] = warmup["tdsl_compiled"] - steady
-        print(name, {v: f"{t * 1e6:.0f}us" for v, t in results[name].items()}, flush=True)
+                fn(spec, data)
+                warmup[variant] = time.perf_counter() - started
+            compiled = "tdsl_compiled" in VARIANTS
+            if compiled:
+                check_compiled(spec)
+            for _ in range(repeats):
+                for variant, fn in VARIANTS.items():  # interleaved
+                    started = time.perf_counter()
+                    timed = fn(spec, data)
+                    spent = time.perf_counter() - started
+                    times[variant].append(spent / timed.steps)
+                    bare[variant].append((spent - timed.setup) / timed.steps)
+                if compiled:
+                    check_compiled(spec)
+            row = {v: statistics.median(t) for v, t in times.items()}
+            row |= {f"{v}_nosetup": statistics.median(t) for v, t in bare.items()}
+            if compiled:
+                steady = row["tdsl_compiled"] * timed.steps
+                row["compile_s"] = warmup["tdsl_compiled"] - steady
+            results[f"{name} ({how})"] = row
+            shown = {v: f"{t * 1e6:.0f}us" for v, t in row.items() if v != "compile_s"}
+            print(name, how, shown, flush=True)
     return results
 
 
+def _ratio(value: float | None, base: float) -> str:
+    return "-" if value is None else f"{value / base:.2f}x"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def table(results: dict[str, dict[str, float]]) -> str:
+    """Ratios to the tuned loop; `(train)` rows with setup in, `(large)` rows without
+    (each with the other setup choice for tdsl beside it)."""
     lines = [
-        "| workload | tuned loop (us/step) | tdsl | tdsl, train.compile | compile (s) "
-        "| tutorial-style loop |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| workload (validation batches) | tuned loop (us/step) | tdsl | tdsl, other setup "
+        "| tdsl, train.compile | compile (s) | tutorial-style loop |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, r in results.items():
-        base = r["tuned"]
+        setup_in = name.endswith("(train)")
+        suffix, other = ("", "_nosetup") if setup_in else ("_nosetup", "")
+        base = r["tuned" + suffix]
         lines.append(
-            f"| {name} | {base * 1e6:.0f} | {r['tdsl'] / base:.2f}x "
-            f"| {r['tdsl_compiled'] / base:.2f}x | {r['compile_s']:.1f} "
-            f"| {r['tutorial'] / base:.2f}x |"
+            f"| {name}, setup {'in' if setup_in else 'out'} | {base * 1e6:.0f} "
+            f"| {r['tdsl' + suffix] / base:.3f}x "
+            f"| {r['tdsl' + other] / r['tuned' + other]:.3f}x "
+            f"| {_ratio(r.get('tdsl_compiled' + suffix), base)} | {_seconds(r.get('compile_s'))} "
+            f"| {r['tutorial' + suffix] / base:.2f}x |"
         )
     return "\n".join(lines)
 
@@ -313,9 +423,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
     parser.add_argument("--only", nargs="*", choices=list(workloads()), help="these workloads")
+    parser.add_argument("--eval", nargs="*", choices=EVALS, default=list(EVALS))
+    parser.add_argument("--eager-only", action="store_true", help="leave out train.compile")
     args = parser.parse_args()
+    if args.eager_only:
+        del VARIANTS["tdsl_compiled"]
     torch.set_num_threads(args.threads)
-    results = measure(args.repeats, args.only)
+    results = measure(args.repeats, args.only, tuple(args.eval))
     header = (
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} "
         f"({torch.get_num_threads()} threads, torch {torch.__version__}); medians of "

@@ -731,6 +731,15 @@ trackings = _build(
     },
 )
 
+compiles = _build(
+    tdsl.Compile,
+    optional={
+        "mode": st.sampled_from(
+            ["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+        )
+    },
+)
+
 trains = _build(
     tdsl.Train,
     optional={
@@ -738,7 +747,8 @@ trains = _build(
         "batch_size": sizes,
         "accumulate": sizes,
         "eval_batch_size": st.one_of(st.none(), sizes),
-        "compile": st.booleans(),
+        "compile": st.one_of(st.booleans(), compiles),
+        "channels_last": st.booleans(),
         "clip_norm": st.one_of(st.none(), positive_floats),
         "clip_value": st.one_of(st.none(), positive_floats),
         "on_nan": st.sampled_from(["stop", "skip_batch"]),

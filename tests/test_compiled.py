@@ -270,3 +270,83 @@ def test_validate_refuses_what_compiled_steps_do_not_support(train, device, refu
     report = tdsl.validate(attrs.evolve(spec, device=tdsl.Device(name=device)))
     found = [d.message for d in report.errors if d.path == ("train", "compile")]
     assert found == [f"a compiled step does not support {refused}; set train.compile: false"]
+
+
+def _graphs() -> int:
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+@needs_compiler
+def test_a_step_schedule_does_not_recompile_and_fit_reuses_the_compiled_code():
+    """The learning rate goes in as a tensor: 20 steps of an exponential schedule (and
+    SGD with momentum and weight decay) compile one training graph, not one per step (after
+    8 of which torch ran the rest eagerly). A second `fit` compiles nothing and says so;
+    validation runs a compiled forward pass, one graph for every batch size."""
+    sgd = tdsl.Optimizer(
+        "sgd",
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-3,
+        schedule=tdsl.Schedule(kind="exponential", interval="step", gamma=0.9),
+    )
+    spec = attrs.evolve(rings(sgd), train=tdsl.Train(epochs=2, batch_size=24, eval_batch_size=50))
+    data = load_data(spec)  # 240 training rows: 10 full batches; 60 val rows: 50 and 10
+    results, graphs = [], []
+    for compiled in (False, True, True):
+        if compiled and len(results) == 1:
+            program = tdsl.compile(attrs.evolve(spec, train=attrs.evolve(spec.train, compile=True)))
+        elif not compiled:
+            program = tdsl.compile(spec)
+        before = _graphs()
+        results.append(fit(program, program.init(), data))
+        graphs.append(_graphs() - before)
+    eager, first, second = results
+    # The training step and the evaluation forward pass (alone: 2; after other tests dynamo
+    # may compile one again with symbolic sizes, having seen other sizes of the same code);
+    # one graph per learning rate would be 20.
+    assert graphs[0] == 0 and 2 <= graphs[1] <= 3 and graphs[2] == 0
+    assert first.history[0]["compile_seconds"] > 0
+    assert second.history[0]["compile_seconds"] == 0.0
+    for result in (first, second):
+        for key in ("loss", "val_loss", "val_accuracy", "lr"):
+            assert result.history[-1][key] == pytest.approx(eager.history[-1][key], rel=1e-4)
+    assert program._steps.compiled.update is not None  # the update ran compiled throughout
+
+
+def test_a_schedule_moving_a_graph_constant_steps_eagerly_instead_of_recompiling():
+    """one_cycle cycles SGD's momentum, a constant of the compiled update: from the first
+    change on, the update runs eagerly on compiled gradients (no compiler needed here)."""
+    optimizer = tdsl.Optimizer("sgd", lr=0.1, momentum=0.9)
+    program = tdsl.compile(rings(optimizer, compile=True))
+    step = program._steps.compiled
+    calls = []
+    step.compiled = lambda params, features, target, groups: (
+        calls.append(groups)
+        or (
+            [torch.zeros_like(p) for p in params] if groups is None else None,
+            torch.zeros(1),
+            torch.zeros(()),
+            [],
+        )
+    )
+    group = step.optimizer.param_groups[0]
+    for lr, momentum in ((0.1, 0.9), (0.05, 0.9), (0.05, 0.85), (0.02, 0.8)):
+        group.update(lr=lr, momentum=momentum)
+        step((torch.zeros(1, 2),), torch.zeros(1, 1))
+    hypers = [groups[0][0] if groups else None for groups in calls]
+    assert hypers[2:] == [None, None] and step.update is None
+    # The learning rate went in as the same tensor (on the parameters' device), refilled.
+    assert hypers[0]["lr"] is hypers[1]["lr"] and float(hypers[1]["lr"]) == 0.05
+    assert hypers[0]["lr"].device == step.params[0].device
+
+
+def test_each_program_compiles_its_own_code():
+    """Dynamo's limit of 8 compiled variants is per code object: programs must not share."""
+    spec = rings(tdsl.Optimizer("adam", lr=0.01), compile=True)
+    first, second = (tdsl.compile(spec)._steps.compiled for _ in range(2))
+    for a, b in (
+        (first.compiled, second.compiled),
+        (first.compiled_forward, second.compiled_forward),
+    ):
+        code_a, code_b = (getattr(f, "_torchdynamo_orig_callable", f).__code__ for f in (a, b))
+        assert code_a is not code_b

@@ -7,6 +7,7 @@ class name (`nn.GELU`, `torch.nn.PixelShuffle`) or its lower-cased name (`gelu`)
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -120,6 +121,7 @@ _EXCLUDED = {
 }
 
 
+@functools.cache  # scanning torch.nn takes about 2 ms; a spec looks layers up many times
 def _torch_layers() -> dict[str, type[nn.Module]]:
     layers = {}
     for attr in dir(nn):
@@ -230,14 +232,22 @@ def signature_arguments(fn: Callable) -> dict[str, bool]:
     """Keyword arguments of a constructor: name -> required. Skips device/dtype."""
     if fn in _SIGNATURE_OVERRIDES:
         return dict(_SIGNATURE_OVERRIDES[fn])
+    try:
+        return dict(_signature_arguments(fn))
+    except TypeError:  # not hashable: read it each time
+        return dict(_signature_arguments.__wrapped__(fn))
+
+
+@functools.lru_cache(maxsize=512)  # inspect.signature takes about a millisecond a class
+def _signature_arguments(fn: Callable) -> tuple[tuple[str, bool], ...]:
     target = fn.__init__ if inspect.isclass(fn) else fn
     params = list(inspect.signature(target).parameters.values())
-    return {
-        p.name: p.default is inspect.Parameter.empty
+    return tuple(
+        (p.name, p.default is inspect.Parameter.empty)
         for p in params
         if p.name not in ("self", "device", "dtype", "factory_kwargs")
         and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    }
+    )
 
 
 def _feature_dim(index: int) -> Callable[[torch.Tensor], int]:

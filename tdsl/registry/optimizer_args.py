@@ -10,6 +10,7 @@ tests/test_optim_args.py checks that whatever these rules accept, torch accepts 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Mapping, Sequence
@@ -106,12 +107,17 @@ def as_torch(args: Mapping[str, Any]) -> dict[str, Any]:
 
 def signature_defaults(cls: type) -> dict[str, Any]:
     """The optimizer's defaults as its constructor declares them."""
+    return dict(_signature_defaults(cls))
+
+
+@functools.lru_cache(maxsize=64)
+def _signature_defaults(cls: type) -> tuple[tuple[str, Any], ...]:
     parameters = inspect.signature(cls.__init__).parameters.values()
-    return {
-        p.name: p.default
+    return tuple(
+        (p.name, p.default)
         for p in parameters
         if p.name not in ("self", "params") and p.default is not inspect.Parameter.empty
-    }
+    )
 
 
 class StandInOptimizer(torch.optim.Optimizer):

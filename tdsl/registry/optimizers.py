@@ -7,6 +7,7 @@ against the class's own signature.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 
@@ -74,6 +75,7 @@ _SCHEDULE_ALIASES = {
 }
 
 
+@functools.cache  # torch's modules do not change; listing one takes milliseconds
 def _classes(module: object, base: type) -> dict[str, type]:
     found = {}
     for attr in dir(module):

@@ -61,6 +61,7 @@ from tdsl.spec.task_data_section import (  # noqa: F401 (re-exported)
 from tdsl.spec.training_section import (  # noqa: F401 (the spec language, re-exported)
     DEVICE_NAME,
     Checkpoint,
+    Compile,
     Device,
     EarlyStopping,
     MlflowTracking,

@@ -44,6 +44,7 @@ _MAPPING_NOUNS = {
     S.Train: "train",
     S.EarlyStopping: "early_stopping",
     S.Checkpoint: "checkpoint",
+    S.Compile: "compile",
     S.Device: "device",
     S.Split: "split",
     S.Target: "target",
@@ -73,6 +74,7 @@ STRING_SHORTHAND = {
     S.LossTerm: "kind",
     S.Optimizer: "kind",
     S.Schedule: "kind",
+    S.Compile: "mode",
 }
 
 

@@ -42,6 +42,17 @@ class Tracking(Recorded):
 
 
 @frozen(kw_only=True)
+class Compile(Recorded):
+    """`train.compile: {mode: ...}`: a compiled step with one of torch.compile's modes."""
+
+    # reduce-overhead also replays each step as a CUDA graph (on a GPU; the same as default
+    # on the CPU); max-autotune also tries kernel variants (slower to compile).
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = (
+        "default"
+    )
+
+
+@frozen(kw_only=True)
 class Train(Recorded):
     epochs: int = field(default=10, validator=positive)
     # The effective batch: with accumulate: k, each batch runs as k micro-batches whose
@@ -52,8 +63,12 @@ class Train(Recorded):
     # input values, whichever is more.
     eval_batch_size: int | None = field(default=None, validator=positive)
     # Run each training step as one torch.compile graph: faster steps after a compile of
-    # seconds to a minute at the start of each run.
-    compile: bool = False
+    # seconds to a minute at the start of each run. `{mode: reduce-overhead}` (or the bare
+    # mode name) picks torch.compile's mode.
+    compile: Compile | bool = False
+    # Convolution inputs and weights in channels-last memory layout (NHWC), which GPU
+    # convolution kernels (tensor cores, bf16) run faster on; other tensors are unchanged.
+    channels_last: bool = False
     # Gradient clipping before each optimizer step: by total norm and/or by value.
     clip_norm: float | None = field(default=None, converter=as_float, validator=positive)
     clip_value: float | None = field(default=None, converter=as_float, validator=positive)

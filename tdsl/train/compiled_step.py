@@ -11,6 +11,7 @@ Other optimizers get compiled gradients and run their usual eager `step()`.
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -124,6 +125,57 @@ _UPDATES: dict[type, tuple[Callable[..., None], Callable[..., bool]]] = {
 }
 
 
+def _own_code(method: Any) -> Any:
+    """`method` (bound) with a code object of its own. Dynamo keeps compiled variants per
+    code object and after 8 of them runs the rest eagerly, silently; every compiled step
+    is a method of this class, so without this the ninth program a process compiles (a
+    sweep, a benchmark, tests) would train eagerly."""
+    fn = method.__func__
+    code = fn.__code__.replace()
+    own = types.FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    return types.MethodType(own, method.__self__)
+
+
+def _options(mode: str) -> dict[str, Any]:
+    """Inductor options: the mode's (torch.compile takes a mode or options, not both) and
+    the pass that keeps `alpha`."""
+    options: dict[str, Any] = {"post_grad_custom_pre_pass": _alpha_kept()}
+    if mode != "default":
+        from torch._inductor import list_mode_options
+
+        options.update(list_mode_options(mode))
+    return options
+
+
+def _as_inputs(
+    group: dict[str, Any], slots: dict[str, torch.Tensor]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A param group's hyperparameters for the compiled update, and those of them that are
+    graph constants. The learning rate and Adam's beta1 (what schedules move) go in as 0-d
+    float64 tensors, which torch's functional SGD and Adam take; the rest stay numbers.
+    The tensors are the group's own `slots`, kept on its parameters' device and refilled
+    each step (a kernel launch, not an allocation or a host-to-device copy)."""
+    hyper = {k: v for k, v in group.items() if k != "params"}
+    constants = dict(hyper)
+    del constants["lr"]
+    hyper["lr"] = _slot(slots, "lr", hyper["lr"], group)
+    betas = hyper.get("betas")
+    if betas is not None:
+        hyper["betas"] = (_slot(slots, "beta1", betas[0], group), betas[1])
+        constants["betas"] = betas[1]
+    return hyper, constants
+
+
+def _slot(slots: dict[str, torch.Tensor], key: str, value: Any, group: dict[str, Any]) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value
+    tensor = slots.get(key)
+    if tensor is None:
+        device = group["params"][0].device if group["params"] else None
+        tensor = slots[key] = torch.zeros((), dtype=torch.float64, device=device)
+    return tensor.fill_(value)
+
+
 class CompiledStep:
     """`__call__(features, target)` runs one training step on the module's parameters in
     place and returns (output, data loss, regularizer terms); `ready()` says whether it can
@@ -148,9 +200,26 @@ class CompiledStep:
         position = {id(p): i for i, p in enumerate(self.params)}
         self.groups = [[position[id(p)] for p in g["params"]] for g in optimizer.param_groups]
         self.update, self.is_ready = _UPDATES.get(type(optimizer), (None, None))
-        self.compiled = torch.compile(
-            self._step, options={"post_grad_custom_pre_pass": _alpha_kept()}
-        )
+        mode = train.compile.mode if isinstance(train.compile, S.Compile) else "default"
+        self.compiled = torch.compile(_own_code(self._step), options=_options(mode))
+        # Hyperparameters a schedule moves go in as tensors, so a new value is new data for
+        # the same graph; the others are constants of the graph, and if one changes after all
+        # (one_cycle's SGD momentum) the update steps eagerly from then on instead of
+        # recompiling every step.
+        self.constants: list[dict[str, Any]] | None = None
+        self.warm = False  # whether a compiled step has run (compile time is paid)
+        self.slots: list[dict[str, torch.Tensor]] = [{} for _ in optimizer.param_groups]
+        self.compiled_forward = torch.compile(_own_code(self._forward), options=_options(mode))
+
+    def forward(self, features: Sequence[torch.Tensor]) -> Any:
+        """The module's compiled forward pass, for evaluation: one graph whatever the number
+        of rows (the batch axis is symbolic), so a short last batch compiles nothing new."""
+        for feature in features:
+            torch._dynamo.maybe_mark_dynamic(feature, 0)
+        return self.compiled_forward(tuple(features))
+
+    def _forward(self, features: tuple[torch.Tensor, ...]) -> Any:
+        return self.module(*features)
 
     def ready(self) -> bool:
         if self.is_ready is None:
@@ -164,16 +233,28 @@ class CompiledStep:
     def __call__(self, features: Sequence[torch.Tensor], target: torch.Tensor):
         if self.update is None:
             grads, output, data_loss, terms = self.compiled(self.params, features, target, None)
+            self.warm = True
             for param, grad in zip(self.params, grads, strict=True):
                 param.grad = grad
             self.optimizer.step()
             return output, data_loss, terms
+        hypers = [
+            _as_inputs(group, slots)
+            for group, slots in zip(self.optimizer.param_groups, self.slots, strict=True)
+        ]
+        constants = [c for _, c in hypers]
+        if self.constants is None:
+            self.constants = constants
+        elif constants != self.constants:  # e.g. a cycled momentum: see __init__
+            self.update = None
+            return self(features, target)
         state = self.optimizer.state
         groups = [
-            ({k: v for k, v in group.items() if k != "params"}, [state[self.params[i]] for i in ix])
-            for group, ix in zip(self.optimizer.param_groups, self.groups, strict=True)
+            (hyper, [state[self.params[i]] for i in ix])
+            for (hyper, _), ix in zip(hypers, self.groups, strict=True)
         ]
         _, output, data_loss, terms = self.compiled(self.params, features, target, groups)
+        self.warm = True
         return output, data_loss, terms
 
     def _loss(self, tensors, features, target):

@@ -24,6 +24,7 @@ from tdsl.spec.load_dump import dump
 from tdsl.train.atomic_files import atomic_write_text
 from tdsl.train.multi_output import join, numel
 from tdsl.train.nonfinite_data import data_note, nonfinite_validation
+from tdsl.train.placement import HostRows, place
 from tdsl.train.program import Program
 from tdsl.train.standard import compose, prepare_directory
 from tdsl.train.state import TrainState
@@ -163,11 +164,11 @@ def _order_seed(seed: int, epoch: int) -> int:
 def _on_device(
     data: TensorData | None, program: Program, training: bool = False
 ) -> TensorData | None:
-    if data is None:
-        return None
-    data = data.to(program.device)
+    if data is None or isinstance(data, HostRows):  # None, or placed (and shared) already
+        return data
     # Data-parallel: each process takes its share of every batch.
-    return data if program.world is None else program.world.shard(data, training)
+    data = data if program.world is None else program.world.shard(data, training)
+    return place(data, program.device)
 
 
 def _call(callbacks: Sequence[Any], hook: str, *args: Any) -> None:
@@ -272,7 +273,10 @@ def train_epochs(
     if spec.train.compile and state.epoch < epochs and len(train):
         # Compiled before the timed loop: the first epoch's seconds are training only.
         first = next(iter(train.batches(batch_size)))
-        compile_seconds = program.warmup(first, state)
+        evaluated = (
+            next(iter(val.batches(eval_batch_size(spec)))) if val is not None and len(val) else None
+        )
+        compile_seconds = program.warmup(first, state, evaluated)
     while state.epoch < epochs and run.stop_reason is None:
         run.epoch = state.epoch
         if program.world is not None:  # each process's own dropout stream

@@ -38,6 +38,7 @@ from tdsl.registry.optimizers import lookup_optimizer, lookup_schedule
 from tdsl.train.distributed import World, connect
 from tdsl.train.generation import generate
 from tdsl.train.multi_output import per_output, to_probabilities
+from tdsl.train.randomness import seed_for
 from tdsl.train.starting_weights import starting_weights
 from tdsl.train.state import TrainState
 from tdsl.train.steps import Objective, Steps
@@ -145,11 +146,16 @@ class Program:
         updated in place and `state` must not be used again."""
         return self._steps.train_step(state, batch, donate)
 
-    def warmup(self, batch: Batch, state: TrainState | None = None) -> float:
+    def warmup(
+        self, batch: Batch, state: TrainState | None = None, eval_batch: Batch | None = None
+    ) -> float:
         """With `train.compile: true`, compile the training step now, on `batch` (from
-        `state`, default a fresh one, which is left untouched), instead of inside the first
-        epoch; returns the seconds it took (0.0 when the spec does not compile)."""
-        if not self.spec.train.compile:
+        `state`, default a fresh one, which is left untouched), and the evaluation forward
+        pass on `eval_batch`, instead of inside the first epoch; returns the seconds it took
+        (0.0 when the spec does not compile, or this program compiled them already: the
+        compiled code is kept for every later `fit` of the program)."""
+        compiled = self._steps.compiled
+        if compiled is None or compiled.warm:
             return 0.0
         started = time.perf_counter()
         state = self.init() if state is None else state
@@ -158,6 +164,8 @@ class Program:
         # eager step creates: the second step is the one that compiles.
         for _ in range(2):
             state, _ = self.train_step(state, batch)
+        if eval_batch is not None:
+            self.eval_step(state, eval_batch.to(self.device))
         return time.perf_counter() - started
 
     def eval_step(self, state: TrainState, batch: Batch) -> dict[str, Any]:
@@ -305,7 +313,7 @@ def compile(spec: S.Spec, allow_imports: Sequence[str] = ()) -> Program:  # noqa
     world = connect(spec.device)  # a launched ddp process joins the others here
     device = world.device if world is not None else resolve_device(spec.device.name)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(spec.seed)
+        seed_for(device, spec.seed)
         module = materialize(graph, values, device, allow_imports)
     freeze(spec.model, graph, module)
     ops = module_ops(graph)

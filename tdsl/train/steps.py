@@ -26,9 +26,10 @@ from tdsl.model.build import GraphModule, build_graph, materialize
 from tdsl.model.graph import Graph
 from tdsl.registry.metrics import Metric
 from tdsl.train.compiled_step import CompiledStep
+from tdsl.train.layout import nhwc, nhwc_all
 from tdsl.train.multi_output import MultiOutput, detached, rows
 from tdsl.train.pure_updates import PureUpdate, pure_update_for
-from tdsl.train.randomness import uses_randomness
+from tdsl.train.randomness import seed_for, uses_randomness
 from tdsl.train.state import TrainState
 from tdsl.train.state_slots import Slots
 
@@ -41,6 +42,10 @@ def _scheduler_order_unchecked():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
         yield
+
+
+def _unchanged(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
 
 
 @attrs.frozen
@@ -116,6 +121,10 @@ class Steps:
         plain = not (fp16 or world is not None or train.compile or self.skip_nonfinite)
         plain = plain and train.accumulate == 1
         self.pure_update = pure_update_for(optimizer, module, device) if plain else None
+        # With train.channels_last: image batches and conv weights in NHWC order.
+        self.channels_last = train.channels_last
+        self._layout = nhwc if train.channels_last else _unchanged
+        self._features = nhwc_all if train.channels_last else tuple
 
     def _rng(self) -> tuple[torch.Tensor, ...]:
         states = [torch.get_rng_state()]
@@ -130,7 +139,7 @@ class Steps:
 
     def init(self, seed: int) -> TrainState:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(seed)
+            seed_for(self.device, seed)
             if self.values is not None:
                 fresh = materialize(self.graph, self.values, self.device, self.allow_imports)
             else:
@@ -144,7 +153,7 @@ class Steps:
                 (torch.cuda.get_rng_state(self.device),) if self.device.type == "cuda" else ()
             )
         return TrainState(
-            params={n: p.detach() for n, p in fresh.named_parameters()},
+            params={n: self._layout(p.detach()) for n, p in fresh.named_parameters()},
             buffers={n: b.detach() for n, b in fresh.named_buffers()},
             optimizer={},
             hyper=tuple(dict(h) for h in self.initial_hyper),
@@ -263,6 +272,8 @@ class Steps:
             self._set_rng(state.rng)
         self._mode(True)
         target = self._target(batch)
+        if self.channels_last:
+            batch = Batch(self._features(batch.features), batch.target)
         for param in self.params.values():
             param.grad = None
         compiled = self.compiled is not None and self.compiled.ready()
@@ -332,8 +343,10 @@ class Steps:
         self.slots.load(state, clone=False)  # evaluation only reads the tensors
         self._mode(False)
         target = self._target(batch)
+        forward = self.module if self.compiled is None else self.compiled.forward
         with self.autocast():
-            output = self.module(*batch.features)
+            features = self._features(batch.features)
+            output = forward(features) if self.compiled is not None else forward(*features)
             loss, parts = self._loss(output, target)
         return self._batch_metrics(output, target, loss, {k: v.detach() for k, v in parts.items()})
 
@@ -343,7 +356,7 @@ class Steps:
         self.slots.load(state, clone=False)
         self._mode(False)
         with self.autocast():
-            return self.module(*features)
+            return self.module(*self._features(features))
 
     def end_epoch(self, state: TrainState, logs: dict[str, float]) -> TrainState:
         state.check_usable()
