@@ -56,11 +56,13 @@ def static_problems(source: S.Table, problems: Problems) -> None:
             problems.add(where, f"{what} {column!r} is also a feature column")
 
 
-def _fit_column(column: S.Column, cells: list[str], values: np.ndarray | None) -> dict[str, Any]:
+def _fit_column(
+    column: S.Column, categories: list[str] | None, values: np.ndarray | None
+) -> dict[str, Any]:
     state: dict[str, Any] = {"name": column.name, "transform": column.transform}
     state["indicator"] = column.indicator or column.transform == "missing"
     if column.transform == "onehot":
-        state["categories"] = sorted({c.strip() for c in cells}, key=_category_order)
+        state["categories"] = sorted(categories or (), key=_category_order)
         state["unknown"] = column.unknown
         return state
     if column.transform == "missing":
@@ -83,6 +85,13 @@ def _fit_column(column: S.Column, cells: list[str], values: np.ndarray | None) -
     return state
 
 
+def _categories(table: CsvTable, name: str, missing: frozenset[str]) -> list[str]:
+    """The distinct stripped texts of the column's present cells."""
+    codes, uniques = table.codes(name)
+    used = np.unique(codes) if len(codes) else []
+    return sorted({uniques[i].strip() for i in used} - missing)
+
+
 def _category_order(text: str) -> tuple:
     try:
         return (0, float(text), text)
@@ -101,22 +110,32 @@ def output_names(state: dict[str, Any]) -> list[str]:
     return names + ([f"{name}:missing"] if state["indicator"] else [])
 
 
-def _apply_column(state: dict, table: CsvTable, missing: frozenset, where, problems) -> np.ndarray:
+def _apply_column(
+    state: dict, table: CsvTable, missing: frozenset, where, problems, out: np.ndarray
+) -> None:
+    """Write the column's transformed values into `out` (its block of the features)."""
     name, transform = state["name"], state["transform"]
-    cells = [c.strip() for c in table.column(name)]
-    absent = np.array([c in missing for c in cells], dtype=bool)
-    parts = []
+    absent = table.absent(name, missing)
+    at = 0
     if transform == "onehot":
         categories = {c: i for i, c in enumerate(state["categories"])}
         width = len(categories) + bool(state["unknown"])
-        block = np.zeros((len(cells), width))
-        for row, cell in enumerate(cells):
-            at = None if absent[row] else categories.get(cell)
-            if at is None and state["unknown"]:
-                at = width - 1
-            if at is not None:
-                block[row, at] = 1.0
-        parts.append(block)
+        codes, uniques = table.codes(name)
+        # Per distinct text, its one-hot position (-1: none), then per row by its code.
+        position = np.array(
+            [categories.get(u.strip(), width - 1 if state["unknown"] else -1) for u in uniques],
+            dtype=np.int64,
+        )
+        per_row = position[codes] if len(uniques) else np.zeros(len(codes), dtype=np.int64)
+        if state["unknown"]:
+            per_row[absent] = width - 1
+        else:
+            per_row[absent] = -1
+        block = out[:, :width]
+        block[...] = 0
+        rows = np.flatnonzero(per_row >= 0)
+        block[rows, per_row[rows]] = 1
+        at = width
     elif transform != "missing":
         values = csvfile.numbers(table, name, where, missing, problems, _NUMBER_HINT)
         if state["fill"] is None and absent.any():
@@ -132,10 +151,10 @@ def _apply_column(state: dict, table: CsvTable, missing: frozenset, where, probl
             values = (values - state["mean"]) / state["std"]
         elif transform == "minmax":
             values = (values - state["min"]) / state["range"]
-        parts.append(values[:, None])
+        out[:, 0] = values
+        at = 1
     if state["indicator"]:
-        parts.append(absent[:, None].astype(np.float64))
-    return np.concatenate(parts, axis=1) if parts else np.zeros((len(cells), 0))
+        out[:, at] = absent
 
 
 _NUMBER_HINT = "use transform: onehot for a column of categories"
@@ -144,12 +163,35 @@ _NUMBER_HINT = "use transform: onehot for a column of categories"
 def transform(
     source: S.Table, states: Sequence[dict], table: CsvTable, problems: Problems
 ) -> np.ndarray:
+    """The feature matrix as float64."""
+    return feature_tensors(source, states, [table], problems, torch.float64)[0].numpy()
+
+
+def feature_tensors(
+    source: S.Table,
+    states: Sequence[dict],
+    tables: Sequence[CsvTable],
+    problems: Problems,
+    dtype: torch.dtype,
+) -> list[torch.Tensor]:
+    """Each table's feature matrix, written column by column into one tensor of `dtype`:
+    no float64 copy of a whole matrix on the way, and each column's numbers are let go of
+    as soon as every table has its block."""
     missing = frozenset(source.missing)
-    blocks = [
-        _apply_column(state, table, missing, ("columns", index), problems)
-        for index, state in enumerate(states)
-    ]
-    return np.concatenate(blocks, axis=1)
+    widths = [len(output_names(state)) for state in states]
+    outs = [torch.empty((len(t), sum(widths)), dtype=dtype) for t in tables]
+    # numpy has no bfloat16 or the like: those are filled in float32, then converted.
+    direct = dtype in (torch.float32, torch.float64)
+    matrices = [o.numpy() if direct else np.empty(tuple(o.shape), np.float32) for o in outs]
+    start = 0
+    for index, (state, width) in enumerate(zip(states, widths, strict=True)):
+        for table, matrix in zip(tables, matrices, strict=True):
+            block = matrix[:, start : start + width]
+            _apply_column(state, table, missing, ("columns", index), problems, block)
+        for table in tables:
+            table.forget(state["name"])
+        start += width
+    return outs if direct else [torch.from_numpy(m).to(dtype) for m in matrices]
 
 
 def _check_fitted(source: S.Table, fitted: Fitted) -> list[dict]:
@@ -159,6 +201,15 @@ def _check_fitted(source: S.Table, fitted: Fitted) -> list[dict]:
     if ours != theirs:
         raise mismatch(f"columns {theirs} were fitted, the spec has {ours}")
     return states
+
+
+def _text_columns(source: S.Table) -> set[str]:
+    return {c.name for c in source.columns if c.transform == "onehot"}
+
+
+def _wanted(source: S.Table) -> set[str]:
+    """The columns a source reads: the others are not parsed at all."""
+    return {c.name for c in source.columns} | {col for _, col, _, _, _ in target_columns(source)}
 
 
 def _read(source: S.Table, ctx: Context, problems: Problems) -> dict[str, CsvTable]:
@@ -172,7 +223,15 @@ def _read(source: S.Table, ctx: Context, problems: Problems) -> dict[str, CsvTab
     tables = {}
     for key, path in paths.items():
         try:
-            tables[key] = csvfile.read_csv(path, source.delimiter, (key,), layout=layout(source))
+            tables[key] = csvfile.read_csv(
+                path,
+                source.delimiter,
+                (key,),
+                layout=layout(source),
+                missing=frozenset(source.missing),
+                text=_text_columns(source),
+                wanted=_wanted(source),
+            )
         except DataError as exc:
             problems.extend(exc)
     problems.check()
@@ -193,12 +252,12 @@ def _check_cells(source: S.Table, tables: dict[str, CsvTable], problems: Problem
         for table in tables.values():
             where = ("columns", index)
             csvfile.numbers(table, column.name, where, missing, problems, _NUMBER_HINT)
-            gaps = [r for r, c in enumerate(table.column(column.name)) if c.strip() in missing]
-            if gaps and column.fill is None:
+            gaps = np.flatnonzero(table.absent(column.name, missing))
+            if len(gaps) and column.fill is None:
                 problems.add(
                     where,
                     f"column {column.name!r} has {len(gaps)} missing cells "
-                    f"(the first on {table.where(gaps[0])})",
+                    f"(the first on {table.where(int(gaps[0]))})",
                     "set fill: value, mean or median",
                 )
 
@@ -220,12 +279,14 @@ def prepare(
     index = split_index(
         len(main), source.split, torch.Generator().manual_seed(ctx.seed), strata, own
     )
-    train_table = main.subset(index.train.tolist())
+    train_table = main.subset(index.train.numpy())
     if fitted is None:
         missing = frozenset(source.missing)
         states = []
         for i, column in enumerate(source.columns):
-            cells = [c for c in train_table.column(column.name) if c.strip() not in missing]
+            categories = None
+            if column.transform == "onehot":
+                categories = _categories(train_table, column.name, missing)
             values = None
             if column.transform in NUMERIC:
                 values = csvfile.numbers(
@@ -237,7 +298,7 @@ def prepare(
                         f"column {column.name!r} has no numbers in the training rows "
                         f"to take the {column.fill} of",
                     )
-            states.append(_fit_column(column, cells, values))
+            states.append(_fit_column(column, categories, values))
         problems.check()
         fitted = Fitted(
             "csv",
@@ -249,19 +310,28 @@ def prepare(
         )
     states = _check_fitted(source, fitted)
     dtype = float_dtype(ctx)
-    features = {
-        k: torch.from_numpy(transform(source, states, t, problems)).to(dtype)
-        for k, t in tables.items()
-    }
+    # The main file's rows go straight to their splits (no whole matrix to copy from).
+    parts = {"train": main.subset(index.train.numpy())}
+    for which, name in ((index.val, "val"), (index.test, "test")):
+        if which is not None:
+            parts[name] = main.subset(which.numpy())
+    for key in ("val_file", "test_file"):
+        if key in tables:
+            parts[key] = tables[key]
+    made = feature_tensors(source, states, list(parts.values()), problems, dtype)
+    features = dict(zip(parts, made, strict=True))
+    for table in tables.values():
+        table.release()  # its columns are features now
     problems.check()
-    rows = TensorData((features["file"],), targets["file"])
-    splits = [rows.subset(index.train)]
-    for which, key in ((index.val, "val_file"), (index.test, "test_file")):
+    splits = [TensorData((features["train"],), targets["file"][index.train])]
+    for which, name, key in ((index.val, "val", "val_file"), (index.test, "test", "test_file")):
         if key in tables:
             splits.append(TensorData((features[key],), targets[key]))
         else:
-            splits.append(None if which is None else rows.subset(which))
-    width = features["file"].shape[1]
+            splits.append(
+                None if which is None else TensorData((features[name],), targets["file"][which])
+            )
+    width = features["train"].shape[1]
     counts = {
         name: len(s)
         for name, s in zip(("train", "val", "test"), splits, strict=True)
@@ -283,9 +353,18 @@ def read_input(
     states = _check_fitted(source, fitted)
     problems = Problems()
     source = expand(source, ctx)
-    table = csvfile.read_csv(path, source.delimiter, (), need_rows=False, layout=layout(source))
+    table = csvfile.read_csv(
+        path,
+        source.delimiter,
+        (),
+        need_rows=False,
+        layout=layout(source),
+        missing=frozenset(source.missing),
+        text=_text_columns(source),
+        wanted={c.name for c in source.columns},
+    )
     csvfile.find_columns(table, [((), c.name) for c in source.columns], problems)
     problems.check()
-    features = transform(source, states, table, problems)
+    features = feature_tensors(source, states, [table], problems, float_dtype(ctx))
     problems.check()
-    return (torch.from_numpy(features).to(float_dtype(ctx)),)
+    return (features[0],)

@@ -1,0 +1,296 @@
+"""The rows of a CSV file through Apache Arrow, and the csv-module scans that locate them.
+
+Arrow reads the body (everything after the header) in parallel blocks: number columns
+become float64 or int64 buffers as they are parsed, other columns Arrow string arrays; no
+Python object is made per cell. Line numbers are not kept (a file of millions of rows would
+pay for them whether or not anything is wrong): `RawTable.line` finds a row's line by reading
+the file again with the csv module, which only happens to say where a problem is.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from tdsl.data.base import DataError
+from tdsl.errors import SpecPath
+
+_NUMBERS = (pa.int64(), pa.float64())
+_BOM = b"\xef\xbb\xbf"
+
+
+class Records:
+    """(first line, cells) of each non-blank record after `skip` lines, read by the csv
+    module from the file's bytes, so the byte offset where the rows start is known."""
+
+    def __init__(self, path: Path, delimiter: str, skip: int):
+        self.handle = path.open("rb")
+        self.delimiter, self.skip = delimiter, skip
+        self.starts: list[int] = []  # byte offset of each line read so far (the header's)
+
+    def _lines(self) -> Iterator[str]:
+        first = True
+        while True:
+            start = self.handle.tell()
+            raw = self.handle.readline()
+            if not raw:
+                return
+            if first and raw.startswith(_BOM):
+                raw, start = raw[len(_BOM) :], start + len(_BOM)
+            first = False
+            self.starts.append(start)
+            yield raw.decode("utf-8")
+
+    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
+        reader = csv.reader(self._lines(), delimiter=self.delimiter)
+        line = reader.line_num + 1
+        for row in reader:
+            if reader.line_num > self.skip and row:  # blank lines are skipped
+                yield line, row
+            line = reader.line_num + 1
+
+    def body_start(self, line: int, header: bool) -> int:
+        """Where the rows start: after the header record, or at the first record."""
+        return self.handle.tell() if header else self.starts[line - 1]
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _rows(records: Records, header: bool) -> Iterator[tuple[int, list]]:
+    rows = iter(records)
+    if header:
+        next(rows, None)
+    return rows
+
+
+class RawTable:
+    """The columns Arrow read (by position), converted on demand and cached."""
+
+    def __init__(self, path: Path, delimiter: str, layout: Any, start: int, width: int):
+        self.path, self.delimiter, self.layout, self.start = path, delimiter, layout, start
+        self.width = width  # the number of columns
+        self.missing: frozenset[str] = frozenset()
+        self.quoted = True  # may a quoted cell hold a line break
+        self.num_rows = 0
+        self.arrays: dict[int, pa.ChunkedArray] = {}
+        self._floats: dict[int, np.ndarray | None] = {}
+        self._texts: dict[int, pa.ChunkedArray] = {}
+        self._lines: dict[int, int] = {}
+
+    def load(self, table: pa.Table) -> None:
+        self.num_rows = table.num_rows
+        self.arrays = {int(name): table.column(name) for name in table.column_names}
+
+    def floats(self, at: int, missing: frozenset[str]) -> np.ndarray | None:
+        if missing != self.missing:
+            return None
+        if at not in self._floats:
+            self._floats[at] = _as_floats(self.arrays[at])
+            if self._floats[at] is not None:  # the numbers replace Arrow's copy of them
+                self.arrays[at] = pa.chunked_array([], self.arrays[at].type)
+        return self._floats[at]
+
+    def _text(self, at: int) -> pa.ChunkedArray:
+        column = self.arrays[at]
+        if column.type == pa.string():
+            return column
+        if at not in self._texts:  # read as numbers: read it again as text
+            self._texts[at] = _read(self, {at}, as_text={at}).column(str(at))
+        return self._texts[at]
+
+    def text(self, at: int) -> list[str]:
+        return self._text(at).to_pylist()
+
+    def codes(self, at: int) -> tuple[np.ndarray, list[str]]:
+        column = self._text(at)
+        uniques = pc.unique(column)
+        codes = pc.index_in(column, value_set=uniques)
+        return codes.to_numpy().astype(np.int64), uniques.to_pylist()
+
+    def line(self, row: int) -> int:
+        if row not in self._lines:
+            lay = self.layout
+            with closing(Records(self.path, self.delimiter, lay.skip_rows)) as records:
+                for number, (line, _) in enumerate(_rows(records, lay.header)):
+                    if number == row:
+                        self._lines[row] = line
+                        break
+        return self._lines.get(row, 0)
+
+    def forget(self, at: int) -> None:
+        for cache in (self.arrays, self._floats, self._texts):
+            cache.pop(at, None)
+
+    def release(self) -> None:
+        self.arrays, self._floats, self._texts = {}, {}, {}
+
+
+def _as_floats(column: pa.ChunkedArray) -> np.ndarray | None:
+    """float64 with NaN for nulls; None unless every present value is a finite number."""
+    if column.type == pa.null():
+        return np.full(len(column), math.nan)
+    if column.type not in _NUMBERS:
+        return None
+    out = np.empty(len(column), dtype=np.float64)
+    at = 0
+    for chunk in column.chunks:  # chunk by chunk: no second copy of the whole column
+        out[at : at + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+        at += len(chunk)
+    if column.type == pa.float64():
+        nans = int(np.isnan(out).sum())
+        if nans != column.null_count or np.isinf(out).any():
+            return None  # 'nan' or 'inf' written as a value: reported cell by cell
+    return out
+
+
+# Peak memory of reading a CSV and making its features, per byte of file: Arrow's columns
+# (about 0.8 per byte for short numbers), then the features beside them (bench/tables.py).
+MEMORY_PER_BYTE = 1.5
+
+
+def available_memory() -> int | None:
+    """Bytes this machine can still give without swapping (MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def refuse_too_large(path: Path, where: SpecPath) -> None:
+    """Refuse a file whose reading would not fit in memory, before the system kills us."""
+    free = available_memory()
+    try:
+        need = int(path.stat().st_size * MEMORY_PER_BYTE)
+    except OSError:
+        return
+    if free is not None and need > free:
+        gb = 10**9
+        raise DataError.at(
+            where,
+            f"{path} ({path.stat().st_size / gb:.1f} GB) needs about {need / gb:.1f} GB of "
+            f"memory to read, and {free / gb:.1f} GB is available",
+            "free memory, or give the rows as a folder of .npy files (kind: tensors), "
+            "which are read batch by batch",
+        )
+
+
+def _has_quotes(path: Path, start: int) -> bool:
+    """Whether the rows hold a quote at all: without one no cell spans lines, and Arrow
+    splits the file into blocks for its threads faster when it need not check for that."""
+    with path.open("rb") as handle:
+        handle.seek(start)
+        while block := handle.read(16 << 20):
+            if b'"' in block:
+                return True
+    return False
+
+
+def _options(raw: RawTable, names: list[str], include: list[str], as_text: set[int]):
+    read = pacsv.ReadOptions(column_names=names, use_threads=True, block_size=4 << 20)
+    parse = pacsv.ParseOptions(
+        delimiter=raw.delimiter, newlines_in_values=raw.quoted, ignore_empty_lines=True
+    )
+    convert = pacsv.ConvertOptions(
+        column_types={str(i): pa.string() for i in as_text},
+        include_columns=include,
+        null_values=sorted(raw.missing),
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=True,
+        # Only numbers and text: booleans, dates and times are text here, as before.
+        true_values=["\x00true"],
+        false_values=["\x00false"],
+        timestamp_parsers=["\x00"],
+    )
+    return read, parse, convert
+
+
+def _read(raw: RawTable, positions, as_text: set[int]) -> pa.Table:
+    names = [str(i) for i in range(raw.width)]
+    include = names if positions is None else [str(i) for i in sorted(positions)]
+    read, parse, convert = _options(raw, names, include, as_text)
+    with pa.OSFile(str(raw.path)) as source:
+        source.seek(raw.start)
+        return pacsv.read_csv(source, read, parse, convert)
+
+
+def read_body(
+    path: Path,
+    delimiter: str,
+    where: SpecPath,
+    start: int,
+    width: int,
+    layout: Any,
+    missing: frozenset[str],
+    as_text: set[int],
+    positions: list[int] | None,
+) -> RawTable:
+    refuse_too_large(path, where)
+    raw = RawTable(path, delimiter, layout, start, width)
+    raw.missing = missing
+    try:
+        raw.quoted = _has_quotes(path, start)
+        table = _read(raw, positions, as_text)
+        other = [
+            int(n)
+            for n in table.column_names
+            if table.column(n).type not in (*_NUMBERS, pa.string(), pa.null())
+        ]
+        if any(table.column(str(i)).type == pa.binary() for i in other):
+            raise DataError.at(where, f"{path} is not UTF-8 text")
+        if other:  # dates and the like: read those columns again, as text
+            again = _read(raw, other, set(other))
+            for i in other:
+                table = table.set_column(
+                    table.column_names.index(str(i)), str(i), again.column(str(i))
+                )
+    except pa.ArrowInvalid as exc:
+        if "Empty CSV file" not in str(exc):
+            raise _located(raw, where, str(exc)) from None
+        # A header and no rows: columns of no cells.
+        kept = range(width) if positions is None else positions
+        table = pa.table({str(i): pa.array([], pa.string()) for i in kept})
+    except OSError as exc:
+        raise DataError.at(where, f"cannot read {path}: {exc.strerror or exc}") from None
+    raw.load(table)
+    return raw
+
+
+def _located(raw: RawTable, where: SpecPath, message: str) -> DataError:
+    """Arrow's error as the csv module's reading would have put it."""
+    path = raw.path
+    if "UTF8" in message or "UTF-8" in message:
+        return DataError.at(where, f"{path} is not UTF-8 text")
+    try:
+        with closing(Records(path, raw.delimiter, raw.layout.skip_rows)) as records:
+            ragged = [
+                (line, len(row))
+                for line, row in _rows(records, raw.layout.header)
+                if len(row) != raw.width
+            ]
+    except UnicodeDecodeError:
+        return DataError.at(where, f"{path} is not UTF-8 text")
+    except csv.Error as exc:
+        return DataError.at(where, f"{path} is not a readable CSV file: {exc}")
+    if ragged:
+        line, count = ragged[0]
+        more = f" ({len(ragged) - 1} more rows like it)" if len(ragged) > 1 else ""
+        return DataError.at(
+            where,
+            f"line {line} of {path} has {count} cells, the header has {raw.width}{more}",
+            f"check the delimiter ({raw.delimiter!r}) and quoting",
+        )
+    return DataError.at(where, f"{path} is not a readable CSV file: {message.splitlines()[0]}")
