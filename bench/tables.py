@@ -28,6 +28,14 @@ from pathlib import Path
 MB = 10**6
 
 
+def cpu_seconds() -> float:
+    """User and system CPU time of this process (all its threads) so far."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_rss() -> int:
     """This process's peak resident memory in bytes (VmHWM)."""
     with open("/proc/self/status") as f:
@@ -71,10 +79,9 @@ def write_parquet(csv_path: Path, path: Path) -> None:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    with pacsv.open_csv(csv_path) as reader:
-        with pq.ParquetWriter(path, reader.schema) as writer:
-            for batch in reader:
-                writer.write_batch(batch, row_group_size=256_000)
+    with pacsv.open_csv(csv_path) as reader, pq.ParquetWriter(path, reader.schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch, row_group_size=256_000)
 
 
 def spec_yaml(data: str, features: int, kind: str) -> str:
@@ -109,13 +116,15 @@ def child(phase: str, spec_path: str) -> None:
     import io
 
     import tdsl
+    import tdsl.check.pipeline  # noqa: F401  (imported before the clock starts)
     from tdsl.train.callbacks import ProgressPrinter
 
-    base = peak_rss()
+    base, cpu = peak_rss(), cpu_seconds()
     started = time.perf_counter()
     report = tdsl.validate(spec_path)
     validated = time.perf_counter() - started
     out = {"phase": phase, "base": base, "validate_s": validated, "ok": report.ok}
+    out["validate_cpu_s"] = cpu_seconds() - cpu
     if not report.ok:
         out["report"] = report.format()
     elif phase == "train":
@@ -152,9 +161,11 @@ def row(label: str, size: int, found: dict) -> str:
     if not found.get("ok"):
         return f"| {label} | invalid: {found.get('report', '')[:200]} |"
     rate = size / MB / found["validate_s"]
+    cpu_rate = size / MB / found["validate_cpu_s"]
     train = f"{found['load_s']:.1f} s + fit {found['fit_s']:.1f} s" if "fit_s" in found else "—"
     return (
-        f"| {label} | {found['validate_s']:.1f} s | {rate:.0f} MB/s | {train} | "
+        f"| {label} | {found['validate_s']:.1f} s ({found['validate_cpu_s']:.1f} s CPU) | "
+        f"{rate:.0f} MB/s ({cpu_rate:.0f} per CPU-s) | {train} | "
         f"{found['peak'] / MB:,.0f} MB | {found['peak'] / size:.2f}x |"
     )
 
@@ -166,6 +177,7 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--parquet", action="store_true", help="also the rows as Parquet")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--data", type=Path, help="a folder a --keep run left: reuse its files")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -177,10 +189,13 @@ def main() -> int:
         f"Python {platform.python_version()}",
         flush=True,
     )
-    root = Path(tempfile.mkdtemp(prefix="tdsl-tables-", dir=args.dir))
+    root = args.data or Path(tempfile.mkdtemp(prefix="tdsl-tables-", dir=args.dir))
     try:
         started = time.perf_counter()
-        rows = write_csv(root / "t.csv", size, args.features)
+        if args.data is None:
+            rows = write_csv(root / "t.csv", size, args.features)
+        else:
+            rows = sum(1 for _ in (root / "t.csv").open("rb")) - 1
         size = (root / "t.csv").stat().st_size
         print(
             f"wrote t.csv: {size / MB:,.0f} MB, {rows:,} rows in "
@@ -190,7 +205,8 @@ def main() -> int:
         cases = [("CSV", root / "csv.yaml", "t.csv", "csv", size)]
         (root / "csv.yaml").write_text(spec_yaml("t.csv", args.features, "csv"))
         if args.parquet:
-            write_parquet(root / "t.csv", root / "t.parquet")
+            if not (root / "t.parquet").exists():
+                write_parquet(root / "t.csv", root / "t.parquet")
             (root / "pq.yaml").write_text(spec_yaml("t.parquet", args.features, "parquet"))
             psize = (root / "t.parquet").stat().st_size
             cases.append(("Parquet", root / "pq.yaml", "t.parquet", "parquet", psize))
@@ -201,8 +217,10 @@ def main() -> int:
                 found = measure(phase, spec_path)
                 name = f"{label} {file_size / MB:,.0f} MB, {phase}"
                 print(row(name, size if label == "CSV" else file_size, found), flush=True)
+                if "base" in found:
+                    print(f"  (after imports: {found['base'] / MB:,.0f} MB)", flush=True)
     finally:
-        if args.keep:
+        if args.keep or args.data:
             print(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)

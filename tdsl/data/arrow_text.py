@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -94,11 +95,14 @@ class RawTable:
     def floats(self, at: int, missing: frozenset[str]) -> np.ndarray | None:
         if missing != self.missing:
             return None
+        # Not cached: a copy out of Arrow's buffers is quick, and holding float64 copies of
+        # every column beside Arrow's would double the memory.
         if at not in self._floats:
-            self._floats[at] = _as_floats(self.arrays[at])
-            if self._floats[at] is not None:  # the numbers replace Arrow's copy of them
-                self.arrays[at] = pa.chunked_array([], self.arrays[at].type)
-        return self._floats[at]
+            found = _as_floats(self.arrays[at])
+            if found is None:
+                self._floats[at] = None
+            return found
+        return None
 
     def _text(self, at: int) -> pa.ChunkedArray:
         column = self.arrays[at]
@@ -117,6 +121,9 @@ class RawTable:
         codes = pc.index_in(column, value_set=uniques)
         return codes.to_numpy().astype(np.int64), uniques.to_pylist()
 
+    def where(self, row: int) -> str:
+        return f"line {self.line(row)} of {self.path}"
+
     def line(self, row: int) -> int:
         if row not in self._lines:
             lay = self.layout
@@ -130,6 +137,7 @@ class RawTable:
     def forget(self, at: int) -> None:
         for cache in (self.arrays, self._floats, self._texts):
             cache.pop(at, None)
+        pa.default_memory_pool().release_unused()  # back to the system, for the features
 
     def release(self) -> None:
         self.arrays, self._floats, self._texts = {}, {}, {}
@@ -154,8 +162,9 @@ def _as_floats(column: pa.ChunkedArray) -> np.ndarray | None:
 
 
 # Peak memory of reading a CSV and making its features, per byte of file: Arrow's columns
-# (about 0.8 per byte for short numbers), then the features beside them (bench/tables.py).
-MEMORY_PER_BYTE = 1.5
+# (about 0.9 per byte for short numbers), then the features beside them: ~1.9 measured
+# with bench/tables.py.
+MEMORY_PER_BYTE = 2.0
 
 
 def available_memory() -> int | None:
@@ -199,13 +208,18 @@ def _has_quotes(path: Path, start: int) -> bool:
     return False
 
 
-def _options(raw: RawTable, names: list[str], include: list[str], as_text: set[int]):
+def _options(
+    raw: RawTable, names: list[str], include: list[str], as_text: set[int], as_numbers: set[int]
+):
     read = pacsv.ReadOptions(column_names=names, use_threads=True, block_size=4 << 20)
     parse = pacsv.ParseOptions(
         delimiter=raw.delimiter, newlines_in_values=raw.quoted, ignore_empty_lines=True
     )
     convert = pacsv.ConvertOptions(
-        column_types={str(i): pa.string() for i in as_text},
+        column_types={
+            **{str(i): pa.float64() for i in as_numbers},
+            **{str(i): pa.string() for i in as_text},
+        },
         include_columns=include,
         null_values=sorted(raw.missing),
         strings_can_be_null=False,
@@ -218,13 +232,42 @@ def _options(raw: RawTable, names: list[str], include: list[str], as_text: set[i
     return read, parse, convert
 
 
-def _read(raw: RawTable, positions, as_text: set[int]) -> pa.Table:
+_FAILED_COLUMN = re.compile(r"In CSV column #(\d+): .*CSV conversion error to (\w+)")
+
+
+def _read(raw: RawTable, positions, as_text: set[int], as_numbers: set[int] = frozenset()):
+    """The columns at `positions` (None: all): `as_numbers` as float64, `as_text` as text,
+    others as the first block suggests; a column with a cell its type cannot hold is read
+    again (an integer column as float64, any other as text)."""
     names = [str(i) for i in range(raw.width)]
     include = names if positions is None else [str(i) for i in sorted(positions)]
-    read, parse, convert = _options(raw, names, include, as_text)
+    as_numbers = set(as_numbers) - set(as_text)
+    while True:
+        read, parse, convert = _options(raw, names, include, as_text, as_numbers)
+        try:
+            return _stream(raw, read, parse, convert)
+        except pa.ArrowInvalid as exc:
+            failed = _FAILED_COLUMN.search(str(exc))
+            if failed is None or int(failed.group(1)) in as_text:
+                raise
+            at = int(failed.group(1))
+            if failed.group(2) in ("int64", "null") and at not in as_numbers:
+                as_numbers.add(at)
+            else:
+                as_numbers.discard(at)
+                as_text = {*as_text, at}
+
+
+def _stream(raw: RawTable, read, parse, convert) -> pa.Table:
+    """Arrow's streaming reader, batch by batch: it reads ahead a few blocks, where the
+    whole-file reader may hold most of the file's bytes while its threads catch up."""
     with pa.OSFile(str(raw.path)) as source:
         source.seek(raw.start)
-        return pacsv.read_csv(source, read, parse, convert)
+        reader = pacsv.open_csv(source, read, parse, convert)
+        batches = list(reader)
+    table = pa.Table.from_batches(batches, schema=reader.schema)
+    pa.default_memory_pool().release_unused()  # what parsing used and let go of
+    return table
 
 
 def read_body(
@@ -237,13 +280,14 @@ def read_body(
     missing: frozenset[str],
     as_text: set[int],
     positions: list[int] | None,
+    as_numbers: set[int] = frozenset(),
 ) -> RawTable:
     refuse_too_large(path, where)
     raw = RawTable(path, delimiter, layout, start, width)
     raw.missing = missing
     try:
         raw.quoted = _has_quotes(path, start)
-        table = _read(raw, positions, as_text)
+        table = _read(raw, positions, as_text, as_numbers)
         other = [
             int(n)
             for n in table.column_names

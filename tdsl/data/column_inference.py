@@ -16,12 +16,10 @@ import numpy as np
 
 from tdsl import spec as S
 from tdsl.data.base import Context, DataError, Problems, check_exists, context
-from tdsl.data.csvfile import CsvTable, Layout, read_csv
+from tdsl.data.csvfile import CsvTable
+from tdsl.data.parquet import check_parquet_path
+from tdsl.data.table_files import layout, read_table  # noqa: F401 (layout: re-exported)
 from tdsl.errors import did_you_mean
-
-
-def layout(source: S.Table) -> Layout:
-    return Layout(source.skip_rows, source.header, source.names)
 
 
 def is_number(text: str) -> bool:
@@ -77,17 +75,15 @@ def expand(source: S.Table, ctx: Context) -> S.Table:
     if source.columns != "all":
         return source
     path = ctx.path(source.file)
-    found = check_exists(path, ("file",))
+    found = (
+        check_parquet_path(path, ("file",))
+        if source.kind == "parquet"
+        else check_exists(path, ("file",))
+    )
     if found:
         raise DataError([found])
     problems = Problems()
-    table = read_csv(
-        path,
-        source.delimiter,
-        ("file",),
-        layout=layout(source),
-        missing=frozenset(source.missing),
-    )
+    table = read_table(source, path, ("file",), wanted=None)
     columns = infer_columns(source, table, problems)
     if not columns:
         problems.add(("columns",), f"no columns left in {path} besides the target and exclude")

@@ -45,6 +45,13 @@ class CsvTable:
         self.raw, self.header, self.rows = raw, header, rows
         self.path = raw.path
 
+    @classmethod
+    def header_only(cls, path: Path, header: tuple[str, ...]) -> CsvTable:
+        """A table of no rows: what column checks need."""
+        table = cls.__new__(cls)
+        table.raw, table.header, table.rows, table.path = None, header, None, path
+        return table
+
     def __len__(self) -> int:
         return self.raw.num_rows if self.rows is None else len(self.rows)
 
@@ -83,8 +90,7 @@ class CsvTable:
         return gone[codes] if len(uniques) else np.zeros(len(codes), dtype=bool)
 
     def where(self, row: int) -> str:
-        at = row if self.rows is None else int(self.rows[row])
-        return f"line {self.raw.line(at)} of {self.path}"
+        return self.raw.where(row if self.rows is None else int(self.rows[row]))
 
     def subset(self, keep: Sequence[int] | np.ndarray) -> CsvTable:
         keep = np.asarray(keep, dtype=np.int64)
@@ -108,10 +114,12 @@ def read_csv(
     missing: frozenset[str] = DEFAULT_MISSING,
     text: Collection[str] | bool = (),
     wanted: Collection[str] | None = None,
+    numbers: Collection[str] = (),
 ) -> CsvTable:
     """The file's header and columns (`wanted` ones only, when given; `text` ones, or all
-    with True, as text); raises `DataError` for an unreadable file, ragged rows, or (with
-    `need_rows`: data to train on, not rows to predict) a header and no rows."""
+    with True, as text; `numbers` ones as float64 where every cell is one); raises
+    `DataError` for an unreadable file, ragged rows, or (with `need_rows`: data to train on,
+    not rows to predict) a header and no rows."""
     if len(delimiter) != 1:
         raise DataError.at(("delimiter",), f"must be one character (got {delimiter!r})")
     skipped = f" after skipping {layout.skip_rows} lines" if layout.skip_rows else ""

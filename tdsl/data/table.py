@@ -16,12 +16,13 @@ import numpy as np
 import torch
 
 from tdsl import spec as S
-from tdsl.data import csvfile
+from tdsl.data import csvfile, parquet
 from tdsl.data.base import Context, DataError, DataSignature, FeatureInfo, Problems, check_exists
-from tdsl.data.column_inference import expand, layout
+from tdsl.data.column_inference import expand
 from tdsl.data.csvfile import CsvTable
 from tdsl.data.fitted import Fitted, mismatch
 from tdsl.data.labels import float_dtype
+from tdsl.data.table_files import read_table
 from tdsl.data.table_targets import read_all_targets, target_columns, target_problems
 from tdsl.data.tensors import Splits, TensorData, split_index
 from tdsl.spec.frozen import FrozenMap
@@ -47,6 +48,10 @@ def static_problems(source: S.Table, problems: Problems) -> None:
             )
         if column.unknown and column.transform != "onehot":
             problems.add((*where, "unknown"), "unknown applies to onehot columns")
+    if source.kind == "parquet":
+        for key in ("delimiter", "skip_rows", "header", "names"):
+            if getattr(source, key) != getattr(S.Table.__attrs_attrs__, key).default:
+                problems.add((key,), f"{key} applies to csv files, not to parquet")
     if source.num_classes is not None and source.target_kind != "class":
         problems.add(("num_classes",), "num_classes applies to class targets")
     target_problems(source, problems)
@@ -195,16 +200,12 @@ def feature_tensors(
 
 
 def _check_fitted(source: S.Table, fitted: Fitted) -> list[dict]:
-    states = fitted.expect("csv", "columns")
+    states = fitted.expect(source.kind, "columns")
     ours = [(c.name, c.transform) for c in source.columns]
     theirs = [(s.get("name"), s.get("transform")) for s in states]
     if ours != theirs:
         raise mismatch(f"columns {theirs} were fitted, the spec has {ours}")
     return states
-
-
-def _text_columns(source: S.Table) -> set[str]:
-    return {c.name for c in source.columns if c.transform == "onehot"}
 
 
 def _wanted(source: S.Table) -> set[str]:
@@ -216,29 +217,24 @@ def _read(source: S.Table, ctx: Context, problems: Problems) -> dict[str, CsvTab
     files = {"file": source.file, "val_file": source.val_file, "test_file": source.test_file}
     paths = {k: ctx.path(v) for k, v in files.items() if v is not None}
     for key, path in paths.items():
-        found = check_exists(path, (key,))
+        if source.kind == "parquet":
+            found = parquet.check_parquet_path(path, (key,))
+        else:
+            found = check_exists(path, (key,))
         if found:
             problems.items.append(found)
     problems.check()
+    wanted = [(("columns", i), c.name) for i, c in enumerate(source.columns)]
+    wanted += [(where, column) for _, column, _, _, where in target_columns(source)]
     tables = {}
     for key, path in paths.items():
         try:
-            tables[key] = csvfile.read_csv(
-                path,
-                source.delimiter,
-                (key,),
-                layout=layout(source),
-                missing=frozenset(source.missing),
-                text=_text_columns(source),
-                wanted=_wanted(source),
-            )
+            tables[key] = read_table(source, path, (key,), wanted=wanted)
         except DataError as exc:
             problems.extend(exc)
     problems.check()
     for table in tables.values():
-        wanted = [(("columns", i), c.name) for i, c in enumerate(source.columns)]
-        targets = [(where, column) for _, column, _, _, where in target_columns(source)]
-        csvfile.find_columns(table, [*wanted, *targets], problems)
+        csvfile.find_columns(table, wanted, problems)
     problems.check()
     return tables
 
@@ -301,7 +297,7 @@ def prepare(
             states.append(_fit_column(column, categories, values))
         problems.check()
         fitted = Fitted(
-            "csv",
+            source.kind,
             {
                 "columns": states,
                 "features": [n for s in states for n in output_names(s)],
@@ -353,17 +349,9 @@ def read_input(
     states = _check_fitted(source, fitted)
     problems = Problems()
     source = expand(source, ctx)
-    table = csvfile.read_csv(
-        path,
-        source.delimiter,
-        (),
-        need_rows=False,
-        layout=layout(source),
-        missing=frozenset(source.missing),
-        text=_text_columns(source),
-        wanted={c.name for c in source.columns},
-    )
-    csvfile.find_columns(table, [((), c.name) for c in source.columns], problems)
+    wanted = [((), c.name) for c in source.columns]
+    table = read_table(source, path, (), need_rows=False, wanted=wanted)
+    csvfile.find_columns(table, wanted, problems)
     problems.check()
     features = feature_tensors(source, states, [table], problems, float_dtype(ctx))
     problems.check()
