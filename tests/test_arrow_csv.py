@@ -151,3 +151,32 @@ def test_a_file_too_large_for_memory_is_refused(tricky, monkeypatch):
     message = caught.value.problems[0].message
     assert message.startswith(f"{tricky} (0.0 GB) needs about 0.0 GB of memory to read")
     assert message.endswith("and 0.0 GB is available")
+
+
+def test_a_column_whose_type_changes_after_the_first_block_is_read_again(tmp_path, monkeypatch):
+    """Integers, then a decimal, then a name: read as int64, then float64, then text."""
+    monkeypatch.setattr(arrow_text, "BLOCK_SIZE", 256)
+    cells = [str(i % 7) for i in range(200)] + ["2.5"] + ["4"] * 50 + ["cat"]
+    path = tmp_path / "m.csv"
+    path.write_text("x,y\n" + "".join(f"{i},{c}\n" for i, c in enumerate(cells)))
+    table = csvfile.read_csv(path, ",", (), numbers=("x",))
+    assert table.column("y") == cells
+    assert table.floats("y", csvfile.DEFAULT_MISSING) is None
+    problems = Problems()
+    csvfile.numbers(table, "y", ("y",), csvfile.DEFAULT_MISSING, problems)
+    assert [p.message for p in problems.items] == [
+        f"column 'y': line {len(cells) + 1} of {path} has 'cat', not a number"
+    ]
+    np.testing.assert_array_equal(table.floats("x", csvfile.DEFAULT_MISSING), np.arange(252.0))
+
+
+def test_a_declared_number_column_with_text_falls_back_to_cells(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("x,y\n1,a\nfoo,b\n 2 ,c\n")
+    table = csvfile.read_csv(path, ",", (), numbers=("x",), text=("y",))
+    problems = Problems()
+    values = csvfile.numbers(table, "x", ("x",), csvfile.DEFAULT_MISSING, problems)
+    assert np.isnan(values[1]) and values[0] == 1.0 and values[2] == 2.0
+    assert [p.message for p in problems.items] == [
+        f"column 'x': line 3 of {path} has 'foo', not a number"
+    ]

@@ -26,6 +26,7 @@ from tdsl.data.base import DataError
 from tdsl.errors import SpecPath
 
 _NUMBERS = (pa.int64(), pa.float64())
+BLOCK_SIZE = 4 << 20  # bytes Arrow parses at a time; a column's type is guessed from the first
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -83,22 +84,26 @@ class RawTable:
         self.missing: frozenset[str] = frozenset()
         self.quoted = True  # may a quoted cell hold a line break
         self.num_rows = 0
-        self.arrays: dict[int, pa.ChunkedArray] = {}
+        # float64 columns as numpy (NaN where missing), the others as Arrow arrays
+        self.arrays: dict[int, Any] = {}
+        self.unclean: set[int] = set()  # float64 columns with a 'nan' or 'inf' written out
         self._floats: dict[int, np.ndarray | None] = {}
         self._texts: dict[int, pa.ChunkedArray] = {}
         self._lines: dict[int, int] = {}
 
-    def load(self, table: pa.Table) -> None:
-        self.num_rows = table.num_rows
-        self.arrays = {int(name): table.column(name) for name in table.column_names}
+    def load(self, num_rows: int, arrays: dict[int, Any], unclean: set[int]) -> None:
+        self.num_rows, self.arrays, self.unclean = num_rows, arrays, unclean
 
     def floats(self, at: int, missing: frozenset[str]) -> np.ndarray | None:
         if missing != self.missing:
             return None
-        # Not cached: a copy out of Arrow's buffers is quick, and holding float64 copies of
-        # every column beside Arrow's would double the memory.
+        column = self.arrays[at]
+        if isinstance(column, np.ndarray):  # no copy: the numbers as they were read
+            return None if at in self.unclean else column
+        # Other columns are not cached: holding float64 copies beside Arrow's would double
+        # the memory, and a copy out of Arrow's buffers is quick.
         if at not in self._floats:
-            found = _as_floats(self.arrays[at])
+            found = _as_floats(column)
             if found is None:
                 self._floats[at] = None
             return found
@@ -106,10 +111,10 @@ class RawTable:
 
     def _text(self, at: int) -> pa.ChunkedArray:
         column = self.arrays[at]
-        if column.type == pa.string():
+        if isinstance(column, pa.ChunkedArray) and column.type == pa.string():
             return column
         if at not in self._texts:  # read as numbers: read it again as text
-            self._texts[at] = _read(self, {at}, as_text={at}).column(str(at))
+            self._texts[at] = _read(self, {at}, as_text={at})[1][at]
         return self._texts[at]
 
     def text(self, at: int) -> list[str]:
@@ -211,7 +216,7 @@ def _has_quotes(path: Path, start: int) -> bool:
 def _options(
     raw: RawTable, names: list[str], include: list[str], as_text: set[int], as_numbers: set[int]
 ):
-    read = pacsv.ReadOptions(column_names=names, use_threads=True, block_size=4 << 20)
+    read = pacsv.ReadOptions(column_names=names, use_threads=True, block_size=BLOCK_SIZE)
     parse = pacsv.ParseOptions(
         delimiter=raw.delimiter, newlines_in_values=raw.quoted, ignore_empty_lines=True
     )
@@ -258,16 +263,49 @@ def _read(raw: RawTable, positions, as_text: set[int], as_numbers: set[int] = fr
                 as_text = {*as_text, at}
 
 
-def _stream(raw: RawTable, read, parse, convert) -> pa.Table:
-    """Arrow's streaming reader, batch by batch: it reads ahead a few blocks, where the
-    whole-file reader may hold most of the file's bytes while its threads catch up."""
+def _stream(raw: RawTable, read, parse, convert) -> tuple[int, dict[int, Any], set[int]]:
+    """(rows, columns, float64 columns with 'nan' or 'inf' written out) through Arrow's
+    streaming reader, which reads ahead a few blocks (the whole-file reader may hold most of
+    the file while its threads catch up). Each batch's float64 columns are copied into numpy
+    arrays sized for the most rows the file can hold (untouched pages cost nothing) and the
+    batch let go of, so memory is the numbers themselves, and a column let go of later goes
+    back to the system at once."""
+    size = raw.path.stat().st_size - raw.start
+    bound = size // max(raw.width, 2) + 1  # a row takes at least a byte per column
+    numbers: dict[int, np.ndarray] = {}
+    others: dict[int, list] = {}
+    unclean: set[int] = set()
+    rows = 0
     with pa.OSFile(str(raw.path)) as source:
         source.seek(raw.start)
         reader = pacsv.open_csv(source, read, parse, convert)
-        batches = list(reader)
-    table = pa.Table.from_batches(batches, schema=reader.schema)
+        names = reader.schema.names
+        for i, name in enumerate(names):
+            if reader.schema.field(i).type == pa.float64():
+                numbers[int(name)] = np.empty(bound, dtype=np.float64)
+            else:
+                others[int(name)] = []
+        for batch in reader:
+            count = batch.num_rows
+            for i, name in enumerate(names):
+                column = batch.column(i)
+                at = int(name)
+                if at in numbers:
+                    values = numbers[at][rows : rows + count]
+                    values[...] = column.to_numpy(zero_copy_only=False)
+                    # Nulls are NaN; any other NaN or infinity was written out as such.
+                    if int(count - np.isfinite(values).sum()) != column.null_count:
+                        unclean.add(at)
+                else:
+                    others[at].append(column)
+            rows += count
+            del batch
+        types = {int(n): reader.schema.field(i).type for i, n in enumerate(names)}
     pa.default_memory_pool().release_unused()  # what parsing used and let go of
-    return table
+    arrays: dict[int, Any] = {at: values[:rows] for at, values in numbers.items()}
+    for at, chunks in others.items():
+        arrays[at] = pa.chunked_array(chunks, types[at])
+    return rows, arrays, unclean
 
 
 def read_body(
@@ -287,29 +325,26 @@ def read_body(
     raw.missing = missing
     try:
         raw.quoted = _has_quotes(path, start)
-        table = _read(raw, positions, as_text, as_numbers)
+        rows, arrays, unclean = _read(raw, positions, as_text, as_numbers)
         other = [
-            int(n)
-            for n in table.column_names
-            if table.column(n).type not in (*_NUMBERS, pa.string(), pa.null())
+            at
+            for at, column in arrays.items()
+            if isinstance(column, pa.ChunkedArray)
+            and column.type not in (*_NUMBERS, pa.string(), pa.null())
         ]
-        if any(table.column(str(i)).type == pa.binary() for i in other):
+        if any(arrays[at].type == pa.binary() for at in other):
             raise DataError.at(where, f"{path} is not UTF-8 text")
         if other:  # dates and the like: read those columns again, as text
-            again = _read(raw, other, set(other))
-            for i in other:
-                table = table.set_column(
-                    table.column_names.index(str(i)), str(i), again.column(str(i))
-                )
+            arrays.update(_read(raw, other, set(other))[1])
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" not in str(exc):
             raise _located(raw, where, str(exc)) from None
         # A header and no rows: columns of no cells.
         kept = range(width) if positions is None else positions
-        table = pa.table({str(i): pa.array([], pa.string()) for i in kept})
+        rows, arrays, unclean = 0, {i: pa.chunked_array([], pa.string()) for i in kept}, set()
     except OSError as exc:
         raise DataError.at(where, f"cannot read {path}: {exc.strerror or exc}") from None
-    raw.load(table)
+    raw.load(rows, arrays, unclean)
     return raw
 
 

@@ -179,24 +179,30 @@ def feature_tensors(
     problems: Problems,
     dtype: torch.dtype,
 ) -> list[torch.Tensor]:
-    """Each table's feature matrix, written column by column into one tensor of `dtype`:
-    no float64 copy of a whole matrix on the way, and each column's numbers are let go of
-    as soon as every table has its block."""
+    """Each table's feature matrix in `dtype`. The features are written column by column
+    into a [features, rows] buffer (a column's values are contiguous there), and each
+    table column is let go of once every table has its block, so the table shrinks as the
+    features grow; the buffer becomes [rows, features] when the table is gone."""
     missing = frozenset(source.missing)
     widths = [len(output_names(state)) for state in states]
-    outs = [torch.empty((len(t), sum(widths)), dtype=dtype) for t in tables]
     # numpy has no bfloat16 or the like: those are filled in float32, then converted.
     direct = dtype in (torch.float32, torch.float64)
-    matrices = [o.numpy() if direct else np.empty(tuple(o.shape), np.float32) for o in outs]
+    work = dtype if direct else torch.float32
+    outs = [torch.empty((sum(widths), len(t)), dtype=work) for t in tables]
+    matrices = [o.numpy() for o in outs]
     start = 0
     for index, (state, width) in enumerate(zip(states, widths, strict=True)):
         for table, matrix in zip(tables, matrices, strict=True):
-            block = matrix[:, start : start + width]
+            block = matrix[start : start + width].T  # [rows, width], a view
             _apply_column(state, table, missing, ("columns", index), problems, block)
         for table in tables:
             table.forget(state["name"])
         start += width
-    return outs if direct else [torch.from_numpy(m).to(dtype) for m in matrices]
+    del matrices
+    made = []
+    while outs:  # one at a time, so the two layouts of only one table are held at once
+        made.append(outs.pop(0).t().contiguous().to(dtype))
+    return made
 
 
 def _check_fitted(source: S.Table, fitted: Fitted) -> list[dict]:
