@@ -12,13 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tdsl.data.arrow_text import available_memory
+from tdsl.data.arrow_text import available_memory, compact
 from tdsl.data.base import DataError, Problem
 from tdsl.data.csvfile import CsvTable
 from tdsl.errors import SpecPath
@@ -41,24 +42,25 @@ def check_parquet_path(path: Path, where: SpecPath) -> Problem | None:
 
 
 class ParquetColumns:
-    """The columns of one or more Parquet files, as `CsvTable` reads them."""
+    """The columns of one or more Parquet files, as `CsvTable` reads them: number columns
+    as float64 numpy arrays (NaN where missing), the others as Arrow arrays."""
 
-    def __init__(self, path: Path, files: list[Path], counts: list[int], table: pa.Table):
+    def __init__(self, path: Path, files: list[Path], counts: list[int]):
         self.path, self.files, self.counts = path, files, counts
-        self.num_rows = table.num_rows
-        self.names = table.column_names
-        self.arrays: dict[int, pa.ChunkedArray] = {
-            i: table.column(i) for i in range(len(self.names))
-        }
-        self._floats: dict[int, np.ndarray | None] = {}
+        self.num_rows = sum(counts)
+        self.arrays: dict[int, Any] = {}
+        self.unclean: set[int] = set()  # number columns holding an infinity
 
     def floats(self, at: int, missing: frozenset[str]) -> np.ndarray | None:
-        if at not in self._floats:
-            self._floats[at] = _as_floats(self.arrays[at])
-        return self._floats[at]
+        column = self.arrays[at]
+        if isinstance(column, np.ndarray):
+            return None if at in self.unclean else column
+        return _as_floats(column)
 
     def _text(self, at: int) -> pa.ChunkedArray:
         column = self.arrays[at]
+        if isinstance(column, np.ndarray):
+            column = pa.chunked_array([pa.array(column, from_pandas=True)])
         if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
             column = pc.cast(column, pa.string())
         return pc.fill_null(column, "")  # a null is an empty (missing) cell
@@ -80,11 +82,40 @@ class ParquetColumns:
         return f"a row of {self.path}"
 
     def forget(self, at: int) -> None:
-        self._floats.pop(at, None)
-        self.arrays[at] = pa.chunked_array([], self.arrays[at].type)
+        self.arrays.pop(at, None)
 
     def release(self) -> None:
-        self.arrays, self._floats = {}, {}
+        self.arrays = {}
+
+
+def _is_number(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+
+
+def _read_rows(raw: ParquetColumns, header: tuple[str, ...], read: list[str]) -> None:
+    """Batch by batch: number columns copied into float64 arrays of the known row count,
+    the batch then let go of; so memory is the numbers, not Arrow's copy beside them."""
+    schema = pq.ParquetFile(raw.files[0]).schema_arrow
+    numbers = {n: np.empty(raw.num_rows) for n in read if _is_number(schema.field(n).type)}
+    chunks: dict[str, list] = {n: [] for n in read if n not in numbers}
+    row = 0
+    for file in raw.files:
+        for batch in pq.ParquetFile(file).iter_batches(batch_size=1 << 16, columns=read):
+            count = batch.num_rows
+            for name in read:
+                column = batch.column(name)
+                if name in numbers:
+                    values = numbers[name][row : row + count]
+                    values[...] = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+                    if np.isinf(values).any():
+                        raw.unclean.add(header.index(name))
+                else:
+                    chunks[name].append(column)
+            row += count
+    raw.arrays = {header.index(n): v for n, v in numbers.items()}
+    for name in list(chunks):
+        raw.arrays[header.index(name)] = compact(chunks.pop(name), schema.field(name).type)
+    pa.default_memory_pool().release_unused()
 
 
 def _as_floats(column: pa.ChunkedArray) -> np.ndarray | None:
@@ -140,7 +171,7 @@ def read_parquet(
     rows = sum(counts)
     if need_rows and rows == 0:
         raise DataError.at(where, f"{path} has no rows")
-    need, free = rows * max(len(read), 1) * 16, available_memory()  # Arrow's copy + float64
+    need, free = rows * max(len(read), 1) * 16, available_memory()  # numbers + features
     if free is not None and need > free:
         gb = 10**9
         raise DataError.at(
@@ -149,15 +180,10 @@ def read_parquet(
             f"memory to read, and {free / gb:.1f} GB is available",
             "free memory, or read fewer columns",
         )
+    header = tuple(names)
+    raw = ParquetColumns(path, files, counts)
     try:
-        parts = [pq.read_table(f, columns=read, use_threads=True) for f in files]
-        table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+        _read_rows(raw, header, read)
     except (OSError, pa.ArrowException) as exc:
         raise DataError.at(where, f"cannot read {path}: {exc}") from None
-    del parts
-    header = tuple(names)
-    raw = ParquetColumns(path, files, counts, table)
-    # CsvTable finds columns by their place in the header: give the unread ones none.
-    order = {name: i for i, name in enumerate(read)}
-    raw.arrays = {header.index(n): raw.arrays[order[n]] for n in read}
     return CsvTable(raw, header)  # type: ignore[arg-type]
