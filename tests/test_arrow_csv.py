@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from tdsl.data import arrow_text, csvfile
+from tdsl.data import arrow_text, csvfile, memory
 from tdsl.data.base import Context, DataError, Problems
 from tdsl.data.table import prepare
 from tdsl.spec import data_section as D
@@ -145,7 +145,7 @@ def test_features_match_the_csv_module_path(tricky):
 
 
 def test_a_file_too_large_for_memory_is_refused(tricky, monkeypatch):
-    monkeypatch.setattr(arrow_text, "available_memory", lambda: 10)
+    monkeypatch.setattr(memory, "available_memory", lambda: 10)
     with pytest.raises(DataError) as caught:
         csvfile.read_csv(tricky, ",", ("file",))
     message = caught.value.problems[0].message

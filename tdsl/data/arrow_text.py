@@ -9,10 +9,8 @@ the file again with the csv module, which only happens to say where a problem is
 
 from __future__ import annotations
 
-import csv
 import math
 import re
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -23,56 +21,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from tdsl.data.base import DataError
+from tdsl.data.csv_scan import Records, located, rows_of
+from tdsl.data.memory import refuse_too_large
 from tdsl.errors import SpecPath
 
 _NUMBERS = (pa.int64(), pa.float64())
 BLOCK_SIZE = 4 << 20  # bytes Arrow parses at a time; a column's type is guessed from the first
-_BOM = b"\xef\xbb\xbf"
-
-
-class Records:
-    """(first line, cells) of each non-blank record after `skip` lines, read by the csv
-    module from the file's bytes, so the byte offset where the rows start is known."""
-
-    def __init__(self, path: Path, delimiter: str, skip: int):
-        self.handle = path.open("rb")
-        self.delimiter, self.skip = delimiter, skip
-        self.starts: list[int] = []  # byte offset of each line read so far (the header's)
-
-    def _lines(self) -> Iterator[str]:
-        first = True
-        while True:
-            start = self.handle.tell()
-            raw = self.handle.readline()
-            if not raw:
-                return
-            if first and raw.startswith(_BOM):
-                raw, start = raw[len(_BOM) :], start + len(_BOM)
-            first = False
-            self.starts.append(start)
-            yield raw.decode("utf-8")
-
-    def __iter__(self) -> Iterator[tuple[int, list[str]]]:
-        reader = csv.reader(self._lines(), delimiter=self.delimiter)
-        line = reader.line_num + 1
-        for row in reader:
-            if reader.line_num > self.skip and row:  # blank lines are skipped
-                yield line, row
-            line = reader.line_num + 1
-
-    def body_start(self, line: int, header: bool) -> int:
-        """Where the rows start: after the header record, or at the first record."""
-        return self.handle.tell() if header else self.starts[line - 1]
-
-    def close(self) -> None:
-        self.handle.close()
-
-
-def _rows(records: Records, header: bool) -> Iterator[tuple[int, list]]:
-    rows = iter(records)
-    if header:
-        next(rows, None)
-    return rows
 
 
 class RawTable:
@@ -133,7 +87,7 @@ class RawTable:
         if row not in self._lines:
             lay = self.layout
             with closing(Records(self.path, self.delimiter, lay.skip_rows)) as records:
-                for number, (line, _) in enumerate(_rows(records, lay.header)):
+                for number, (line, _) in enumerate(rows_of(records, lay.header)):
                     if number == row:
                         self._lines[row] = line
                         break
@@ -164,42 +118,6 @@ def _as_floats(column: pa.ChunkedArray) -> np.ndarray | None:
         if nans != column.null_count or np.isinf(out).any():
             return None  # 'nan' or 'inf' written as a value: reported cell by cell
     return out
-
-
-# Peak memory of reading a CSV and making its features, per byte of file: Arrow's columns
-# (about 0.8 per byte for short numbers) and the features as they are made: 1.28 measured
-# with bench/tables.py.
-MEMORY_PER_BYTE = 1.5
-
-
-def available_memory() -> int | None:
-    """Bytes this machine can still give without swapping (MemAvailable), None if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def refuse_too_large(path: Path, where: SpecPath) -> None:
-    """Refuse a file whose reading would not fit in memory, before the system kills us."""
-    free = available_memory()
-    try:
-        need = int(path.stat().st_size * MEMORY_PER_BYTE)
-    except OSError:
-        return
-    if free is not None and need > free:
-        gb = 10**9
-        raise DataError.at(
-            where,
-            f"{path} ({path.stat().st_size / gb:.1f} GB) needs about {need / gb:.1f} GB of "
-            f"memory to read, and {free / gb:.1f} GB is available",
-            "free memory, or give the rows as a folder of .npy files (kind: tensors), "
-            "which are read batch by batch",
-        )
 
 
 def _has_quotes(path: Path, start: int) -> bool:
@@ -346,7 +264,7 @@ def read_body(
             arrays.update(_read(raw, other, set(other))[1])
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" not in str(exc):
-            raise _located(raw, where, str(exc)) from None
+            raise located(raw, where, str(exc)) from None
         # A header and no rows: columns of no cells.
         kept = range(width) if positions is None else positions
         rows, arrays, unclean = 0, {i: pa.chunked_array([], pa.string()) for i in kept}, set()
@@ -354,30 +272,3 @@ def read_body(
         raise DataError.at(where, f"cannot read {path}: {exc.strerror or exc}") from None
     raw.load(rows, arrays, unclean)
     return raw
-
-
-def _located(raw: RawTable, where: SpecPath, message: str) -> DataError:
-    """Arrow's error as the csv module's reading would have put it."""
-    path = raw.path
-    if "UTF8" in message or "UTF-8" in message:
-        return DataError.at(where, f"{path} is not UTF-8 text")
-    try:
-        with closing(Records(path, raw.delimiter, raw.layout.skip_rows)) as records:
-            ragged = [
-                (line, len(row))
-                for line, row in _rows(records, raw.layout.header)
-                if len(row) != raw.width
-            ]
-    except UnicodeDecodeError:
-        return DataError.at(where, f"{path} is not UTF-8 text")
-    except csv.Error as exc:
-        return DataError.at(where, f"{path} is not a readable CSV file: {exc}")
-    if ragged:
-        line, count = ragged[0]
-        more = f" ({len(ragged) - 1} more rows like it)" if len(ragged) > 1 else ""
-        return DataError.at(
-            where,
-            f"line {line} of {path} has {count} cells, the header has {raw.width}{more}",
-            f"check the delimiter ({raw.delimiter!r}) and quoting",
-        )
-    return DataError.at(where, f"{path} is not a readable CSV file: {message.splitlines()[0]}")

@@ -20,8 +20,9 @@ from pathlib import Path
 import attrs
 import numpy as np
 
-from tdsl.data.arrow_text import RawTable, Records, read_body
+from tdsl.data.arrow_text import RawTable, read_body
 from tdsl.data.base import DataError, Problems
+from tdsl.data.csv_scan import Records
 from tdsl.errors import SpecPath, did_you_mean
 
 DEFAULT_MISSING = frozenset({"", "NA", "NaN", "nan"})

@@ -19,9 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tdsl.data.arrow_text import available_memory, compact
+from tdsl.data.arrow_text import compact
 from tdsl.data.base import DataError, Problem
 from tdsl.data.csvfile import CsvTable
+from tdsl.data.memory import available_memory
 from tdsl.errors import SpecPath
 
 

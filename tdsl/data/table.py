@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import attrs
 import numpy as np
@@ -23,6 +22,7 @@ from tdsl.data.csvfile import CsvTable
 from tdsl.data.fitted import Fitted, mismatch
 from tdsl.data.labels import float_dtype
 from tdsl.data.table_files import read_table
+from tdsl.data.table_fit import categories_of, fit_column, output_names
 from tdsl.data.table_targets import read_all_targets, target_columns, target_problems
 from tdsl.data.tensors import Splits, TensorData, split_index
 from tdsl.spec.frozen import FrozenMap
@@ -59,60 +59,6 @@ def static_problems(source: S.Table, problems: Problems) -> None:
         if column in seen:
             what = "the target" if name is None else f"target {name!r}'s column"
             problems.add(where, f"{what} {column!r} is also a feature column")
-
-
-def _fit_column(
-    column: S.Column, categories: list[str] | None, values: np.ndarray | None
-) -> dict[str, Any]:
-    state: dict[str, Any] = {"name": column.name, "transform": column.transform}
-    state["indicator"] = column.indicator or column.transform == "missing"
-    if column.transform == "onehot":
-        state["categories"] = sorted(categories or (), key=_category_order)
-        state["unknown"] = column.unknown
-        return state
-    if column.transform == "missing":
-        return state
-    assert values is not None
-    present = values[~np.isnan(values)]
-    fill = {
-        "value": lambda: column.fill_value,
-        "mean": present.mean,
-        "median": lambda: np.median(present),
-    }
-    empty = column.fill in ("mean", "median") and not len(present)
-    state["fill"] = None if column.fill is None or empty else float(fill[column.fill]())
-    filled = np.where(np.isnan(values), state["fill"] if state["fill"] is not None else 0.0, values)
-    if column.transform == "standardize" and len(filled):
-        state["mean"], state["std"] = float(filled.mean()), float(filled.std()) or 1.0
-    if column.transform == "minmax" and len(filled):
-        low, high = float(filled.min()), float(filled.max())
-        state["min"], state["range"] = low, (high - low) or 1.0
-    return state
-
-
-def _categories(table: CsvTable, name: str, missing: frozenset[str]) -> list[str]:
-    """The distinct stripped texts of the column's present cells."""
-    codes, uniques = table.codes(name)
-    used = np.unique(codes) if len(codes) else []
-    return sorted({uniques[i].strip() for i in used} - missing)
-
-
-def _category_order(text: str) -> tuple:
-    try:
-        return (0, float(text), text)
-    except ValueError:
-        return (1, 0.0, text)
-
-
-def output_names(state: dict[str, Any]) -> list[str]:
-    name, transform = state["name"], state["transform"]
-    names = []
-    if transform == "onehot":
-        names = [f"{name}={c}" for c in state["categories"]]
-        names += [f"{name}=<unknown>"] if state["unknown"] else []
-    elif transform != "missing":
-        names = [name]
-    return names + ([f"{name}:missing"] if state["indicator"] else [])
 
 
 def _apply_column(
@@ -288,7 +234,7 @@ def prepare(
         for i, column in enumerate(source.columns):
             categories = None
             if column.transform == "onehot":
-                categories = _categories(train_table, column.name, missing)
+                categories = categories_of(train_table, column.name, missing)
             values = None
             if column.transform in NUMERIC:
                 values = csvfile.numbers(
@@ -300,7 +246,7 @@ def prepare(
                         f"column {column.name!r} has no numbers in the training rows "
                         f"to take the {column.fill} of",
                     )
-            states.append(_fit_column(column, categories, values))
+            states.append(fit_column(column, categories, values))
         problems.check()
         fitted = Fitted(
             source.kind,
