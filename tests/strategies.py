@@ -492,6 +492,31 @@ tables = _build(
     },
 )
 
+# CSV layout keys included: every field is covered (validation says they do not apply).
+parquet_tables = _build(
+    tdsl.ParquetTable,
+    optional={
+        "num_classes": optional_sizes,
+        "targets": st.dictionaries(names, target_columns, max_size=2),
+        "delimiter": text,
+        "missing": name_tuples,
+        "val_file": optional_paths,
+        "test_file": optional_paths,
+        "split": splits,
+        "exclude": name_tuples,
+        "default_transform": st.sampled_from(["passthrough", "standardize", "minmax"]),
+        "skip_rows": st.integers(min_value=0, max_value=5),
+        "header": st.booleans(),
+        "names": name_tuples,
+    },
+    required={
+        "file": names,
+        "columns": st.one_of(st.lists(columns, min_size=1, max_size=3), st.just("all")),
+        "target": names,
+        "target_kind": target_kinds,
+    },
+)
+
 image_folders = _build(
     tdsl.ImageFolder,
     optional={
@@ -628,6 +653,7 @@ data_sources = st.one_of(
     teachers,
     tensor_files,
     tables,
+    parquet_tables,
     image_folders,
     texts,
     time_series,

@@ -18,6 +18,7 @@ from tdsl.model.graph import Graph
 _SPLIT_FILES = {
     S.Tensors: ("val_file", "test_file"),
     S.Table: ("val_file", "test_file"),
+    S.ParquetTable: ("val_file", "test_file"),
     S.Text: ("val_file", "test_file"),
     S.ImageFolder: ("val_folder", "test_folder"),
 }

@@ -89,6 +89,7 @@ __all__ = [
 FILE_SOURCES: dict[type, ModuleType] = {
     S.Tensors: files,
     S.Table: table,
+    S.ParquetTable: table,
     S.ImageFolder: images,
     S.Text: text,
     S.TimeSeries: timeseries,

@@ -12,15 +12,14 @@ from __future__ import annotations
 import math
 
 import attrs
+import numpy as np
 
 from tdsl import spec as S
 from tdsl.data.base import Context, DataError, Problems, check_exists, context
-from tdsl.data.csvfile import CsvTable, Layout, read_csv
+from tdsl.data.csvfile import CsvTable
+from tdsl.data.parquet import check_parquet_path
+from tdsl.data.table_files import layout, read_table  # noqa: F401 (layout: re-exported)
 from tdsl.errors import did_you_mean
-
-
-def layout(source: S.Table) -> Layout:
-    return Layout(source.skip_rows, source.header, source.names)
 
 
 def is_number(text: str) -> bool:
@@ -36,9 +35,19 @@ def column_kind(cells: list[str], missing: frozenset[str]) -> str:
     return "number" if present and all(is_number(c) for c in present) else "text"
 
 
-def infer_column(name: str, cells: list[str], missing: frozenset[str], numbers: str) -> S.Column:
-    gaps = any(c.strip() in missing for c in cells)
-    if column_kind(cells, missing) == "number":
+def _table_kind(table: CsvTable, name: str, missing: frozenset[str]) -> tuple[str, bool]:
+    """The column's kind and whether it has missing cells, from Arrow's numbers when it read
+    them, else from its distinct texts (not from a Python string per cell)."""
+    values = table.floats(name, missing)
+    if values is not None:
+        gaps = np.isnan(values)
+        return ("number" if not gaps.all() else "text"), bool(gaps.any())
+    _, uniques = table.codes(name)
+    return column_kind(uniques, missing), any(u.strip() in missing for u in uniques)
+
+
+def infer_column(name: str, kind: str, gaps: bool, numbers: str) -> S.Column:
+    if kind == "number":
         if gaps:
             return S.Column(name=name, transform=numbers, fill="median", indicator=True)
         return S.Column(name=name, transform=numbers)
@@ -54,7 +63,7 @@ def infer_columns(source: S.Table, table: CsvTable, problems: Problems) -> tuple
     left_out = {source.target, *(t.column for t in source.targets.values()), *source.exclude}
     missing = frozenset(source.missing)
     return tuple(
-        infer_column(name, table.column(name), missing, source.default_transform)
+        infer_column(name, *_table_kind(table, name, missing), source.default_transform)
         for name in table.header
         if name not in left_out
     )
@@ -66,11 +75,15 @@ def expand(source: S.Table, ctx: Context) -> S.Table:
     if source.columns != "all":
         return source
     path = ctx.path(source.file)
-    found = check_exists(path, ("file",))
+    found = (
+        check_parquet_path(path, ("file",))
+        if source.kind == "parquet"
+        else check_exists(path, ("file",))
+    )
     if found:
         raise DataError([found])
     problems = Problems()
-    table = read_csv(path, source.delimiter, ("file",), layout=layout(source))
+    table = read_table(source, path, ("file",), wanted=None)
     columns = infer_columns(source, table, problems)
     if not columns:
         problems.add(("columns",), f"no columns left in {path} besides the target and exclude")

@@ -1,44 +1,31 @@
-"""Reading CSV files: a header and rows of text cells, with every problem located by line.
+"""Reading CSV files: a header and typed columns, with every problem located by line.
 
-Shared by the table and time-series sources. Numbers are parsed per column, so a cell that
-is not a number is reported with its column, line and text.
+Shared by the table and time-series sources. The header (and the lines before it) are read
+with Python's csv module; the rows with Apache Arrow's multithreaded CSV reader, which
+parses number columns straight into float64 buffers, so a large file costs about its
+numbers in memory, not a Python string per cell. Arrow is only the fast path: a column
+Arrow cannot parse as numbers (or one with a non-finite value) is read as text and checked
+cell by cell as before, and a line number is found by re-reading the file with the csv
+module, so every message says what it always said.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from contextlib import closing
 from pathlib import Path
 
 import attrs
 import numpy as np
 
+from tdsl.data.arrow_text import RawTable, read_body
 from tdsl.data.base import DataError, Problems
+from tdsl.data.csv_scan import Records
 from tdsl.errors import SpecPath, did_you_mean, file_reason, require_regular_file
 
-
-@attrs.frozen
-class CsvTable:
-    path: Path
-    header: tuple[str, ...]
-    rows: list[list[str]]
-    lines: list[int]  # the file line each row starts on
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def column(self, name: str) -> list[str]:
-        at = self.header.index(name)
-        return [row[at] for row in self.rows]
-
-    def where(self, row: int) -> str:
-        return f"line {self.lines[row]} of {self.path}"
-
-    def subset(self, keep: Sequence[int]) -> CsvTable:
-        return CsvTable(
-            self.path, self.header, [self.rows[i] for i in keep], [self.lines[i] for i in keep]
-        )
+DEFAULT_MISSING = frozenset({"", "NA", "NaN", "nan"})
 
 
 @attrs.frozen
@@ -52,27 +39,102 @@ class Layout:
     names: tuple[str, ...] = ()
 
 
+class CsvTable:
+    """A file's header and columns, or a subset of its rows (`rows`: their ids in the file)."""
+
+    def __init__(self, raw: RawTable, header: tuple[str, ...], rows: np.ndarray | None = None):
+        self.raw, self.header, self.rows = raw, header, rows
+        self.path = raw.path
+
+    @classmethod
+    def header_only(cls, path: Path, header: tuple[str, ...]) -> CsvTable:
+        """A table of no rows: what column checks need."""
+        table = cls.__new__(cls)
+        table.raw, table.header, table.rows, table.path = None, header, None, path
+        return table
+
+    def __len__(self) -> int:
+        return self.raw.num_rows if self.rows is None else len(self.rows)
+
+    def _at(self, name: str) -> int:
+        return self.header.index(name)
+
+    def _pick(self, values):
+        if self.rows is None:
+            return values
+        if isinstance(values, list):
+            return [values[i] for i in self.rows]
+        return values[self.rows]
+
+    def column(self, name: str) -> list[str]:
+        """The column's cells as text (the slow path: a Python string per cell)."""
+        return self._pick(self.raw.text(self._at(name)))
+
+    def floats(self, name: str, missing: frozenset[str]) -> np.ndarray | None:
+        """The column as float64, NaN where missing, when Arrow read it as finite numbers
+        with these missing markers; None when it must be read cell by cell."""
+        values = self.raw.floats(self._at(name), missing)
+        return None if values is None else self._pick(values)
+
+    def codes(self, name: str) -> tuple[np.ndarray, list[str]]:
+        """The column as indices into its distinct texts, and those texts."""
+        codes, uniques = self.raw.codes(self._at(name))
+        return self._pick(codes), uniques
+
+    def absent(self, name: str, missing: frozenset[str]) -> np.ndarray:
+        """Per row: is the cell missing (its stripped text is one of `missing`)."""
+        values = self.floats(name, missing)
+        if values is not None:
+            return np.isnan(values)
+        codes, uniques = self.codes(name)
+        gone = np.array([u.strip() in missing for u in uniques], dtype=bool)
+        return gone[codes] if len(uniques) else np.zeros(len(codes), dtype=bool)
+
+    def where(self, row: int) -> str:
+        return self.raw.where(row if self.rows is None else int(self.rows[row]))
+
+    def subset(self, keep: Sequence[int] | np.ndarray) -> CsvTable:
+        keep = np.asarray(keep, dtype=np.int64)
+        return CsvTable(self.raw, self.header, keep if self.rows is None else self.rows[keep])
+
+    def forget(self, name: str) -> None:
+        """Let go of one column read so far."""
+        self.raw.forget(self._at(name))
+
+    def release(self) -> None:
+        """Let go of the columns read so far (their memory goes back at once)."""
+        self.raw.release()
+
+
 def read_csv(
     path: Path,
     delimiter: str,
     where: SpecPath,
     need_rows: bool = True,
     layout: Layout = Layout(),
+    missing: frozenset[str] = DEFAULT_MISSING,
+    text: Collection[str] | bool = (),
+    wanted: Collection[str] | None = None,
+    numbers: Collection[str] = (),
 ) -> CsvTable:
-    """The file's header and rows; raises `DataError` for an unreadable file, ragged rows,
-    or (with `need_rows`: data to train on, not rows to predict) a header and no rows."""
+    """The file's header and columns (`wanted` ones only, when given; `text` ones, or all
+    with True, as text; `numbers` ones as float64 where every cell is one); raises
+    `DataError` for an unreadable file, ragged rows, or (with `need_rows`: data to train on,
+    not rows to predict) a header and no rows."""
     if len(delimiter) != 1:
         raise DataError.at(("delimiter",), f"must be one character (got {delimiter!r})")
+    skipped = f" after skipping {layout.skip_rows} lines" if layout.skip_rows else ""
     try:
         require_regular_file(path)  # a FIFO would block the read forever
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle, delimiter=delimiter)
-            records = []
-            line = reader.line_num + 1
-            for row in reader:
-                if reader.line_num > layout.skip_rows and row:  # blank lines are skipped
-                    records.append((line, row))
-                line = reader.line_num + 1
+        with closing(Records(path, delimiter, layout.skip_rows)) as records:
+            first = next(iter(records), None)
+            if first is None:
+                needs = "; a CSV file needs a header line" if layout.header else ""
+                raise DataError.at(where, f"{path} is empty{skipped}{needs}")
+            start = records.body_start(first[0], layout.header)
+        header = tuple(cell.strip() for cell in first[1])
+        if not layout.header:  # the columns are named by position
+            header = tuple(str(i) for i in range(len(first[1])))
     except UnicodeDecodeError:
         raise DataError.at(where, f"{path} is not UTF-8 text") from None
     except csv.Error as exc:
@@ -82,15 +144,6 @@ def read_csv(
         ) from None
     except OSError as exc:
         raise DataError.at(where, f"cannot read {path}: {exc.strerror or exc}") from None
-    skipped = f" after skipping {layout.skip_rows} lines" if layout.skip_rows else ""
-    if not records:
-        needs = "; a CSV file needs a header line" if layout.header else ""
-        raise DataError.at(where, f"{path} is empty{skipped}{needs}")
-    if not layout.header:  # the columns are named by position
-        records.insert(0, (0, [str(i) for i in range(len(records[0][1]))]))
-    if need_rows and len(records) == 1:
-        raise DataError.at(where, f"the CSV {path} has a header and no rows{skipped}")
-    header = tuple(cell.strip() for cell in records[0][1])
     if layout.names:
         if len(layout.names) != len(header):
             raise DataError.at(
@@ -98,16 +151,18 @@ def read_csv(
                 f"{len(layout.names)} names for the {len(header)} columns of {path}",
             )
         header = layout.names
-    ragged = [(line, len(row)) for line, row in records[1:] if len(row) != len(header)]
-    if ragged:
-        line, count = ragged[0]
-        more = f" ({len(ragged) - 1} more rows like it)" if len(ragged) > 1 else ""
-        raise DataError.at(
-            where,
-            f"line {line} of {path} has {count} cells, the header has {len(header)}{more}",
-            f"check the delimiter ({delimiter!r}) and quoting",
-        )
-    return CsvTable(path, header, [row for _, row in records[1:]], [ln for ln, _ in records[1:]])
+    positions = None
+    if wanted is not None:
+        positions = sorted({header.index(n) for n in wanted if n in header})
+    as_text = (
+        set(range(len(header)))
+        if text is True
+        else {header.index(n) for n in text or () if n in header}  # type: ignore[union-attr]
+    )
+    raw = read_body(path, delimiter, where, start, len(header), layout, missing, as_text, positions)
+    if need_rows and raw.num_rows == 0:
+        raise DataError.at(where, f"the CSV {path} has a header and no rows{skipped}")
+    return CsvTable(raw, header)
 
 
 def find_columns(
@@ -136,9 +191,13 @@ def numbers(
     hint: str | None = None,
 ) -> np.ndarray:
     """The column as float64, NaN where missing; cells that are not numbers are problems."""
+    fast = table.floats(name, missing)
+    if fast is not None:
+        return fast
+    cells = table.column(name)
     values = np.full(len(table), math.nan)
     bad: list[int] = []
-    for row, cell in enumerate(table.column(name)):
+    for row, cell in enumerate(cells):
         text = cell.strip()
         if text in missing:
             continue
@@ -152,10 +211,9 @@ def numbers(
     if bad:
         first = bad[0]
         more = f" ({len(bad) - 1} more cells like it)" if len(bad) > 1 else ""
-        cell = table.column(name)[first]
         problems.add(
             where,
-            f"column {name!r}: {table.where(first)} has {cell!r}, not a number{more}",
+            f"column {name!r}: {table.where(first)} has {cells[first]!r}, not a number{more}",
             hint,
         )
     return values

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import attrs
 import numpy as np
 import torch
 
 from tdsl import spec as S
-from tdsl.data import csvfile
+from tdsl.data import csvfile, parquet
 from tdsl.data.base import Context, DataError, DataSignature, FeatureInfo, Problems, check_exists
-from tdsl.data.column_inference import expand, layout
+from tdsl.data.column_inference import expand
 from tdsl.data.csvfile import CsvTable
 from tdsl.data.fitted import Fitted, mismatch
 from tdsl.data.labels import float_dtype
+from tdsl.data.table_files import read_table
+from tdsl.data.table_fit import categories_of, fit_column, output_names
 from tdsl.data.table_targets import read_all_targets, target_columns, target_problems
 from tdsl.data.tensors import Splits, TensorData, split_index
 from tdsl.spec.frozen import FrozenMap
@@ -47,6 +48,10 @@ def static_problems(source: S.Table, problems: Problems) -> None:
             )
         if column.unknown and column.transform != "onehot":
             problems.add((*where, "unknown"), "unknown applies to onehot columns")
+    if source.kind == "parquet":
+        for key in ("delimiter", "skip_rows", "header", "names"):
+            if getattr(source, key) != getattr(S.Table.__attrs_attrs__, key).default:
+                problems.add((key,), f"{key} applies to csv files, not to parquet")
     if source.num_classes is not None and source.target_kind != "class":
         problems.add(("num_classes",), "num_classes applies to class targets")
     target_problems(source, problems)
@@ -56,69 +61,37 @@ def static_problems(source: S.Table, problems: Problems) -> None:
             problems.add(where, f"{what} {column!r} is also a feature column")
 
 
-def _fit_column(column: S.Column, cells: list[str], values: np.ndarray | None) -> dict[str, Any]:
-    state: dict[str, Any] = {"name": column.name, "transform": column.transform}
-    state["indicator"] = column.indicator or column.transform == "missing"
-    if column.transform == "onehot":
-        state["categories"] = sorted({c.strip() for c in cells}, key=_category_order)
-        state["unknown"] = column.unknown
-        return state
-    if column.transform == "missing":
-        return state
-    assert values is not None
-    present = values[~np.isnan(values)]
-    fill = {
-        "value": lambda: column.fill_value,
-        "mean": present.mean,
-        "median": lambda: np.median(present),
-    }
-    empty = column.fill in ("mean", "median") and not len(present)
-    state["fill"] = None if column.fill is None or empty else float(fill[column.fill]())
-    filled = np.where(np.isnan(values), state["fill"] if state["fill"] is not None else 0.0, values)
-    if column.transform == "standardize" and len(filled):
-        state["mean"], state["std"] = float(filled.mean()), float(filled.std()) or 1.0
-    if column.transform == "minmax" and len(filled):
-        low, high = float(filled.min()), float(filled.max())
-        state["min"], state["range"] = low, (high - low) or 1.0
-    return state
-
-
-def _category_order(text: str) -> tuple:
-    try:
-        return (0, float(text), text)
-    except ValueError:
-        return (1, 0.0, text)
-
-
-def output_names(state: dict[str, Any]) -> list[str]:
+def _apply_column(
+    state: dict, table: CsvTable, missing: frozenset, where, problems, out: np.ndarray
+) -> None:
+    """Write the column's transformed values into `out` (its block of the features)."""
     name, transform = state["name"], state["transform"]
-    names = []
-    if transform == "onehot":
-        names = [f"{name}={c}" for c in state["categories"]]
-        names += [f"{name}=<unknown>"] if state["unknown"] else []
-    elif transform != "missing":
-        names = [name]
-    return names + ([f"{name}:missing"] if state["indicator"] else [])
-
-
-def _apply_column(state: dict, table: CsvTable, missing: frozenset, where, problems) -> np.ndarray:
-    name, transform = state["name"], state["transform"]
-    cells = [c.strip() for c in table.column(name)]
-    absent = np.array([c in missing for c in cells], dtype=bool)
-    parts = []
+    fast = table.floats(name, missing)  # numbers as read: one gather of a subset's rows
+    absent = np.isnan(fast) if fast is not None else table.absent(name, missing)
+    at = 0
     if transform == "onehot":
         categories = {c: i for i, c in enumerate(state["categories"])}
         width = len(categories) + bool(state["unknown"])
-        block = np.zeros((len(cells), width))
-        for row, cell in enumerate(cells):
-            at = None if absent[row] else categories.get(cell)
-            if at is None and state["unknown"]:
-                at = width - 1
-            if at is not None:
-                block[row, at] = 1.0
-        parts.append(block)
+        codes, uniques = table.codes(name)
+        # Per distinct text, its one-hot position (-1: none), then per row by its code.
+        position = np.array(
+            [categories.get(u.strip(), width - 1 if state["unknown"] else -1) for u in uniques],
+            dtype=np.int64,
+        )
+        per_row = position[codes] if len(uniques) else np.zeros(len(codes), dtype=np.int64)
+        if state["unknown"]:
+            per_row[absent] = width - 1
+        else:
+            per_row[absent] = -1
+        block = out[:, :width]
+        block[...] = 0
+        rows = np.flatnonzero(per_row >= 0)
+        block[rows, per_row[rows]] = 1
+        at = width
     elif transform != "missing":
-        values = csvfile.numbers(table, name, where, missing, problems, _NUMBER_HINT)
+        values = fast
+        if values is None:
+            values = csvfile.numbers(table, name, where, missing, problems, _NUMBER_HINT)
         if state["fill"] is None and absent.any():
             first = int(np.flatnonzero(absent)[0])
             problems.add(
@@ -127,15 +100,17 @@ def _apply_column(state: dict, table: CsvTable, missing: frozenset, where, probl
                 f"(the first on {table.where(first)})",
                 "set fill: value, mean or median",
             )
-        values = np.where(absent, state["fill"] or 0.0, values)
+        values = np.where(absent, state["fill"] or 0.0, values)  # a new array: ours to change
         if transform == "standardize":
-            values = (values - state["mean"]) / state["std"]
+            values -= state["mean"]
+            values /= state["std"]
         elif transform == "minmax":
-            values = (values - state["min"]) / state["range"]
-        parts.append(values[:, None])
+            values -= state["min"]
+            values /= state["range"]
+        out[:, 0] = values
+        at = 1
     if state["indicator"]:
-        parts.append(absent[:, None].astype(np.float64))
-    return np.concatenate(parts, axis=1) if parts else np.zeros((len(cells), 0))
+        out[:, at] = absent
 
 
 _NUMBER_HINT = "use transform: onehot for a column of categories"
@@ -144,16 +119,45 @@ _NUMBER_HINT = "use transform: onehot for a column of categories"
 def transform(
     source: S.Table, states: Sequence[dict], table: CsvTable, problems: Problems
 ) -> np.ndarray:
+    """The feature matrix as float64."""
+    return feature_tensors(source, states, [table], problems, torch.float64)[0].numpy()
+
+
+def feature_tensors(
+    source: S.Table,
+    states: Sequence[dict],
+    tables: Sequence[CsvTable],
+    problems: Problems,
+    dtype: torch.dtype,
+) -> list[torch.Tensor]:
+    """Each table's feature matrix in `dtype`. The features are written column by column
+    into a [features, rows] buffer (a column's values are contiguous there), and each
+    table column is let go of once every table has its block, so the table shrinks as the
+    features grow; the buffer becomes [rows, features] when the table is gone."""
     missing = frozenset(source.missing)
-    blocks = [
-        _apply_column(state, table, missing, ("columns", index), problems)
-        for index, state in enumerate(states)
-    ]
-    return np.concatenate(blocks, axis=1)
+    widths = [len(output_names(state)) for state in states]
+    # numpy has no bfloat16 or the like: those are filled in float32, then converted.
+    direct = dtype in (torch.float32, torch.float64)
+    work = dtype if direct else torch.float32
+    outs = [torch.empty((sum(widths), len(t)), dtype=work) for t in tables]
+    matrices = [o.numpy() for o in outs]
+    start = 0
+    for index, (state, width) in enumerate(zip(states, widths, strict=True)):
+        for table, matrix in zip(tables, matrices, strict=True):
+            block = matrix[start : start + width].T  # [rows, width], a view
+            _apply_column(state, table, missing, ("columns", index), problems, block)
+        for table in tables:
+            table.forget(state["name"])
+        start += width
+    del matrices
+    made = []
+    while outs:  # one at a time, so the two layouts of only one table are held at once
+        made.append(outs.pop(0).t().contiguous().to(dtype))
+    return made
 
 
 def _check_fitted(source: S.Table, fitted: Fitted) -> list[dict]:
-    states = fitted.expect("csv", "columns")
+    states = fitted.expect(source.kind, "columns")
     ours = [(c.name, c.transform) for c in source.columns]
     theirs = [(s.get("name"), s.get("transform")) for s in states]
     if ours != theirs:
@@ -161,25 +165,33 @@ def _check_fitted(source: S.Table, fitted: Fitted) -> list[dict]:
     return states
 
 
+def _wanted(source: S.Table) -> set[str]:
+    """The columns a source reads: the others are not parsed at all."""
+    return {c.name for c in source.columns} | {col for _, col, _, _, _ in target_columns(source)}
+
+
 def _read(source: S.Table, ctx: Context, problems: Problems) -> dict[str, CsvTable]:
     files = {"file": source.file, "val_file": source.val_file, "test_file": source.test_file}
     paths = {k: ctx.path(v) for k, v in files.items() if v is not None}
     for key, path in paths.items():
-        found = check_exists(path, (key,))
+        if source.kind == "parquet":
+            found = parquet.check_parquet_path(path, (key,))
+        else:
+            found = check_exists(path, (key,))
         if found:
             problems.items.append(found)
     problems.check()
+    wanted = [(("columns", i), c.name) for i, c in enumerate(source.columns)]
+    wanted += [(where, column) for _, column, _, _, where in target_columns(source)]
     tables = {}
     for key, path in paths.items():
         try:
-            tables[key] = csvfile.read_csv(path, source.delimiter, (key,), layout=layout(source))
+            tables[key] = read_table(source, path, (key,), wanted=wanted)
         except DataError as exc:
             problems.extend(exc)
     problems.check()
     for table in tables.values():
-        wanted = [(("columns", i), c.name) for i, c in enumerate(source.columns)]
-        targets = [(where, column) for _, column, _, _, where in target_columns(source)]
-        csvfile.find_columns(table, [*wanted, *targets], problems)
+        csvfile.find_columns(table, wanted, problems)
     problems.check()
     return tables
 
@@ -193,12 +205,12 @@ def _check_cells(source: S.Table, tables: dict[str, CsvTable], problems: Problem
         for table in tables.values():
             where = ("columns", index)
             csvfile.numbers(table, column.name, where, missing, problems, _NUMBER_HINT)
-            gaps = [r for r, c in enumerate(table.column(column.name)) if c.strip() in missing]
-            if gaps and column.fill is None:
+            gaps = np.flatnonzero(table.absent(column.name, missing))
+            if len(gaps) and column.fill is None:
                 problems.add(
                     where,
                     f"column {column.name!r} has {len(gaps)} missing cells "
-                    f"(the first on {table.where(gaps[0])})",
+                    f"(the first on {table.where(int(gaps[0]))})",
                     "set fill: value, mean or median",
                 )
 
@@ -220,12 +232,14 @@ def prepare(
     index = split_index(
         len(main), source.split, torch.Generator().manual_seed(ctx.seed), strata, own
     )
-    train_table = main.subset(index.train.tolist())
+    train_table = main.subset(index.train.numpy())
     if fitted is None:
         missing = frozenset(source.missing)
         states = []
         for i, column in enumerate(source.columns):
-            cells = [c for c in train_table.column(column.name) if c.strip() not in missing]
+            categories = None
+            if column.transform == "onehot":
+                categories = categories_of(train_table, column.name, missing)
             values = None
             if column.transform in NUMERIC:
                 values = csvfile.numbers(
@@ -237,10 +251,10 @@ def prepare(
                         f"column {column.name!r} has no numbers in the training rows "
                         f"to take the {column.fill} of",
                     )
-            states.append(_fit_column(column, cells, values))
+            states.append(fit_column(column, categories, values))
         problems.check()
         fitted = Fitted(
-            "csv",
+            source.kind,
             {
                 "columns": states,
                 "features": [n for s in states for n in output_names(s)],
@@ -249,19 +263,28 @@ def prepare(
         )
     states = _check_fitted(source, fitted)
     dtype = float_dtype(ctx)
-    features = {
-        k: torch.from_numpy(transform(source, states, t, problems)).to(dtype)
-        for k, t in tables.items()
-    }
+    # The main file's rows go straight to their splits (no whole matrix to copy from).
+    parts = {"train": main.subset(index.train.numpy())}
+    for which, name in ((index.val, "val"), (index.test, "test")):
+        if which is not None:
+            parts[name] = main.subset(which.numpy())
+    for key in ("val_file", "test_file"):
+        if key in tables:
+            parts[key] = tables[key]
+    made = feature_tensors(source, states, list(parts.values()), problems, dtype)
+    features = dict(zip(parts, made, strict=True))
+    for table in tables.values():
+        table.release()  # its columns are features now
     problems.check()
-    rows = TensorData((features["file"],), targets["file"])
-    splits = [rows.subset(index.train)]
-    for which, key in ((index.val, "val_file"), (index.test, "test_file")):
+    splits = [TensorData((features["train"],), targets["file"][index.train])]
+    for which, name, key in ((index.val, "val", "val_file"), (index.test, "test", "test_file")):
         if key in tables:
             splits.append(TensorData((features[key],), targets[key]))
         else:
-            splits.append(None if which is None else rows.subset(which))
-    width = features["file"].shape[1]
+            splits.append(
+                None if which is None else TensorData((features[name],), targets["file"][which])
+            )
+    width = features["train"].shape[1]
     counts = {
         name: len(s)
         for name, s in zip(("train", "val", "test"), splits, strict=True)
@@ -283,9 +306,10 @@ def read_input(
     states = _check_fitted(source, fitted)
     problems = Problems()
     source = expand(source, ctx)
-    table = csvfile.read_csv(path, source.delimiter, (), need_rows=False, layout=layout(source))
-    csvfile.find_columns(table, [((), c.name) for c in source.columns], problems)
+    wanted = [((), c.name) for c in source.columns]
+    table = read_table(source, path, (), need_rows=False, wanted=wanted)
+    csvfile.find_columns(table, wanted, problems)
     problems.check()
-    features = transform(source, states, table, problems)
+    features = feature_tensors(source, states, [table], problems, float_dtype(ctx))
     problems.check()
-    return (torch.from_numpy(features).to(float_dtype(ctx)),)
+    return (features[0],)

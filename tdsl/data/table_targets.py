@@ -4,6 +4,7 @@ target."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from tdsl import spec as S
@@ -50,18 +51,23 @@ def read_all_targets(source: S.Table, tables: dict[str, CsvTable], fitted, probl
     batches take them in the same index_select as one target."""
     fitted_classes = None if fitted is None else fitted.state.get("classes")
     per_target, specs, classes = [], {}, {}
+    missing = frozenset(source.missing)
     for name, column, kind, num_classes, where in target_columns(source):
         known = fitted_classes if name is None else (fitted_classes or {}).get(name)
-        values, spec, found = read_targets(
-            kind,
-            num_classes,
-            {k: (t.column(column), t.where) for k, t in tables.items()},
-            frozenset(source.missing),
-            known,
-            problems,
-            where=where,
-            fitted=fitted is not None,
-        )
+        fast = _number_targets(kind, num_classes, tables, column, missing, known)
+        if fast is not None:
+            values, spec, found = fast
+        else:
+            values, spec, found = read_targets(
+                kind,
+                num_classes,
+                {k: (t.column(column), t.where) for k, t in tables.items()},
+                missing,
+                known,
+                problems,
+                where=where,
+                fitted=fitted is not None,
+            )
         per_target.append(values)
         specs[name] = spec
         classes[name] = found
@@ -74,3 +80,30 @@ def read_all_targets(source: S.Table, tables: dict[str, CsvTable], fitted, probl
         for key in per_target[0]
     }
     return joined, next(iter(specs.values())), classes, specs
+
+
+def _number_targets(kind, num_classes, tables: dict[str, CsvTable], column, missing, known):
+    """Targets straight from number columns Arrow read, when every cell is present and
+    valid for `kind` (integers for classes without named labels); None: read them cell by
+    cell, which also says what is wrong."""
+    if kind == "class" and known is not None:
+        return None
+    columns = {key: table.floats(column, missing) for key, table in tables.items()}
+    if any(v is None or np.isnan(v).any() for v in columns.values()):
+        return None
+    out = {}
+    for key, values in columns.items():
+        if kind == "binary" and not np.isin(values, (0.0, 1.0)).all():
+            return None
+        if kind == "class":
+            if not ((values >= 0) & (values == np.floor(values))).all():
+                return None
+            out[key] = torch.from_numpy(values.astype(np.int64))
+        else:
+            out[key] = torch.from_numpy(values.astype(np.float32)).reshape(-1, 1)
+    if kind != "class":
+        return out, S.Target(kind=kind), None
+    found = max((int(v.max()) for v in columns.values() if len(v)), default=-1) + 1
+    if num_classes is not None and found > num_classes:
+        return None  # too many classes: said by the cell-by-cell reading
+    return out, S.Target(kind="class", num_classes=num_classes or found), None

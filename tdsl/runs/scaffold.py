@@ -120,7 +120,7 @@ def _scalar(value: object) -> str:
 
 
 def _csv(data: Path, relative: str, target: str) -> str:
-    table = read_csv(data, ",", ())
+    table = read_csv(data, ",", (), text=True)
     if target not in table.header:
         hint = did_you_mean(target, table.header)
         raise ScaffoldError(f"no column {target!r} in {data}" + (f" ({hint})" if hint else ""))

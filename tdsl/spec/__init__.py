@@ -14,6 +14,7 @@ from tdsl.spec.data_section import (  # noqa: F401 (the spec language, re-export
     Column,
     ImageFolder,
     LinearRegression,
+    ParquetTable,
     PythonData,
     RandomData,
     Rings,

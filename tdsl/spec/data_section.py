@@ -198,6 +198,15 @@ class Table(Recorded):
 
 
 @frozen(kw_only=True)
+class ParquetTable(Table):
+    """Parquet: a `.parquet` file, or a folder of them read in name order, with the columns,
+    targets, transforms and splits of a CSV source (the CSV layout keys do not apply).
+    Columns are checked against the files' schemas without reading their rows."""
+
+    kind: Literal["parquet"] = "parquet"
+
+
+@frozen(kw_only=True)
 class ImageFolder(Recorded):
     """One sub-folder of PNG/JPEG images per class, classes in sorted order (needs Pillow:
     `pip install pillow`)."""

@@ -4,6 +4,7 @@ from tdsl.spec.data_section import (
     Bundled,
     ImageFolder,
     LinearRegression,
+    ParquetTable,
     PythonData,
     RandomData,
     Rings,
@@ -22,6 +23,7 @@ DataSource = (
     | Teacher
     | Tensors
     | Table
+    | ParquetTable
     | ImageFolder
     | Text
     | TimeSeries
