@@ -43,7 +43,38 @@ def as_table(rows: Any) -> CsvTable:
         cells = [[_cell(r.get(name)) for name in header] for r in rows]
     else:
         raise DataError.at((), "CSV rows are a list of dicts or a mapping of column name -> cells")
-    return CsvTable(ROWS, header, cells, list(range(1, len(cells) + 1)))
+    columns = [[row[at] for row in cells] for at in range(len(header))]
+    return CsvTable(RowColumns(columns, len(cells)), header)
+
+
+class RowColumns:
+    """In-memory rows' columns as `CsvTable` reads a file's: every cell as text, so each
+    goes through the checks a CSV cell would, and problems name the row."""
+
+    path = ROWS
+
+    def __init__(self, columns: list[list[str]], num_rows: int):
+        self.columns, self.num_rows = columns, num_rows
+
+    def floats(self, at: int, missing: frozenset[str]) -> None:
+        return None  # read cell by cell, with the CSV source's own parsing and messages
+
+    def text(self, at: int) -> list[str]:
+        return list(self.columns[at])
+
+    def codes(self, at: int) -> tuple[np.ndarray, list[str]]:
+        distinct = list(dict.fromkeys(self.columns[at]))  # in order of first use, as Arrow's
+        index = {cell: i for i, cell in enumerate(distinct)}
+        return np.array([index[c] for c in self.columns[at]], dtype=np.int64), distinct
+
+    def where(self, row: int) -> str:
+        return f"row {row + 1} of {ROWS}"
+
+    def forget(self, at: int) -> None:
+        """Nothing to let go of: the rows are the caller's."""
+
+    def release(self) -> None:
+        """Nothing to let go of: the rows are the caller's."""
 
 
 def features_from_rows(
