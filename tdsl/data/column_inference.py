@@ -17,7 +17,6 @@ import numpy as np
 from tdsl import spec as S
 from tdsl.data.base import Context, DataError, Problems, check_exists, context
 from tdsl.data.csvfile import CsvTable
-from tdsl.data.parquet import check_parquet_path
 from tdsl.data.table_files import layout, read_table  # noqa: F401 (layout: re-exported)
 from tdsl.errors import did_you_mean
 
@@ -75,11 +74,12 @@ def expand(source: S.Table, ctx: Context) -> S.Table:
     if source.columns != "all":
         return source
     path = ctx.path(source.file)
-    found = (
-        check_parquet_path(path, ("file",))
-        if source.kind == "parquet"
-        else check_exists(path, ("file",))
-    )
+    if source.kind == "parquet":
+        from tdsl.data.parquet import check_parquet_path  # pyarrow: only for Parquet
+
+        found = check_parquet_path(path, ("file",))
+    else:
+        found = check_exists(path, ("file",))
     if found:
         raise DataError([found])
     problems = Problems()

@@ -16,14 +16,17 @@ import math
 from collections.abc import Collection, Sequence
 from contextlib import closing
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 import numpy as np
 
-from tdsl.data.arrow_text import RawTable, read_body
 from tdsl.data.base import DataError, Problems
 from tdsl.data.csv_scan import Records
 from tdsl.errors import SpecPath, did_you_mean, file_reason, require_regular_file
+
+if TYPE_CHECKING:  # pyarrow is imported when a table is read, not by every validate
+    from tdsl.data.arrow_text import RawTable
 
 DEFAULT_MISSING = frozenset({"", "NA", "NaN", "nan"})
 
@@ -159,6 +162,8 @@ def read_csv(
         if text is True
         else {header.index(n) for n in text or () if n in header}  # type: ignore[union-attr]
     )
+    from tdsl.data.arrow_text import read_body  # pyarrow: only when a table is read
+
     raw = read_body(path, delimiter, where, start, len(header), layout, missing, as_text, positions)
     if need_rows and raw.num_rows == 0:
         raise DataError.at(where, f"the CSV {path} has a header and no rows{skipped}")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from tdsl import spec as S
-from tdsl.data import csvfile, parquet
+from tdsl.data import csvfile
 from tdsl.data.base import Context, DataError, DataSignature, FeatureInfo, Problems, check_exists
 from tdsl.data.column_inference import expand
 from tdsl.data.csvfile import CsvTable
@@ -175,6 +175,8 @@ def _read(source: S.Table, ctx: Context, problems: Problems) -> dict[str, CsvTab
     paths = {k: ctx.path(v) for k, v in files.items() if v is not None}
     for key, path in paths.items():
         if source.kind == "parquet":
+            from tdsl.data import parquet  # pyarrow: only for Parquet sources
+
             found = parquet.check_parquet_path(path, (key,))
         else:
             found = check_exists(path, (key,))

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tdsl import spec as S
-from tdsl.data import csvfile, parquet
+from tdsl.data import csvfile
 from tdsl.data.base import Problems
 from tdsl.data.csvfile import CsvTable, Layout
 
@@ -53,6 +53,8 @@ def read_table(
             stand_in = csvfile.CsvTable.header_only(path, header)
             csvfile.find_columns(stand_in, wanted or (), problems)
             problems.check()
+
+        from tdsl.data import parquet  # pyarrow: only when a Parquet table is read
 
         return parquet.read_parquet(path, where, need_rows, names, before_reading=check)
     return csvfile.read_csv(
