@@ -112,6 +112,20 @@ def test_frozen_parameters_stay_out_of_the_compiled_step():
 
 
 @needs_compiler
+def test_batch_norm_running_statistics_update_as_in_eager_steps():
+    """Regression: a module with batch norm failed to compile (its running statistics are
+    updated in place, which torch.func.grad refuses on buffers it sees as captured)."""
+    spec = rings(tdsl.Optimizer("sgd", lr=0.1, momentum=0.9))
+    layers = (spec.model.layers[0], tdsl.Layer("batch_norm1d"), *spec.model.layers[1:])
+    spec = attrs.evolve(spec, model=attrs.evolve(spec.model, layers=layers))
+    eager, compiled = train_both(spec, steps=6)
+    assert_same_training(eager, compiled)
+    for name, value in eager[1].buffers.items():
+        torch.testing.assert_close(compiled[1].buffers[name], value, rtol=1e-4, atol=1e-5)
+    assert int(compiled[1].buffers["batch_norm1d1.num_batches_tracked"]) == 6
+
+
+@needs_compiler
 def test_other_optimizers_step_eagerly_on_compiled_gradients():
     eager, compiled = train_both(rings(tdsl.Optimizer("rmsprop", lr=0.01)), steps=6)
     assert compiled[0]._steps.compiled.update is None
@@ -327,6 +341,7 @@ def test_a_schedule_moving_a_graph_constant_steps_eagerly_instead_of_recompiling
             torch.zeros(1),
             torch.zeros(()),
             [],
+            [],  # the buffers' new values: the spec has none
         )
     )
     group = step.optimizer.param_groups[0]

@@ -197,6 +197,10 @@ class CompiledStep:
         self.frozen = {n: p for n, p in module.named_parameters() if not p.requires_grad}
         self.names = list(named)
         self.params = list(named.values())
+        # Buffers a forward updates in place (batch norm's running statistics) cannot be
+        # mutated inside torch.func.grad, which sees them as captured: the step works on
+        # copies made inside it and writes them back after.
+        self.buffers = dict(module.named_buffers())
         position = {id(p): i for i, p in enumerate(self.params)}
         self.groups = [[position[id(p)] for p in g["params"]] for g in optimizer.param_groups]
         self.update, self.is_ready = _UPDATES.get(type(optimizer), (None, None))
@@ -232,8 +236,11 @@ class CompiledStep:
 
     def __call__(self, features: Sequence[torch.Tensor], target: torch.Tensor):
         if self.update is None:
-            grads, output, data_loss, terms = self.compiled(self.params, features, target, None)
+            grads, output, data_loss, terms, buffers = self.compiled(
+                self.params, features, target, None
+            )
             self.warm = True
+            self._keep(buffers)
             for param, grad in zip(self.params, grads, strict=True):
                 param.grad = grad
             self.optimizer.step()
@@ -253,18 +260,28 @@ class CompiledStep:
             (hyper, [state[self.params[i]] for i in ix])
             for (hyper, _), ix in zip(hypers, self.groups, strict=True)
         ]
-        _, output, data_loss, terms = self.compiled(self.params, features, target, groups)
+        _, output, data_loss, terms, buffers = self.compiled(self.params, features, target, groups)
         self.warm = True
+        self._keep(buffers)
         return output, data_loss, terms
+
+    def _keep(self, buffers: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for kept, new in zip(self.buffers.values(), buffers, strict=True):
+                kept.copy_(new)
 
     def _loss(self, tensors, features, target):
         params = dict(zip(self.names, tensors, strict=True))
+        buffers = {name: buffer.clone() for name, buffer in self.buffers.items()}
         with self.autocast():
-            output = functional_call(self.module, {**self.frozen, **params}, tuple(features))
+            output = functional_call(
+                self.module, {**self.frozen, **buffers, **params}, tuple(features)
+            )
             data_loss = self.loss_fn(output.float(), target)
         terms = [term({**self.frozen, **params}) for _, term in self.regularizers]
         total = data_loss + sum(terms) if terms else data_loss
-        return total, (output.detach(), data_loss.detach(), [t.detach() for t in terms])
+        detached = [t.detach() for t in terms]
+        return total, (output.detach(), data_loss.detach(), detached, list(buffers.values()))
 
     def _clip(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
         # The arithmetic of torch.nn.utils.clip_grad_norm_ / clip_grad_value_.
@@ -279,15 +296,15 @@ class CompiledStep:
         return grads
 
     def _step(self, params, features, target, groups):
-        grads, (output, data_loss, terms) = torch.func.grad(self._loss, has_aux=True)(
+        grads, (output, data_loss, terms, buffers) = torch.func.grad(self._loss, has_aux=True)(
             params, features, target
         )
         grads = self._clip(list(grads))
         if groups is None:
-            return grads, output, data_loss, terms
+            return grads, output, data_loss, terms, buffers
         with torch.no_grad():
             for (hyper, states), indices in zip(groups, self.groups, strict=True):
                 self.update(
                     hyper, [params[i] for i in indices], [grads[i] for i in indices], states
                 )
-        return None, output, data_loss, terms
+        return None, output, data_loss, terms, buffers
