@@ -11,6 +11,7 @@ import torch
 
 import tdsl
 from tdsl.data import load_data
+from tdsl.train.compiled_step import CompileError
 from tdsl.train.loops import fit
 
 LINEAR_REGRESSION = Path(__file__).resolve().parent.parent / "specs" / "linear_regression.yaml"
@@ -365,3 +366,19 @@ def test_each_program_compiles_its_own_code():
     ):
         code_a, code_b = (getattr(f, "_torchdynamo_orig_callable", f).__code__ for f in (a, b))
         assert code_a is not code_b
+
+
+def test_a_step_torch_cannot_compile_is_one_message_not_its_internals():
+    program = tdsl.compile(rings(tdsl.Optimizer("sgd", lr=0.1), compile=True))
+    step = program._steps.compiled
+
+    def refuse(*_args):
+        raise RuntimeError("Unsupported: a graph break\n  File internals.py, line 1")
+
+    step.compiled = refuse
+    with pytest.raises(CompileError) as caught:
+        step((torch.zeros(1, 2),), torch.zeros(1, 1))
+    assert str(caught.value) == (
+        "train.compile: torch could not compile this model's training step (RuntimeError: "
+        "Unsupported: a graph break); train it with train.compile: false"
+    )

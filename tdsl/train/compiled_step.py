@@ -21,6 +21,7 @@ from torch.optim.adam import adam
 from torch.optim.sgd import sgd
 
 from tdsl import spec as S
+from tdsl.errors import TdslError, shorten
 
 
 def _adam_update(group: dict[str, Any], params, grads, states) -> None:
@@ -176,6 +177,10 @@ def _slot(slots: dict[str, torch.Tensor], key: str, value: Any, group: dict[str,
     return tensor.fill_(value)
 
 
+class CompileError(TdslError):
+    """torch refused to compile a training step (a model or an operation it cannot trace)."""
+
+
 class CompiledStep:
     """`__call__(features, target)` runs one training step on the module's parameters in
     place and returns (output, data loss, regularizer terms); `ready()` says whether it can
@@ -236,7 +241,7 @@ class CompiledStep:
 
     def __call__(self, features: Sequence[torch.Tensor], target: torch.Tensor):
         if self.update is None:
-            grads, output, data_loss, terms, buffers = self.compiled(
+            grads, output, data_loss, terms, buffers = self._run(
                 self.params, features, target, None
             )
             self.warm = True
@@ -260,10 +265,24 @@ class CompiledStep:
             (hyper, [state[self.params[i]] for i in ix])
             for (hyper, _), ix in zip(hypers, self.groups, strict=True)
         ]
-        _, output, data_loss, terms, buffers = self.compiled(self.params, features, target, groups)
+        _, output, data_loss, terms, buffers = self._run(self.params, features, target, groups)
         self.warm = True
         self._keep(buffers)
         return output, data_loss, terms
+
+    def _run(self, *args: Any) -> Any:
+        if self.warm:
+            return self.compiled(*args)
+        try:  # the first call compiles: torch's refusal is a page of its internals
+            return self.compiled(*args)
+        except TdslError:
+            raise
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise CompileError(
+                f"train.compile: torch could not compile this model's training step "
+                f"({type(exc).__name__}: {shorten(first)}); train it with train.compile: false"
+            ) from None
 
     def _keep(self, buffers: list[torch.Tensor]) -> None:
         with torch.no_grad():
