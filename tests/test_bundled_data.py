@@ -1,12 +1,20 @@
 """`kind: sklearn`: scikit-learn's bundled data sets as a data source — shapes, targets,
 seeded splits, validation of the shape, and a clear error without the optional extra."""
 
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
 import tdsl
 from tdsl.data import DataError, bundled, clear_cache, data_signature, load_data
+from tdsl.data.base import context
 from tdsl.spec.json_schema import json_schema
+
+ROOT = Path(__file__).resolve().parents[1]
 
 needs_sklearn = pytest.mark.skipif(
     not bundled.sklearn_available(), reason="the sklearn data sets need tdsl[sklearn]"
@@ -152,3 +160,43 @@ def test_without_scikit_learn_validation_names_the_extra(monkeypatch):
         assert data_signature(digits_spec()).target == tdsl.Target(kind="class", num_classes=10)
     finally:
         clear_cache()
+
+
+@pytest.mark.parametrize("dataset", sorted(bundled.DATASETS))
+@pytest.mark.parametrize(
+    "split",
+    [
+        {"train": 0.8, "val": 0.2},
+        {"train": 0.7, "val": 0.2, "test": 0.1, "stratify": True},
+        {"train": 0.6, "val": 0.4, "stratify": True},
+        {"train": 1.0},
+    ],
+)
+def test_the_signature_from_known_sizes_is_what_loading_gives(dataset, split):
+    """Validation counts rows from the data sets' known class sizes (no scikit-learn
+    import); they must be exactly what loading and splitting the data gives."""
+    spec = tdsl.Spec(
+        name="sizes",
+        data=tdsl.Bundled(dataset=dataset, split=tdsl.Split(**split)),
+        model=tdsl.Model(inputs=[tdsl.Input(shape=[1])], layers=[tdsl.Layer("flatten")]),
+        loss=tdsl.Loss("cross_entropy"),
+        optimizer=tdsl.Optimizer("sgd", lr=0.1),
+        train=tdsl.Train(epochs=1, batch_size=8),
+    )
+    ctx = context(spec)
+    loaded = bundled.prepare(spec.data, ctx)[1]
+    assert bundled.signature(spec.data, ctx) == loaded
+    x, y = bundled._load(dataset)
+    info = bundled.DATASETS[dataset]
+    assert x.shape[1] == info.features
+    assert tuple(np.bincount(y)) == info.class_sizes
+
+
+def test_validating_a_sklearn_spec_does_not_import_scikit_learn():
+    code = (
+        "import sys, tdsl; tdsl.validate('specs/digits_cnn.yaml');print('sklearn' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.split() == ["False"], done.stderr

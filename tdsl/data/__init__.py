@@ -205,6 +205,8 @@ def data_signature(spec: S.Spec | S.DataSource, allow_imports: Sequence[str] = (
     if is_synthetic(source):
         return synthetic.signature(source, ctx)
     try:
+        if isinstance(source, S.Bundled):  # known sizes: no scikit-learn import to validate
+            return bundled.signature(source, ctx)
         return prepare(source, ctx, allow_imports=allow_imports)[1]
     except DataError:
         return DataSignature(None, declared_target(source), targets=declared_targets(source))
