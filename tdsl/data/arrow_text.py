@@ -29,6 +29,14 @@ _NUMBERS = (pa.int64(), pa.float64())
 BLOCK_SIZE = 4 << 20  # bytes Arrow parses at a time; a column's type is guessed from the first
 
 
+def codes_of(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    """A text column as indices into its distinct texts (in order of first use), and those
+    texts."""
+    uniques = pc.unique(column)
+    codes = pc.index_in(column, value_set=uniques)
+    return codes.to_numpy().astype(np.int64), uniques.to_pylist()
+
+
 class RawTable:
     """The columns Arrow read (by position), converted on demand and cached."""
 
@@ -75,10 +83,7 @@ class RawTable:
         return self._text(at).to_pylist()
 
     def codes(self, at: int) -> tuple[np.ndarray, list[str]]:
-        column = self._text(at)
-        uniques = pc.unique(column)
-        codes = pc.index_in(column, value_set=uniques)
-        return codes.to_numpy().astype(np.int64), uniques.to_pylist()
+        return codes_of(self._text(at))
 
     def where(self, row: int) -> str:
         return f"line {self.line(row)} of {self.path}"

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tdsl.data.arrow_text import compact
+from tdsl.data.arrow_text import codes_of, compact
 from tdsl.data.base import DataError, Problem
 from tdsl.data.csvfile import CsvTable
 from tdsl.data.memory import available_memory
@@ -70,10 +70,7 @@ class ParquetColumns:
         return self._text(at).to_pylist()
 
     def codes(self, at: int) -> tuple[np.ndarray, list[str]]:
-        column = self._text(at)
-        uniques = pc.unique(column)
-        codes = pc.index_in(column, value_set=uniques)
-        return codes.to_numpy().astype(np.int64), uniques.to_pylist()
+        return codes_of(self._text(at))
 
     def where(self, row: int) -> str:
         for file, count in zip(self.files, self.counts, strict=True):
