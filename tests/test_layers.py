@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tdsl"
 # Bottom to top. Packages on one level (model and data) must not import each other.
 LAYERS = [
     {"errors"},
+    {"special_files"},
     {"registry"},
     {"spec"},
     {"model", "data"},
@@ -65,7 +66,7 @@ def test_every_stage_is_a_regular_package():
 
 def test_every_module_sits_in_a_stage():
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
-    assert top == ["__init__.py", "__main__.py", "errors.py"]
+    assert top == ["__init__.py", "__main__.py", "errors.py", "special_files.py"]
     for path in MODULES:
         assert stage_of(module_name(path)) in LEVEL, path
 

@@ -23,7 +23,8 @@ import numpy as np
 
 from tdsl.data.base import DataError, Problems
 from tdsl.data.csv_scan import Records
-from tdsl.errors import SpecPath, did_you_mean, file_reason, require_regular_file
+from tdsl.errors import SpecPath, did_you_mean, file_reason
+from tdsl.special_files import require_regular_file
 
 if TYPE_CHECKING:  # pyarrow is imported when a table is read, not by every validate
     from tdsl.data.arrow_text import RawTable

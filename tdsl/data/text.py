@@ -27,8 +27,8 @@ from tdsl.data.base import (
 from tdsl.data.fitted import Fitted
 from tdsl.data.labels import read_targets
 from tdsl.data.tensors import Splits, TensorData, split_index
-from tdsl.errors import require_regular_file
 from tdsl.registry.ops import DTYPES
+from tdsl.special_files import require_regular_file
 
 FILES = ("file", "val_file", "test_file")
 MAX_IDS = 2**31  # token ids held in memory

@@ -27,7 +27,7 @@ from tdsl.data.base import (
 from tdsl.data.fitted import Fitted
 from tdsl.data.tensors import Splits, TensorData
 from tdsl.data.vocabulary import Vocabulary, split_tokens
-from tdsl.errors import require_regular_file
+from tdsl.special_files import require_regular_file
 
 SPLITS = ("train", "val", "test")
 _NAMES = {"train": "training", "val": "validation", "test": "test"}

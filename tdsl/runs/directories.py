@@ -26,12 +26,12 @@ from tdsl.check.summary import summary
 from tdsl.check.weights_setup import init_record, with_absolute_init, without_init
 from tdsl.data import Fitted, load_data, with_absolute_paths
 from tdsl.data.data_root import accepts_data_root
-from tdsl.errors import special_file
 from tdsl.runs.drift import data_drift, record_data, spec_edits
 from tdsl.runs.run_files import RunFileError, load_run_checkpoint
 from tdsl.runs.run_files import check_writable as check_writable_run
 from tdsl.runs.run_lock import RunError, claim_new_run, claim_run
 from tdsl.spec.load_dump import dump, load
+from tdsl.special_files import special_file
 from tdsl.train import distributed
 from tdsl.train.atomic_files import atomic_write_text
 from tdsl.train.callbacks import strict_json

@@ -19,7 +19,8 @@ from tdsl import spec as S
 from tdsl.data import data_signature
 from tdsl.data.column_inference import column_kind, is_number
 from tdsl.data.csvfile import read_csv
-from tdsl.errors import TdslError, did_you_mean, special_file
+from tdsl.errors import TdslError, did_you_mean
+from tdsl.special_files import special_file
 
 MAX_CATEGORIES = 20  # more distinct texts than this: an identifier or free text, left out
 MISSING = frozenset(S.Table.__attrs_attrs__.missing.default)

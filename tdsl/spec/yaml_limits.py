@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from tdsl.errors import Diagnostic, Location, open_regular
+from tdsl.errors import Diagnostic, Location
+from tdsl.special_files import open_regular
 
 MAX_NODES = 100_000  # a real spec has hundreds; more means an alias bomb
 MAX_DEPTH = 64

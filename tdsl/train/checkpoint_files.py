@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from tdsl.errors import TdslError, special_file
+from tdsl.errors import TdslError
+from tdsl.special_files import special_file
 from tdsl.train.atomic_files import atomic_write_bytes, atomic_write_text, is_temporary_of
 from tdsl.train.checkpoint_layout import layout_problem, not_a_checkpoint, refused_pickle
 
