@@ -297,6 +297,27 @@ def _check_output_shape(
     return True
 
 
+def _metric_entry(metric: S.Metric, index: int, diags: Diagnostics):
+    """(the metric's registry entry, whether its arguments are all known), reporting an
+    unknown kind or argument; (None, False) for an unknown kind."""
+    found = lookup_metric(metric.kind)
+    if found is None:
+        diags.error(
+            ("metrics", index),
+            f"unknown metric {metric.kind!r}",
+            suggest("metric", metric.kind, metric_names(), listing_limit=20),
+        )
+        return None, False
+    what = f"metric {metric.kind!r}"
+    return found, check_keywords(metric.args, found.arguments, what, ("metrics", index), diags)
+
+
+def check_metric_kinds(metrics: tuple[S.Metric, ...], diags: Diagnostics) -> list[str]:
+    """The metrics' names and arguments alone, when the loss or the data they are checked
+    against failed to convert; the names the history gives them."""
+    return [m.name for i, m in enumerate(metrics) if _metric_entry(m, i, diags)[0] is not None]
+
+
 def check_metrics(spec: S.Spec, diags: Diagnostics, graph: Graph | None = None) -> list[str]:
     """Each metric against the targets; the names the history gives them."""
     single = data_signature(spec).target
@@ -306,17 +327,9 @@ def check_metrics(spec: S.Spec, diags: Diagnostics, graph: Graph | None = None) 
         if target is None and (spec.loss.kind == "outputs" or metric.output is not None):
             continue
         target = target or single
-        found = lookup_metric(metric.kind)
+        found, known = _metric_entry(metric, index, diags)
         if found is None:
-            diags.error(
-                ("metrics", index),
-                f"unknown metric {metric.kind!r}",
-                suggest("metric", metric.kind, metric_names(), listing_limit=20),
-            )
             continue
-        known = check_keywords(
-            metric.args, found.arguments, f"metric {metric.kind!r}", ("metrics", index), diags
-        )
         if target.kind not in found.targets:
             yields = (
                 f"the data yields {target.kind} targets"

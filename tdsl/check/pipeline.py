@@ -25,14 +25,13 @@ from tdsl.check.per_output import check_outputs_training
 from tdsl.check.silent_mistakes import check_silent_mistakes
 from tdsl.check.weights_setup import check_weights
 from tdsl.data.data_root import accepts_data_root
-from tdsl.errors import Diagnostic, Diagnostics, Report, check_keywords
+from tdsl.errors import Diagnostic, Diagnostics, Report
 from tdsl.model.arguments import check_arguments
 from tdsl.model.build import GraphModule, build_graph
 from tdsl.model.freezing import freeze
 from tdsl.model.graph import Graph, Node
 from tdsl.model.resolve import auto_names, resolve
 from tdsl.registry.aliases import suggest
-from tdsl.registry.metrics import lookup_metric, metric_names
 from tdsl.registry.ops import BATCH, all_op_names, lookup
 from tdsl.registry.user_code import ImportRefused
 from tdsl.spec.load_dump import locate, read_sections
@@ -127,7 +126,7 @@ def check_spec(
     if ok("metrics", "loss", "data"):
         metric_names = checks.check_metrics(spec, diags, graph)
     elif ok("metrics"):
-        metric_names = _check_metric_kinds(spec.metrics, diags)
+        metric_names = checks.check_metric_kinds(spec.metrics, diags)
     if ok("optimizer"):
         checks_setup.check_optimizer(spec, diags)
     selections = {}
@@ -151,26 +150,6 @@ def check_spec(
     if ok("train", "optimizer", "data", "loss", "metrics"):
         check_silent_mistakes(spec, rows, diags)
     return attrs.evolve(inference, selections=selections, rows=rows)
-
-
-def _check_metric_kinds(metrics: tuple[S.Metric, ...], diags: Diagnostics) -> list[str]:
-    """The metrics' names and arguments, when the loss or the data they are checked
-    against failed to convert; the names the history gives them."""
-    names = []
-    for index, metric in enumerate(metrics):
-        found = lookup_metric(metric.kind)
-        if found is None:
-            diags.error(
-                ("metrics", index),
-                f"unknown metric {metric.kind!r}",
-                suggest("metric", metric.kind, metric_names(), listing_limit=20),
-            )
-            continue
-        check_keywords(
-            metric.args, found.arguments, f"metric {metric.kind!r}", ("metrics", index), diags
-        )
-        names.append(metric.name)
-    return names
 
 
 @accepts_data_root
