@@ -86,8 +86,10 @@ def test_the_command_writes_checks_and_reports(ring_run, tmp_path, capsys):
     rows = torch.randn(11, 2)
     model = tdsl.load_model(ring_run)
     assert torch.allclose(loaded(rows), model.outputs((rows,)), atol=1e-6)
-    assert main(["export", str(ring_run), "--format", "exported", "--which", "last"]) == 0
+    assert main(["export", str(ring_run), "--format", "exported", "--checkpoint", "last"]) == 0
     assert (ring_run / "last.pt2").is_file()
+    # --which, the spelling, is the same option
+    assert main(["export", str(ring_run), "--format", "exported", "--which", "last"]) == 0
 
 
 class _Refuses(torch.nn.Module):

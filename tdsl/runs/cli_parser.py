@@ -154,10 +154,12 @@ def _parser() -> argparse.ArgumentParser:
         help="torchscript (torch.jit.trace), exported (torch.export) or onnx (needs tdsl[onnx])",
     )
     ship.add_argument(
+        "--checkpoint",
         "--which",
+        dest="which",
         choices=("best", "last"),
         default="best",
-        help="the checkpoint to export: best (the default) or last",
+        help="the checkpoint to export: best (the default) or last, as for eval and predict",
     )
     ship.add_argument(
         "--out",
