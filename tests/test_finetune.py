@@ -194,7 +194,17 @@ def test_relabel_gives_new_classes_on_the_same_split():
     assert torch.equal(parity.target, original.target % 2)
     bad = attrs.evolve(spec, data=attrs.evolve(spec.data, relabel=(0, 1)))
     error = next(e for e in tdsl.validate(bad).errors if e.path == ("data", "relabel"))
-    assert "a class >= 0 for each of the 10 classes" in error.message
+    assert "a class from 0 to 9 for each of the 10 classes" in error.message
+
+
+def test_relabel_beyond_the_class_count_is_a_located_error_not_a_crash():
+    # Regression (fuzz): a label of 2**63 reached Target(num_classes=2**63 + 1) and raised.
+    spec = tdsl.load(ROOT / "specs" / "finetune_digits.yaml")
+    for label in (10, 2**63):
+        relabel = (0, 1, 0, 1, 0, label, 1, 1, 0, 1)
+        bad = attrs.evolve(spec, data=attrs.evolve(spec.data, relabel=relabel))
+        errors = [e for e in tdsl.validate(bad).errors if e.path == ("data", "relabel")]
+        assert errors and str(label) in errors[0].message
 
 
 def test_fine_tuning_keys_round_trip_and_stay_out_of_other_dumps():

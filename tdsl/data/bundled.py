@@ -64,7 +64,11 @@ def declared_target(source: S.Bundled) -> S.Target:
 
 def _relabel_ok(source: S.Bundled) -> bool:
     info = DATASETS[source.dataset]
-    return len(source.relabel) == info.classes and min(source.relabel) >= 0
+    # New classes stay within the data set's own count: a larger label would only add
+    # empty classes (and a huge one an enormous output layer).
+    return len(source.relabel) == info.classes and all(
+        0 <= label < info.classes for label in source.relabel
+    )
 
 
 def _feature_shape(source: S.Bundled) -> tuple[int, ...]:
@@ -86,8 +90,8 @@ def static_problems(source: S.Bundled, problems: Problems) -> None:
     elif source.relabel and not _relabel_ok(source):
         problems.add(
             ("relabel",),
-            f"relabel needs a class >= 0 for each of the {info.classes} classes of "
-            f"{source.dataset} (got {list(source.relabel)})",
+            f"relabel needs a class from 0 to {info.classes - 1} for each of the "
+            f"{info.classes} classes of {source.dataset} (got {list(source.relabel)})",
         )
     if not sklearn_available():
         problems.add(
