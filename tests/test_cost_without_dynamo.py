@@ -38,13 +38,41 @@ def test_the_cost_of_an_attention_model_does_not_import_dynamo_and_compile_still
         spec, inference = inferred("specs/gpt_adder.yaml", ())
         cost = estimate(spec, inference)
         print("dynamo" if "torch._dynamo" in sys.modules else "no dynamo", cost.train_flops > 0)
-        step = torch.compile(lambda x: torch.sin(x) * 2, backend="eager")
-        print(bool(torch.allclose(step(torch.ones(3)), torch.sin(torch.ones(3)) * 2)))
+        print("sympy" if "sympy" in sys.modules else "no sympy")
+        # symbolic shapes need the real sympy and symbolic_shapes modules afterwards
+        step = torch.compile(lambda x: torch.sin(x) * 2, backend="eager", dynamic=True)
+        for n in (3, 5):
+            print(bool(torch.allclose(step(torch.ones(n)), torch.sin(torch.ones(n)) * 2)))
         import torch._dynamo
-        print(type(torch._dynamo.disable).__name__)
+        import torch.fx.experimental.symbolic_shapes as shapes
+        print(type(torch._dynamo.disable).__name__, type(shapes.ShapeEnv).__name__)
+        print(type(sys.modules["sympy"]).__name__, sys.modules["sympy"].Basic.__module__)
         """
     )
-    assert out.split() == ["no", "dynamo", "True", "True", "function"]
+    assert out.split() == [
+        "no", "dynamo", "True", "no", "sympy", "True", "True", "function", "type",
+        "module", "sympy.core.basic",
+    ]  # fmt: skip
+
+
+def test_a_symbolic_value_or_another_name_hands_over_the_real_modules():
+    out = _python(
+        """
+        import sys, torch
+        from tdsl.check.deferred_symbolic_shapes import symbolic_shapes_deferred
+        with symbolic_shapes_deferred():
+            from torch.fx.experimental.symbolic_shapes import expect_true, sym_eq
+            print(expect_true(True), sym_eq([1, 2], (1, 2)), type(sys.modules["sympy"]).__name__)
+            import sympy
+            print(sympy.Basic.__module__, sympy.Integer(3) + 1)
+            from torch.fx.experimental.symbolic_shapes import ShapeEnv
+            print(ShapeEnv.__name__, type(sys.modules["sympy"]).__name__)
+        """
+    )
+    assert out.split() == [
+        "True", "True", "_SympyStandIn", "tdsl.check.deferred_symbolic_shapes", "4",
+        "ShapeEnv", "module",
+    ]  # fmt: skip
 
 
 def test_a_stand_in_used_for_anything_but_disable_hands_over_the_real_module():

@@ -99,6 +99,22 @@ def test_one_row_split_in_half_leaves_training_empty(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("transform", ["standardize", "minmax"])
+def test_a_zero_training_fraction_is_reported_not_a_crash_of_the_fitted_columns(
+    tmp_path, transform
+):
+    # Regression (fuzz): with no training rows the column statistics were never set, and
+    # applying them to the validation rows raised KeyError.
+    spec_file = write(tmp_path, 30, "{train: 0, val: 0.2}")
+    text = spec_file.read_text().replace(
+        "columns: [a, b]", f"columns: [{{name: a, transform: {transform}}}, b]"
+    )
+    spec_file.write_text(text)
+    found = messages(tdsl.validate(spec_file))
+    assert any("data.split.train: the training split is empty" in m for m in found), found
+    assert any("split fractions must sum to 1 (got 0.2)" in m for m in found), found
+
+
 def test_early_stopping_on_an_empty_validation_split_is_refused(tmp_path):
     extra = "metrics: [accuracy]\ntrain:\n  early_stopping: {monitor: val_accuracy}\n"
     extra += "  checkpoint: {monitor: loss}\n"

@@ -21,6 +21,7 @@ does not see them.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -32,9 +33,12 @@ from torch.overrides import TorchFunctionMode
 from tdsl import spec as S
 from tdsl.check.class_targets import class_axis
 from tdsl.check.deferred_dynamo import dynamo_import_deferred
+from tdsl.check.deferred_symbolic_shapes import symbolic_shapes_deferred
 from tdsl.check.outputs_and_targets import data_signature
 from tdsl.check.pipeline import Inference
+from tdsl.check.repeat_scaling import Skips, identical_copies_skipped
 from tdsl.model.build import example_inputs
+from tdsl.model.modules import Repeated
 from tdsl.registry.losses import build_loss
 
 LOSS_ROW = "(loss)"
@@ -48,22 +52,39 @@ class LayerCost:
 
 
 class _Saved:
-    """Bytes autograd saves for backward, per top-level layer, each storage once."""
+    """Bytes autograd saves for backward, each storage once: per module running when it
+    was saved (by id: the top-level layers and the copies of repeated ones), and under
+    LOSS_ROW outside them all."""
 
     def __init__(self, module: torch.nn.Module):
         self.owned = {_storage(t) for t in (*module.parameters(), *module.buffers())}
         self.seen: set[int] = set()
         self.keep: list[torch.Tensor] = []  # alive till the end, so storages stay distinct
-        self.current = LOSS_ROW
-        self.bytes: dict[str, int] = defaultdict(int)
+        self.running: list[int] = []
+        self.bytes: dict[int | str, int] = defaultdict(int)
 
     def pack(self, tensor: torch.Tensor) -> torch.Tensor:
         storage = _storage(tensor)
         if storage not in self.owned and storage not in self.seen:
             self.seen.add(storage)
             self.keep.append(tensor)
-            self.bytes[self.current] += tensor.untyped_storage().nbytes()
+            for key in self.running or (LOSS_ROW,):
+                self.bytes[key] += tensor.untyped_storage().nbytes()
         return tensor
+
+    def watch(self, modules) -> list:
+        """Hooks attributing what `modules` save to them (remove them afterwards)."""
+        hooks = []
+        for watched in modules:
+            hooks.append(watched.register_forward_pre_hook(self._enter))
+            hooks.append(watched.register_forward_hook(self._leave, always_call=True))
+        return hooks
+
+    def _enter(self, module, _args) -> None:
+        self.running.append(id(module))
+
+    def _leave(self, _module, _args, _output) -> None:
+        self.running.pop()
 
 
 def _storage(tensor: torch.Tensor) -> int:
@@ -160,19 +181,14 @@ def trace_step(
     module = inference.module
     inputs, target = _inputs_and_target(spec, inference, batch, allow_imports)
     saved = _Saved(module)
-    names = {id(m): n for n, m in reversed(list(module.named_children()))}  # first name wins
-
-    def enter(layer, _args):
-        saved.current = names[id(layer)]
-
-    hooks = [m.register_forward_pre_hook(enter) for m in module.children()]
+    copies = [copy for m in module.modules() if isinstance(m, Repeated) for copy in m]
+    hooks = saved.watch([*module.children(), *copies])
     was_training = module.training
     module.train()
     try:
-        with dynamo_import_deferred(), flop_counter() as counter, FusedAttention():
+        with _tracing(module, inference) as (skips, counter):
             with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t):
                 output = module(*inputs)
-                saved.current = LOSS_ROW
                 loss = _loss(spec, output, target, allow_imports, inference.graph.outputs)
             loss.backward()
     finally:
@@ -181,12 +197,12 @@ def trace_step(
         module.train(was_training)
         for param in module.parameters():
             param.grad = None
-    by_module = counter.get_flop_counts()
-    total = counter.get_total_flops()
-    layers = []
-    for name in dict.fromkeys(n for n, _ in module.named_children()):
-        flops = sum(by_module.get(f"{type(module).__name__}.{name}", {}).values())
-        layers.append(LayerCost(name, saved.bytes.get(name, 0), flops))
+    flops = _flops_by_module(module, counter)
+    layers = [  # a module applied twice (a shared layer) is one row, its first name's
+        LayerCost(name, skips.full(child, saved.bytes), skips.full(child, flops))
+        for name, child in module.named_children()
+    ]
+    total = counter.get_total_flops() + skips.extra(module, flops)
     layers.append(
         LayerCost(
             LOSS_ROW,
@@ -195,6 +211,38 @@ def trace_step(
         )
     )
     return tuple(layers), total
+
+
+@contextlib.contextmanager
+def _tracing(module: torch.nn.Module, inference: Inference, full: bool = False):
+    """The modes a cost trace runs in; yields (the copies skipped, torch's FLOP counter).
+    `full`: run every copy of repeated layers (tests compare the two)."""
+    skipping = (
+        contextlib.nullcontext(Skips())
+        if full or _FULL_TRACE
+        else identical_copies_skipped(module, inference.graph)
+    )
+    with (
+        dynamo_import_deferred(),
+        symbolic_shapes_deferred(),
+        skipping as skips,
+        flop_counter() as counter,
+        FusedAttention(),
+    ):
+        yield skips, counter
+
+
+_FULL_TRACE = False  # tests set it to compare a full trace with the skipping one
+
+
+def _flops_by_module(module: torch.nn.Module, counter) -> dict[int, int]:
+    counts = counter.get_flop_counts()
+    root = type(module).__name__
+    return {
+        id(m): sum(counts.get(f"{root}.{fqn}", {}).values())
+        for fqn, m in module.named_modules()
+        if fqn
+    }
 
 
 def forward_flops(
@@ -206,8 +254,8 @@ def forward_flops(
     was_training = module.training
     module.eval()
     try:
-        with dynamo_import_deferred(), flop_counter() as counter, FusedAttention(), torch.no_grad():
+        with _tracing(module, inference) as (skips, counter), torch.no_grad():
             _loss(spec, module(*inputs), target, allow_imports, inference.graph.outputs)
     finally:
         module.train(was_training)
-    return counter.get_total_flops()
+    return counter.get_total_flops() + skips.extra(module, _flops_by_module(module, counter))

@@ -32,11 +32,17 @@ def fit_column(
     empty = column.fill in ("mean", "median") and not len(present)
     state["fill"] = None if column.fill is None or empty else float(fill[column.fill]())
     filled = np.where(np.isnan(values), state["fill"] if state["fill"] is not None else 0.0, values)
-    if column.transform == "standardize" and len(filled):
-        state["mean"], state["std"] = float(filled.mean()), float(filled.std()) or 1.0
-    if column.transform == "minmax" and len(filled):
-        low, high = float(filled.min()), float(filled.max())
-        state["min"], state["range"] = low, (high - low) or 1.0
+    # No training rows (an empty training split, reported as such): the identity, so that
+    # the other splits can still be checked.
+    if column.transform == "standardize":
+        state["mean"], state["std"] = 0.0, 1.0
+        if len(filled):
+            state["mean"], state["std"] = float(filled.mean()), float(filled.std()) or 1.0
+    if column.transform == "minmax":
+        state["min"], state["range"] = 0.0, 1.0
+        if len(filled):
+            low, high = float(filled.min()), float(filled.max())
+            state["min"], state["range"] = low, (high - low) or 1.0
     return state
 
 
