@@ -25,6 +25,7 @@ from torch import nn
 
 from tdsl.registry import graph_ops
 from tdsl.registry import shape_rules as shapes
+from tdsl.registry.ops import OpError
 from tdsl.registry.shape_rules import meta
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +120,10 @@ class Tally:
         self.valid = self.answered = 0
 
     def check(self, layer: nn.Module, inputs: list[torch.Tensor]) -> None:
-        rule = shapes.output_of(layer, inputs)
+        try:
+            rule, refused = shapes.output_of(layer, inputs), None
+        except OpError as exc:  # what meta takes and real devices refuse
+            rule, refused = None, exc
         floating = all(x.is_floating_point() for x in inputs)
         if not floating and not isinstance(layer, nn.Embedding):
             assert rule is None
@@ -128,6 +132,7 @@ class Tally:
         except Exception as exc:
             assert rule is None, f"the rule answered {described(rule)}, running raised {exc!r}"
             return
+        assert refused is None, f"the rule refused ({refused.message}), running took it"
         self.valid += 1
         if rule is not None:
             self.answered += 1

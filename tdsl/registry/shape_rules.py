@@ -5,7 +5,9 @@ of start-up, more than the rest of `tdsl validate`) on the first op, and costs a
 loop per step for recurrent layers. For the common layers the output's shape and dtype
 follow from a formula, so inference reads them off here. A rule answers None whenever the
 input is anything but the plain valid case; the layer then runs on meta as before and torch
-words any error. tests/test_shapes.py checks every rule against running the layer.
+words any error. Where meta kernels take what real devices refuse (a softmax dim out of
+range), the rule refuses it with an `OpError`. tests/test_shapes.py checks every rule
+against running the layer on meta and on the CPU.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
+
+from tdsl.registry.ops import OpError, shape_text
 
 Rule = Callable[[Any, torch.Tensor], Any]
 
@@ -114,9 +118,20 @@ def _matches_params(layer: nn.Module, x: torch.Tensor) -> bool:
 
 def _softmax(layer: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     dim = layer.dim
-    if dim is None or not valid_dim(dim, x.dim()):
+    if dim is None:
         return None  # torch picks (and warns about) an implicit dim
+    if not valid_dim(dim, x.dim()):  # meta tensors take any dim: refused here, as CPU does
+        rank = max(x.dim(), 1)
+        raise _refused(
+            f"dim {dim} is out of range for its {x.dim()}-d input {shape_text(x.shape)} "
+            f"(expected {-rank} to {rank - 1})",
+            "dim",
+        )
     return _same(layer, x)
+
+
+def _refused(message: str, key: str) -> OpError:
+    return OpError(message, key)
 
 
 def _prelu(layer: nn.PReLU, x: torch.Tensor) -> torch.Tensor | None:
@@ -217,7 +232,13 @@ def _conv_transpose(layer: nn.modules.conv._ConvTransposeNd, x: torch.Tensor) ->
         strict=True,
     ):
         length = (size - 1) * s - 2 * p + d * (k - 1) + extra + 1
-        if length <= 0 or extra >= max(s, d):
+        if extra >= max(s, d):  # meta tensors take it; every real device refuses it
+            raise _refused(
+                f"output_padding {list(layer.output_padding)} must be smaller than the stride "
+                f"{list(layer.stride)} or the dilation {list(layer.dilation)}",
+                "output_padding",
+            )
+        if length <= 0:
             return None
         out.append(length)
     return meta((x.shape[0], layer.out_channels, *out), x.dtype)
