@@ -357,3 +357,22 @@ def test_selectors_see_a_tied_parameter_once():
     batch = next(iter(tdsl.load_data(spec).train.batches(16, order_seed=0)))
     state, metrics = program.train_step(state, batch)
     assert list(state.params) == ["wte.weight"] and "l2" in metrics
+
+
+def test_layers_may_be_named_like_the_graph_modules_own_bookkeeping():
+    # Regression: a layer named `plan` (a multi-task head) replaced GraphModule.plan and
+    # compiling raised TypeError; the bookkeeping now has names no layer may take.
+    names = ["plan", "chain", "input_names", "output_names"]
+    spec = ring_spec(
+        [tdsl.Layer("linear", name=n, out_features=4 if n != names[-1] else 2) for n in names]
+    )
+    module = tdsl.compile(spec).module
+    assert [n for n, _ in module.named_children()] == names
+    x = torch.randn(3, 4)
+    expected = x
+    for name in names:  # getattr: the layers, not lists of names
+        expected = getattr(module, name)(expected)
+    torch.testing.assert_close(module(x), expected)
+    bad = ring_spec([tdsl.Layer("linear", name="_plan", out_features=2)])
+    (error,) = tdsl.validate(bad).errors
+    assert "layer name '_plan' is reserved" in error.message

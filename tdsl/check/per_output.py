@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from tdsl import spec as S
+from tdsl.check.loss_arguments import check_weight_sizes
 from tdsl.data import data_signature
 from tdsl.errors import Diagnostics, SpecPath, check_keywords, did_you_mean
 from tdsl.model.graph import Graph
@@ -149,6 +150,9 @@ def _check_term_output(
             f"{term.output!r} of that shape, got {shape_text(output.shape)}",
         )
         return
+    classes = per_sample[0] if target.kind == "class" else None
+    width = output.shape[-1] if output.dim() > 1 else 1
+    check_weight_sizes(term.kind, term.args, path, classes, width, diags)
     node = next((n for n in graph.nodes if n.name == term.output), None)
     produced = "values" if node is None else _LAST_OPS.get(node.op.lower(), "logits")
     if loss.expects == "probabilities" and produced != "probabilities":

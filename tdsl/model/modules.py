@@ -15,38 +15,43 @@ from torch import nn
 
 from tdsl.model.graph import Graph
 
+# Names a layer cannot have: submodules are attributes of the module holding them, so a
+# layer named `train`, `_modules` or `_plan` would replace what torch or tdsl keeps there.
+_OWN_ATTRIBUTES = ("_input_names", "_output_names", "_plan", "_chain")
+RESERVED_NAMES = frozenset(dir(nn.Module)) | frozenset(vars(nn.Module())) | set(_OWN_ATTRIBUTES)
+
 
 class GraphModule(nn.Module):
     def __init__(self, graph: Graph, layers: dict[str, nn.Module]):
         super().__init__()
         for name, layer in layers.items():
             self.add_module(name, layer)
-        self.input_names = graph.input_names
-        self.output_names = graph.outputs
+        self._input_names = graph.input_names
+        self._output_names = graph.outputs
         # (value name, the module that computes it, its inputs)
-        self.plan = tuple((n.name, n.shares or n.name, n.inputs) for n in graph.nodes)
+        self._plan = tuple((n.name, n.shares or n.name, n.inputs) for n in graph.nodes)
         # A plain chain (each node reads the one before, the last is the output) runs without
         # the name lookups, which cost more than tiny layers do.
-        previous = self.input_names
+        previous = self._input_names
         chain = bool(graph.nodes) and len(previous) == 1
         chain = chain and graph.outputs == (graph.nodes[-1].name,)
         for node in graph.nodes:
             chain = chain and tuple(node.inputs) == tuple(previous)
             previous = (node.name,)
-        self.chain = tuple(layers[module] for _, module, _ in self.plan) if chain else None
+        self._chain = tuple(layers[module] for _, module, _ in self._plan) if chain else None
 
     def forward(self, *inputs: Any) -> Any:
-        if self.chain is not None:
+        if self._chain is not None:
             (value,) = inputs
-            for layer in self.chain:
+            for layer in self._chain:
                 value = layer(value)
             return value
-        values = dict(zip(self.input_names, inputs, strict=True))
-        for name, module, sources in self.plan:
+        values = dict(zip(self._input_names, inputs, strict=True))
+        for name, module, sources in self._plan:
             values[name] = self._modules[module](*[values[s] for s in sources])
-        if len(self.output_names) == 1:
-            return values[self.output_names[0]]
-        return tuple(values[o] for o in self.output_names)
+        if len(self._output_names) == 1:
+            return values[self._output_names[0]]
+        return tuple(values[o] for o in self._output_names)
 
 
 class Repeated(nn.ModuleList):

@@ -15,12 +15,12 @@ from collections import Counter
 from collections.abc import Mapping
 
 import attrs
-from torch import nn
 
 from tdsl import spec as S
 from tdsl.errors import Diagnostics, SpecPath, did_you_mean, format_path
 from tdsl.model.graph import Graph, Node, topological, warn_unreachable
 from tdsl.model.layer_nodes import Scope, layer_node, substituted, switched_on
+from tdsl.model.modules import RESERVED_NAMES
 from tdsl.registry import ops
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -228,10 +228,11 @@ def _check_layer_name(
 ) -> None:
     if not _NAME.fullmatch(name):
         diags.error((*path, "name"), f"layer name {name!r} is not an ASCII identifier", _NAME_HINT)
-    elif hasattr(nn.Module, name):
+    elif name in RESERVED_NAMES:
         diags.error(
             (*path, "name"),
-            f"layer name {name!r} is reserved by torch.nn.Module",
+            f"layer name {name!r} is reserved: torch.nn.Module or tdsl keeps an attribute "
+            "of that name on the module holding the layer",
             "choose another name",
         )
     elif name in defined:
