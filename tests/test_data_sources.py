@@ -3,6 +3,7 @@ teacher for benchmarks."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -229,3 +230,27 @@ def test_image_workers_give_the_same_batches_as_the_main_process():
         by_workers.batches(16, order_seed=9), inline.batches(16, order_seed=9), strict=True
     ):
         assert torch.equal(a.features[0], b.features[0]) and torch.equal(a.target, b.target)
+
+
+def test_random_class_targets_follow_the_declared_shape_and_train():
+    # Regression: `target: {kind: class, shape: [5]}` validated as a class per position but
+    # generated one class per row, and the first training step raised torch's ValueError.
+    spec = tdsl.load(
+        """
+name: t
+data: {kind: random, n: 32, int_high: 10, target: {kind: class, num_classes: 3, shape: [5]}}
+model:
+  inputs: [{name: ids, shape: [5], dtype: int64}]
+  layers:
+    - {op: embedding, num_embeddings: 10, embedding_dim: 8}
+    - {op: linear, out_features: 3}
+loss: cross_entropy
+train: {epochs: 1, batch_size: 8}
+"""
+    )
+    data = tdsl.load_data(spec)
+    assert data.train.target.shape == (26, 5)
+    assert set(data.train.target.unique().tolist()) <= {0, 1, 2}
+    program = tdsl.compile(spec)
+    result = tdsl.fit(program, program.init(), data)
+    assert math.isfinite(result.history[-1]["loss"])

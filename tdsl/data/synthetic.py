@@ -51,11 +51,15 @@ def _random(data: S.RandomData, g: torch.Generator, ctx: Context) -> Generated:
     flat = torch.cat([f.reshape(data.n, -1).float() for f in features], dim=1)
     flat = (flat - flat.mean(0)) / flat.std(0).clamp(min=1e-6)
     target = data.target
-    width = target.num_classes if target.kind == "class" else math.prod(target.shape)
+    cells = math.prod(target.shape)
+    width = target.num_classes * cells if target.kind == "class" else cells
     teacher = torch.randn(flat.shape[1], width, generator=g) / math.sqrt(flat.shape[1])
     scores = flat @ teacher
-    if target.kind == "class":
-        return tuple(features), scores.argmax(dim=1)
+    if target.kind == "class" and tuple(target.shape) == (1,):
+        return tuple(features), scores.argmax(dim=1)  # a class per row
+    if target.kind == "class":  # a class per position (`shape: [T]`), as the data declares
+        per_cell = scores.reshape(data.n, *target.shape, target.num_classes)
+        return tuple(features), per_cell.argmax(dim=-1)
     if target.kind == "binary":
         return tuple(features), (scores > 0).float().reshape(data.n, *target.shape)
     return tuple(features), scores.reshape(data.n, *target.shape)
