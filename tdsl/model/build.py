@@ -205,7 +205,7 @@ class _Builder:
         if op is not None:
             return _run_node(node, op, layer, inputs, layouts, self.diags)
         try:
-            output = layer(*inputs)
+            output = _through_rules(layer, inputs)
         except Exception as exc:  # shapes the shared block cannot take: say which and why
             received = ", ".join(describe(v) for v in inputs)
             self.diags.error(
@@ -274,6 +274,15 @@ def _build_node(node: Node, op: ops.OpDef, inputs: Sequence[Any], diags: Diagnos
                 )
                 return None
     return layer
+
+
+def _through_rules(layer: nn.Module, inputs: Sequence[Any]) -> Any:
+    """A block or repeat applied again on meta, each layer through its shape rule where it
+    has one: running layers on meta imports torch's compiler stack (seconds)."""
+    if isinstance(layer, GraphModule | Repeated):
+        return layer.apply_layers(_through_rules, *inputs)
+    known = shapes.output_of(layer, inputs)
+    return layer(*inputs) if known is None else known
 
 
 def _run_node(

@@ -9,6 +9,7 @@ runs the module of the node it shares, so its parameters exist, and are counted,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -46,12 +47,21 @@ class GraphModule(nn.Module):
             for layer in self._chain:
                 value = layer(value)
             return value
+        return self.apply_layers(_call, *inputs)
+
+    def apply_layers(self, call: Callable[[nn.Module, list], Any], *inputs: Any) -> Any:
+        """The forward pass with each layer applied by `call(layer, inputs)` (shape
+        inference applies layers through their shape rules)."""
         values = dict(zip(self._input_names, inputs, strict=True))
         for name, module, sources in self._plan:
-            values[name] = self._modules[module](*[values[s] for s in sources])
+            values[name] = call(self._modules[module], [values[s] for s in sources])
         if len(self._output_names) == 1:
             return values[self._output_names[0]]
         return tuple(values[o] for o in self._output_names)
+
+
+def _call(layer: nn.Module, inputs: list) -> Any:
+    return layer(*inputs)
 
 
 class Repeated(nn.ModuleList):
@@ -62,6 +72,12 @@ class Repeated(nn.ModuleList):
         value = first
         for copy in self:
             value = copy(value, *rest)
+        return value
+
+    def apply_layers(self, call: Callable[[nn.Module, list], Any], first: Any, *rest: Any) -> Any:
+        value = first
+        for copy in self:
+            value = call(copy, [value, *rest])
         return value
 
 
