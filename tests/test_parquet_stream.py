@@ -185,3 +185,45 @@ def test_a_row_group_too_large_for_memory_is_refused_with_the_figures(tmp_path, 
         "read, and 3.0 KB is available"
     ]
     assert "row_group_size" in report.errors[0].hint
+
+
+def test_columns_all_is_inferred_and_fitted_as_in_memory(tmp_path, monkeypatch):
+    spec = _write(tmp_path)
+    text = spec.read_text()
+    start, end = text.index("  columns:\n"), text.index("  target: y")
+    spec.write_text(text[:start] + "  columns: all\n" + text[end:])
+    memory = _load(spec, False, monkeypatch).fitted.state
+    streamed = _load(spec, True, monkeypatch).fitted.state
+    assert (
+        streamed["features"]
+        == memory["features"]
+        == [
+            *("a", "a:missing", "b", "b:missing"),
+            *("c=u", "c=v", "c=w", "c=<unknown>"),
+        ]
+    )
+    assert [s["fill"] for s in streamed["columns"][:2]] == [
+        s["fill"] for s in memory["columns"][:2]
+    ]
+
+
+def test_stream_always_streams_and_never_refuses(tmp_path, monkeypatch):
+    spec = _write(tmp_path)
+    text = spec.read_text()
+    spec.write_text(text.replace("  workers: 0\n", "  workers: 0\n  stream: always\n"))
+    assert isinstance(_load(spec, False, monkeypatch).train, StreamedRows)
+    spec.write_text(text.replace("  workers: 0\n", "  workers: 0\n  stream: never\n"))
+    monkeypatch.setenv("TDSL_MEMORY_LIMIT", LIMIT)
+    clear_cache()
+    report = tdsl.validate(spec)
+    assert [d.message for d in report.errors] == [
+        f"{tmp_path / 'data'} (600 rows of 4 columns) needs about 0.0 GB of memory to read, "
+        "and 0.0 GB is available"
+    ]
+
+
+def test_an_unreadable_memory_limit_is_a_located_error(tmp_path, monkeypatch):
+    spec = _write(tmp_path)
+    monkeypatch.setenv("TDSL_MEMORY_LIMIT", "lots")
+    report = tdsl.validate(spec)
+    assert [d.message for d in report.errors] == ["TDSL_MEMORY_LIMIT='lots' is not a size"]

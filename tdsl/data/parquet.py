@@ -200,7 +200,7 @@ def read_parquet(
             where,
             f"{path} ({rows:,} rows of {len(read)} columns) needs about {need / gb:.1f} GB of "
             f"memory to read, and {free / gb:.1f} GB is available",
-            "free memory, or read fewer columns",
+            "free memory, read fewer columns, or stream the rows by row groups (stream: auto)",
         )
     header = tuple(names)
     raw = ParquetColumns(path, files, counts)

@@ -28,8 +28,6 @@ from tdsl.data.table import feature_tensors
 from tdsl.data.table_targets import read_all_targets
 from tdsl.data.tensors import Batch, Part, batch_count
 
-EVERY_ROW = 255  # the split code of a file whose every row is in the split
-
 
 @attrs.frozen(eq=False)
 class GroupReader:
@@ -141,6 +139,7 @@ class StreamedRows:
             shuffle=False,
             num_workers=usable_workers(self.workers, len(windows)),
             collate_fn=_unchanged,
+            pin_memory=self._cuda,  # a window's slices are then pinned too
         )
         for item in loader:
             if isinstance(item, _Failed):
@@ -174,7 +173,11 @@ class StreamedRows:
                 if share is None:
                     continue
                 batch = _take(batch, *share)
-            yield batch if self.device is None else batch.to(self.device)
+            yield batch if self.device is None else batch.to(self.device, self._cuda)
+
+    @property
+    def _cuda(self) -> bool:
+        return self.device is not None and self.device.type == "cuda"
 
     def to(self, device: torch.device) -> StreamedRows:
         return attrs.evolve(self, device=device)

@@ -4,11 +4,11 @@ Nothing holds the table: a few passes over the row groups, one group at a time, 
 class labels, check every cell, draw the splits and fit the transforms; the splits then
 read their rows a window of groups at a time as batches are drawn (`parquet_rows`).
 
-The splits are the ones the in-memory source draws (`split_index` on the same seed), kept
-as one byte per row: the row's split. Drawing them needs the seeded permutation of every
-row (8 bytes a row, let go of at once), and with `split.stratify` the first target of each
-row (8 more). Fitting reads only the training rows' groups; a `fill: median` column takes
-four more passes over its column (`parquet_fit`).
+The splits are the ones the in-memory source draws, kept as one byte per row: the row's
+split (`parquet_labels`). Drawing them needs the seeded permutation of every row and the
+splits' row ids (16 bytes a row, let go of at once), and with `split.stratify` the first
+target of each row and its rank (16 more). Fitting reads the training rows of every group
+once; a `fill: median` column takes four more passes over its column (`parquet_fit`).
 """
 
 from __future__ import annotations
@@ -21,16 +21,17 @@ from tdsl import spec as S
 from tdsl.data import csvfile
 from tdsl.data.base import Context, DataError, DataSignature, FeatureInfo, Problems
 from tdsl.data.fitted import Fitted
-from tdsl.data.labels import _integer, float_dtype
+from tdsl.data.labels import float_dtype
 from tdsl.data.memory import available_memory
 from tdsl.data.parquet import memory_need
 from tdsl.data.parquet_fit import Median, NumberStats, column_state, fill_value
 from tdsl.data.parquet_groups import RowGroups
-from tdsl.data.parquet_rows import EVERY_ROW, GroupReader, StreamedRows
+from tdsl.data.parquet_labels import EVERY_ROW, class_labels, split_labels, target_specs
+from tdsl.data.parquet_rows import GroupReader, StreamedRows
 from tdsl.data.table import _NUMBER_HINT, NUMERIC, _check_fitted
 from tdsl.data.table_fit import categories_of, output_names
 from tdsl.data.table_targets import target_columns
-from tdsl.data.tensors import Splits, split_index
+from tdsl.data.tensors import Splits
 from tdsl.spec.frozen import FrozenMap
 
 WINDOW = 4  # row groups shuffled together, when memory allows
@@ -62,74 +63,9 @@ def should_stream(source: S.Table, ctx: Context) -> bool:
         return False
     rows = sum(c.num_rows for c in catalogs.values())
     free = available_memory()
-    return free is not None and memory_need(rows, len(_columns(source))) > free
-
-
-def _class_labels(source: S.Table, catalogs: dict[str, RowGroups], problems: Problems):
-    """Per target name: its class names (None: integer labels) and its number of classes,
-    from the distinct labels of every file (the label set describes the task)."""
-    missing = frozenset(source.missing)
-    found = {}
-    for name, column, kind, num_classes, _ in target_columns(source):
-        if kind != "class":
-            continue
-        texts: set[str] = set()
-        for catalog in catalogs.values():
-            for group in range(len(catalog)):
-                codes, uniques = catalog.read([group], [column]).codes(column)
-                used = np.unique(codes) if len(codes) else []
-                texts |= {uniques[i].strip() for i in used} - missing
-        as_ints = [_integer(t) for t in texts]
-        if all(i is not None for i in as_ints):
-            found[name] = (None, max(as_ints, default=-1) + 1)
-        else:
-            found[name] = (sorted(texts), len(texts))
-        if num_classes is not None and found[name][1] > num_classes:
-            problems.add(
-                ("num_classes",),
-                f"the labels need {found[name][1]} classes, num_classes is {num_classes}",
-            )
-    return found
-
-
-def _target_specs(source: S.Table, labels: dict) -> dict[str | None, S.Target]:
-    specs = {}
-    for name, _, kind, num_classes, _ in target_columns(source):
-        if kind == "class":
-            specs[name] = S.Target(kind="class", num_classes=num_classes or labels[name][1])
-        else:
-            specs[name] = S.Target(kind=kind)
-    return specs
-
-
-def _strata(source: S.Table, main: RowGroups, classes: Fitted) -> torch.Tensor:
-    """The first target of every main row (class ids), for a stratified split."""
-    from tdsl.data.table_targets import read_all_targets
-
-    out = torch.empty(main.num_rows, dtype=torch.long)
-    columns = [column for _, column, _, _, _ in target_columns(source)]
-    for group in range(len(main)):
-        problems = Problems()
-        table = main.read([group], columns)
-        targets = read_all_targets(source, {"file": table}, classes, problems)[0]
-        problems.check()
-        start = int(main.starts[group])
-        out[start : start + len(table)] = targets["file"].reshape(len(table), -1)[:, 0].long()
-    return out
-
-
-def _labels(source: S.Table, ctx: Context, main: RowGroups, classes: Fitted) -> np.ndarray:
-    """Per main row, its split's code (0 train, 1 val, 2 test, EVERY_ROW none)."""
-    strata = _strata(source, main, classes) if source.split.stratify else None
-    own = (source.val_file is not None, source.test_file is not None)
-    generator = torch.Generator().manual_seed(ctx.seed)
-    index = split_index(main.num_rows, source.split, generator, strata, own)
-    del strata
-    labels = np.full(main.num_rows, EVERY_ROW, dtype=np.uint8)
-    for code, which in enumerate((index.train, index.val, index.test)):
-        if which is not None:
-            labels[which.numpy()] = code
-    return labels
+    every = source.columns == "all"  # all are read to infer their transforms
+    columns = len(catalogs["file"].header) if every else len(_columns(source))
+    return free is not None and memory_need(rows, columns) > free
 
 
 def _fit(source, catalogs, labels, classes: Fitted, problems: Problems) -> list[dict]:
@@ -231,19 +167,22 @@ def prepare(
     free = available_memory()
     for key, catalog in catalogs.items():
         catalog.refuse_too_large(len(columns), free, (key,))
-    labels_found = _class_labels(source, catalogs, problems)
+    labels_found = class_labels(source, catalogs, problems)
     problems.check()
     named = [name for name, *_ in target_columns(source)]
     classes = {name: labels_found.get(name, (None, 0))[0] for name in named}
     if fitted is not None:
         known = fitted.state.get("classes")
         classes = known if source.targets else {None: known}
+    for name, known_classes in classes.items():  # fitted names: their count, as in memory
+        if known_classes is not None:
+            labels_found[name] = (known_classes, len(known_classes))
     kept = classes if source.targets else classes[None]
     with_classes = Fitted(source.kind, {"classes": kept})
     main = catalogs["file"]
     if main.num_rows == 0:
         raise DataError.at(("file",), f"{main.path} has no rows")
-    labels = _labels(source, ctx, main, with_classes)
+    labels = split_labels(source, ctx, main, with_classes)
     if fitted is None:
         states = _fit(source, catalogs, labels, with_classes, problems)
         fitted = Fitted(
@@ -265,7 +204,7 @@ def prepare(
         else:
             splits.append(_split(main, labels, code, *reading))
     width = len(fitted.state["features"])
-    specs = _target_specs(source, labels_found)
+    specs = target_specs(source, labels_found)
     counts = {
         name: len(s)
         for name, s in zip(("train", "val", "test"), splits, strict=True)
