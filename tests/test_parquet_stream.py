@@ -87,7 +87,10 @@ def _rows(split) -> torch.Tensor:
     else:
         batches = list(split.batches(64))
     rows = torch.cat(
-        [torch.cat([b.features[0].double(), b.target.double().reshape(-1, 1)], 1) for b in batches]
+        [
+            torch.cat([b.features[0].double(), b.target.double().reshape(b.size, -1)], 1)
+            for b in batches
+        ]
     )
     return rows[np.lexsort(rows.numpy().T[::-1].copy())]
 
@@ -227,3 +230,28 @@ def test_an_unreadable_memory_limit_is_a_located_error(tmp_path, monkeypatch):
     monkeypatch.setenv("TDSL_MEMORY_LIMIT", "lots")
     report = tdsl.validate(spec)
     assert [d.message for d in report.errors] == ["TDSL_MEMORY_LIMIT='lots' is not a size"]
+
+
+def test_a_val_file_and_named_targets_stream_as_in_memory(tmp_path, monkeypatch):
+    spec = _write(tmp_path)
+    (tmp_path / "val").mkdir()
+    (tmp_path / "data" / "p2.parquet").rename(tmp_path / "val" / "p2.parquet")
+    for path in (tmp_path / "data" / "p1.parquet", tmp_path / "val" / "p2.parquet"):
+        table = pq.read_table(path)
+        r = np.arange(table.num_rows, dtype=np.float64) / 100
+        pq.write_table(table.append_column("r", pa.array(r)), path, row_group_size=50)
+    text = spec.read_text().replace("  file: data\n", "  file: data\n  val_file: val\n")
+    text = text.replace(
+        "  target: y\n  target_kind: class\n",
+        "  targets: {kind: {column: y, kind: class}, size: {column: r, kind: regression}}\n",
+    )
+    spec.write_text(text.replace("train: 0.7, val: 0.2, test: 0.1", "train: 0.8, val: 0.2"))
+    memory = _load(spec, False, monkeypatch)
+    streamed = _load(spec, True, monkeypatch)
+    assert isinstance(streamed.val, StreamedRows) and streamed.test is None
+    assert streamed.fitted.state["classes"] == memory.fitted.state["classes"]
+    assert streamed.fitted.state["classes"]["kind"] == ["high", "low", "mid"]
+    for name in ("train", "val"):
+        one, two = getattr(memory, name), getattr(streamed, name)
+        assert len(one) == len(two)
+        assert torch.allclose(_rows(one), _rows(two), rtol=1e-6, atol=1e-6), name

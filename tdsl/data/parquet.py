@@ -101,11 +101,13 @@ def _read_rows(
     header: tuple[str, ...],
     read: list[str],
     pieces: Iterable[tuple[Path, int]] | None = None,
+    opener: Callable[[Path], pq.ParquetFile] = pq.ParquetFile,
 ) -> None:
     """Batch by batch: number columns copied into float64 arrays of the known row count,
     the batch then let go of; so memory is the numbers, not Arrow's copy beside them.
-    `pieces`: the (file, row group)s to read, in order (default: all of `raw.files`')."""
-    schema = pq.ParquetFile(raw.files[0]).schema_arrow
+    `pieces`: the (file, row group)s to read, in order (default: all of `raw.files`');
+    `opener` opens a file (a cache of open files, where the same ones are read again)."""
+    schema = opener(raw.files[0]).schema_arrow
     numbers = {n: np.empty(raw.num_rows) for n in read if _is_number(schema.field(n).type)}
     chunks: dict[str, list] = {n: [] for n in read if n not in numbers}
     row = 0
@@ -113,7 +115,7 @@ def _read_rows(
     # A row group at a time: iter_batches decodes ahead of its reader, up to most of the
     # file at once (2 GB more for a 1 GB file).
     for file, group in _pieces(raw.files) if pieces is None else pieces:
-        handle = handles.get(file) or handles.setdefault(file, pq.ParquetFile(file))
+        handle = handles.get(file) or handles.setdefault(file, opener(file))
         batch = handle.read_row_group(group, columns=read)
         count = batch.num_rows
         for name in read:

@@ -7,6 +7,8 @@ its file and its row group there, so a problem found while streaming says where 
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -95,11 +97,22 @@ class RowGroups:
         """The `columns` of these row groups, one table in the order given."""
         raw = GroupColumns(self, list(groups))
         try:
-            _read_rows(raw, self.header, columns, raw.pieces())
+            _read_rows(raw, self.header, columns, raw.pieces(), _opened)
         except (OSError, pa.ArrowException) as exc:
             names = ", ".join(self.name(g) for g in groups)
             raise DataError.at((), f"cannot read {names}: {exc}") from None
         return CsvTable(raw, self.header)  # type: ignore[arg-type]
+
+
+def _opened(path: Path) -> pq.ParquetFile:
+    """The file opened once per process: opening parses its footer, which lists every row
+    group (27 ms for 500 groups of 18 columns), and a streamed epoch reads every group."""
+    return _open(path, os.getpid(), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _open(path: Path, _process: int, _changed: int) -> pq.ParquetFile:
+    return pq.ParquetFile(path)
 
 
 class GroupColumns(ParquetColumns):
