@@ -159,7 +159,10 @@ def test_workers_do_not_change_the_batches(tmp_path, monkeypatch):
     assert not torch.equal(alone[0].target, other[0].target) or not torch.equal(
         alone[0].features[0], other[0].features[0]
     )
-    # Each epoch reads every row once.
+    # Each epoch reads every row group once, and every row once.
+    windows, _ = train.plan(11)
+    assert sorted(g for w in windows for g in w) == list(train.groups)
+    assert [len(w) for w in windows] == [4, 4, 4]
     assert sum(b.size for b in alone) == len(train)
 
 
