@@ -21,11 +21,13 @@ from tdsl.data.tensors import split_index
 EVERY_ROW = 255  # the split code of a row in no split (or, for a reader: every row)
 
 
-def class_labels(source: S.Table, catalogs: dict[str, RowGroups], problems: Problems):
+def class_labels(
+    source: S.Table, catalogs: dict[str, RowGroups], problems: Problems
+) -> dict[str | None, tuple[list[str] | None, int]]:
     """Per target name: its class names (None: integer labels) and its number of classes,
     from the distinct labels of every file (the label set describes the task)."""
     missing = frozenset(source.missing)
-    found = {}
+    found: dict[str | None, tuple[list[str] | None, int]] = {}
     for name, column, kind, num_classes, _ in target_columns(source):
         if kind != "class":
             continue
@@ -49,6 +51,7 @@ def class_labels(source: S.Table, catalogs: dict[str, RowGroups], problems: Prob
 
 
 def target_specs(source: S.Table, labels: dict) -> dict[str | None, S.Target]:
+    """Each target's spec; a class target's count from `labels` (`class_labels`)."""
     specs = {}
     for name, _, kind, num_classes, _ in target_columns(source):
         if kind == "class":
