@@ -9,7 +9,12 @@ epoch of `tdsl.fit`. Each child reports its wall time and its peak resident memo
 from /proc/self/status, which counts every page the process ever held at once); the ingest
 rate is the file's size over the time `validate` took.
 
-Run: python bench/tables.py [--size-gb 1] [--dir /tmp] [--parquet] [--keep]
+With `--stream LIMIT` (e.g. `--stream 200M`), only the Parquet file is trained on, in
+memory and then streamed by row groups under `TDSL_MEMORY_LIMIT=LIMIT`; the streamed row
+also gives the peak of the largest DataLoader worker (`workers` in the row) and the
+training rows per second of the epoch.
+
+Run: python bench/tables.py [--size-gb 1] [--dir /tmp] [--parquet] [--stream 200M] [--keep]
 """
 
 from __future__ import annotations
@@ -43,6 +48,13 @@ def peak_rss() -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def worker_peak() -> int:
+    """The peak resident memory of the largest child process (DataLoader workers) so far."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
 
 
 def write_csv(path: Path, size: int, features: int, seed: int = 0) -> int:
@@ -136,18 +148,25 @@ def child(phase: str, spec_path: str) -> None:
         result = tdsl.fit(program, program.init(), data, callbacks=[ProgressPrinter(io.StringIO())])
         out["fit_s"] = time.perf_counter() - begun
         out["rows"] = len(data.train) + len(data.val)
+        out["rows_per_s"] = len(data.train) / result.history[-1]["seconds"]
         out["val_accuracy"] = result.history[-1]["val_accuracy"]
+        out["kind"] = type(data.train).__name__
+        out["worker_peak"] = worker_peak()
     out["total_s"] = time.perf_counter() - started
     out["peak"] = peak_rss()
     print(json.dumps(out), flush=True)
 
 
-def measure(phase: str, spec_path: Path) -> dict:
+def measure(phase: str, spec_path: Path, limit: str | None = None) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("TDSL_MEMORY_LIMIT", None)
+    if limit:
+        env["TDSL_MEMORY_LIMIT"] = limit
     done = subprocess.run(
         [sys.executable, __file__, "--child", phase, str(spec_path)],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        env=env,
     )
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
     if done.returncode or not lines:
@@ -163,6 +182,8 @@ def row(label: str, size: int, found: dict) -> str:
     rate = size / MB / found["validate_s"]
     cpu_rate = size / MB / found["validate_cpu_s"]
     train = f"{found['load_s']:.1f} s + fit {found['fit_s']:.1f} s" if "fit_s" in found else "—"
+    if "rows_per_s" in found:
+        train += f", {found['rows_per_s']:,.0f} rows/s"
     return (
         f"| {label} | {found['validate_s']:.1f} s ({found['validate_cpu_s']:.1f} s CPU) | "
         f"{rate:.0f} MB/s ({cpu_rate:.0f} per CPU-s) | {train} | "
@@ -177,6 +198,7 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--parquet", action="store_true", help="also the rows as Parquet")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--stream", metavar="LIMIT", help="train on Parquet streamed under LIMIT")
     parser.add_argument("--data", type=Path, help="a folder a --keep run left: reuse its files")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -204,7 +226,7 @@ def main() -> int:
         )
         cases = [("CSV", root / "csv.yaml", "t.csv", "csv", size)]
         (root / "csv.yaml").write_text(spec_yaml("t.csv", args.features, "csv"))
-        if args.parquet:
+        if args.parquet or args.stream:
             if not (root / "t.parquet").exists():
                 write_parquet(root / "t.csv", root / "t.parquet")
             (root / "pq.yaml").write_text(spec_yaml("t.parquet", args.features, "parquet"))
@@ -212,6 +234,8 @@ def main() -> int:
             cases.append(("Parquet", root / "pq.yaml", "t.parquet", "parquet", psize))
         print("\n| file | validate | ingest | load + one epoch | peak RSS | peak / file |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        if args.stream:
+            return streamed(cases[-1], args.stream)
         for label, spec_path, _, _, file_size in cases:
             for phase in ("validate", "train"):
                 found = measure(phase, spec_path)
@@ -224,6 +248,27 @@ def main() -> int:
             print(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+def streamed(case: tuple, limit: str) -> int:
+    """The Parquet file trained on in memory, then streamed under `limit`."""
+    import pyarrow.parquet as pq
+
+    label, spec_path, data, _, file_size = case
+    meta = pq.ParquetFile(spec_path.parent / data).metadata
+    groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    print(f"{meta.num_rows:,} rows in {len(groups)} row groups of up to {max(groups):,} rows")
+    for name, cap in ((f"{label} in memory", None), (f"{label} streamed, limit {limit}", limit)):
+        found = measure("train", spec_path, cap)
+        print(row(f"{name}, {file_size / MB:,.0f} MB", file_size, found), flush=True)
+        if "kind" in found:
+            print(
+                f"  ({found['kind']}; after imports {found['base'] / MB:,.0f} MB; largest "
+                f"worker peak {found['worker_peak'] / MB:,.0f} MB; "
+                f"val_accuracy {found['val_accuracy']:.3f})",
+                flush=True,
+            )
     return 0
 
 

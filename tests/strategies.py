@@ -508,6 +508,8 @@ parquet_tables = _build(
         "skip_rows": st.integers(min_value=0, max_value=5),
         "header": st.booleans(),
         "names": name_tuples,
+        "stream": st.sampled_from(["auto", "always", "never"]),
+        "workers": st.integers(min_value=0, max_value=4),
     },
     required={
         "file": names,

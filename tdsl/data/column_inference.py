@@ -53,19 +53,33 @@ def infer_column(name: str, kind: str, gaps: bool, numbers: str) -> S.Column:
     return S.Column(name=name, transform="onehot", unknown=True)
 
 
-def infer_columns(source: S.Table, table: CsvTable, problems: Problems) -> tuple[S.Column, ...]:
-    """The columns of `table` but the target and the excluded ones, each inferred."""
+def infer_columns(
+    source: S.Table,
+    table: CsvTable,
+    problems: Problems,
+    kinds: dict[str, tuple[str, bool]] | None = None,
+) -> tuple[S.Column, ...]:
+    """The columns of `table` but the target and the excluded ones, each inferred (from
+    `kinds`, (kind, has gaps) by name, when given: a streamed source's findings)."""
     for index, name in enumerate(source.exclude):
         if name not in table.header:
             hint = did_you_mean(name, table.header)
             problems.add(("exclude", index), f"no column {name!r} in {table.path}", hint)
-    left_out = {source.target, *(t.column for t in source.targets.values()), *source.exclude}
     missing = frozenset(source.missing)
     return tuple(
-        infer_column(name, *_table_kind(table, name, missing), source.default_transform)
+        infer_column(
+            name,
+            *(kinds[name] if kinds is not None else _table_kind(table, name, missing)),
+            source.default_transform,
+        )
         for name in table.header
-        if name not in left_out
+        if name not in left_out(source)
     )
+
+
+def left_out(source: S.Table) -> set[str]:
+    """The columns `columns: all` does not take: the targets and `exclude`."""
+    return {source.target, *(t.column for t in source.targets.values()), *source.exclude}
 
 
 def expand(source: S.Table, ctx: Context) -> S.Table:
@@ -83,12 +97,23 @@ def expand(source: S.Table, ctx: Context) -> S.Table:
     if found:
         raise DataError([found])
     problems = Problems()
-    table = read_table(source, path, ("file",), wanted=None)
-    columns = infer_columns(source, table, problems)
+    if source.kind == "parquet" and _streams(source, ctx):  # larger than memory
+        from tdsl.data.parquet_infer import infer_streamed
+
+        columns = infer_streamed(source, ctx, problems)
+    else:
+        table = read_table(source, path, ("file",), wanted=None)
+        columns = infer_columns(source, table, problems)
     if not columns:
         problems.add(("columns",), f"no columns left in {path} besides the target and exclude")
     problems.check()
     return attrs.evolve(source, columns=columns, exclude=())
+
+
+def _streams(source: S.Table, ctx: Context) -> bool:
+    from tdsl.data.parquet_stream import should_stream  # pyarrow: only for Parquet
+
+    return should_stream(source, ctx)
 
 
 def expand_spec(spec: S.Spec) -> S.Spec:

@@ -3,6 +3,8 @@ system would otherwise kill the process part way."""
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 from tdsl.data.base import DataError
@@ -14,16 +16,39 @@ from tdsl.errors import SpecPath
 MEMORY_PER_BYTE = 1.5
 
 
+# A cap on the memory data may take (bytes, or with K/M/G: `200M`): below what the machine
+# has, to share it with other work, or to try large-data paths on small files.
+LIMIT_VARIABLE = "TDSL_MEMORY_LIMIT"
+_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def memory_limit() -> int | None:
+    """`TDSL_MEMORY_LIMIT` in bytes (None: unset); raises `DataError` for an unreadable one."""
+    text = os.environ.get(LIMIT_VARIABLE, "").strip()
+    if not text:
+        return None
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)B?", text.upper())
+    if found is None:
+        raise DataError.at(
+            (), f"{LIMIT_VARIABLE}={text!r} is not a size", "bytes, or with K, M, G: 200M"
+        )
+    return int(float(found[1]) * _UNITS[found[2]])
+
+
 def available_memory() -> int | None:
-    """Bytes this machine can still give without swapping (MemAvailable), None if unknown."""
+    """Bytes this machine can still give without swapping (MemAvailable), capped by
+    `TDSL_MEMORY_LIMIT`; None if neither is known."""
+    free = None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    free = int(line.split()[1]) * 1024
+                    break
     except OSError:
         pass
-    return None
+    limit = memory_limit()
+    return limit if free is None else free if limit is None else min(free, limit)
 
 
 def refuse_too_large(path: Path, where: SpecPath) -> None:

@@ -10,7 +10,7 @@ columns) are missing cells. A cell is located by its row in its file.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,32 +90,46 @@ def _is_number(kind: pa.DataType) -> bool:
     return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
 
 
-def _read_rows(raw: ParquetColumns, header: tuple[str, ...], read: list[str]) -> None:
+def _pieces(files: Sequence[Path]) -> Iterator[tuple[Path, int]]:
+    for file in files:
+        for group in range(pq.ParquetFile(file).num_row_groups):
+            yield file, group
+
+
+def _read_rows(
+    raw: ParquetColumns,
+    header: tuple[str, ...],
+    read: list[str],
+    pieces: Iterable[tuple[Path, int]] | None = None,
+    opener: Callable[[Path], pq.ParquetFile] = pq.ParquetFile,
+) -> None:
     """Batch by batch: number columns copied into float64 arrays of the known row count,
-    the batch then let go of; so memory is the numbers, not Arrow's copy beside them."""
-    schema = pq.ParquetFile(raw.files[0]).schema_arrow
+    the batch then let go of; so memory is the numbers, not Arrow's copy beside them.
+    `pieces`: the (file, row group)s to read, in order (default: all of `raw.files`');
+    `opener` opens a file (a cache of open files, where the same ones are read again)."""
+    schema = opener(raw.files[0]).schema_arrow
     numbers = {n: np.empty(raw.num_rows) for n in read if _is_number(schema.field(n).type)}
     chunks: dict[str, list] = {n: [] for n in read if n not in numbers}
     row = 0
-    for file in raw.files:
-        handle = pq.ParquetFile(file)
-        # A row group at a time: iter_batches decodes ahead of its reader, up to most of
-        # the file at once (2 GB more for a 1 GB file).
-        for group in range(handle.num_row_groups):
-            batch = handle.read_row_group(group, columns=read)
-            count = batch.num_rows
-            for name in read:
-                column = batch.column(name)
-                if name in numbers:
-                    values = numbers[name][row : row + count]
-                    floats = pc.cast(column, pa.float64())
-                    values[...] = floats.to_numpy() if len(floats) else []
-                    if np.isinf(values).any():
-                        raw.unclean.add(header.index(name))
-                else:
-                    chunks[name].extend(column.chunks)
-            row += count
-            del batch
+    handles: dict[Path, pq.ParquetFile] = {}
+    # A row group at a time: iter_batches decodes ahead of its reader, up to most of the
+    # file at once (2 GB more for a 1 GB file).
+    for file, group in _pieces(raw.files) if pieces is None else pieces:
+        handle = handles.get(file) or handles.setdefault(file, opener(file))
+        batch = handle.read_row_group(group, columns=read)
+        count = batch.num_rows
+        for name in read:
+            column = batch.column(name)
+            if name in numbers:
+                values = numbers[name][row : row + count]
+                floats = pc.cast(column, pa.float64())
+                values[...] = floats.to_numpy() if len(floats) else []
+                if np.isinf(values).any():
+                    raw.unclean.add(header.index(name))
+            else:
+                chunks[name].extend(column.chunks)
+        row += count
+        del batch
     raw.arrays = {header.index(n): v for n, v in numbers.items()}
     for name in list(chunks):
         raw.arrays[header.index(name)] = compact(chunks.pop(name), schema.field(name).type)
@@ -157,6 +171,12 @@ def schema_names(files: Sequence[Path], where: SpecPath) -> tuple[tuple[str, ...
     return names or (), counts
 
 
+def memory_need(rows: int, columns: int) -> int:
+    """Bytes reading `rows` rows of `columns` columns and making their features takes: a
+    float64 number and a feature per cell."""
+    return rows * max(columns, 1) * 16
+
+
 def read_parquet(
     path: Path,
     where: SpecPath,
@@ -175,14 +195,14 @@ def read_parquet(
     rows = sum(counts)
     if need_rows and rows == 0:
         raise DataError.at(where, f"{path} has no rows")
-    need, free = rows * max(len(read), 1) * 16, available_memory()  # numbers + features
+    need, free = memory_need(rows, len(read)), available_memory()
     if free is not None and need > free:
         gb = 10**9
         raise DataError.at(
             where,
             f"{path} ({rows:,} rows of {len(read)} columns) needs about {need / gb:.1f} GB of "
             f"memory to read, and {free / gb:.1f} GB is available",
-            "free memory, or read fewer columns",
+            "free memory, read fewer columns, or stream the rows by row groups (stream: auto)",
         )
     header = tuple(names)
     raw = ParquetColumns(path, files, counts)

@@ -224,6 +224,11 @@ def prepare(
     static_problems(source, problems)
     problems.check()
     source = expand(source, ctx)
+    if source.kind == "parquet":
+        from tdsl.data import parquet_stream  # pyarrow: only for Parquet sources
+
+        if parquet_stream.should_stream(source, ctx):
+            return parquet_stream.prepare(source, ctx, fitted)
     tables = _read(source, ctx, problems)
     targets, target_spec, classes, named = read_all_targets(source, tables, fitted, problems)
     _check_cells(source, tables, problems)

@@ -204,6 +204,11 @@ class ParquetTable(Table):
     Columns are checked against the files' schemas without reading their rows."""
 
     kind: Literal["parquet"] = "parquet"
+    # auto: read into memory when the rows fit, else stream them by row groups as batches
+    # are drawn; always: stream; never: read into memory (refused when it would not fit).
+    stream: Literal["auto", "always", "never"] = "auto"
+    # DataLoader worker processes reading row groups when streamed.
+    workers: int = field(default=2, validator=non_negative)
 
 
 @frozen(kw_only=True)
