@@ -74,10 +74,12 @@ def reference(source: tdsl.ImageFolder, files: list[Path], seed: int | None, dty
         ({"random_flip": True, "random_crop": 3}, torch.float32),
         ({"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3], "random_flip": True}, torch.float64),
         ({"mode": "gray", "random_crop": 2, "mean": [0.5], "std": [0.25]}, torch.bfloat16),
+        ({"size": [12, 14], "random_flip": True}, torch.float32),  # RGB files: as they are
+        ({"size": [16, 18], "mode": "gray"}, torch.float32),  # gray files: as they are
     ],
 )
 def test_batches_are_the_per_image_float_decoding(files, options, dtype):
-    source = tdsl.ImageFolder(folder="unused", size=[10, 12], **options)
+    source = tdsl.ImageFolder(folder="unused", **{"size": [10, 12], **options})
     reader = ImageReader(source, files, torch.arange(len(files)), dtype)
     index = np.array([5, 0, 3, 1, 6, 2, 7, 4])
     for seed in (None, 11, 12):
@@ -87,7 +89,7 @@ def test_batches_are_the_per_image_float_decoding(files, options, dtype):
         assert torch.equal(batch.features[0], expected), (options, seed)
         assert batch.target.tolist() == index.tolist()
     empty = reader.read(np.array([], dtype=np.int64))
-    assert empty.features[0].shape == (0, 3 if source.mode == "rgb" else 1, 10, 12)
+    assert empty.features[0].shape == (0, 3 if source.mode == "rgb" else 1, *source.size)
 
 
 class _InWorker(Dataset):
