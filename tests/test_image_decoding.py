@@ -120,11 +120,13 @@ def test_quick_bench_compares_tdsl_with_an_imagefolder_baseline(capsys):
     spec = importlib.util.spec_from_file_location("bench_images", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench_images"] = module
+    threads = torch.get_num_threads()
     try:
         spec.loader.exec_module(module)
-        assert module.main(["--quick"]) == 0
+        assert module.main(["--quick", "--threads", "1"]) == 0
     finally:
         del sys.modules["bench_images"]
+    assert torch.get_num_threads() == threads  # the suite's setting is left as it was
     out = capsys.readouterr().out
     assert "pixels identical (max abs difference 0)" in out and "baseline: " in out
     rows = [line.split("|") for line in out.splitlines() if line.startswith("| 32x32")]
