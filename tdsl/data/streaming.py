@@ -9,6 +9,7 @@ comes back from the worker as a message and is raised here as a one-line `DataEr
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from typing import Protocol
@@ -16,7 +17,7 @@ from typing import Protocol
 import attrs
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from tdsl.data.base import DataError, Problem
 from tdsl.data.tensors import Batch, Part, batch_count, epoch_order
@@ -46,6 +47,18 @@ class _BatchDataset(Dataset):
             return self.reader.read(self.chunks[item], self.seeds[item])
         except DataError as exc:
             return _Failed(exc.problems[0])
+
+
+def batch_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialized tensor for a batch, in shared memory when this is a DataLoader
+    worker, so that sending it to the training process moves no pixels (a tensor in
+    ordinary memory is copied into shared memory as it is sent); DataLoader's own collate
+    allocates its batches the same way."""
+    if get_worker_info() is None or math.prod(shape) == 0:
+        return torch.empty(shape, dtype=dtype)
+    elem = torch.empty(0, dtype=dtype)
+    storage = elem._typed_storage()._new_shared(math.prod(shape), device=elem.device)
+    return elem.new(storage).view(shape)
 
 
 def _unchanged(item):
