@@ -30,8 +30,10 @@ def parameter_owners(module: nn.Module) -> dict[str, nn.Module]:
     modules; it goes by its first name (`wte.weight`), as in `named_parameters()`."""
     owners, seen = {}, set()
     for owner_name, owner in module.named_modules():
-        for param_name, param in owner.named_parameters(recurse=False):
-            if id(param) not in seen:
+        # `_parameters` directly: `named_parameters(recurse=False)` walks the module tree
+        # again for each module, quadratic in a deep model's size.
+        for param_name, param in owner._parameters.items():
+            if param is not None and id(param) not in seen:
                 seen.add(id(param))
                 owners[f"{owner_name}.{param_name}" if owner_name else param_name] = owner
     return owners
