@@ -12,11 +12,15 @@ stride of 1 costs no more memory than the text itself.
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
 
+import attrs
+import numpy as np
 import torch
 
 from tdsl import spec as S
+from tdsl.data import token_cache
 from tdsl.data.base import (
     Context,
     DataSignature,
@@ -26,6 +30,7 @@ from tdsl.data.base import (
 )
 from tdsl.data.fitted import Fitted
 from tdsl.data.tensors import Splits, TensorData
+from tdsl.data.token_ids import char_counts, counts, encode_chars, factorize, lookup
 from tdsl.data.vocabulary import Vocabulary, split_tokens
 from tdsl.special_files import require_regular_file
 
@@ -49,12 +54,33 @@ def static_problems(source: S.TextLM, problems: Problems) -> None:
         )
 
 
-def _tokens(source: S.TextLM, text: str) -> list[str]:
-    return split_tokens(text, source.tokenizer, source.pattern, source.lowercase)
+class _Tokens:
+    """The text's tokens, held as cheaply as the tokenizer allows: characters as the text
+    itself (a character is a token), other tokens as indices into their distinct values."""
+
+    def __init__(self, source: S.TextLM, text: str):
+        self.chars = source.tokenizer == "char"
+        if self.chars:
+            self.text = text.lower() if source.lowercase else text
+            self.count = len(self.text)
+        else:
+            tokens = split_tokens(text, source.tokenizer, source.pattern, source.lowercase)
+            self.codes, self.uniques = factorize(tokens)
+            self.count = len(tokens)
+
+    def counts(self, start: int, end: int) -> dict[str, int]:
+        if self.chars:
+            return char_counts(self.text[start:end])
+        return counts(self.codes[start:end], self.uniques)
+
+    def ids(self, vocab: Mapping[str, int], unknown: int) -> np.ndarray:
+        if self.chars:
+            return encode_chars(self.text, vocab, unknown)
+        return lookup(self.uniques, vocab, unknown)[self.codes]
 
 
-def fit_vocabulary(source: S.TextLM, tokens: list[str]) -> Vocabulary:
-    counts = Counter(tokens)
+def fit_vocabulary(source: S.TextLM, counts: Mapping[str, int]) -> Vocabulary:
+    """The vocabulary of tokens counted (`counts`: token -> occurrences in training)."""
     kept = [t for t, c in counts.items() if c >= source.min_freq]
     if source.tokenizer == "char":
         kept.sort()
@@ -86,15 +112,27 @@ def _windows(ids: torch.Tensor, source: S.TextLM) -> TensorData:
     return TensorData((inputs,), targets)
 
 
-def _read(path, problems: Problems) -> str | None:
+def _read(path: Path, problems: Problems) -> tuple[str, str] | None:
+    """The text and the SHA-256 of its bytes (the token cache's key)."""
     try:
         require_regular_file(path)  # a FIFO would block the read forever
-        return path.read_text(encoding="utf-8-sig")
+        return token_cache.read_text(path)
     except UnicodeDecodeError:
         problems.add(("file",), f"{path} is not UTF-8 text")
     except OSError as exc:
         problems.add(("file",), f"cannot read {path}: {exc.strerror or exc}")
     return None
+
+
+# Settings that do not change the ids: a cached entry serves any windows.
+_WINDOWS_ONLY = ("file", "block_size", "stride")
+
+
+def _cache_key(source: S.TextLM, digest: str) -> dict | None:
+    if token_cache.active() is None:
+        return None
+    settings = attrs.asdict(source, filter=lambda a, _: a.name not in _WINDOWS_ONLY)
+    return token_cache.key("text_lm", settings, {"file": digest})
 
 
 def prepare(source: S.TextLM, ctx: Context, fitted: Fitted | None = None):
@@ -105,10 +143,20 @@ def prepare(source: S.TextLM, ctx: Context, fitted: Fitted | None = None):
     if missing:
         problems.items.append(missing)
     problems.check()
-    text = _read(path, problems)
+    read = _read(path, problems)
     problems.check()
-    tokens = _tokens(source, text)
-    bounds = _bounds(len(tokens), source.split)
+    text, digest = read
+    del read
+    key = _cache_key(source, digest)
+    given = None if fitted is None else Vocabulary.from_state(fitted.state).state()
+    cached = None if key is None else token_cache.find("text_lm", key, given)
+    if cached is not None:
+        tokens, count = None, len(cached.arrays["ids"])
+    else:
+        tokens = _Tokens(source, text)
+        count = tokens.count
+    del text  # the characters are kept lowercased, or the tokens as indices
+    bounds = _bounds(count, source.split)
     need = source.block_size + 1  # a window and the token after it
     for which, (start, end) in bounds.items():
         if end - start < need:
@@ -126,15 +174,23 @@ def prepare(source: S.TextLM, ctx: Context, fitted: Fitted | None = None):
                 hint,
             )
     problems.check()
-    if fitted is None:
+    if fitted is None and cached is not None:
+        vocabulary = Vocabulary.from_state(cached.vocabulary)
+        fitted = Fitted("text_lm", vocabulary.state())
+    elif fitted is None:
         start, end = bounds["train"]
-        vocabulary = fit_vocabulary(source, tokens[start:end])
+        vocabulary = fit_vocabulary(source, tokens.counts(start, end))
         fitted = Fitted("text_lm", vocabulary.state())
     else:
         fitted.expect("text_lm", "tokens")
         vocabulary = Vocabulary.from_state(fitted.state)
-    lookup, unknown = vocabulary.ids, vocabulary.unknown
-    ids = torch.tensor([lookup.get(t, unknown) for t in tokens], dtype=torch.long)
+    if cached is not None:
+        values = cached.arrays["ids"]
+    else:
+        values = tokens.ids(vocabulary.ids, vocabulary.unknown)
+        if key is not None:
+            token_cache.keep("text_lm", key, token_cache.Entry(vocabulary.state(), {"ids": values}))
+    ids = torch.from_numpy(values)
     splits = {which: _windows(ids[start:end], source) for which, (start, end) in bounds.items()}
     counts = {which: len(rows) for which, rows in splits.items()}
     classes = num_tokens(source, vocabulary)

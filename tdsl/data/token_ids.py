@@ -1,0 +1,127 @@
+"""Token ids at the scale of a large text: tokens counted and encoded with NumPy and Arrow,
+not a Python loop per token.
+
+Python's own `re.findall` and `str.split` still cut the text (Arrow's regular expressions
+and whitespace differ from Python's, and the ids must not change); everything after them is
+vectorized: the tokens become indices into their distinct values (Arrow hashes them), the
+vocabulary is fitted on `np.bincount` of those indices, and ids are one table lookup.
+Characters skip the token strings altogether: the text's code points (its UTF-32) index a
+table of ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from tdsl.data.arrow_text import codes_of
+
+CHUNK = 1 << 20  # tokens (or characters) handled at a time: bounds the temporaries
+CODE_POINTS = 0x110000
+
+
+def factorize(tokens: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Each token as an index into the distinct tokens (in order of first use), and those."""
+    chunks: list[pa.Array] = []
+    for at in range(0, len(tokens), CHUNK):
+        _append(chunks, tokens[at : at + CHUNK])
+    return _codes(chunks)
+
+
+def _append(chunks: list[pa.Array], tokens: Sequence[str]) -> None:
+    part = pa.array(tokens, type=pa.string())
+    # More than 2 GiB of text in one part comes back already cut into chunks.
+    chunks.extend(part.chunks if isinstance(part, pa.ChunkedArray) else [part])
+
+
+def _codes(chunks: list[pa.Array]) -> tuple[np.ndarray, list[str]]:
+    if not chunks:
+        return np.zeros(0, dtype=np.int64), []
+    return codes_of(pa.chunked_array(chunks, pa.string()))
+
+
+def counts(codes: np.ndarray, uniques: list[str], weights: np.ndarray | None = None):
+    """How often each distinct token occurs (weighted: `weights` per token), as a dict."""
+    found = np.bincount(codes, weights=weights, minlength=len(uniques))
+    return {token: int(n) for token, n in zip(uniques, found.tolist(), strict=True) if n}
+
+
+def lookup(uniques: list[str], vocab: Mapping[str, int], unknown: int) -> np.ndarray:
+    """The id of each distinct token (`unknown` where the vocabulary lacks it)."""
+    get = vocab.get
+    return np.fromiter((get(t, unknown) for t in uniques), dtype=np.int64, count=len(uniques))
+
+
+def code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+def char_counts(text: str) -> dict[str, int]:
+    """How often each character of `text` occurs."""
+    total = np.zeros(0, dtype=np.int64)
+    for at in range(0, len(text), CHUNK):
+        found = np.bincount(code_points(text[at : at + CHUNK]))
+        if len(found) > len(total):
+            found[: len(total)] += total
+            total = found
+        else:
+            total[: len(found)] += found
+    (present,) = np.nonzero(total)
+    return {chr(c): int(n) for c, n in zip(present.tolist(), total[present].tolist(), strict=True)}
+
+
+def encode_chars(text: str, vocab: Mapping[str, int], unknown: int) -> np.ndarray:
+    """The id of each character of `text` (int64)."""
+    table = np.full(CODE_POINTS, unknown, dtype=np.int64)
+    for token, i in vocab.items():
+        if len(token) == 1:  # only a single character can ever match one
+            table[ord(token)] = i
+    out = np.empty(len(text), dtype=np.int64)
+    for at in range(0, len(text), CHUNK):
+        out[at : at + CHUNK] = table[code_points(text[at : at + CHUNK])]
+    return out
+
+
+def tokenized_rows(
+    texts: Sequence[str], tokenize: Callable[[str], list[str]]
+) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Each text's tokens: (indices into the distinct tokens, those, tokens per text). The
+    tokens go into Arrow arrays a chunk at a time: a Python string per token of a large
+    file would take several times the file's size."""
+    lengths = np.zeros(len(texts), dtype=np.int64)
+    chunks: list[pa.Array] = []
+    flat: list[str] = []
+    for row, text in enumerate(texts):
+        tokens = tokenize(text)
+        lengths[row] = len(tokens)
+        flat += tokens
+        if len(flat) >= CHUNK:
+            _append(chunks, flat)
+            flat = []
+    if flat:
+        _append(chunks, flat)
+    return (*_codes(chunks), lengths)
+
+
+def fixed_length(
+    ids: np.ndarray, lengths: np.ndarray, length: int, pad_id: int, padding: str, truncation: str
+) -> np.ndarray:
+    """Rows of `length` ids from each text's ids (`lengths` of them per text, one after
+    another in `ids`): cut to `length` (keeping the last ids with truncation `pre`) and
+    padded with `pad_id` (at the front with padding `pre`)."""
+    rows = len(lengths)
+    out = np.full((rows, length), pad_id, dtype=np.int64)
+    kept = np.minimum(lengths, length)
+    total = int(kept.sum())
+    if total == 0:
+        return out
+    starts = np.cumsum(lengths) - lengths
+    if truncation == "pre":
+        starts = starts + lengths - kept
+    first_column = length - kept if padding == "pre" else np.zeros(rows, dtype=np.int64)
+    row_of = np.repeat(np.arange(rows), kept)
+    within = np.arange(total) - np.repeat(np.cumsum(kept) - kept, kept)
+    out[row_of, np.repeat(first_column, kept) + within] = ids[np.repeat(starts, kept) + within]
+    return out
