@@ -46,9 +46,10 @@ MODES = ("validate", "load", "cache-fill", "cache-hit")
 
 def words(rng: np.random.Generator) -> np.ndarray:
     lengths = rng.integers(1, 12, VOCABULARY)
+    letters = "".join(rng.choice(LETTERS, int(lengths.sum())).tolist())
+    ends = np.cumsum(lengths)
     out = np.empty(VOCABULARY, dtype=object)
-    for i, n in enumerate(lengths):
-        out[i] = "".join(rng.choice(LETTERS, n))
+    out[:] = [letters[e - n : e] for n, e in zip(lengths.tolist(), ends.tolist(), strict=True)]
     return out
 
 
@@ -60,9 +61,9 @@ def generate(folder: Path, megabytes: float, seed: int = 0) -> None:
     weights /= weights.sum()
     target = int(megabytes * 1e6)
     with (folder / "labelled.txt").open("w") as labelled, (folder / "plain.txt").open("w") as plain:
-        written = 0
+        written, block = 0, min(200_000, max(300, target // 8))  # words at a time
         while written < target:
-            drawn = vocabulary[rng.choice(VOCABULARY, 200_000, p=weights)]
+            drawn = vocabulary[rng.choice(VOCABULARY, block, p=weights)]
             marked = rng.random(len(drawn)) < 0.05
             drawn[marked] = drawn[marked] + rng.choice(PUNCTUATION, int(marked.sum()))
             per_line = rng.integers(3, 41, len(drawn) // 3)

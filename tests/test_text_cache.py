@@ -13,8 +13,9 @@ import torch
 import tdsl
 from tdsl import spec as S
 from tdsl.data import clear_cache, load_data, text, text_lm
+from tdsl.runs.cli import main
 from tdsl.runs.data_cache import keep_token_ids, run_data_cache
-from tdsl.runs.directories import evaluate_run, run
+from tdsl.runs.directories import evaluate_run, resume, run
 
 LM_SPEC = """
 name: lm
@@ -184,3 +185,17 @@ def test_a_run_keeps_its_token_ids_and_eval_reuses_them(tmp_path, counted):
     scores = evaluate_run(directory)
     assert counted["text_lm"] == calls and "val" in scores
     keep_token_ids(directory)  # nothing left to write: no error, no change
+
+
+def test_tdsl_run_tokenizes_once_and_resume_reuses_the_ids(tmp_path, counted, capsys):
+    (tmp_path / "tale.txt").write_text(TALE)
+    spec = tmp_path / "lm.yaml"
+    # A relative data path: the run's spec.yaml holds it absolute, the same ids.
+    spec.write_text(LM_SPEC.format(file="tale.txt", tokenizer="whitespace"))
+    out = tmp_path / "lm"
+    assert main(["run", str(spec), "--out", str(out)]) == 0
+    assert counted["text_lm"] == 1  # validate, compile and load: one tokenization
+    assert (out / "data_cache" / "text_lm.json").is_file()
+    clear_cache()  # as a new process: resume validates and loads from data_cache/
+    result = resume(out, progress=False)
+    assert counted["text_lm"] == 1 and len(result.history) == 1
