@@ -172,7 +172,9 @@ def main() -> None:
                 spec_path.write_text(spec_text(data, vocab))
                 run_dir = folder / f"run-{name.replace('/', '_')}-{round_}"
                 for mode in args.modes:
-                    results.setdefault((name, mode), []).append(measure(mode, spec_path, run_dir))
+                    found = measure(mode, spec_path, run_dir)
+                    results.setdefault((name, mode), []).append(found)
+                    print(json.dumps({"source": name, "mode": mode, **found}), flush=True)
         print(f"{'source':16} {'mode':10} {'cpu s':>14} {'wall s':>14} {'peak MB':>8}")
         for (name, mode), runs in results.items():
             cpu = sorted(r["cpu"] for r in runs)
