@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tdsl import spec as S
-from tdsl.data import text, text_lm
+from tdsl.data import text, text_lm, token_ids
 from tdsl.data.base import Context
 from tdsl.data.tensors import split_index
 from tdsl.data.vocabulary import Vocabulary, split_tokens
@@ -147,3 +147,16 @@ def test_language_model_ids_are_the_per_token_loops(tmp_path, settings):
     # Re-applied from the run's transforms (resume, eval): the same ids.
     again, _ = text_lm.prepare(source, Context(tmp_path), splits.fitted)
     assert torch.equal(again.val.target, splits.val.target)
+
+
+def test_rows_made_a_block_at_a_time_are_the_same(monkeypatch):
+    texts = labelled_texts_of(CORPUS)
+    source = S.Text(file="t.txt", length=4, tokenizer="whitespace", padding="post")
+    vocab = old_fit_vocab(source, texts)
+    expected = old_encode(source, vocab, texts)
+    monkeypatch.setattr(token_ids, "ROWS", 3)  # blocks that end inside the corpus
+    assert torch.equal(text.encode(source, vocab, texts, torch.long), expected)
+
+
+def labelled_texts_of(corpus: str) -> list[str]:
+    return [line.partition("\t")[2] for line in corpus.splitlines() if line.strip()]

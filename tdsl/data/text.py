@@ -133,9 +133,9 @@ def encoded(
     lengths: np.ndarray,
 ) -> np.ndarray:
     """Rows of `source.length` ids (int64) from tokenized texts (`token_ids.tokenized_rows`)."""
-    ids = lookup(uniques, vocab, source.unknown_id)[codes]
+    table = lookup(uniques, vocab, source.unknown_id)
     return fixed_length(
-        ids, lengths, source.length, source.pad_id, source.padding, source.truncation
+        codes, table, lengths, source.length, source.pad_id, source.padding, source.truncation
     )
 
 
@@ -211,7 +211,7 @@ def _ids(
     (int64), from the run's token cache where it holds them for these files and settings.
     `read`: each file key's texts and the SHA-256 of its bytes."""
     key = None
-    if token_cache.active() is not None:
+    if token_cache.active() is not None and all(digest for _, digest in read.values()):
         settings = attrs.asdict(source, filter=lambda a, _: a.name not in FILES)
         digests = {k: digest for k, (_, digest) in read.items()}
         key = token_cache.key("text", {**settings, "seed": ctx.seed}, digests)
@@ -225,7 +225,7 @@ def _ids(
         codes, uniques, lengths = tokens
         # Each token counted as often as its text is drawn for training.
         drawn = np.bincount(index.train.numpy(), minlength=len(lengths))
-        counted = token_counts(codes, uniques, np.repeat(drawn, lengths).astype(np.float64))
+        counted = token_counts(codes, uniques, np.repeat(drawn.astype(np.float64), lengths))
         vocab = ranked_vocab(source, counted)
     else:
         vocab = fitted.state["vocab"]

@@ -6,7 +6,9 @@ so no window of held-out text was seen in training (random rows of overlapping w
 would leak). The vocabulary is fitted on the training part: for characters every one seen
 in sorted order, for words the most frequent first (ties in alphabetical order); id 0 stands
 for tokens the vocabulary lacks. Windows are views into the token sequence (`unfold`), so a
-stride of 1 costs no more memory than the text itself.
+stride of 1 costs no more memory than the text itself. Under a run's token cache
+(`token_cache`) the ids and the vocabulary come from the run directory when they were made
+from these very bytes with these settings.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tdsl import spec as S
 from tdsl.data import token_cache
 from tdsl.data.base import (
     Context,
+    DataError,
     DataSignature,
     FeatureInfo,
     Problems,
@@ -112,25 +115,28 @@ def _windows(ids: torch.Tensor, source: S.TextLM) -> TensorData:
     return TensorData((inputs,), targets)
 
 
-def _read(path: Path, problems: Problems) -> tuple[str, str] | None:
-    """The text and the SHA-256 of its bytes (the token cache's key)."""
+def _read(path: Path, problems: Problems) -> tuple[bytes, str | None] | None:
+    """The file's bytes and their SHA-256 (the token cache's key; None without a cache)."""
     try:
         require_regular_file(path)  # a FIFO would block the read forever
-        return token_cache.read_text(path)
-    except UnicodeDecodeError:
-        problems.add(("file",), f"{path} is not UTF-8 text")
+        return token_cache.read_bytes(path)
     except OSError as exc:
         problems.add(("file",), f"cannot read {path}: {exc.strerror or exc}")
     return None
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        return token_cache.decode(data)
+    except UnicodeDecodeError:
+        raise DataError.at(("file",), f"{path} is not UTF-8 text") from None
 
 
 # Settings that do not change the ids: a cached entry serves any windows.
 _WINDOWS_ONLY = ("file", "block_size", "stride")
 
 
-def _cache_key(source: S.TextLM, digest: str) -> dict | None:
-    if token_cache.active() is None:
-        return None
+def _cache_key(source: S.TextLM, digest: str) -> dict:
     settings = attrs.asdict(source, filter=lambda a, _: a.name not in _WINDOWS_ONLY)
     return token_cache.key("text_lm", settings, {"file": digest})
 
@@ -145,17 +151,20 @@ def prepare(source: S.TextLM, ctx: Context, fitted: Fitted | None = None):
     problems.check()
     read = _read(path, problems)
     problems.check()
-    text, digest = read
+    data, digest = read
     del read
-    key = _cache_key(source, digest)
+    key = None if digest is None else _cache_key(source, digest)
     given = None if fitted is None else Vocabulary.from_state(fitted.state).state()
     cached = None if key is None else token_cache.find("text_lm", key, given)
-    if cached is not None:
+    if cached is not None:  # the very bytes these ids were made from: no need to decode
+        del data
         tokens, count = None, len(cached.arrays["ids"])
     else:
+        text = _decode(path, data)
+        del data
         tokens = _Tokens(source, text)
         count = tokens.count
-    del text  # the characters are kept lowercased, or the tokens as indices
+        del text  # the characters are kept lowercased, or the tokens as indices
     bounds = _bounds(count, source.split)
     need = source.block_size + 1  # a window and the token after it
     for which, (start, end) in bounds.items():

@@ -20,6 +20,7 @@ from tdsl.data.arrow_text import codes_of
 
 CHUNK = 1 << 20  # tokens (or characters) handled at a time: bounds the temporaries
 CODE_POINTS = 0x110000
+PYTHON_TOKENS = 1 << 18  # tokens held as Python strings at a time (~50 bytes each)
 
 
 def factorize(tokens: Sequence[str]) -> tuple[np.ndarray, list[str]]:
@@ -97,7 +98,7 @@ def tokenized_rows(
         tokens = tokenize(text)
         lengths[row] = len(tokens)
         flat += tokens
-        if len(flat) >= CHUNK:
+        if len(flat) >= PYTHON_TOKENS:
             _append(chunks, flat)
             flat = []
     if flat:
@@ -105,18 +106,37 @@ def tokenized_rows(
     return (*_codes(chunks), lengths)
 
 
+ROWS = 1 << 14  # texts made into rows at a time: bounds the index temporaries
+
+
 def fixed_length(
-    ids: np.ndarray, lengths: np.ndarray, length: int, pad_id: int, padding: str, truncation: str
+    codes: np.ndarray,
+    table: np.ndarray,
+    lengths: np.ndarray,
+    length: int,
+    pad_id: int,
+    padding: str,
+    truncation: str,
 ) -> np.ndarray:
-    """Rows of `length` ids from each text's ids (`lengths` of them per text, one after
-    another in `ids`): cut to `length` (keeping the last ids with truncation `pre`) and
-    padded with `pad_id` (at the front with padding `pre`)."""
-    rows = len(lengths)
-    out = np.full((rows, length), pad_id, dtype=np.int64)
+    """Rows of `length` ids, one per text: the ids are `table[codes]`, `lengths` of them per
+    text one text after another, cut to `length` (keeping the last ids with truncation
+    `pre`) and padded with `pad_id` (at the front with padding `pre`)."""
+    out = np.full((len(lengths), length), pad_id, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    for first in range(0, len(lengths), ROWS):
+        last = min(len(lengths), first + ROWS)
+        start = int(ends[first - 1]) if first else 0
+        ids = table[codes[start : int(ends[last - 1])]]
+        _fill(out[first:last], ids, lengths[first:last], padding, truncation)
+    return out
+
+
+def _fill(out: np.ndarray, ids: np.ndarray, lengths: np.ndarray, padding: str, truncation: str):
+    rows, length = out.shape
     kept = np.minimum(lengths, length)
     total = int(kept.sum())
     if total == 0:
-        return out
+        return
     starts = np.cumsum(lengths) - lengths
     if truncation == "pre":
         starts = starts + lengths - kept
@@ -124,4 +144,3 @@ def fixed_length(
     row_of = np.repeat(np.arange(rows), kept)
     within = np.arange(total) - np.repeat(np.cumsum(kept) - kept, kept)
     out[row_of, np.repeat(first_column, kept) + within] = ids[np.repeat(starts, kept) + within]
-    return out
