@@ -160,3 +160,8 @@ def test_rows_made_a_block_at_a_time_are_the_same(monkeypatch):
 
 def labelled_texts_of(corpus: str) -> list[str]:
     return [line.partition("\t")[2] for line in corpus.splitlines() if line.strip()]
+
+
+def test_words_split_a_piece_at_a_time_are_the_same(tmp_path, monkeypatch):
+    monkeypatch.setattr(token_ids, "CHUNK", 2)  # pieces of 8 characters: cuts everywhere
+    test_language_model_ids_are_the_per_token_loops(tmp_path, {"tokenizer": "whitespace"})

@@ -8,7 +8,8 @@ relative to the spec file (the current folder for a spec built in Python).
 
 Modules: `tensors` (Batch, TensorData, splits), `streaming` (file-backed rows through
 DataLoader workers), `synthetic`, `files` (.npz/.pt/.npy), `table` (CSV), `images`, `text`,
-`timeseries`, `text_lm` and `addition` (language-model tasks; their tokens: `vocabulary`),
+`timeseries`, `text_lm` and `addition` (language-model tasks; their tokens: `vocabulary`;
+text ids made vectorized: `token_ids`, and kept in a run's `data_cache/`: `token_cache`),
 `shapes` and `masks` (segmentation: generated, and image folders with mask folders),
 `bundled` (scikit-learn's data sets), `imported` (arrays from user code), `labels` (targets
 from text), `csvfile`, `fitted`, `checks` (validation).

@@ -33,7 +33,14 @@ from tdsl.data.base import (
 )
 from tdsl.data.fitted import Fitted
 from tdsl.data.tensors import Splits, TensorData
-from tdsl.data.token_ids import char_counts, counts, encode_chars, factorize, lookup
+from tdsl.data.token_ids import (
+    char_counts,
+    counts,
+    encode_chars,
+    factorize,
+    factorize_words,
+    lookup,
+)
 from tdsl.data.vocabulary import Vocabulary, split_tokens
 from tdsl.special_files import require_regular_file
 
@@ -66,7 +73,10 @@ class _Tokens:
         if self.chars:
             self.text = text.lower() if source.lowercase else text
             self.count = len(self.text)
-        else:
+        elif source.tokenizer == "whitespace":
+            self.codes, self.uniques = factorize_words(text.lower() if source.lowercase else text)
+            self.count = len(self.codes)
+        else:  # a regex may match across any cut: the whole text at once
             tokens = split_tokens(text, source.tokenizer, source.pattern, source.lowercase)
             self.codes, self.uniques = factorize(tokens)
             self.count = len(tokens)
