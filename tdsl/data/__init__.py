@@ -8,7 +8,8 @@ relative to the spec file (the current folder for a spec built in Python).
 
 Modules: `tensors` (Batch, TensorData, splits), `streaming` (file-backed rows through
 DataLoader workers), `synthetic`, `files` (.npz/.pt/.npy), `table` (CSV), `images`, `text`,
-`timeseries`, `text_lm` and `addition` (language-model tasks; their tokens: `vocabulary`),
+`timeseries`, `text_lm` and `addition` (language-model tasks; their tokens: `vocabulary`;
+text ids made vectorized: `token_ids`, and kept in a run's `data_cache/`: `token_cache`),
 `shapes` and `masks` (segmentation: generated, and image folders with mask folders),
 `bundled` (scikit-learn's data sets), `imported` (arrays from user code), `labels` (targets
 from text), `csvfile`, `fitted`, `checks` (validation).
@@ -37,6 +38,7 @@ from tdsl.data import (
     text,
     text_lm,
     timeseries,
+    token_cache,
 )
 from tdsl.data.arrays import stored_spec
 from tdsl.data.base import (
@@ -106,15 +108,19 @@ def is_synthetic(source: S.DataSource) -> bool:
 
 
 @functools.lru_cache(maxsize=4)
-def _prepare_cached(source, ctx: Context, fitted: Fitted | None, _stamp: tuple):
+def _prepare_cached(source, ctx: Context, fitted: Fitted | None, _stamp: tuple, _cache):
     with tampered_guard(fitted):
         return FILE_SOURCES[type(source)].prepare(source, ctx, fitted)
+
+
+TOKENIZED = (S.Text, S.TextLM)  # sources that use a run's token cache (data_cache/)
 
 
 def clear_cache() -> None:
     """Forget prepared sources (they share their tensors with every `load_data` caller)."""
     _prepare_cached.cache_clear()
     imported.clear_cache()
+    token_cache.forget_pending()
 
 
 def prepare(
@@ -130,7 +136,11 @@ def prepare(
         return imported.prepare(source, ctx, allow_imports)
     _refuse_outside_root(source, ctx)
     paths = [ctx.path(v) for k in path_fields(source) if (v := getattr(source, k)) is not None]
-    return _prepare_cached(source, ctx, fitted, stamp(paths))
+    # Under a run's token cache a text source is prepared through it (once per cache
+    # folder), so the cache is read or filled; other sources ignore it.
+    cache = token_cache.active() if isinstance(source, TOKENIZED) else None
+    cache = None if cache is None else cache.folder
+    return _prepare_cached(source, ctx, fitted, stamp(paths), cache)
 
 
 def _refuse_outside_root(source: S.DataSource, ctx: Context) -> None:

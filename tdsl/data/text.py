@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections import Counter
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import attrs
+import numpy as np
 import torch
 
 from tdsl import spec as S
+from tdsl.data import token_cache
 from tdsl.data.base import (
     Context,
     DataError,
@@ -27,6 +30,8 @@ from tdsl.data.base import (
 from tdsl.data.fitted import Fitted
 from tdsl.data.labels import read_targets
 from tdsl.data.tensors import Splits, TensorData, split_index
+from tdsl.data.token_ids import counts as token_counts
+from tdsl.data.token_ids import fixed_length, lookup, tokenized_rows
 from tdsl.registry.ops import DTYPES
 from tdsl.special_files import require_regular_file
 
@@ -54,27 +59,33 @@ def static_problems(source: S.Text, problems: Problems) -> None:
 
 
 def tokenize(source: S.Text, text: str) -> list[str]:
-    if source.lowercase:
-        text = text.lower()
-    if source.tokenizer == "whitespace":
-        return text.split()
-    return re.findall(source.pattern, text)
+    return tokenizer(source)(text)
 
 
-def _read_lines(path: Path, key: str) -> list[tuple[int, str]]:
+def tokenizer(source: S.Text) -> Callable[[str], list[str]]:
+    """The source's tokenizer as one function of a text (looked up once, called per line)."""
+    split = str.split if source.tokenizer == "whitespace" else re.compile(source.pattern).findall
+    if source.lowercase:  # per text, as a whole: lowercasing a final sigma depends on context
+        return lambda text: split(text.lower())
+    return split
+
+
+def _read_lines(path: Path, key: str) -> tuple[list[tuple[int, str]], str]:
+    """The numbered lines that hold more than spaces, and the SHA-256 of the file's bytes."""
     try:
         require_regular_file(path)  # a FIFO would block the read forever
-        text = path.read_text(encoding="utf-8-sig")
+        text, digest = token_cache.read_text(path)
     except UnicodeDecodeError:
         raise DataError.at((key,), f"{path} is not UTF-8 text") from None
     except OSError as exc:
         raise DataError.at((key,), f"cannot read {path}: {exc.strerror or exc}") from None
-    return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()], digest
 
 
 def _read(source: S.Text, path: Path, key: str, problems: Problems):
     labels, texts, lines = [], [], []
-    for number, line in _read_lines(path, key):
+    numbered, digest = _read_lines(path, key)
+    for number, line in numbered:
         label, found, text = line.partition(source.delimiter)
         if not found:
             problems.add(
@@ -88,13 +99,18 @@ def _read(source: S.Text, path: Path, key: str, problems: Problems):
         lines.append(number)
     if not labels and not problems.items:
         problems.add((key,), f"{path} holds no labelled lines")
-    return labels, texts, lambda row: f"line {lines[row]} of {path}"
+    return labels, texts, lambda row: f"line {lines[row]} of {path}", digest
 
 
 def fit_vocab(source: S.Text, texts: list[str]) -> dict[str, int]:
-    counts = Counter(token for text in texts for token in tokenize(source, text))
+    codes, uniques, _ = tokenized_rows(texts, tokenizer(source))
+    return ranked_vocab(source, token_counts(codes, uniques))
+
+
+def ranked_vocab(source: S.Text, counted: Mapping[str, int]) -> dict[str, int]:
+    """The most frequent tokens (ties in alphabetical order) with ids, around the reserved."""
     ranked = sorted(
-        (t for t, c in counts.items() if c >= source.min_freq), key=lambda t: (-counts[t], t)
+        (t for t, c in counted.items() if c >= source.min_freq), key=lambda t: (-counted[t], t)
     )
     reserved = {source.pad_id, source.unknown_id}
     ranked = ranked[: max(0, source.vocab_size - len(reserved))]
@@ -105,17 +121,22 @@ def fit_vocab(source: S.Text, texts: list[str]) -> dict[str, int]:
 def encode(
     source: S.Text, vocab: dict[str, int], texts: list[str], dtype: torch.dtype
 ) -> torch.Tensor:
-    out = torch.full((len(texts), source.length), source.pad_id, dtype=torch.long)
-    for row, text in enumerate(texts):
-        ids = [vocab.get(token, source.unknown_id) for token in tokenize(source, text)]
-        if len(ids) > source.length:
-            ids = ids[-source.length :] if source.truncation == "pre" else ids[: source.length]
-        if ids:
-            if source.padding == "pre":
-                out[row, source.length - len(ids) :] = torch.tensor(ids)
-            else:
-                out[row, : len(ids)] = torch.tensor(ids)
-    return out.to(dtype)
+    rows = encoded(source, vocab, *tokenized_rows(texts, tokenizer(source)))
+    return torch.from_numpy(rows).to(dtype)
+
+
+def encoded(
+    source: S.Text,
+    vocab: Mapping[str, int],
+    codes: np.ndarray,
+    uniques: list[str],
+    lengths: np.ndarray,
+) -> np.ndarray:
+    """Rows of `source.length` ids (int64) from tokenized texts (`token_ids.tokenized_rows`)."""
+    table = lookup(uniques, vocab, source.unknown_id)
+    return fixed_length(
+        codes, table, lengths, source.length, source.pad_id, source.padding, source.truncation
+    )
 
 
 def _id_dtype(ctx: Context) -> torch.dtype:
@@ -143,7 +164,7 @@ def prepare(source: S.Text, ctx: Context, fitted: Fitted | None = None):
     targets, target_spec, classes = read_targets(
         source.target_kind,
         source.num_classes,
-        {key: (labels, where) for key, (labels, _, where) in read.items()},
+        {key: (labels, where) for key, (labels, _, where, _) in read.items()},
         frozenset(),
         None if fitted is None else fitted.state.get("classes"),
         problems,
@@ -151,7 +172,7 @@ def prepare(source: S.Text, ctx: Context, fitted: Fitted | None = None):
         fitted=fitted is not None,
     )
     problems.check()
-    rows = sum(len(texts) for _, texts, _ in read.values())
+    rows = sum(len(texts) for _, texts, *_ in read.values())
     if rows * source.length > MAX_IDS:
         problems.add(
             ("length",), f"{rows} texts of {source.length} ids are more than fit in memory"
@@ -162,16 +183,17 @@ def prepare(source: S.Text, ctx: Context, fitted: Fitted | None = None):
     own = ("val_file" in read, "test_file" in read)
     generator = torch.Generator().manual_seed(ctx.seed)
     index = split_index(len(texts), source.split, generator, strata, own)
+    if fitted is not None:
+        fitted.expect("text", "vocab")
+    vocab, ids = _ids(source, ctx, {k: (r[1], r[3]) for k, r in read.items()}, index, fitted)
     if fitted is None:
-        vocab = fit_vocab(source, [texts[i] for i in index.train.tolist()])
         fitted = Fitted("text", {"vocab": vocab, "classes": classes})
-    vocab = fitted.expect("text", "vocab")
     dtype = _id_dtype(ctx)
-    rows = TensorData((encode(source, vocab, texts, dtype),), targets["file"])
+    rows = TensorData((torch.from_numpy(ids["file"]).to(dtype),), targets["file"])
     splits = [rows.subset(index.train)]
     for which, key in ((index.val, "val_file"), (index.test, "test_file")):
         if key in read:
-            splits.append(TensorData((encode(source, vocab, read[key][1], dtype),), targets[key]))
+            splits.append(TensorData((torch.from_numpy(ids[key]).to(dtype),), targets[key]))
         else:
             splits.append(None if which is None else rows.subset(which))
     counts = {
@@ -182,12 +204,46 @@ def prepare(source: S.Text, ctx: Context, fitted: Fitted | None = None):
     return Splits(*splits, fitted=fitted), signature
 
 
+def _ids(
+    source: S.Text, ctx: Context, read: dict[str, tuple[list[str], str]], index, fitted
+) -> tuple[dict[str, int], dict[str, np.ndarray]]:
+    """The vocabulary (fitted's, or fitted on the training rows) and each file's rows of ids
+    (int64), from the run's token cache where it holds them for these files and settings.
+    `read`: each file key's texts and the SHA-256 of its bytes."""
+    key = None
+    if token_cache.active() is not None and all(digest for _, digest in read.values()):
+        settings = attrs.asdict(source, filter=lambda a, _: a.name not in FILES)
+        digests = {k: digest for k, (_, digest) in read.items()}
+        key = token_cache.key("text", {**settings, "seed": ctx.seed}, digests)
+        given = None if fitted is None else fitted.state["vocab"]
+        cached = token_cache.find("text", key, given)
+        if cached is not None:
+            return dict(cached.vocabulary), cached.arrays
+    split = tokenizer(source)
+    tokens = tokenized_rows(read["file"][0], split)  # once: for the vocabulary and the ids
+    if fitted is None:
+        codes, uniques, lengths = tokens
+        # Each token counted as often as its text is drawn for training.
+        drawn = np.bincount(index.train.numpy(), minlength=len(lengths))
+        counted = token_counts(codes, uniques, np.repeat(drawn.astype(np.float64), lengths))
+        vocab = ranked_vocab(source, counted)
+    else:
+        vocab = fitted.state["vocab"]
+    ids = {"file": encoded(source, vocab, *tokens)}
+    for other in ("val_file", "test_file"):
+        if other in read:
+            ids[other] = encoded(source, vocab, *tokenized_rows(read[other][0], split))
+    if key is not None:
+        token_cache.keep("text", key, token_cache.Entry(vocab, ids))
+    return vocab, ids
+
+
 def read_input(source: S.Text, ctx: Context, fitted: Fitted, path: Path):
     """Prediction texts, one per line; on a line with the delimiter, the text after it (so
     a labelled file works too)."""
     vocab = fitted.expect("text", "vocab")
     texts = []
-    for _, line in _read_lines(path, "file"):
+    for _, line in _read_lines(path, "file")[0]:
         _, found, text = line.partition(source.delimiter)
         texts.append(text if found else line)
     return (encode(source, vocab, texts, _id_dtype(ctx)),)

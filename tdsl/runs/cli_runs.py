@@ -14,6 +14,7 @@ from tdsl.runs.cli_specs import _as_path, _read, _resolved
 def cmd_run(args: argparse.Namespace) -> int:
     from tdsl.check.pipeline import validate
     from tdsl.errors import Report
+    from tdsl.runs.data_cache import run_data_cache
     from tdsl.runs.directories import default_run_dir, run
     from tdsl.runs.run_lock import refuse_existing_run
     from tdsl.train import distributed
@@ -23,7 +24,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if spec is None:
         report = Report(tuple(problems))
     else:
-        report = validate(spec, None, args.allow_imports, args.nproc)
+        out = _as_path(args.out) if args.out else default_run_dir(spec)
+        # Text: the ids tokenized while validating are what the run stores (data_cache/).
+        with run_data_cache(out, write=False):
+            report = validate(spec, None, args.allow_imports, args.nproc)
     if report.diagnostics and lead:
         print(report.format(), file=sys.stderr)
     if not report.ok:
@@ -33,7 +37,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(_resolved(args.file, args.set), end="")
         return 0
-    out = _as_path(args.out) if args.out else default_run_dir(spec)
     if (args.nproc or 1) > 1:  # start the processes; each runs this command without --nproc
         refuse_existing_run(out)
         passed = [a for value in args.set for a in ("--set", value)]

@@ -26,6 +26,7 @@ from tdsl.check.summary import summary
 from tdsl.check.weights_setup import init_record, with_absolute_init, without_init
 from tdsl.data import Fitted, load_data, with_absolute_paths
 from tdsl.data.data_root import accepts_data_root
+from tdsl.runs.data_cache import keep_token_ids, run_data_cache
 from tdsl.runs.drift import data_drift, record_data, spec_edits
 from tdsl.runs.run_files import RunFileError, load_run_checkpoint
 from tdsl.runs.run_files import check_writable as check_writable_run
@@ -102,12 +103,14 @@ def run(
     directory = Path(out) if out is not None else default_run_dir(spec)
     spec = with_absolute_paths(spec)  # data paths as absolute: the same files from any folder
     spec = with_absolute_init(spec)
-    program = compile(spec, allow_imports)
-    data = load_data(spec, allow_imports=allow_imports)
+    with run_data_cache(directory, write=False):  # text: token ids kept once claimed
+        program = compile(spec, allow_imports)
+        data = load_data(spec, allow_imports=allow_imports)
     lead = program.world is None or program.world.lead  # data-parallel: rank 0 writes
     lock = claim_new_run(directory) if lead else None  # nothing is written before this
     try:
         if lead:
+            keep_token_ids(directory)
             record_data(directory, spec)  # a resume says which data files changed since
             summary_text = summary(spec, allow_imports=allow_imports)
             processes = program.world.size if program.world is not None else 1
@@ -205,7 +208,8 @@ def _resume(
         )
         raise RunError(f"the spec changed since the checkpoint was written:\n{diff}")
     # The run's own checkpoint holds its weights: model.init is neither read nor re-applied.
-    program = compile(without_init(spec), allow_imports)
+    with run_data_cache(directory, write=False):  # the token ids the run kept, if any
+        program = compile(without_init(spec), allow_imports)
     lead = program.world is None or program.world.lead  # data-parallel: rank 0 writes
     if lead and not checkpoint["stop_reason"]:  # found now, not after an epoch of training
         try:
@@ -235,7 +239,8 @@ def _resume(
     if checkpoint["stop_reason"]:
         result = FitResult(state, checkpoint["history"], checkpoint["stop_reason"])
     else:
-        data = load_data(spec, Fitted.load(directory), allow_imports)
+        with run_data_cache(directory, write=lead):
+            data = load_data(spec, Fitted.load(directory), allow_imports)
         result = train_epochs(
             program, state, data, callbacks=composed.ordered, history=checkpoint["history"]
         )
@@ -269,7 +274,8 @@ def _program_and_state(
     edited = spec_edits(Path(directory), checkpoint["spec"], which)
     if edited:
         print(edited, file=sys.stderr)
-    program = compile(without_init(load(checkpoint["spec"])), allow_imports)
+    with run_data_cache(directory, write=False):  # read only: no lock is held
+        program = compile(without_init(load(checkpoint["spec"])), allow_imports)
     return program, TrainState.from_dict(checkpoint["state"], program.device)
 
 
@@ -279,7 +285,8 @@ def evaluate_run(
 ) -> dict[str, dict[str, float]]:
     """Metrics of the run's `which` checkpoint on its validation and test splits."""
     program, state = _program_and_state(directory, which, allow_imports)
-    splits = load_data(program.spec, Fitted.load(directory), allow_imports)
+    with run_data_cache(directory, write=False):
+        splits = load_data(program.spec, Fitted.load(directory), allow_imports)
     results = {}
     for name, data in (("val", splits.val), ("test", splits.test)):
         if data is not None and len(data):

@@ -1,0 +1,201 @@
+"""A run directory's token cache (data_cache/): a cached load equals a fresh one, and a
+changed file, changed settings or another vocabulary are tokenized again, never served
+from the cache."""
+
+from __future__ import annotations
+
+import os
+
+import attrs
+import pytest
+import torch
+
+import tdsl
+from tdsl import spec as S
+from tdsl.data import clear_cache, load_data, text, text_lm
+from tdsl.runs.cli import main
+from tdsl.runs.data_cache import keep_token_ids, run_data_cache
+from tdsl.runs.directories import evaluate_run, resume, run
+
+LM_SPEC = """
+name: lm
+seed: 0
+data: {{kind: text_lm, file: {file}, tokenizer: {tokenizer}, block_size: 4, vocab_size: 40}}
+model:
+  inputs: [{{shape: [4], dtype: int64}}]
+  layers:
+    - {{op: embedding, num_embeddings: 40, embedding_dim: 4}}
+    - {{op: linear, out_features: 40}}
+loss: {{kind: cross_entropy, class_dim: -1}}
+optimizer: {{kind: sgd, lr: 0.1}}
+train: {{epochs: 1, batch_size: 16}}
+"""
+
+TEXT_SPEC = """
+name: tc
+seed: 0
+data: {{kind: text, file: {file}, val_file: {val}, length: 5, vocab_size: 30}}
+model:
+  inputs: [{{shape: [5], dtype: int64}}]
+  layers:
+    - {{op: embedding, num_embeddings: 30, embedding_dim: 2}}
+    - {{op: flatten}}
+    - {{op: linear, out_features: 1}}
+loss: bce_with_logits
+optimizer: {{kind: sgd, lr: 0.1}}
+train: {{epochs: 1, batch_size: 8}}
+"""
+
+TALE = "The cat sat on the mat; a dog ran. Ünïcode 😀 too!\n" * 30
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """How often each source tokenized a text."""
+    calls = {"text_lm": 0, "text": 0}
+    real_tokens, real_rows = text_lm._Tokens, text.tokenized_rows
+
+    def tokens(*args):
+        calls["text_lm"] += 1
+        return real_tokens(*args)
+
+    def rows(*args):
+        calls["text"] += 1
+        return real_rows(*args)
+
+    monkeypatch.setattr(text_lm, "_Tokens", tokens)
+    monkeypatch.setattr(text, "tokenized_rows", rows)
+    clear_cache()
+    yield calls
+    clear_cache()
+
+
+def lm_spec(tmp_path, tokenizer: str = "char") -> S.Spec:
+    return tdsl.load(LM_SPEC.format(file=tmp_path / "tale.txt", tokenizer=tokenizer))
+
+
+def same(a, b) -> None:
+    for name in ("train", "val"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert torch.equal(x.features[0], y.features[0]) and torch.equal(x.target, y.target)
+    assert a.fitted == b.fitted
+
+
+def load_in(directory, spec, fitted=None):
+    clear_cache()  # a fresh process, as far as the in-memory cache goes
+    with run_data_cache(directory):
+        return load_data(spec, fitted)
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "regex"])
+def test_a_cached_load_equals_a_fresh_one_without_tokenizing(tmp_path, counted, tokenizer):
+    (tmp_path / "tale.txt").write_text(TALE)
+    spec = lm_spec(tmp_path, tokenizer)
+    fresh = load_data(spec)
+    filled = load_in(tmp_path / "run", spec)
+    assert sorted(p.name for p in (tmp_path / "run" / "data_cache").iterdir())[-1] == "text_lm.json"
+    calls = counted["text_lm"]
+    cached = load_in(tmp_path / "run", spec)
+    again = load_in(tmp_path / "run", spec, fresh.fitted)  # resume, eval: the run's vocabulary
+    assert counted["text_lm"] == calls  # neither tokenized
+    same(cached, fresh), same(filled, fresh), same(again, fresh)
+
+
+def test_a_changed_file_is_tokenized_again_even_with_its_size_and_time(tmp_path, counted):
+    path = tmp_path / "tale.txt"
+    path.write_text(TALE)
+    spec = lm_spec(tmp_path)
+    load_in(tmp_path / "run", spec)
+    before = os.stat(path)
+    path.write_text(TALE.replace("cat", "bat"))  # same size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    calls = counted["text_lm"]
+    cached = load_in(tmp_path / "run", spec)
+    assert counted["text_lm"] == calls + 1
+    clear_cache()
+    same(cached, load_data(spec))
+    assert "b" in cached.fitted.state["tokens"]
+
+
+def test_changed_settings_or_another_vocabulary_miss(tmp_path, counted):
+    (tmp_path / "tale.txt").write_text(TALE)
+    spec = lm_spec(tmp_path)
+    load_in(tmp_path / "run", spec)
+    lower = attrs.evolve(spec, data=attrs.evolve(spec.data, lowercase=True))
+    calls = counted["text_lm"]
+    cached = load_in(tmp_path / "run", lower)
+    assert counted["text_lm"] == calls + 1
+    clear_cache()
+    same(cached, load_data(lower))
+    # block_size only cuts windows: the same ids serve it.
+    wider = attrs.evolve(lower, data=attrs.evolve(lower.data, block_size=3))
+    calls = counted["text_lm"]
+    load_in(tmp_path / "run", wider)
+    assert counted["text_lm"] == calls
+    # Another vocabulary (transforms.json edited, or another run's) is not served.
+    other = load_data(attrs.evolve(spec, data=attrs.evolve(spec.data, vocab_size=5))).fitted
+    clear_cache()
+    expected = load_data(lower, other)
+    assert torch.equal(load_in(tmp_path / "run", lower, other).train.target, expected.train.target)
+
+
+def test_a_damaged_or_linked_cache_is_not_used(tmp_path, counted):
+    (tmp_path / "tale.txt").write_text(TALE)
+    spec = lm_spec(tmp_path)
+    fresh = load_data(spec)
+    load_in(tmp_path / "run", spec)
+    folder = tmp_path / "run" / "data_cache"
+    (array,) = folder.glob("*.bin")
+    array.write_bytes(array.read_bytes()[:-1])
+    calls = counted["text_lm"]
+    same(load_in(tmp_path / "run", spec), fresh)  # tokenized again, and stored again
+    assert counted["text_lm"] == calls + 1
+    # A link where the cache folder goes: neither read nor written through.
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "data_cache").symlink_to(tmp_path / "elsewhere")
+    same(load_in(tmp_path / "linked", spec), fresh)
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_text_rows_are_cached_per_file_with_the_vocabulary(tmp_path, counted):
+    lines = [f"{i % 2}\tthe cat number {i} sat {'on the mat' * (i % 3)}" for i in range(40)]
+    (tmp_path / "t.txt").write_text("\n".join(lines[:30]))
+    (tmp_path / "v.txt").write_text("\n".join(lines[30:]))
+    spec = tdsl.load(TEXT_SPEC.format(file=tmp_path / "t.txt", val=tmp_path / "v.txt"))
+    fresh = load_data(spec)
+    load_in(tmp_path / "run", spec)
+    calls = counted["text"]
+    same(load_in(tmp_path / "run", spec), fresh)
+    same(load_in(tmp_path / "run", spec, fresh.fitted), fresh)
+    assert counted["text"] == calls
+    (tmp_path / "v.txt").write_text("\n".join(lines[31:]))  # the validation file changed
+    changed = load_in(tmp_path / "run", spec)
+    assert counted["text"] > calls and len(changed.val) == 9
+
+
+def test_a_run_keeps_its_token_ids_and_eval_reuses_them(tmp_path, counted):
+    (tmp_path / "tale.txt").write_text(TALE)
+    spec = lm_spec(tmp_path)
+    directory, _ = run(spec, tmp_path / "run", progress=False)
+    assert (directory / "data_cache" / "text_lm.json").is_file()
+    calls = counted["text_lm"]
+    assert calls == 1  # validating and loading tokenized once
+    clear_cache()
+    scores = evaluate_run(directory)
+    assert counted["text_lm"] == calls and "val" in scores
+    keep_token_ids(directory)  # nothing left to write: no error, no change
+
+
+def test_tdsl_run_tokenizes_once_and_resume_reuses_the_ids(tmp_path, counted, capsys):
+    (tmp_path / "tale.txt").write_text(TALE)
+    spec = tmp_path / "lm.yaml"
+    # A relative data path: the run's spec.yaml holds it absolute, the same ids.
+    spec.write_text(LM_SPEC.format(file="tale.txt", tokenizer="whitespace"))
+    out = tmp_path / "lm"
+    assert main(["run", str(spec), "--out", str(out)]) == 0
+    assert counted["text_lm"] == 1  # validate, compile and load: one tokenization
+    assert (out / "data_cache" / "text_lm.json").is_file()
+    clear_cache()  # as a new process: resume validates and loads from data_cache/
+    result = resume(out, progress=False)
+    assert counted["text_lm"] == 1 and len(result.history) == 1
