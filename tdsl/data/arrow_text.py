@@ -1,10 +1,11 @@
 """The rows of a CSV file through Apache Arrow, and the csv-module scans that locate them.
 
 Arrow reads the body (everything after the header) in parallel blocks: number columns
-become float64 or int64 buffers as they are parsed, other columns Arrow string arrays; no
-Python object is made per cell. Line numbers are not kept (a file of millions of rows would
-pay for them whether or not anything is wrong): `RawTable.line` finds a row's line by reading
-the file again with the csv module, which only happens to say where a problem is.
+(integers too) are copied into float64 numpy arrays batch by batch, other columns kept as
+Arrow string arrays; no Python object is made per cell. Line numbers are not kept (a file
+of millions of rows would pay for them whether or not anything is wrong): `RawTable.line`
+finds a row's line by reading the file again with the csv module, which only happens to say
+where a problem is.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from tdsl.data.memory import refuse_too_large
 from tdsl.errors import SpecPath
 
 _NUMBERS = (pa.int64(), pa.float64())
-BLOCK_SIZE = 4 << 20  # bytes Arrow parses at a time; a column's type is guessed from the first
+PIECE_BYTES = 16 << 20  # text a column holds in Arrow's allocator before it is compacted
+BLOCK_SIZE = 1 << 20  # bytes Arrow parses at a time; a column's type is guessed from the first
 
 
 def codes_of(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
@@ -34,7 +36,8 @@ def codes_of(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     texts."""
     uniques = pc.unique(column)
     codes = pc.index_in(column, value_set=uniques)
-    return codes.to_numpy().astype(np.int64), uniques.to_pylist()
+    # int32, as Arrow made them: half the memory of int64, and indexes as well.
+    return codes.to_numpy(), uniques.to_pylist()
 
 
 class RawTable:
@@ -187,16 +190,16 @@ def _read(raw: RawTable, positions, as_text: set[int], as_numbers: set[int] = fr
 
 
 def _stream(raw: RawTable, read, parse, convert) -> tuple[int, dict[int, Any], set[int]]:
-    """(rows, columns, float64 columns with 'nan' or 'inf' written out) through Arrow's
+    """(rows, columns, number columns with 'nan' or 'inf' written out) through Arrow's
     streaming reader, which reads ahead a few blocks (the whole-file reader may hold most of
-    the file while its threads catch up). Each batch's float64 columns are copied into numpy
+    the file while its threads catch up). Each batch's number columns are copied into numpy
     arrays sized for the most rows the file can hold (untouched pages cost nothing) and the
     batch let go of, so memory is the numbers themselves, and a column let go of later goes
     back to the system at once."""
     size = raw.path.stat().st_size - raw.start
     bound = size // max(raw.width, 2) + 1  # a row takes at least a byte per column
     numbers: dict[int, np.ndarray] = {}
-    others: dict[int, list] = {}
+    others: dict[int, Pieces] = {}
     unclean: set[int] = set()
     rows = 0
     with pa.OSFile(str(raw.path)) as source:
@@ -204,10 +207,10 @@ def _stream(raw: RawTable, read, parse, convert) -> tuple[int, dict[int, Any], s
         reader = pacsv.open_csv(source, read, parse, convert)
         names = reader.schema.names
         for i, name in enumerate(names):
-            if reader.schema.field(i).type == pa.float64():
+            if reader.schema.field(i).type in _NUMBERS:  # int64 too: floats() gives float64
                 numbers[int(name)] = np.empty(bound, dtype=np.float64)
             else:
-                others[int(name)] = []
+                others[int(name)] = Pieces(reader.schema.field(i).type)
         for batch in reader:
             count = batch.num_rows
             for i, name in enumerate(names):
@@ -220,15 +223,35 @@ def _stream(raw: RawTable, read, parse, convert) -> tuple[int, dict[int, Any], s
                     if int(count - np.isfinite(values).sum()) != column.null_count:
                         unclean.add(at)
                 else:
-                    others[at].append(column)
+                    others[at].add(column)
             rows += count
             del batch
-        types = {int(n): reader.schema.field(i).type for i, n in enumerate(names)}
     arrays: dict[int, Any] = {at: values[:rows] for at, values in numbers.items()}
     for at in list(others):
-        arrays[at] = compact(others.pop(at), types[at])
+        arrays[at] = others.pop(at).done()
     pa.default_memory_pool().release_unused()  # what parsing used and let go of
     return rows, arrays, unclean
+
+
+class Pieces:
+    """A text column's batches, compacted (`compact`) every `PIECE_BYTES` as they come,
+    so the batches are not held twice at the end and Arrow's allocator reuses their memory
+    for the next ones."""
+
+    def __init__(self, kind: pa.DataType):
+        self.kind, self.pieces, self.pending, self.size = kind, [], [], 0
+
+    def add(self, chunk: pa.Array) -> None:
+        self.pending.append(chunk)
+        self.size += chunk.nbytes
+        if self.size >= PIECE_BYTES:
+            self.pieces.extend(compact(self.pending, self.kind).chunks)
+            self.pending, self.size = [], 0
+
+    def done(self) -> pa.ChunkedArray:
+        if self.pending or not self.pieces:
+            self.pieces.extend(compact(self.pending, self.kind).chunks)
+        return pa.chunked_array(self.pieces, self.kind)
 
 
 def compact(chunks: list, kind: pa.DataType) -> pa.ChunkedArray:
