@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from tdsl import spec as S
-from tdsl.data import arrow_text, csvfile, table_features
-from tdsl.data.base import Context
+from tdsl.data import arrow_stream, arrow_text, csvfile, table_features
+from tdsl.data.base import Context, DataError, Problems
 from tdsl.data.table import prepare
 from tdsl.data.tensors import split_index
 from tdsl.spec import data_section as D
@@ -131,7 +131,7 @@ def test_integer_columns_are_read_as_float64_arrays(tmp_path):
 
 def test_text_read_in_pieces_is_the_whole_column(tmp_path, monkeypatch):
     monkeypatch.setattr(arrow_text, "BLOCK_SIZE", 256)  # many batches
-    monkeypatch.setattr(arrow_text, "PIECE_BYTES", 100)  # compacted every batch or two
+    monkeypatch.setattr(arrow_stream, "PIECE_BYTES", 100)  # compacted every batch or two
     path = tmp_path / "s.csv"
     cells = [f"w{i % 7}{'é' * (i % 3)}" for i in range(500)]
     path.write_text("s,x\n" + "".join(f"{c},{i}\n" for i, c in enumerate(cells)))
@@ -156,3 +156,108 @@ def test_target_columns_are_let_go_of_once_read(tmp_path, monkeypatch):
     prepare(_source(path), Context(tmp_path))
     assert forgotten[0] == "y"  # before any feature column is made
     assert set(forgotten) == {"x", "n", "kind", "y"}
+
+
+def _parts(monkeypatch, count: int) -> None:
+    """Read files in `count` parts however small they are."""
+    monkeypatch.setattr(arrow_stream, "PART_BYTES", 1)
+    monkeypatch.setattr(arrow_stream, "cores", lambda: count)
+    monkeypatch.setattr(arrow_text, "BLOCK_SIZE", 512)  # several batches per part
+
+
+def _mixed(path, bad: str = "") -> list[str]:
+    lines = ["x,n,s,label"]
+    for i in range(400):
+        x = "" if i % 13 == 0 else f"{i * 0.37 - 40:.3f}"
+        lines.append(f"{x},{i - 200},{'abc'[i % 3] * (1 + i % 4)},{i % 5}")
+        if i % 97 == 0:
+            lines.append("")  # blank lines are skipped, wherever a cut falls
+    if bad:
+        lines[-30] = bad
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    return lines
+
+
+def _read_all(path):
+    table = csvfile.read_csv(path, ",", (), text={"s"}, numbers={"x"})
+    missing = csvfile.DEFAULT_MISSING
+    return (
+        len(table),
+        [table.floats(n, missing) for n in ("x", "n", "label")],
+        table.column("s"),
+        table.codes("s"),
+    )
+
+
+@pytest.mark.parametrize("count", [2, 3, 7])
+def test_a_file_read_in_parallel_parts_is_read_as_a_whole(tmp_path, monkeypatch, count):
+    path = tmp_path / "m.csv"
+    _mixed(path)
+    rows, numbers, texts, (codes, uniques) = _read_all(path)
+    _parts(monkeypatch, count)
+    assert arrow_stream.cuts(path, 0, quoted=False)[1:-1]  # really cut
+    got_rows, got_numbers, got_texts, (got_codes, got_uniques) = _read_all(path)
+    assert got_rows == rows == 400
+    for got, expected in zip(got_numbers, numbers, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    assert got_texts == texts
+    assert [got_uniques[c] for c in got_codes] == [uniques[c] for c in codes]
+
+
+def test_cuts_fall_after_line_breaks_and_not_in_quoted_files(tmp_path, monkeypatch):
+    path = tmp_path / "m.csv"
+    _mixed(path)
+    _parts(monkeypatch, 4)
+    data = path.read_bytes()
+    where = arrow_stream.cuts(path, 12, quoted=False)
+    assert where[0] == 12 and where[-1] == len(data) and len(where) == 5
+    assert all(data[at - 1 : at] == b"\n" for at in where[1:-1])
+    assert arrow_stream.cuts(path, 12, quoted=True) == [12, len(data)]
+
+
+@pytest.mark.parametrize(
+    ("bad", "what"),
+    [
+        ("oops,1,a,1", "not a number"),  # a number column's cell: located, cell by cell
+        ("1.5,2,a,3.5", None),  # an integer column becomes float in a later part
+        ("1,2,a", "has 3 cells, the header has 4"),  # a ragged row, located
+    ],
+)
+def test_a_later_part_fails_as_the_whole_file_would(tmp_path, monkeypatch, bad, what):
+    path = tmp_path / "m.csv"
+    _mixed(path, bad)
+
+    def outcome():
+        try:
+            table = csvfile.read_csv(path, ",", (), text={"s"}, numbers={"x"})
+        except DataError as exc:
+            return [p.message for p in exc.problems]
+        problems = Problems()
+        found = [csvfile.numbers(table, n, (n,), csvfile.DEFAULT_MISSING, problems) for n in "xn"]
+        label = table.floats("label", csvfile.DEFAULT_MISSING)
+        cells = [np.nan_to_num(v, nan=-1.5).tolist() for v in (*found, label)]  # NaN != NaN
+        return [p.message for p in problems.items], cells
+
+    whole = outcome()
+    _parts(monkeypatch, 3)
+    assert outcome() == whole
+    if what is not None:
+        assert what in str(whole)
+
+
+def test_a_part_of_only_blank_lines_holds_no_rows(tmp_path, monkeypatch):
+    path = tmp_path / "b.csv"
+    path.write_text("x,s\n1,a\n" + "\n" * 60 + "2,b\n")
+    _parts(monkeypatch, 6)
+    assert len(arrow_stream.cuts(path, 4, quoted=False)) > 3  # parts in the blank lines
+    table = csvfile.read_csv(path, ",", (), text={"s"})
+    np.testing.assert_array_equal(table.floats("x", csvfile.DEFAULT_MISSING), [1.0, 2.0])
+    assert table.column("s") == ["a", "b"]
+
+
+def test_a_first_part_of_only_blank_lines_does_not_end_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "b.csv"
+    path.write_text("x,s\n" + "\n" * 200 + "1,a\n2,b\n")
+    _parts(monkeypatch, 3)
+    table = csvfile.read_csv(path, ",", (), text={"s"})
+    np.testing.assert_array_equal(table.floats("x", csvfile.DEFAULT_MISSING), [1.0, 2.0])

@@ -21,13 +21,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from tdsl.data.arrow_stream import NUMBERS, compact, stream  # noqa: F401 (compact: for parquet)
 from tdsl.data.base import DataError
 from tdsl.data.csv_scan import Records, located, rows_of
 from tdsl.data.memory import refuse_too_large
 from tdsl.errors import SpecPath
 
-_NUMBERS = (pa.int64(), pa.float64())
-PIECE_BYTES = 16 << 20  # text a column holds in Arrow's allocator before it is compacted
+_NUMBERS = NUMBERS
 BLOCK_SIZE = 1 << 20  # bytes Arrow parses at a time; a column's type is guessed from the first
 
 
@@ -176,7 +176,7 @@ def _read(raw: RawTable, positions, as_text: set[int], as_numbers: set[int] = fr
     while True:
         read, parse, convert = _options(raw, names, include, as_text, as_numbers)
         try:
-            return _stream(raw, read, parse, convert)
+            return stream(raw, read, parse, convert)
         except pa.ArrowInvalid as exc:
             failed = _FAILED_COLUMN.search(str(exc))
             if failed is None or int(failed.group(1)) in as_text:
@@ -187,79 +187,6 @@ def _read(raw: RawTable, positions, as_text: set[int], as_numbers: set[int] = fr
             else:
                 as_numbers.discard(at)
                 as_text = {*as_text, at}
-
-
-def _stream(raw: RawTable, read, parse, convert) -> tuple[int, dict[int, Any], set[int]]:
-    """(rows, columns, number columns with 'nan' or 'inf' written out) through Arrow's
-    streaming reader, which reads ahead a few blocks (the whole-file reader may hold most of
-    the file while its threads catch up). Each batch's number columns are copied into numpy
-    arrays sized for the most rows the file can hold (untouched pages cost nothing) and the
-    batch let go of, so memory is the numbers themselves, and a column let go of later goes
-    back to the system at once."""
-    size = raw.path.stat().st_size - raw.start
-    bound = size // max(raw.width, 2) + 1  # a row takes at least a byte per column
-    numbers: dict[int, np.ndarray] = {}
-    others: dict[int, Pieces] = {}
-    unclean: set[int] = set()
-    rows = 0
-    with pa.OSFile(str(raw.path)) as source:
-        source.seek(raw.start)
-        reader = pacsv.open_csv(source, read, parse, convert)
-        names = reader.schema.names
-        for i, name in enumerate(names):
-            if reader.schema.field(i).type in _NUMBERS:  # int64 too: floats() gives float64
-                numbers[int(name)] = np.empty(bound, dtype=np.float64)
-            else:
-                others[int(name)] = Pieces(reader.schema.field(i).type)
-        for batch in reader:
-            count = batch.num_rows
-            for i, name in enumerate(names):
-                column = batch.column(i)
-                at = int(name)
-                if at in numbers:
-                    values = numbers[at][rows : rows + count]
-                    values[...] = column.to_numpy(zero_copy_only=False)
-                    # Nulls are NaN; any other NaN or infinity was written out as such.
-                    if int(count - np.isfinite(values).sum()) != column.null_count:
-                        unclean.add(at)
-                else:
-                    others[at].add(column)
-            rows += count
-            del batch
-    arrays: dict[int, Any] = {at: values[:rows] for at, values in numbers.items()}
-    for at in list(others):
-        arrays[at] = others.pop(at).done()
-    pa.default_memory_pool().release_unused()  # what parsing used and let go of
-    return rows, arrays, unclean
-
-
-class Pieces:
-    """A text column's batches, compacted (`compact`) every `PIECE_BYTES` as they come,
-    so the batches are not held twice at the end and Arrow's allocator reuses their memory
-    for the next ones."""
-
-    def __init__(self, kind: pa.DataType):
-        self.kind, self.pieces, self.pending, self.size = kind, [], [], 0
-
-    def add(self, chunk: pa.Array) -> None:
-        self.pending.append(chunk)
-        self.size += chunk.nbytes
-        if self.size >= PIECE_BYTES:
-            self.pieces.extend(compact(self.pending, self.kind).chunks)
-            self.pending, self.size = [], 0
-
-    def done(self) -> pa.ChunkedArray:
-        if self.pending or not self.pieces:
-            self.pieces.extend(compact(self.pending, self.kind).chunks)
-        return pa.chunked_array(self.pieces, self.kind)
-
-
-def compact(chunks: list, kind: pa.DataType) -> pa.ChunkedArray:
-    """The chunks as one array outside Arrow's own allocator: left among the batches' freed
-    buffers, they would keep the allocator's segments (and so all of that memory) resident."""
-    if not chunks:
-        return pa.chunked_array([], kind)
-    return pa.chunked_array([pa.concat_arrays(chunks, memory_pool=pa.system_memory_pool())])
 
 
 def read_body(
