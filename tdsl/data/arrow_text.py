@@ -35,9 +35,14 @@ def codes_of(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     """A text column as indices into its distinct texts (in order of first use), and those
     texts."""
     uniques = pc.unique(column)
-    codes = pc.index_in(column, value_set=uniques)
-    # int32, as Arrow made them: half the memory of int64, and indexes as well.
-    return codes.to_numpy(), uniques.to_pylist()
+    # int32, as Arrow makes them (half the memory of int64), a chunk at a time into one
+    # array: the whole column's codes are never held twice.
+    codes = np.empty(len(column), dtype=np.int32)
+    at = 0
+    for chunk in column.chunks:
+        codes[at : at + len(chunk)] = pc.index_in(chunk, value_set=uniques).to_numpy()
+        at += len(chunk)
+    return codes, uniques.to_pylist()
 
 
 class RawTable:

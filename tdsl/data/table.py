@@ -136,9 +136,10 @@ def _fit_and_write(
     source: S.Table, parts: list[CsvTable], problems: Problems, dtype: torch.dtype
 ) -> tuple[list[dict], list[torch.Tensor]]:
     """Each column fitted on the training rows (`parts[0]`) and at once written into every
-    part's features, so a number column's training rows are gathered once for both. Once a
-    column cannot be fitted, the rest are only fitted (their problems said) and nothing is
-    written."""
+    part's features. A number column's rows are gathered for each part once, for fitting
+    and transforming both, and the column let go of before fitting makes its temporaries.
+    Once a column cannot be fitted, the rest are only fitted (their problems said) and
+    nothing is written."""
     missing = frozenset(source.missing)
     categories = {
         c.name: categories_of(parts[0], c.name, missing)
@@ -149,11 +150,16 @@ def _fit_and_write(
     writer = FeatureWriter(parts, width, dtype)
     states = []
     for i, column in enumerate(source.columns):
-        values = None
+        values = gathered = None
         if column.transform in NUMERIC:
-            values = csvfile.numbers(
-                parts[0], column.name, ("columns", i), missing, problems, NUMBER_HINT
-            )
+            where = ("columns", i)
+            gathered = [
+                csvfile.numbers(part, column.name, where, missing, problems, NUMBER_HINT)
+                for part in parts
+            ]
+            for part in parts:
+                part.forget(column.name)
+            values = gathered[0]
             if column.fill in ("mean", "median") and np.isnan(values).all():
                 problems.add(
                     ("columns", i, "fill"),
@@ -162,7 +168,8 @@ def _fit_and_write(
                 )
         states.append(fit_column(column, categories.get(column.name), values))
         if not problems.items:
-            writer.write(states[-1], missing, ("columns", i), problems, first=values)
+            writer.write(states[-1], missing, ("columns", i), problems, given=gathered)
+        del values, gathered
     problems.check()
     return states, writer.finish()
 

@@ -117,14 +117,15 @@ class FeatureWriter:
         missing: frozenset,
         where,
         problems: Problems,
-        first: np.ndarray | None = None,
+        given: Sequence[np.ndarray] | None = None,
     ) -> None:
-        """The column's features in every table (`first`: the first table's numbers, when
-        the caller has them; they are overwritten), then the column let go of."""
+        """The column's features in every table (`given`: each table's numbers, when the
+        caller has them; they are overwritten), then the column let go of."""
         for index, (table, blocks) in enumerate(zip(self.tables, self.blocks, strict=True)):
-            given = first if index == 0 else None
-            found = column_values(state, table, missing, where, problems, given)
+            values = None if given is None else given[index]
+            found = column_values(state, table, missing, where, problems, values)
             _scatter(blocks, self.start, found)
+            del found, values  # each table's transformed values go once they are written
         for table in self.tables:
             table.forget(state["name"])
         self.start += len(output_names(state))
