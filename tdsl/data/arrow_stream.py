@@ -146,28 +146,22 @@ class Part:
     def run_after(self, read, parse, convert) -> None:
         """Open and read, keeping an error for the caller (this runs on a thread)."""
         try:
-            self.run(self.open(read, parse, convert))
-        except pa.ArrowInvalid as exc:
-            if "Empty CSV file" not in str(exc):  # a part of blank lines: no rows
-                self.error = exc
+            self.run(self.open(read, parse, convert))  # blank lines only: no rows
         except BaseException as exc:  # noqa: BLE001 (raised again on the caller's thread)
             self.error = exc
 
 
-def stream(raw: Any, read, parse, convert, split: bool = True):
+def stream(raw: Any, read, parse, convert) -> tuple[int, dict[int, Any], set[int]]:
     """(rows, columns, number columns with 'nan' or 'inf' written out) of `raw`'s file."""
-    where = cuts(raw.path, raw.start, raw.quoted) if split else [raw.start, raw.path.stat().st_size]
+    where = cuts(raw.path, raw.start, raw.quoted)
     parts = [
         Part(raw, a, b, whole=len(where) == 2, room=(b if i else where[-1]) - a)
         for i, (a, b) in enumerate(zip(where, where[1:], strict=False))
     ]
     first = parts[0]
-    try:
-        reader = first.open(read, parse, convert)
-    except pa.ArrowInvalid as exc:
-        if "Empty CSV file" in str(exc) and len(parts) > 1:  # blank lines: the types
-            return stream(raw, read, parse, convert, split=False)  # come from a later row
-        raise
+    # A first part of blank lines only gives null types: a later part's cells then fail
+    # and the caller reads again with number or text types, as for one reader.
+    reader = first.open(read, parse, convert)
     # The other parts take the types the first block gave, as one reader would; a cell
     # they cannot hold fails as it would have there.
     fixed = pickle.loads(pickle.dumps(convert))
