@@ -1,10 +1,11 @@
 """The rows of a CSV file through Apache Arrow, and the csv-module scans that locate them.
 
 Arrow reads the body (everything after the header) in parallel blocks: number columns
-become float64 or int64 buffers as they are parsed, other columns Arrow string arrays; no
-Python object is made per cell. Line numbers are not kept (a file of millions of rows would
-pay for them whether or not anything is wrong): `RawTable.line` finds a row's line by reading
-the file again with the csv module, which only happens to say where a problem is.
+(integers too) are copied into float64 numpy arrays batch by batch, other columns kept as
+Arrow string arrays; no Python object is made per cell. Line numbers are not kept (a file
+of millions of rows would pay for them whether or not anything is wrong): `RawTable.line`
+finds a row's line by reading the file again with the csv module, which only happens to say
+where a problem is.
 """
 
 from __future__ import annotations
@@ -20,21 +21,28 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from tdsl.data.arrow_stream import NUMBERS, compact, stream  # noqa: F401 (compact: for parquet)
 from tdsl.data.base import DataError
 from tdsl.data.csv_scan import Records, located, rows_of
 from tdsl.data.memory import refuse_too_large
 from tdsl.errors import SpecPath
 
-_NUMBERS = (pa.int64(), pa.float64())
-BLOCK_SIZE = 4 << 20  # bytes Arrow parses at a time; a column's type is guessed from the first
+_NUMBERS = NUMBERS
+BLOCK_SIZE = 1 << 20  # bytes Arrow parses at a time; a column's type is guessed from the first
 
 
 def codes_of(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     """A text column as indices into its distinct texts (in order of first use), and those
     texts."""
     uniques = pc.unique(column)
-    codes = pc.index_in(column, value_set=uniques)
-    return codes.to_numpy().astype(np.int64), uniques.to_pylist()
+    # int32, as Arrow makes them (half the memory of int64), a chunk at a time into one
+    # array: the whole column's codes are never held twice.
+    codes = np.empty(len(column), dtype=np.int32)
+    at = 0
+    for chunk in column.chunks:
+        codes[at : at + len(chunk)] = pc.index_in(chunk, value_set=uniques).to_numpy()
+        at += len(chunk)
+    return codes, uniques.to_pylist()
 
 
 class RawTable:
@@ -173,7 +181,7 @@ def _read(raw: RawTable, positions, as_text: set[int], as_numbers: set[int] = fr
     while True:
         read, parse, convert = _options(raw, names, include, as_text, as_numbers)
         try:
-            return _stream(raw, read, parse, convert)
+            return stream(raw, read, parse, convert)
         except pa.ArrowInvalid as exc:
             failed = _FAILED_COLUMN.search(str(exc))
             if failed is None or int(failed.group(1)) in as_text:
@@ -184,59 +192,6 @@ def _read(raw: RawTable, positions, as_text: set[int], as_numbers: set[int] = fr
             else:
                 as_numbers.discard(at)
                 as_text = {*as_text, at}
-
-
-def _stream(raw: RawTable, read, parse, convert) -> tuple[int, dict[int, Any], set[int]]:
-    """(rows, columns, float64 columns with 'nan' or 'inf' written out) through Arrow's
-    streaming reader, which reads ahead a few blocks (the whole-file reader may hold most of
-    the file while its threads catch up). Each batch's float64 columns are copied into numpy
-    arrays sized for the most rows the file can hold (untouched pages cost nothing) and the
-    batch let go of, so memory is the numbers themselves, and a column let go of later goes
-    back to the system at once."""
-    size = raw.path.stat().st_size - raw.start
-    bound = size // max(raw.width, 2) + 1  # a row takes at least a byte per column
-    numbers: dict[int, np.ndarray] = {}
-    others: dict[int, list] = {}
-    unclean: set[int] = set()
-    rows = 0
-    with pa.OSFile(str(raw.path)) as source:
-        source.seek(raw.start)
-        reader = pacsv.open_csv(source, read, parse, convert)
-        names = reader.schema.names
-        for i, name in enumerate(names):
-            if reader.schema.field(i).type == pa.float64():
-                numbers[int(name)] = np.empty(bound, dtype=np.float64)
-            else:
-                others[int(name)] = []
-        for batch in reader:
-            count = batch.num_rows
-            for i, name in enumerate(names):
-                column = batch.column(i)
-                at = int(name)
-                if at in numbers:
-                    values = numbers[at][rows : rows + count]
-                    values[...] = column.to_numpy(zero_copy_only=False)
-                    # Nulls are NaN; any other NaN or infinity was written out as such.
-                    if int(count - np.isfinite(values).sum()) != column.null_count:
-                        unclean.add(at)
-                else:
-                    others[at].append(column)
-            rows += count
-            del batch
-        types = {int(n): reader.schema.field(i).type for i, n in enumerate(names)}
-    arrays: dict[int, Any] = {at: values[:rows] for at, values in numbers.items()}
-    for at in list(others):
-        arrays[at] = compact(others.pop(at), types[at])
-    pa.default_memory_pool().release_unused()  # what parsing used and let go of
-    return rows, arrays, unclean
-
-
-def compact(chunks: list, kind: pa.DataType) -> pa.ChunkedArray:
-    """The chunks as one array outside Arrow's own allocator: left among the batches' freed
-    buffers, they would keep the allocator's segments (and so all of that memory) resident."""
-    if not chunks:
-        return pa.chunked_array([], kind)
-    return pa.chunked_array([pa.concat_arrays(chunks, memory_pool=pa.system_memory_pool())])
 
 
 def read_body(

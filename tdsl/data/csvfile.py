@@ -46,15 +46,25 @@ class Layout:
 class CsvTable:
     """A file's header and columns, or a subset of its rows (`rows`: their ids in the file)."""
 
-    def __init__(self, raw: RawTable, header: tuple[str, ...], rows: np.ndarray | None = None):
+    def __init__(
+        self,
+        raw: RawTable,
+        header: tuple[str, ...],
+        rows: np.ndarray | None = None,
+        codes: dict | None = None,
+    ):
         self.raw, self.header, self.rows = raw, header, rows
         self.path = raw.path
+        # A text column's codes, made once and shared with the subsets: fitting, checking
+        # and transforming each ask for them.
+        self._codes: dict[str, tuple[np.ndarray, list[str]]] = {} if codes is None else codes
 
     @classmethod
     def header_only(cls, path: Path, header: tuple[str, ...]) -> CsvTable:
         """A table of no rows: what column checks need."""
         table = cls.__new__(cls)
         table.raw, table.header, table.rows, table.path = None, header, None, path
+        table._codes = {}
         return table
 
     def __len__(self) -> int:
@@ -82,7 +92,9 @@ class CsvTable:
 
     def codes(self, name: str) -> tuple[np.ndarray, list[str]]:
         """The column as indices into its distinct texts, and those texts."""
-        codes, uniques = self.raw.codes(self._at(name))
+        if name not in self._codes:
+            self._codes[name] = self.raw.codes(self._at(name))
+        codes, uniques = self._codes[name]
         return self._pick(codes), uniques
 
     def absent(self, name: str, missing: frozenset[str]) -> np.ndarray:
@@ -99,14 +111,17 @@ class CsvTable:
 
     def subset(self, keep: Sequence[int] | np.ndarray) -> CsvTable:
         keep = np.asarray(keep, dtype=np.int64)
-        return CsvTable(self.raw, self.header, keep if self.rows is None else self.rows[keep])
+        rows = keep if self.rows is None else self.rows[keep]
+        return CsvTable(self.raw, self.header, rows, self._codes)
 
     def forget(self, name: str) -> None:
         """Let go of one column read so far."""
+        self._codes.pop(name, None)
         self.raw.forget(self._at(name))
 
     def release(self) -> None:
         """Let go of the columns read so far (their memory goes back at once)."""
+        self._codes.clear()
         self.raw.release()
 
 

@@ -11,8 +11,8 @@ from tdsl.data.base import DataError
 from tdsl.errors import SpecPath
 
 # Peak memory of reading a CSV and making its features, per byte of file: Arrow's columns
-# (about 0.8 per byte for short numbers) and the features as they are made: 1.28 measured
-# with bench/tables.py.
+# (about 0.8 per byte for short numbers) and the features as they are made: 1.14 measured
+# with bench/tables.py (besides the ~240 MB of Python, torch and pyarrow themselves).
 MEMORY_PER_BYTE = 1.5
 
 

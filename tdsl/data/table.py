@@ -21,8 +21,9 @@ from tdsl.data.column_inference import expand
 from tdsl.data.csvfile import CsvTable
 from tdsl.data.fitted import Fitted, mismatch
 from tdsl.data.labels import float_dtype
+from tdsl.data.table_features import NUMBER_HINT, FeatureWriter, feature_tensors
 from tdsl.data.table_files import read_table
-from tdsl.data.table_fit import categories_of, fit_column, output_names
+from tdsl.data.table_fit import categories_of, fit_column, output_names, planned_names
 from tdsl.data.table_targets import read_all_targets, target_columns, target_problems
 from tdsl.data.tensors import Splits, TensorData, split_index
 from tdsl.spec.frozen import FrozenMap
@@ -61,99 +62,13 @@ def static_problems(source: S.Table, problems: Problems) -> None:
             problems.add(where, f"{what} {column!r} is also a feature column")
 
 
-def _apply_column(
-    state: dict, table: CsvTable, missing: frozenset, where, problems, out: np.ndarray
-) -> None:
-    """Write the column's transformed values into `out` (its block of the features)."""
-    name, transform = state["name"], state["transform"]
-    fast = table.floats(name, missing)  # numbers as read: one gather of a subset's rows
-    absent = np.isnan(fast) if fast is not None else table.absent(name, missing)
-    at = 0
-    if transform == "onehot":
-        categories = {c: i for i, c in enumerate(state["categories"])}
-        width = len(categories) + bool(state["unknown"])
-        codes, uniques = table.codes(name)
-        # Per distinct text, its one-hot position (-1: none), then per row by its code.
-        position = np.array(
-            [categories.get(u.strip(), width - 1 if state["unknown"] else -1) for u in uniques],
-            dtype=np.int64,
-        )
-        per_row = position[codes] if len(uniques) else np.zeros(len(codes), dtype=np.int64)
-        if state["unknown"]:
-            per_row[absent] = width - 1
-        else:
-            per_row[absent] = -1
-        block = out[:, :width]
-        block[...] = 0
-        rows = np.flatnonzero(per_row >= 0)
-        block[rows, per_row[rows]] = 1
-        at = width
-    elif transform != "missing":
-        values = fast
-        if values is None:
-            values = csvfile.numbers(table, name, where, missing, problems, _NUMBER_HINT)
-        if state["fill"] is None and absent.any():
-            first = int(np.flatnonzero(absent)[0])
-            problems.add(
-                where,
-                f"column {name!r} has {int(absent.sum())} missing cells "
-                f"(the first on {table.where(first)})",
-                "set fill: value, mean or median",
-            )
-        values = np.where(absent, state["fill"] or 0.0, values)  # a new array: ours to change
-        if transform == "standardize":
-            values -= state["mean"]
-            values /= state["std"]
-        elif transform == "minmax":
-            values -= state["min"]
-            values /= state["range"]
-        out[:, 0] = values
-        at = 1
-    if state["indicator"]:
-        out[:, at] = absent
-
-
-_NUMBER_HINT = "use transform: onehot for a column of categories"
-
-
 def transform(
     source: S.Table, states: Sequence[dict], table: CsvTable, problems: Problems
 ) -> np.ndarray:
     """The feature matrix as float64."""
-    return feature_tensors(source, states, [table], problems, torch.float64)[0].numpy()
-
-
-def feature_tensors(
-    source: S.Table,
-    states: Sequence[dict],
-    tables: Sequence[CsvTable],
-    problems: Problems,
-    dtype: torch.dtype,
-) -> list[torch.Tensor]:
-    """Each table's feature matrix in `dtype`. The features are written column by column
-    into a [features, rows] buffer (a column's values are contiguous there), and each
-    table column is let go of once every table has its block, so the table shrinks as the
-    features grow; the buffer becomes [rows, features] when the table is gone."""
     missing = frozenset(source.missing)
-    widths = [len(output_names(state)) for state in states]
-    # numpy has no bfloat16 or the like: those are filled in float32, then converted.
-    direct = dtype in (torch.float32, torch.float64)
-    work = dtype if direct else torch.float32
-    outs = [torch.empty((sum(widths), len(t)), dtype=work) for t in tables]
-    matrices = [o.numpy() for o in outs]
-    start = 0
-    for index, (state, width) in enumerate(zip(states, widths, strict=True)):
-        for table, matrix in zip(tables, matrices, strict=True):
-            block = matrix[start : start + width].T  # [rows, width], a view
-            _apply_column(state, table, missing, ("columns", index), problems, block)
-        for table in tables:
-            table.forget(state["name"])
-        start += width
-    del matrices
-    made = []
-    while outs:  # one at a time, so the two layouts of only one table are held at once
-        made.append(outs.pop(0).t().contiguous().to(dtype))
-    return made
+    (features,) = feature_tensors(states, [table], missing, problems, torch.float64)
+    return features.numpy()
 
 
 def _check_fitted(source: S.Table, fitted: Fitted) -> list[dict]:
@@ -206,7 +121,7 @@ def _check_cells(source: S.Table, tables: dict[str, CsvTable], problems: Problem
             continue
         for table in tables.values():
             where = ("columns", index)
-            csvfile.numbers(table, column.name, where, missing, problems, _NUMBER_HINT)
+            csvfile.numbers(table, column.name, where, missing, problems, NUMBER_HINT)
             gaps = np.flatnonzero(table.absent(column.name, missing))
             if len(gaps) and column.fill is None:
                 problems.add(
@@ -215,6 +130,48 @@ def _check_cells(source: S.Table, tables: dict[str, CsvTable], problems: Problem
                     f"(the first on {table.where(int(gaps[0]))})",
                     "set fill: value, mean or median",
                 )
+
+
+def _fit_and_write(
+    source: S.Table, parts: list[CsvTable], problems: Problems, dtype: torch.dtype
+) -> tuple[list[dict], list[torch.Tensor]]:
+    """Each column fitted on the training rows (`parts[0]`) and at once written into every
+    part's features. A number column's rows are gathered for each part once, for fitting
+    and transforming both, and the column let go of before fitting makes its temporaries.
+    Once a column cannot be fitted, the rest are only fitted (their problems said) and
+    nothing is written."""
+    missing = frozenset(source.missing)
+    categories = {
+        c.name: categories_of(parts[0], c.name, missing)
+        for c in source.columns
+        if c.transform == "onehot"
+    }
+    width = sum(len(planned_names(c, categories.get(c.name))) for c in source.columns)
+    writer = FeatureWriter(parts, width, dtype)
+    states = []
+    for i, column in enumerate(source.columns):
+        values = gathered = None
+        if column.transform in NUMERIC:
+            where = ("columns", i)
+            gathered = [
+                csvfile.numbers(part, column.name, where, missing, problems, NUMBER_HINT)
+                for part in parts
+            ]
+            for part in parts:
+                part.forget(column.name)
+            values = gathered[0]
+            if column.fill in ("mean", "median") and np.isnan(values).all():
+                problems.add(
+                    ("columns", i, "fill"),
+                    f"column {column.name!r} has no numbers in the training rows "
+                    f"to take the {column.fill} of",
+                )
+        states.append(fit_column(column, categories.get(column.name), values))
+        if not problems.items:
+            writer.write(states[-1], missing, ("columns", i), problems, given=gathered)
+        del values, gathered
+    problems.check()
+    return states, writer.finish()
 
 
 def prepare(
@@ -231,6 +188,9 @@ def prepare(
             return parquet_stream.prepare(source, ctx, fitted)
     tables = _read(source, ctx, problems)
     targets, target_spec, classes, named = read_all_targets(source, tables, fitted, problems)
+    for _, column, _, _, _ in target_columns(source):
+        for table in tables.values():
+            table.forget(column)  # a tensor now: the column's cells are not needed again
     _check_cells(source, tables, problems)
     problems.check()
     main = tables["file"]
@@ -239,36 +199,6 @@ def prepare(
     index = split_index(
         len(main), source.split, torch.Generator().manual_seed(ctx.seed), strata, own
     )
-    train_table = main.subset(index.train.numpy())
-    if fitted is None:
-        missing = frozenset(source.missing)
-        states = []
-        for i, column in enumerate(source.columns):
-            categories = None
-            if column.transform == "onehot":
-                categories = categories_of(train_table, column.name, missing)
-            values = None
-            if column.transform in NUMERIC:
-                values = csvfile.numbers(
-                    train_table, column.name, ("columns", i), missing, problems, _NUMBER_HINT
-                )
-                if column.fill in ("mean", "median") and np.isnan(values).all():
-                    problems.add(
-                        ("columns", i, "fill"),
-                        f"column {column.name!r} has no numbers in the training rows "
-                        f"to take the {column.fill} of",
-                    )
-            states.append(fit_column(column, categories, values))
-        problems.check()
-        fitted = Fitted(
-            source.kind,
-            {
-                "columns": states,
-                "features": [n for s in states for n in output_names(s)],
-                "classes": classes,
-            },
-        )
-    states = _check_fitted(source, fitted)
     dtype = float_dtype(ctx)
     # The main file's rows go straight to their splits (no whole matrix to copy from).
     parts = {"train": main.subset(index.train.numpy())}
@@ -278,7 +208,20 @@ def prepare(
     for key in ("val_file", "test_file"):
         if key in tables:
             parts[key] = tables[key]
-    made = feature_tensors(source, states, list(parts.values()), problems, dtype)
+    missing = frozenset(source.missing)
+    if fitted is None:
+        states, made = _fit_and_write(source, list(parts.values()), problems, dtype)
+        fitted = Fitted(
+            source.kind,
+            {
+                "columns": states,
+                "features": [n for s in states for n in output_names(s)],
+                "classes": classes,
+            },
+        )
+    else:
+        states = _check_fitted(source, fitted)
+        made = feature_tensors(states, list(parts.values()), missing, problems, dtype)
     features = dict(zip(parts, made, strict=True))
     for table in tables.values():
         table.release()  # its columns are features now
@@ -317,6 +260,7 @@ def read_input(
     table = read_table(source, path, (), need_rows=False, wanted=wanted)
     csvfile.find_columns(table, wanted, problems)
     problems.check()
-    features = feature_tensors(source, states, [table], problems, float_dtype(ctx))
+    missing = frozenset(source.missing)
+    features = feature_tensors(states, [table], missing, problems, float_dtype(ctx))
     problems.check()
     return (features[0],)

@@ -23,15 +23,20 @@ def fit_column(
     if column.transform == "missing":
         return state
     assert values is not None
-    present = values[~np.isnan(values)]
-    fill = {
-        "value": lambda: column.fill_value,
-        "mean": present.mean,
-        "median": lambda: np.median(present),
-    }
-    empty = column.fill in ("mean", "median") and not len(present)
-    state["fill"] = None if column.fill is None or empty else float(fill[column.fill]())
-    filled = np.where(np.isnan(values), state["fill"] if state["fill"] is not None else 0.0, values)
+    gaps = np.isnan(values)
+    state["fill"] = None
+    if column.fill == "value":
+        state["fill"] = float(column.fill_value)
+    elif column.fill in ("mean", "median"):
+        present = values[~gaps]  # a copy: only for the fills that need it
+        if len(present):
+            state["fill"] = float(present.mean() if column.fill == "mean" else np.median(present))
+        del present
+    # Without gaps the values are the filled values: no copy of a whole column.
+    filled = values
+    if gaps.any():
+        filled = np.where(gaps, state["fill"] if state["fill"] is not None else 0.0, values)
+    del gaps
     # No training rows (an empty training split, reported as such): the identity, so that
     # the other splits can still be checked.
     if column.transform == "standardize":
@@ -46,10 +51,17 @@ def fit_column(
     return state
 
 
+def planned_names(column: S.Column, categories: list[str] | None) -> list[str]:
+    """The feature names the column will have once fitted (they do not depend on the
+    numbers fitted): a column's width, before its numbers are read."""
+    return output_names(fit_column(column, categories, np.zeros(0)))
+
+
 def categories_of(table: CsvTable, name: str, missing: frozenset[str]) -> list[str]:
     """The distinct stripped texts of the column's present cells."""
     codes, uniques = table.codes(name)
-    used = np.unique(codes) if len(codes) else []
+    # A count per distinct text: one pass, where np.unique would sort the codes.
+    used = np.flatnonzero(np.bincount(codes, minlength=len(uniques))) if len(codes) else []
     return sorted({uniques[i].strip() for i in used} - missing)
 
 

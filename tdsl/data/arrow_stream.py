@@ -1,0 +1,204 @@
+"""Streaming a CSV file's rows through Arrow into numpy, in parallel parts.
+
+Arrow's streaming reader parses on the thread that asks for the next batch, so a single
+reader uses one core however many it is allowed. A large file without quotes (no cell can
+span lines) is therefore cut at line breaks into a part per core, each streamed by its own
+reader on its own thread (Arrow lets go of the GIL while it parses); the parts are joined in
+file order. Each batch's number columns are copied into numpy arrays sized for the most
+rows the part can hold (untouched pages cost nothing) and the batch let go of, so memory is
+the numbers themselves, and a column let go of later goes back to the system at once.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+NUMBERS = (pa.int64(), pa.float64())
+PIECE_BYTES = 16 << 20  # text a column holds in Arrow's allocator before it is compacted
+PART_BYTES = 64 << 20  # the least a part holds: smaller files are read by one reader
+
+
+class Pieces:
+    """A text column's batches, compacted (`compact`) every `PIECE_BYTES` as they come,
+    so the batches are not held twice at the end and Arrow's allocator reuses their memory
+    for the next ones."""
+
+    def __init__(self, kind: pa.DataType):
+        self.kind, self.pieces, self.pending, self.size = kind, [], [], 0
+
+    def add(self, chunk: pa.Array) -> None:
+        self.pending.append(chunk)
+        self.size += chunk.nbytes
+        if self.size >= PIECE_BYTES:
+            self.pieces.extend(compact(self.pending, self.kind).chunks)
+            self.pending, self.size = [], 0
+
+    def done(self) -> list[pa.Array]:
+        if self.pending:
+            self.pieces.extend(compact(self.pending, self.kind).chunks)
+            self.pending = []
+        return self.pieces
+
+
+def compact(chunks: list, kind: pa.DataType) -> pa.ChunkedArray:
+    """The chunks as one array outside Arrow's own allocator: left among the batches' freed
+    buffers, they would keep the allocator's segments (and so all of that memory) resident."""
+    if not chunks:
+        return pa.chunked_array([], kind)
+    return pa.chunked_array([pa.concat_arrays(chunks, memory_pool=pa.system_memory_pool())])
+
+
+class _Range(io.RawIOBase):
+    """The bytes [start, end) of a file, as a stream Arrow reads."""
+
+    def __init__(self, path: Path, start: int, end: int):
+        self.handle = path.open("rb", buffering=0)
+        self.handle.seek(start)
+        self.left = end - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        size = min(len(buffer), self.left)
+        if size <= 0:
+            return 0
+        got = self.handle.readinto(memoryview(buffer)[:size]) or 0
+        self.left -= got
+        return got
+
+    def close(self) -> None:
+        self.handle.close()
+        super().close()
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
+def cuts(path: Path, start: int, quoted: bool) -> list[int]:
+    """Where the parts start (and the file's end): each just after a line break."""
+    end = path.stat().st_size
+    count = min(cores(), (end - start) // PART_BYTES) if not quoted else 1
+    found = [start]
+    with path.open("rb") as handle:
+        for part in range(1, max(count, 1)):
+            handle.seek(start + (end - start) * part // count - 1)
+            handle.readline()  # to the end of the line the cut falls in
+            if found[-1] < handle.tell() < end:
+                found.append(handle.tell())
+    return [*found, end]
+
+
+class Part:
+    """One part's rows: its number columns as float64 arrays, its text columns as pieces."""
+
+    def __init__(self, raw: Any, start: int, end: int, whole: bool, room: int):
+        self.raw, self.start, self.end, self.whole = raw, start, end, whole
+        self.room = room  # bytes the number arrays have room for: the later parts' too
+        self.rows = 0
+        self.numbers: dict[int, np.ndarray] = {}
+        self.texts: dict[int, Pieces] = {}
+        self.unclean: set[int] = set()
+        self.error: BaseException | None = None
+
+    def open(self, read, parse, convert):
+        if self.whole:  # the file from `start` on: Arrow's own reads
+            source = pa.OSFile(str(self.raw.path))
+            source.seek(self.start)
+        else:
+            source = pa.PythonFile(_Range(self.raw.path, self.start, self.end), mode="r")
+        return pacsv.open_csv(source, read, parse, convert)
+
+    def run(self, reader) -> None:
+        bound = self.room // max(self.raw.width, 2) + 1  # a row takes a byte per cell
+        names = reader.schema.names
+        for i, name in enumerate(names):
+            if reader.schema.field(i).type in NUMBERS:  # int64 too: floats() gives float64
+                self.numbers[int(name)] = np.empty(bound, dtype=np.float64)
+            else:
+                self.texts[int(name)] = Pieces(reader.schema.field(i).type)
+        for batch in reader:
+            count, rows = batch.num_rows, self.rows
+            for i, name in enumerate(names):
+                column, at = batch.column(i), int(name)
+                if at in self.numbers:
+                    values = self.numbers[at][rows : rows + count]
+                    values[...] = column.to_numpy(zero_copy_only=False)
+                    # Nulls are NaN; any other NaN or infinity was written out as such.
+                    if int(count - np.isfinite(values).sum()) != column.null_count:
+                        self.unclean.add(at)
+                else:
+                    self.texts[at].add(column)
+            self.rows += count
+            del batch
+
+    def run_after(self, read, parse, convert) -> None:
+        """Open and read, keeping an error for the caller (this runs on a thread)."""
+        try:
+            self.run(self.open(read, parse, convert))  # blank lines only: no rows
+        except BaseException as exc:  # noqa: BLE001 (raised again on the caller's thread)
+            self.error = exc
+
+
+def stream(raw: Any, read, parse, convert) -> tuple[int, dict[int, Any], set[int]]:
+    """(rows, columns, number columns with 'nan' or 'inf' written out) of `raw`'s file."""
+    where = cuts(raw.path, raw.start, raw.quoted)
+    parts = [
+        Part(raw, a, b, whole=len(where) == 2, room=(b if i else where[-1]) - a)
+        for i, (a, b) in enumerate(zip(where, where[1:], strict=False))
+    ]
+    first = parts[0]
+    # A first part of blank lines only gives null types: a later part's cells then fail
+    # and the caller reads again with number or text types, as for one reader.
+    reader = first.open(read, parse, convert)
+    # The other parts take the types the first block gave, as one reader would; a cell
+    # they cannot hold fails as it would have there.
+    fixed = pickle.loads(pickle.dumps(convert))
+    fixed.column_types = {f.name: f.type for f in reader.schema}
+    threads = [
+        threading.Thread(target=part.run_after, args=(read, parse, fixed), daemon=True)
+        for part in parts[1:]
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        first.run(reader)
+    finally:
+        for thread in threads:
+            thread.join()
+    for part in parts[1:]:
+        if part.error is not None:
+            raise part.error
+    return _join(parts)
+
+
+def _join(parts: list[Part]) -> tuple[int, dict[int, Any], set[int]]:
+    """The parts' columns end to end: each later part's numbers copied after the first's
+    (into room the first's arrays have, untouched until now) and let go of at once."""
+    first = parts[0]
+    rows = sum(part.rows for part in parts)
+    arrays: dict[int, Any] = {}
+    for at in list(first.numbers):
+        column, done = first.numbers.pop(at), first.rows
+        for part in parts[1:]:
+            if part.rows:
+                column[done : done + part.rows] = part.numbers.pop(at)[: part.rows]
+            done += part.rows
+        arrays[at] = column[:rows]
+    for at, texts in first.texts.items():
+        chunks = [c for part in parts if part.rows or part is first for c in part.texts[at].done()]
+        arrays[at] = pa.chunked_array(chunks, texts.kind)
+    unclean = set().union(*(part.unclean for part in parts))
+    pa.default_memory_pool().release_unused()  # what parsing used and let go of
+    return rows, arrays, unclean
