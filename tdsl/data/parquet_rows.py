@@ -24,7 +24,7 @@ from tdsl.data.base import DataError, Problem, Problems
 from tdsl.data.fitted import Fitted
 from tdsl.data.parquet_groups import RowGroups
 from tdsl.data.streaming import usable_workers
-from tdsl.data.table import feature_tensors
+from tdsl.data.table_features import feature_tensors
 from tdsl.data.table_targets import read_all_targets
 from tdsl.data.tensors import Batch, Part, batch_count
 
@@ -63,7 +63,8 @@ class GroupReader:
         targets = read_all_targets(self.source, {"file": table}, self.fitted, problems)[0]
         problems.check()
         states = self.fitted.state["columns"]
-        features = feature_tensors(self.source, states, [table], problems, self.dtype)[0]
+        missing = frozenset(self.source.missing)
+        features = feature_tensors(states, [table], missing, problems, self.dtype)[0]
         problems.check()
         return Batch((features,), targets["file"])
 

@@ -28,7 +28,8 @@ from tdsl.data.parquet_fit import Median, NumberStats, column_state, fill_value
 from tdsl.data.parquet_groups import RowGroups
 from tdsl.data.parquet_labels import EVERY_ROW, class_labels, split_labels, target_specs
 from tdsl.data.parquet_rows import GroupReader, StreamedRows
-from tdsl.data.table import _NUMBER_HINT, NUMERIC, _check_fitted
+from tdsl.data.table import NUMERIC, _check_fitted
+from tdsl.data.table_features import NUMBER_HINT
 from tdsl.data.table_fit import categories_of, output_names
 from tdsl.data.table_targets import target_columns
 from tdsl.data.tensors import Splits
@@ -84,7 +85,7 @@ def _fit(source, catalogs, labels, classes: Fitted, problems: Problems) -> list[
             table = catalog.read([group], columns)
             read_all_targets(source, {"file": table}, classes, problems)
             for i, column in numbers:
-                csvfile.numbers(table, column.name, ("columns", i), missing, problems, _NUMBER_HINT)
+                csvfile.numbers(table, column.name, ("columns", i), missing, problems, NUMBER_HINT)
                 absent = np.flatnonzero(table.absent(column.name, missing))
                 if len(absent) and column.fill is None:
                     seen = gaps.setdefault(i, [0, table.where(int(absent[0]))])
