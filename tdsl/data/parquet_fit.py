@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from tdsl import spec as S
-from tdsl.data.table_fit import _category_order
+from tdsl.data.table_fit import common_state, scaled_state
 
 _WIDTH = 16  # bits per median pass: a 65,536-bucket histogram
 _SIGN = np.uint64(1 << 63)
@@ -113,13 +113,8 @@ def column_state(
     column: S.Column, categories: set[str] | None, stats: NumberStats | None, fill: float | None
 ) -> dict[str, Any]:
     """The state `table_fit.fit_column` makes, from a streamed pass's findings."""
-    state: dict[str, Any] = {"name": column.name, "transform": column.transform}
-    state["indicator"] = column.indicator or column.transform == "missing"
-    if column.transform == "onehot":
-        state["categories"] = sorted(categories or (), key=_category_order)
-        state["unknown"] = column.unknown
-        return state
-    if column.transform == "missing":
+    state = common_state(column, categories)
+    if column.transform in ("onehot", "missing"):
         return state
     assert stats is not None
     state["fill"] = fill
@@ -131,10 +126,11 @@ def column_state(
         value = fill if fill is not None else 0.0
         filled.merge(stats.gaps, value, 0.0)
         filled.low, filled.high = min(filled.low, value), max(filled.high, value)
-    if column.transform == "standardize" and filled.count:
-        std = float(np.sqrt(max(filled.squares, 0.0) / filled.count))
-        state["mean"], state["std"] = float(filled.mean), std or 1.0
-    if column.transform == "minmax" and filled.count:
-        low, high = float(filled.low), float(filled.high)
-        state["min"], state["range"] = low, (high - low) or 1.0
-    return state
+
+    def moments() -> tuple[float, float]:
+        return float(filled.mean), float(np.sqrt(max(filled.squares, 0.0) / filled.count))
+
+    def bounds() -> tuple[float, float]:
+        return float(filled.low), float(filled.high)
+
+    return scaled_state(state, filled.count, moments, bounds)

@@ -3,6 +3,7 @@ min/max, fill values and one-hot categories, kept as JSON state."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -14,13 +15,8 @@ from tdsl.data.csvfile import CsvTable
 def fit_column(
     column: S.Column, categories: list[str] | None, values: np.ndarray | None
 ) -> dict[str, Any]:
-    state: dict[str, Any] = {"name": column.name, "transform": column.transform}
-    state["indicator"] = column.indicator or column.transform == "missing"
-    if column.transform == "onehot":
-        state["categories"] = sorted(categories or (), key=_category_order)
-        state["unknown"] = column.unknown
-        return state
-    if column.transform == "missing":
+    state = common_state(column, categories)
+    if column.transform in ("onehot", "missing"):
         return state
     assert values is not None
     gaps = np.isnan(values)
@@ -37,17 +33,42 @@ def fit_column(
     if gaps.any():
         filled = np.where(gaps, state["fill"] if state["fill"] is not None else 0.0, values)
     del gaps
-    # No training rows (an empty training split, reported as such): the identity, so that
-    # the other splits can still be checked.
-    if column.transform == "standardize":
-        state["mean"], state["std"] = 0.0, 1.0
-        if len(filled):
-            state["mean"], state["std"] = float(filled.mean()), float(filled.std()) or 1.0
-    if column.transform == "minmax":
-        state["min"], state["range"] = 0.0, 1.0
-        if len(filled):
-            low, high = float(filled.min()), float(filled.max())
-            state["min"], state["range"] = low, (high - low) or 1.0
+
+    def moments() -> tuple[float, float]:
+        return float(filled.mean()), float(filled.std())
+
+    def bounds() -> tuple[float, float]:
+        return float(filled.min()), float(filled.max())
+
+    return scaled_state(state, len(filled), moments, bounds)
+
+
+def common_state(column: S.Column, categories: Iterable[str] | None) -> dict[str, Any]:
+    """A column's state before its numbers: all of it for one-hot and missing columns."""
+    state: dict[str, Any] = {"name": column.name, "transform": column.transform}
+    state["indicator"] = column.indicator or column.transform == "missing"
+    if column.transform == "onehot":
+        state["categories"] = sorted(categories or (), key=_category_order)
+        state["unknown"] = column.unknown
+    return state
+
+
+def scaled_state(
+    state: dict[str, Any],
+    count: int,
+    moments: Callable[[], tuple[float, float]],
+    bounds: Callable[[], tuple[float, float]],
+) -> dict[str, Any]:
+    """`state` with its transform's statistics of the filled column: (mean, std) from
+    `moments` to standardize, (min, max) from `bounds` for min-max. No training rows (an
+    empty training split, reported as such) give the identity, so that the other splits
+    can still be checked."""
+    if state["transform"] == "standardize":
+        mean, std = moments() if count else (0.0, 1.0)
+        state["mean"], state["std"] = mean, std or 1.0
+    if state["transform"] == "minmax":
+        low, high = bounds() if count else (0.0, 1.0)
+        state["min"], state["range"] = low, (high - low) or 1.0
     return state
 
 
