@@ -12,7 +12,7 @@ import copy
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -22,10 +22,9 @@ from torch import nn
 from tdsl import spec as S
 from tdsl.check.class_targets import class_axis
 from tdsl.check.outputs_and_targets import data_signature, resolve_loss
-from tdsl.check.pipeline import validated
 from tdsl.data import Batch, train_rows
 from tdsl.data.data_root import accepts_data_root
-from tdsl.errors import Diagnostics, SpecError, TdslError
+from tdsl.errors import Diagnostics, TdslError
 from tdsl.model.build import GraphModule, materialize
 from tdsl.model.freezing import fixed_norms, freeze
 from tdsl.model.graph import Graph, module_ops
@@ -35,6 +34,7 @@ from tdsl.registry.losses import build_loss, ignored_target
 from tdsl.registry.metrics import Metric, lookup_metric, make_metric
 from tdsl.registry.optimizer_args import as_torch
 from tdsl.registry.optimizers import lookup_optimizer, lookup_schedule
+from tdsl.train.checked_specs import checked
 from tdsl.train.distributed import World, connect
 from tdsl.train.generation import generate
 from tdsl.train.multi_output import per_output, to_probabilities
@@ -171,6 +171,13 @@ class Program:
     def eval_step(self, state: TrainState, batch: Batch) -> dict[str, Any]:
         return self._steps.eval_step(state, batch)
 
+    def eval_batches(
+        self, state: TrainState, batches: Iterable[Batch], add: Callable[[dict[str, Any]], None]
+    ) -> None:
+        """`eval_step` on each of `batches`, handing each one's metrics to `add` (one
+        no-grad region and one load of `state` for them all)."""
+        self._steps.eval_batches(state, batches, add)
+
     def predict_step(self, state: TrainState, features: tuple[torch.Tensor, ...]) -> Any:
         return self._steps.predict_step(state, features)
 
@@ -306,10 +313,8 @@ def make_objective(
 def compile(spec: S.Spec, allow_imports: Sequence[str] = ()) -> Program:  # noqa: A001
     """Check `spec` and build its program; raises `SpecError` listing every problem.
     User code named by import path is imported only under the `allow_imports` prefixes."""
-    report, inference = validated(spec, allow_imports)
-    if not report.ok:
-        raise SpecError(report.errors)
-    graph, values = inference.graph, inference.values
+    found = checked(spec, allow_imports)
+    graph, values = found.graph, found.values
     world = connect(spec.device)  # a launched ddp process joins the others here
     device = world.device if world is not None else resolve_device(spec.device.name)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -318,7 +323,7 @@ def compile(spec: S.Spec, allow_imports: Sequence[str] = ()) -> Program:  # noqa
     freeze(spec.model, graph, module)
     ops = module_ops(graph)
     optimizer = make_optimizer(spec, module, ops)
-    objective = make_objective(spec, graph, module, device, allow_imports, inference.output)
+    objective = make_objective(spec, graph, module, device, allow_imports, found.output)
     steps = Steps(
         spec,
         graph,
