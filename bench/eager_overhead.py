@@ -130,6 +130,39 @@ def cpu_per_step(spec: tdsl.Spec, data, repeats: int) -> dict[str, float]:
     return {n: statistics.median(t) for n, t in times.items()}
 
 
+def epoch_cpu(spec: tdsl.Spec, data, runs: int) -> dict[str, tuple[float, float]]:
+    """Per variant: (lower decile, median) CPU microseconds per step of one epoch and its
+    validation pass, setup left out, over `runs` interleaved epochs. The lower decile is
+    the figure a busy machine disturbs least."""
+    program = tdsl.compile(spec)
+    net = W.hand_module(spec)
+    opt = torch.optim.Adam(net.parameters(), lr=spec.optimizer.lr)
+    loss_fn = W._loss_fn(spec)
+    x, y = data.train.features[0], W._target(spec, data.train.target)
+    vx, vy = data.val.features[0], W._target(spec, data.val.target)
+    size = spec.train.batch_size
+    steps = data.train.num_batches(size)
+
+    def ours() -> None:
+        tdsl.fit(
+            program, program.init(), data, epochs=1, callbacks=[ProgressPrinter(io.StringIO())]
+        )
+
+    def tuned() -> None:
+        net.train()
+        W.tuned_epoch(net, opt, loss_fn, x, y, size)
+        net.eval()
+        W.tuned_validation(net, loss_fn, vx, vy, spec.train.eval_batch_size)
+
+    times: dict[str, list[float]] = {"tdsl": [], "tuned": []}
+    for _ in range(runs):
+        for name, fn in (("tdsl", ours), ("tuned", tuned)):
+            started = time.process_time_ns()
+            fn()
+            times[name].append((time.process_time_ns() - started) / 1e3 / steps)
+    return {n: (statistics.quantiles(t, n=10)[0], statistics.median(t)) for n, t in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", nargs="*", default=["linreg", "rings"])
@@ -139,7 +172,8 @@ def main() -> None:
     # (log_sigmoid, log_softmax, even on two rows) spins for milliseconds of CPU time
     # waiting for the other thread to be scheduled, in tdsl and the hand loop alike.
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--parts", nargs="*", default=["setup", "calls", "cpu"])
+    parser.add_argument("--parts", nargs="*", default=["setup", "calls", "epoch", "cpu"])
+    parser.add_argument("--epochs", type=int, default=100, help="single epochs for `epoch`")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for name, base in W.workloads().items():
@@ -157,6 +191,15 @@ def main() -> None:
                 f"{v} {s:.1f}/step, {e}/epoch, {f} outside epochs" for v, (s, e, f) in calls.items()
             )
             print(f"{name} Python calls: {shown}", flush=True)
+        if "epoch" in args.parts:
+            cpu = epoch_cpu(spec, data, args.epochs)
+            (low, mid), (tlow, tmid) = cpu["tdsl"], cpu["tuned"]
+            print(
+                f"{name} CPU us/step of one epoch + validation (lower decile / median of "
+                f"{args.epochs}): tdsl {low:.1f}/{mid:.1f}, tuned {tlow:.1f}/{tmid:.1f} "
+                f"({low / tlow:.3f}x / {mid / tmid:.3f}x)",
+                flush=True,
+            )
         if "cpu" in args.parts:
             cpu = cpu_per_step(spec, data, args.repeats)
             print(

@@ -23,11 +23,11 @@ from tdsl import spec as S
 from tdsl.data import Batch
 from tdsl.model.build import GraphModule
 from tdsl.model.graph import Graph
-from tdsl.registry.metrics import Metric
 from tdsl.train.compiled_step import CompiledStep
 from tdsl.train.fresh_states import FreshStates
 from tdsl.train.layout import nhwc, nhwc_all
-from tdsl.train.multi_output import MultiOutput, detached, rows
+from tdsl.train.multi_output import detached, rows
+from tdsl.train.objective import Objective
 from tdsl.train.pure_updates import PureUpdate, pure_update_for
 from tdsl.train.randomness import uses_randomness
 from tdsl.train.state import TrainState
@@ -49,48 +49,6 @@ def _unchanged(tensor: torch.Tensor) -> torch.Tensor:
 
 
 _NONE: Mapping[str, torch.Tensor] = MappingProxyType({})  # no loss parts or penalties
-
-
-_NONE: Mapping[str, torch.Tensor] = MappingProxyType({})  # no loss parts or penalties
-
-
-# Models up to this many parameter and buffer values keep a copy of their starting weights.
-FRESH_VALUES = 1 << 20
-
-
-def _fresh_weights(
-    module: torch.nn.Module, device: torch.device
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None:
-    """A copy of the weights `compile` just built from the spec's seed, for a small model on
-    the CPU: `init` with that seed then clones them instead of building every layer again
-    (which is what `compile` + `init` spent most of its time on after validation). On an
-    accelerator the build also advances the device's RNG, which `init` records, so it is
-    built again there; so are models that `init` prepares (init_weights, model.init)."""
-    if device.type != "cpu":
-        return None
-    params, buffers = dict(module.named_parameters()), dict(module.named_buffers())
-    if sum(t.numel() for t in (*params.values(), *buffers.values())) > FRESH_VALUES:
-        return None
-    return (
-        {n: p.detach().clone() for n, p in params.items()},
-        {n: b.detach().clone() for n, b in buffers.items()},
-    )
-
-
-@attrs.frozen
-class Objective:
-    """What a step minimizes and measures."""
-
-    loss_fn: torch.nn.Module
-    to_prob: Callable[[torch.Tensor], torch.Tensor]  # output -> probabilities, for metrics
-    # Penalties as functions of the parameters by name.
-    regularizers: tuple[tuple[str, Callable[[Mapping[str, torch.Tensor]], torch.Tensor]], ...]
-    metrics: tuple[Metric, ...]
-    target_kind: str
-    # Class targets with positions: the output axis of the classes (1 or -1); None: [B, C].
-    class_dim: int | None = None
-    # Several outputs and targets (a `kind: outputs` loss); None: one of each.
-    multi: MultiOutput | None = None
 
 
 class Steps:
