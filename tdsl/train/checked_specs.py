@@ -13,7 +13,6 @@ checks read (the default dtype, the launcher's world size).
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,7 +38,7 @@ class Checked:
     output: Any  # the model's meta output (or a tuple of them)
 
 
-_kept: OrderedDict[Any, Checked] = OrderedDict()
+_kept: dict[Any, Checked] = {}  # in the order kept
 
 
 def _key(spec: S.Spec, allow_imports: Sequence[str]) -> Any:
@@ -58,17 +57,17 @@ def checked(spec: S.Spec, allow_imports: Sequence[str] = ()) -> Checked:
     """Validate `spec` (raising `SpecError` listing every problem), or reuse what an earlier
     passing validation of an equal spec found."""
     key = _key(spec, allow_imports)
-    if key is not None and key in _kept:
-        _kept.move_to_end(key)
-        return _kept[key]
+    found = _kept.get(key) if key is not None else None
+    if found is not None:
+        return found
     report, inference = validated(spec, allow_imports)
     if not report.ok:
         raise SpecError(report.errors)
     found = Checked(inference.graph, inference.values, inference.output)
     if key is not None:
         _kept[key] = found
-        while len(_kept) > KEPT:
-            _kept.popitem(last=False)
+        while len(_kept) > KEPT:  # the oldest first
+            _kept.pop(next(iter(_kept)), None)
     return found
 
 
