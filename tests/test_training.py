@@ -14,7 +14,7 @@ import tdsl
 from tdsl.data import Batch, load_data
 from tdsl.registry.losses import build_loss
 from tdsl.registry.metrics import lookup_metric, make_metric
-from tdsl.train.program import _regularizer
+from tdsl.train.objective import _regularizer
 
 # --- losses -------------------------------------------------------------------------------
 

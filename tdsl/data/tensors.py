@@ -115,7 +115,7 @@ class TensorData:
                 continue
             index = order[start:end]
             yield Batch(
-                tuple(f.index_select(0, index) for f in self.features),
+                tuple([f.index_select(0, index) for f in self.features]),
                 self.target.index_select(0, index),
             )
 

@@ -31,7 +31,8 @@ from tdsl.train.state import TrainState
 
 
 class Callback(Protocol):
-    """Any of these methods may be left out."""
+    """Any of these methods may be left out; a callback with `wants_batches = False` is not
+    called after each batch."""
 
     def on_fit_start(self, run: FitRun, state: TrainState) -> None: ...
     def on_batch_end(self, run: FitRun, metrics: dict[str, Any]) -> None: ...
@@ -66,6 +67,10 @@ class NonFiniteLoss(TdslError):
     """Training produced a NaN or infinite loss (with on_nan: stop)."""
 
 
+# A step's metrics that are not summed per batch.
+_NOT_SUMMED = frozenset(("count", "output", "target"))
+
+
 class _Accumulator:
     """Exact epoch totals: loss and regularizer sums weighted by rows, metric states.
 
@@ -77,6 +82,7 @@ class _Accumulator:
 
     def __init__(self, program: Program):
         self.program = program
+        self.measured = bool(program.metrics)
         self.values: dict[str, list[torch.Tensor]] = {}  # "loss" and regularizer terms
         self.counts: list[int] = []
         self.skipped = 0
@@ -102,13 +108,19 @@ class _Accumulator:
             self.skipped += 1
             return
         self.counts.append(metrics["count"])
+        values = self.values
         for key, value in metrics.items():
-            if key not in ("count", "output", "target"):
-                self.values.setdefault(key, []).append(value)
-        if self.program.metrics:
+            if key not in _NOT_SUMMED:
+                if key in values:
+                    values[key].append(value)
+                else:
+                    values[key] = [value]
+        if self.measured:
             output = metrics["output"]
             self.pending.append((output, metrics["target"]))
-            self.pending_elements += numel(output)
+            self.pending_elements += (
+                output.numel() if isinstance(output, torch.Tensor) else numel(output)
+            )
             if self.pending_elements >= self.FLUSH_ELEMENTS:
                 self._flush()
 
@@ -267,7 +279,13 @@ def train_epochs(
     callbacks = list(callbacks)
     run = FitRun(program, epochs, train.num_batches(batch_size), list(history or []))
     _call(callbacks, "on_fit_start", run, state)
-    batch_hooks = [c.on_batch_end for c in callbacks if hasattr(c, "on_batch_end")]
+    # A callback that has nothing to do per batch (a progress printer on a pipe) says so
+    # with `wants_batches = False`, and is not called every step.
+    batch_hooks = [
+        c.on_batch_end
+        for c in callbacks
+        if hasattr(c, "on_batch_end") and getattr(c, "wants_batches", True)
+    ]
     owned = False  # the caller's state is never donated; the ones fit creates are
     compile_seconds = None
     if spec.train.compile and state.epoch < epochs and len(train):
@@ -346,8 +364,7 @@ def evaluate(
     batch_size = batch_size or eval_batch_size(program.spec)
     data = _on_device(data, program)
     totals = _Accumulator(program)
-    for batch in data.batches(batch_size):
-        totals.add(program.eval_step(state, batch))
+    program.eval_batches(state, data.batches(batch_size), totals.add)
     return totals.result(prefix)
 
 

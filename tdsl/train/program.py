@@ -11,8 +11,7 @@ import contextlib
 import copy
 import math
 import time
-from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -20,28 +19,25 @@ import torch
 from torch import nn
 
 from tdsl import spec as S
-from tdsl.check.class_targets import class_axis
-from tdsl.check.outputs_and_targets import data_signature, resolve_loss
-from tdsl.check.pipeline import validated
 from tdsl.data import Batch, train_rows
 from tdsl.data.data_root import accepts_data_root
-from tdsl.errors import Diagnostics, SpecError, TdslError
+from tdsl.errors import TdslError
 from tdsl.model.build import GraphModule, materialize
 from tdsl.model.freezing import fixed_norms, freeze
-from tdsl.model.graph import Graph, module_ops
+from tdsl.model.graph import module_ops
 from tdsl.model.modules import load_weights, tied_aliases
 from tdsl.model.selectors import select
-from tdsl.registry.losses import build_loss, ignored_target
-from tdsl.registry.metrics import Metric, lookup_metric, make_metric
+from tdsl.registry.metrics import Metric
 from tdsl.registry.optimizer_args import as_torch
 from tdsl.registry.optimizers import lookup_optimizer, lookup_schedule
+from tdsl.train.checked_specs import checked
 from tdsl.train.distributed import World, connect
 from tdsl.train.generation import generate
-from tdsl.train.multi_output import per_output, to_probabilities
+from tdsl.train.objective import make_objective
 from tdsl.train.randomness import seed_for
 from tdsl.train.starting_weights import starting_weights
 from tdsl.train.state import TrainState
-from tdsl.train.steps import Objective, Steps
+from tdsl.train.steps import Steps
 
 
 def resolve_device(name: str) -> torch.device:
@@ -56,26 +52,6 @@ def resolve_device(name: str) -> torch.device:
 
 def steps_per_epoch(spec: S.Spec, allow_imports: Sequence[str] = ()) -> int:
     return max(1, math.ceil(train_rows(spec, allow_imports) / spec.train.batch_size))
-
-
-def _regularizer(
-    reg: S.Regularizer, names: list[str]
-) -> Callable[[Mapping[str, torch.Tensor]], torch.Tensor]:
-    """The penalty as a function of the parameters by name (the module's own, or the
-    stand-ins a compiled step differentiates)."""
-
-    # As in the seeds: L2 = weight * 0.5 * sum(p^2), L1 = weight * sum(|p|).
-    def l1(params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return sum(params[n].abs().sum() for n in names)
-
-    def l2(params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return 0.5 * sum(params[n].pow(2).sum() for n in names)
-
-    if reg.kind == "l1":
-        return lambda params: reg.weight * l1(params)
-    if reg.kind == "l2":
-        return lambda params: reg.weight * l2(params)
-    return lambda params: reg.weight * (reg.l1_ratio * l1(params) + (1 - reg.l1_ratio) * l2(params))
 
 
 @attrs.frozen
@@ -171,6 +147,13 @@ class Program:
     def eval_step(self, state: TrainState, batch: Batch) -> dict[str, Any]:
         return self._steps.eval_step(state, batch)
 
+    def eval_batches(
+        self, state: TrainState, batches: Iterable[Batch], add: Callable[[dict[str, Any]], None]
+    ) -> None:
+        """`eval_step` on each of `batches`, handing each one's metrics to `add` (one
+        no-grad region and one load of `state` for them all)."""
+        self._steps.eval_batches(state, batches, add)
+
     def predict_step(self, state: TrainState, features: tuple[torch.Tensor, ...]) -> Any:
         return self._steps.predict_step(state, features)
 
@@ -253,63 +236,13 @@ def autocast_for(spec: S.Spec, device: torch.device):
     return lambda: torch.autocast(device.type, dtype=dtype)
 
 
-def make_objective(
-    spec: S.Spec,
-    graph: Graph,
-    module: GraphModule,
-    device: torch.device,
-    allow_imports: Sequence[str] = (),
-    output: Any = None,
-) -> Objective:
-    """The loss, regularizers and metrics; `output` (the validated meta output) says where
-    class targets with positions find their classes."""
-    target = data_signature(spec, allow_imports).target
-    class_dim = None
-    if target.kind == "class" and isinstance(output, torch.Tensor):
-        class_dim = class_axis(spec.loss, target, output.shape)[0]
-    ignore_index = ignored_target(spec.loss, allow_imports)
-    loss_def = resolve_loss(spec.loss, Diagnostics(), allow_imports)
-    ops = module_ops(graph)
-    regularizers = []
-    counts: dict[str, int] = defaultdict(int)
-    for reg in spec.loss.regularizers:
-        counts[reg.kind] += 1
-        name = reg.kind if counts[reg.kind] == 1 else f"{reg.kind}_{counts[reg.kind]}"
-        regularizers.append((name, _regularizer(reg, select(reg, module, ops))))
-    if spec.loss.kind == "outputs":
-        loss_fn = build_loss(spec.loss, allow_imports).to(device)
-        multi, metrics = per_output(spec, graph, loss_fn, allow_imports)
-        return Objective(
-            loss_fn,
-            lambda x: x,
-            tuple(regularizers),
-            metrics,
-            target.kind,
-            multi=multi,
-        )
-    metrics = tuple(
-        make_metric(lookup_metric(m.kind), target.kind, m.args, target.num_classes, ignore_index)
-        for m in spec.metrics
-    )
-    return Objective(
-        build_loss(spec.loss, allow_imports, class_dim).to(device),
-        to_probabilities(loss_def.expects, target.kind),
-        tuple(regularizers),
-        metrics,
-        target.kind,
-        class_dim,
-    )
-
-
 # The issue names the API `compile`; it shadows the builtin only inside this module.
 @accepts_data_root
 def compile(spec: S.Spec, allow_imports: Sequence[str] = ()) -> Program:  # noqa: A001
     """Check `spec` and build its program; raises `SpecError` listing every problem.
     User code named by import path is imported only under the `allow_imports` prefixes."""
-    report, inference = validated(spec, allow_imports)
-    if not report.ok:
-        raise SpecError(report.errors)
-    graph, values = inference.graph, inference.values
+    found = checked(spec, allow_imports)
+    graph, values = found.graph, found.values
     world = connect(spec.device)  # a launched ddp process joins the others here
     device = world.device if world is not None else resolve_device(spec.device.name)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -318,7 +251,7 @@ def compile(spec: S.Spec, allow_imports: Sequence[str] = ()) -> Program:  # noqa
     freeze(spec.model, graph, module)
     ops = module_ops(graph)
     optimizer = make_optimizer(spec, module, ops)
-    objective = make_objective(spec, graph, module, device, allow_imports, inference.output)
+    objective = make_objective(spec, graph, module, device, allow_imports, found.output)
     steps = Steps(
         spec,
         graph,

@@ -81,6 +81,7 @@ class ProgressPrinter:
     def __init__(self, stream: TextIO | None = None, refresh_seconds: float = 0.1):
         self.stream = stream or sys.stderr
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.wants_batches = self.live  # only a live bar moves with every step
         self.refresh = refresh_seconds
         self.bar: _EpochBar | None = None
 

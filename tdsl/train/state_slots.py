@@ -106,7 +106,7 @@ class Slots:
         hyper = changes.pop("hyper", None)
         return TrainState(
             params=params,
-            buffers={n: b.data for n, b in self.buffers.items()},
+            buffers={n: b.data for n, b in self.buffers.items()} if self.buffers else {},
             optimizer={names[id(p)]: s for p, s in self.optimizer.state.items()},
             hyper=self.hyper() if hyper is None else hyper,
             epoch=state.epoch,

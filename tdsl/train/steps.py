@@ -11,9 +11,9 @@ the copy.
 from __future__ import annotations
 
 import contextlib
-import copy
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -21,15 +21,15 @@ import torch
 
 from tdsl import spec as S
 from tdsl.data import Batch
-from tdsl.errors import Diagnostics
-from tdsl.model.build import GraphModule, build_graph, materialize
+from tdsl.model.build import GraphModule
 from tdsl.model.graph import Graph
-from tdsl.registry.metrics import Metric
 from tdsl.train.compiled_step import CompiledStep
+from tdsl.train.fresh_states import FreshStates
 from tdsl.train.layout import nhwc, nhwc_all
-from tdsl.train.multi_output import MultiOutput, detached, rows
+from tdsl.train.multi_output import detached, rows
+from tdsl.train.objective import Objective
 from tdsl.train.pure_updates import PureUpdate, pure_update_for
-from tdsl.train.randomness import seed_for, uses_randomness
+from tdsl.train.randomness import uses_randomness
 from tdsl.train.state import TrainState
 from tdsl.train.state_slots import Slots
 
@@ -48,20 +48,7 @@ def _unchanged(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-@attrs.frozen
-class Objective:
-    """What a step minimizes and measures."""
-
-    loss_fn: torch.nn.Module
-    to_prob: Callable[[torch.Tensor], torch.Tensor]  # output -> probabilities, for metrics
-    # Penalties as functions of the parameters by name.
-    regularizers: tuple[tuple[str, Callable[[Mapping[str, torch.Tensor]], torch.Tensor]], ...]
-    metrics: tuple[Metric, ...]
-    target_kind: str
-    # Class targets with positions: the output axis of the classes (1 or -1); None: [B, C].
-    class_dim: int | None = None
-    # Several outputs and targets (a `kind: outputs` loss); None: one of each.
-    multi: MultiOutput | None = None
+_NONE: Mapping[str, torch.Tensor] = MappingProxyType({})  # no loss parts or penalties
 
 
 class Steps:
@@ -82,15 +69,15 @@ class Steps:
         fixed_norms: Sequence[torch.nn.Module] = (),
     ):
         self.spec, self.graph, self.module, self.device = spec, graph, module, device
-        self.allow_imports = tuple(allow_imports)  # init() rebuilds the user's layers too
         self.world = world  # tdsl.distributed.World: processes that share each batch
-        self.values = values  # each node's meta value, from validation: init() builds from them
-        # A fresh module's starting weights (init_weights, model.init), set inside init()'s
-        # seeded RNG; and the frozen norm layers that keep their statistics (eval mode).
-        self.prepare, self.fixed_norms = prepare, tuple(fixed_norms)
+        # The frozen norm layers that keep their statistics (eval mode).
+        self.fixed_norms = tuple(fixed_norms)
         self.optimizer, self.scheduler, self.autocast = optimizer, scheduler, autocast
+        # fp32 steps enter no autocast context at all (a nullcontext costs three calls).
+        self.mixed = autocast is not contextlib.nullcontext
         self.slots = Slots(module, optimizer)
         self.params, self.buffers = self.slots.params, self.slots.buffers
+        self.param_list = tuple(self.params.values())
         # Without random layers a step draws no random numbers, so the RNG state passes
         # through unchanged and need not be set and read back each step.
         self.stochastic = uses_randomness(module)
@@ -98,8 +85,6 @@ class Steps:
         self.regularizers, self.metrics = objective.regularizers, objective.metrics
         self.target_kind, self.class_dim = objective.target_kind, objective.class_dim
         self.multi = objective.multi
-        self.initial_hyper = self.slots.hyper()
-        self.initial_schedule = scheduler.state_dict() if scheduler else None
         # fp16 needs loss scaling so small gradients do not underflow; bf16 does not.
         fp16 = spec.device.precision == "fp16"
         self.scaler = torch.amp.GradScaler(device.type) if fp16 else None
@@ -125,6 +110,19 @@ class Steps:
         self.channels_last = train.channels_last
         self._layout = nhwc if train.channels_last else _unchanged
         self._features = nhwc_all if train.channels_last else tuple
+        self.fresh = FreshStates(
+            spec,
+            graph,
+            module,
+            device,
+            allow_imports,
+            values,
+            prepare,
+            self.slots.hyper(),
+            scheduler.state_dict() if scheduler else None,
+            self.scaler,
+            self._layout,
+        )
 
     def _rng(self) -> tuple[torch.Tensor, ...]:
         states = [torch.get_rng_state()]
@@ -138,31 +136,7 @@ class Steps:
             torch.cuda.set_rng_state(rng[1], self.device)
 
     def init(self, seed: int) -> TrainState:
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            seed_for(self.device, seed)
-            if self.values is not None:
-                fresh = materialize(self.graph, self.values, self.device, self.allow_imports)
-            else:
-                fresh, _ = build_graph(
-                    self.graph, Diagnostics(), device=self.device, allow_imports=self.allow_imports
-                )
-            if self.prepare is not None:
-                self.prepare(fresh)
-            rng_start = torch.Generator().manual_seed(seed).get_state()
-            rng = (rng_start,) + (
-                (torch.cuda.get_rng_state(self.device),) if self.device.type == "cuda" else ()
-            )
-        return TrainState(
-            params={n: self._layout(p.detach()) for n, p in fresh.named_parameters()},
-            buffers={n: b.detach() for n, b in fresh.named_buffers()},
-            optimizer={},
-            hyper=tuple(dict(h) for h in self.initial_hyper),
-            schedule=copy.deepcopy(self.initial_schedule),
-            step=0,
-            epoch=0,
-            rng=rng,
-            scaler=self.scaler.state_dict() if self.scaler is not None else None,
-        )
+        return self.fresh(seed)
 
     def _mode(self, training: bool) -> None:
         if self.training is not training:
@@ -192,21 +166,25 @@ class Steps:
         prob = self.to_prob(output)
         return {m.name: m.update(m.init(), prob, target) for m in self.metrics}
 
-    @staticmethod
     def _batch_metrics(
+        self,
         output: torch.Tensor,
         target: torch.Tensor,
         loss: torch.Tensor,
-        extra: dict[str, torch.Tensor],
+        extra: Mapping[str, torch.Tensor],
     ) -> dict[str, Any]:
         # Outputs, not metric states: loops update metrics over many batches at once.
-        return {
-            "loss": loss.detach(),
-            **extra,
-            "count": rows(target),
-            "output": detached(output),
-            "target": target,
-        }
+        if self.multi is None:  # one output tensor and one target tensor
+            count, output = target.shape[0], output.detach()
+        else:
+            count, output = rows(target), detached(output)
+        return {"loss": loss.detach(), **extra, "count": count, "output": output, "target": target}
+
+    def _terms(self) -> Mapping[str, torch.Tensor]:
+        """Each regularizer's penalty on the parameters now in the slots."""
+        if not self.regularizers:
+            return _NONE
+        return {name: term(self.params) for name, term in self.regularizers}
 
     def _loss(self, output: Any, target: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The data loss, and with several outputs each term's (`loss_<output>`)."""
@@ -270,11 +248,12 @@ class Steps:
             state.lease.spent = True
         if self.stochastic:
             self._set_rng(state.rng)
-        self._mode(True)
+        if self.training is not True:
+            self._mode(True)
         target = self._target(batch)
         if self.channels_last:
             batch = Batch(self._features(batch.features), batch.target)
-        for param in self.params.values():
+        for param in self.param_list:  # whatever ran backward since (the caller's code)
             param.grad = None
         compiled = self.compiled is not None and self.compiled.ready()
         if compiled:  # forward, backward, clipping and the update in one graph
@@ -282,14 +261,25 @@ class Steps:
             terms = dict(zip((name for name, _ in self.regularizers), term_values, strict=True))
             parts = {}
         elif self.spec.train.accumulate == 1:
-            with self.autocast():
+            if self.mixed:
+                with self.autocast():
+                    output = self.module(*batch.features)
+                    data_loss, parts = self._loss(output, target)
+            elif self.multi is None:
+                output = self.module(*batch.features)
+                data_loss, parts = self.loss_fn(output.float(), target), _NONE
+            else:
                 output = self.module(*batch.features)
                 data_loss, parts = self._loss(output, target)
-            terms = {name: term(self.params) for name, term in self.regularizers}
-            self._backward(data_loss + sum(terms.values()) if terms else data_loss)
+            terms = self._terms() if self.regularizers else _NONE
+            loss = data_loss + sum(terms.values()) if terms else data_loss
+            if self.scaler is None:
+                loss.backward()
+            else:
+                self._backward(loss)
         else:
             (output, data_loss), parts = self._accumulate(batch, target), {}
-            terms = {name: term(self.params) for name, term in self.regularizers}
+            terms = self._terms()
             if terms:
                 self._backward(sum(terms.values()))
         if self.world is not None:  # the whole global batch's gradient and loss, everywhere
@@ -307,7 +297,7 @@ class Steps:
             self._update_out_of_place(update, state)
         elif not compiled:
             self.optimizer.step()
-        for param in self.params.values():
+        for param in self.param_list:  # no gradients held between steps
             param.grad = None
         schedule = state.schedule
         if self.step_schedule:
@@ -325,8 +315,10 @@ class Steps:
             rng=self._rng() if self.stochastic else state.rng,
             scaler=self.scaler.state_dict() if self.scaler is not None else None,
         )
-        extra = {name: value.detach() for name, value in {**parts, **terms}.items()}
-        return new_state, self._batch_metrics(output, target, data_loss, extra)
+        if parts or terms:
+            extra = {name: value.detach() for name, value in {**parts, **terms}.items()}
+            return new_state, self._batch_metrics(output, target, data_loss, extra)
+        return new_state, self._batch_metrics(output, target, data_loss, _NONE)
 
     def _update_out_of_place(self, update: PureUpdate, state: TrainState) -> None:
         """The optimizer's step on the borrowed `state`, leaving its tensors alone."""
@@ -339,10 +331,30 @@ class Steps:
 
     @torch.no_grad()
     def eval_step(self, state: TrainState, batch: Batch) -> dict[str, Any]:
+        self._eval_mode(state)
+        return self._eval(batch)
+
+    @torch.no_grad()
+    def eval_batches(
+        self, state: TrainState, batches: Iterable[Batch], add: Callable[[dict[str, Any]], None]
+    ) -> None:
+        """`eval_step` on each of `batches`, each one's metrics handed to `add`: one no-grad
+        region and one load of `state` for the whole pass, as a hand-written loop has."""
+        self._eval_mode(state)
+        for batch in batches:
+            add(self._eval(batch))
+
+    def _eval_mode(self, state: TrainState) -> None:
         state.check_usable()
         self.slots.load(state, clone=False)  # evaluation only reads the tensors
         self._mode(False)
+
+    def _eval(self, batch: Batch) -> dict[str, Any]:
         target = self._target(batch)
+        if not self.mixed and self.compiled is None and self.multi is None:
+            output = self.module(*self._features(batch.features))
+            loss = self.loss_fn(output.float(), target)
+            return self._batch_metrics(output, target, loss, _NONE)
         forward = self.module if self.compiled is None else self.compiled.forward
         with self.autocast():
             features = self._features(batch.features)
