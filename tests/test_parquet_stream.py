@@ -223,8 +223,8 @@ def test_stream_always_streams_and_never_refuses(tmp_path, monkeypatch):
     clear_cache()
     report = tdsl.validate(spec)
     assert [d.message for d in report.errors] == [
-        f"{tmp_path / 'data'} (600 rows of 4 columns) needs about 0.0 GB of memory to read, "
-        "and 0.0 GB is available"
+        f"{tmp_path / 'data'} (600 rows of 4 columns) needs about 38.4 KB of memory to read, "
+        "and 20.0 KB is available"
     ]
 
 

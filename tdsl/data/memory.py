@@ -51,19 +51,39 @@ def available_memory() -> int | None:
     return limit if free is None else free if limit is None else min(free, limit)
 
 
-def refuse_too_large(path: Path, where: SpecPath) -> None:
-    """Refuse a file whose reading would not fit in memory, before the system kills us."""
-    free = available_memory()
-    try:
-        need = int(path.stat().st_size * MEMORY_PER_BYTE)
-    except OSError:
-        return
+def size(count: int) -> str:
+    """Bytes as a reader takes them in: 3.2 KB, 410 MB, 2.5 GB."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if count >= scale:
+            digits = 1 if count < 100 * scale else 0
+            return f"{count / scale:,.{digits}f} {unit}"
+    return f"{count} bytes"
+
+
+def refuse_unless_fits(
+    where: SpecPath, subject: str, need: int, free: int | None, hint: str
+) -> None:
+    """Refuse reading `subject` when its estimated `need` exceeds the `free` memory, with
+    both figures, before the system kills the process."""
     if free is not None and need > free:
-        gb = 10**9
         raise DataError.at(
             where,
-            f"{path} ({path.stat().st_size / gb:.1f} GB) needs about {need / gb:.1f} GB of "
-            f"memory to read, and {free / gb:.1f} GB is available",
-            "free memory, or give the rows as a folder of .npy files (kind: tensors), "
-            "which are read batch by batch",
+            f"{subject} needs about {size(need)} of memory to read, and {size(free)} is available",
+            hint,
         )
+
+
+def refuse_too_large(path: Path, where: SpecPath) -> None:
+    """Refuse a file whose reading would not fit in memory, before the system kills us."""
+    try:
+        length = path.stat().st_size
+    except OSError:
+        return
+    refuse_unless_fits(
+        where,
+        f"{path} ({size(length)})",
+        int(length * MEMORY_PER_BYTE),
+        available_memory(),
+        "free memory, or give the rows as a folder of .npy files (kind: tensors), "
+        "which are read batch by batch",
+    )

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from tdsl.data.arrow_text import codes_of, compact
 from tdsl.data.base import DataError, Problem
 from tdsl.data.csvfile import CsvTable
-from tdsl.data.memory import available_memory
+from tdsl.data.memory import available_memory, refuse_unless_fits
 from tdsl.errors import SpecPath
 
 
@@ -195,15 +195,13 @@ def read_parquet(
     rows = sum(counts)
     if need_rows and rows == 0:
         raise DataError.at(where, f"{path} has no rows")
-    need, free = memory_need(rows, len(read)), available_memory()
-    if free is not None and need > free:
-        gb = 10**9
-        raise DataError.at(
-            where,
-            f"{path} ({rows:,} rows of {len(read)} columns) needs about {need / gb:.1f} GB of "
-            f"memory to read, and {free / gb:.1f} GB is available",
-            "free memory, read fewer columns, or stream the rows by row groups (stream: auto)",
-        )
+    refuse_unless_fits(
+        where,
+        f"{path} ({rows:,} rows of {len(read)} columns)",
+        memory_need(rows, len(read)),
+        available_memory(),
+        "free memory, read fewer columns, or stream the rows by row groups (stream: auto)",
+    )
     header = tuple(names)
     raw = ParquetColumns(path, files, counts)
     try:

@@ -19,17 +19,9 @@ import pyarrow.parquet as pq
 
 from tdsl.data.base import DataError
 from tdsl.data.csvfile import CsvTable
+from tdsl.data.memory import refuse_unless_fits
 from tdsl.data.parquet import ParquetColumns, _read_rows, memory_need, parquet_files, schema_names
 from tdsl.errors import SpecPath
-
-
-def size(count: int) -> str:
-    """Bytes as a reader takes them in: 3.2 KB, 410 MB, 2.5 GB."""
-    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
-        if count >= scale:
-            digits = 1 if count < 100 * scale else 0
-            return f"{count / scale:,.{digits}f} {unit}"
-    return f"{count} bytes"
 
 
 @attrs.frozen(eq=False)
@@ -82,16 +74,14 @@ class RowGroups:
         if free is None or not len(self):
             return
         largest = int(np.argmax(self.counts))
-        need = memory_need(int(self.counts[largest]), columns)
-        if need > free:
-            raise DataError.at(
-                where,
-                f"{self.name(largest)} ({int(self.counts[largest]):,} rows of {columns} "
-                f"columns) needs about {size(need)} of memory to read, and "
-                f"{size(free)} is available",
-                "write the file with smaller row groups "
-                "(pyarrow.parquet.write_table(..., row_group_size=ROWS)), or free memory",
-            )
+        refuse_unless_fits(
+            where,
+            f"{self.name(largest)} ({int(self.counts[largest]):,} rows of {columns} columns)",
+            memory_need(int(self.counts[largest]), columns),
+            free,
+            "write the file with smaller row groups "
+            "(pyarrow.parquet.write_table(..., row_group_size=ROWS)), or free memory",
+        )
 
     def read(self, groups: Sequence[int], columns: list[str]) -> CsvTable:
         """The `columns` of these row groups, one table in the order given."""
