@@ -1,13 +1,21 @@
 """tdsl against hand-written PyTorch loops on the seeds' workloads, measured in one run.
 
 For each workload: (a) `tdsl.fit` on the spec (validation each epoch, metrics, progress
-lines, history — the defaults), (b) a tuned hand-written loop (one randperm per epoch,
-batched index_select, no per-step `.item()`, a validation pass per epoch), (c) a
-tutorial-style loop (DataLoader over a TensorDataset, per-step `.item()`), and (d) tdsl
-with `train.compile: true` (torch.compile of the whole step; its compile time is reported
-on its own). Variants run interleaved, several repetitions; the table reports medians of
-per-step time and ratios to (b). A compiled run that does not reach the eager tdsl run's
-final validation loss and metric stops the benchmark: its speed would mean nothing.
+lines, history — the defaults), (b) a tuned hand-written loop that reports what tdsl
+reports each epoch — training and validation loss and the spec's metric — the cheap way
+(one permutation per epoch, batched index_select, losses summed and outputs kept on the
+device, one host sync per epoch and pass), (b') the same loop computing losses only, as
+issue 23 measured it, (c) a tutorial-style loop (DataLoader over a TensorDataset,
+per-step `.item()` of the loss and metric), and (d) tdsl with `train.compile: true`
+(torch.compile of the whole step; its compile time is reported on its own). Variants run
+interleaved, several repetitions; the table reports medians of per-step time and ratios
+to (b), and tdsl against (b') in the last column.
+
+(b) walks tdsl's own batch order and starts from tdsl's initial weights, so its last
+epoch's losses and metrics must equal tdsl's (up to float summation order): the benchmark
+stops if they do not, since then the two would not be doing the same work. A compiled
+run that does not reach the eager tdsl run's final validation loss and metric stops it
+too: its speed would mean nothing.
 
 Two ways of measuring, both reported (`--eval`, default both):
 - `train`: validation in batches of the training batch size everywhere, and setup
@@ -25,6 +33,7 @@ from __future__ import annotations
 import argparse
 import io
 import math
+import os
 import platform
 import statistics
 import time
@@ -41,6 +50,10 @@ from tdsl.registry.metrics import lookup_metric
 from tdsl.train.callbacks import ProgressPrinter
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Seconds as measured: wall-clock by default; `--clock cpu` (process CPU time) on a shared
+# machine, where with one thread it is far less disturbed by other jobs than wall time.
+clock = time.perf_counter
 
 
 def _spec(
@@ -197,10 +210,10 @@ def _fit(variant: str, program: tdsl.Program, spec: tdsl.Spec, data, setup: floa
 
 
 def tdsl_run(spec: tdsl.Spec, data) -> Timed:
-    started = time.perf_counter()
+    started = clock()
     program = tdsl.compile(spec)
     program.init()  # setup includes one init, as the hand loops' construction
-    return _fit("tdsl", program, spec, data, time.perf_counter() - started)
+    return _fit("tdsl", program, spec, data, clock() - started)
 
 
 _COMPILED: dict[tuple[str, int | None], tdsl.Program] = {}
@@ -247,57 +260,150 @@ def _target(spec: tdsl.Spec, y: torch.Tensor) -> torch.Tensor:
     return y.reshape(-1).long() if spec.loss.kind == "cross_entropy" else y
 
 
-def tuned_epoch(net, opt, loss_fn, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
-    """One epoch as a good engineer writes it: one randperm, batched index_select, the loss
-    summed on the device and read once at the end."""
+def hand_metric(spec: tdsl.Spec) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The spec's metric over a whole epoch's outputs, as a hand-written loop computes it
+    (on the device; read with the epoch's one host sync)."""
+    kind = spec.metrics[0].kind
+    if kind == "mae":
+        return lambda out, y: (out.reshape(y.shape) - y).abs().mean()
+    if kind == "accuracy" and spec.loss.kind == "bce_with_logits":  # logit > 0: p > 0.5
+        return lambda out, y: ((out > 0).reshape(y.shape) == y).float().mean()
+    if kind == "accuracy":
+        return lambda out, y: (out.argmax(dim=1) == y).float().mean()
+    raise ValueError(f"no hand-written form of the metric {kind}")
+
+
+def tdsl_order(spec: tdsl.Spec, rows: int, epoch: int) -> torch.Tensor:
+    """The permutation tdsl's loop draws for `epoch` (one randperm from a seeded generator),
+    so a hand loop given it sees the same batches and can be checked against tdsl's run."""
+    generator = torch.Generator().manual_seed(spec.seed * 1_000_003 + epoch)
+    return torch.randperm(rows, generator=generator)
+
+
+def tuned_epoch(
+    net,
+    opt,
+    loss_fn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch: int,
+    order: torch.Tensor | None = None,
+    metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+):
+    """One epoch as a good engineer writes it: one randperm (or the given order), batched
+    index_select, the loss summed on the device and read once at the end. With a `metric`,
+    also the epoch's metric over the outputs kept on the device: (loss, metric)."""
     total = torch.zeros(())
-    order = torch.randperm(len(y))
+    order = torch.randperm(len(y)) if order is None else order
+    outputs = []
     for start in range(0, len(y), batch):
         index = order[start : start + batch]
-        loss = loss_fn(net(x.index_select(0, index)), y.index_select(0, index))
+        output = net(x.index_select(0, index))
+        loss = loss_fn(output, y.index_select(0, index))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         total += loss.detach() * len(index)
-    return float(total) / len(y)
+        if metric is not None:
+            outputs.append(output.detach())
+    if metric is None:
+        return float(total) / len(y)
+    value = metric(torch.cat(outputs), y.index_select(0, order))
+    return float(total) / len(y), float(value)
 
 
-def tuned_validation(net, loss_fn, x: torch.Tensor, y: torch.Tensor, batch: int | None) -> float:
-    """The validation loss: in one batch (`batch` None), or summed over batches."""
+def tuned_validation(
+    net,
+    loss_fn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch: int | None,
+    metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+):
+    """The validation loss (and with a `metric`, (loss, metric)): in one batch (`batch`
+    None), or summed over batches."""
     with torch.no_grad():
         if batch is None:
-            return float(loss_fn(net(x), y))
+            output = net(x)
+            loss = float(loss_fn(output, y))
+            return loss if metric is None else (loss, float(metric(output, y)))
         total = torch.zeros(())
+        outputs = []
         for start in range(0, len(y), batch):
             part = y[start : start + batch]
-            total += loss_fn(net(x[start : start + batch]), part) * len(part)
-        return float(total) / len(y)
+            output = net(x[start : start + batch])
+            total += loss_fn(output, part) * len(part)
+            if metric is not None:
+                outputs.append(output)
+        if metric is None:
+            return float(total) / len(y)
+        return float(total) / len(y), float(metric(torch.cat(outputs), y))
+
+
+# The tuned loop's last epoch: (loss, metric, val_loss, val_metric).
+TUNED_FINAL: dict[str, tuple[float, ...]] = {}
 
 
 def tuned_run(spec: tdsl.Spec, data) -> Timed:
-    started = time.perf_counter()
+    """The tuned loop reporting what tdsl reports each epoch (training and validation loss
+    and metric), over tdsl's batch order, so its results can be checked against tdsl's."""
+    started = clock()
     net = hand_module(spec)
     opt = torch.optim.Adam(net.parameters(), lr=spec.optimizer.lr)
-    setup = time.perf_counter() - started
-    loss_fn = _loss_fn(spec)
+    setup = clock() - started
+    loss_fn, metric = _loss_fn(spec), hand_metric(spec)
     x, y = data.train.features[0], _target(spec, data.train.target)
     vx, vy = data.val.features[0], _target(spec, data.val.target)
     history = []
-    for _epoch in range(spec.train.epochs):
+    for epoch in range(spec.train.epochs):
         net.train()
-        train_loss = tuned_epoch(net, opt, loss_fn, x, y, spec.train.batch_size)
+        order = tdsl_order(spec, len(y), epoch)
+        train = tuned_epoch(net, opt, loss_fn, x, y, spec.train.batch_size, order, metric)
         net.eval()
-        val_loss = tuned_validation(net, loss_fn, vx, vy, spec.train.eval_batch_size)
-        history.append((train_loss, val_loss))
+        val = tuned_validation(net, loss_fn, vx, vy, spec.train.eval_batch_size, metric)
+        history.append((*train, *val))
+    TUNED_FINAL[spec.name] = history[-1]
     return Timed(spec.train.epochs * data.train.num_batches(spec.train.batch_size), setup)
 
 
-def tutorial_run(spec: tdsl.Spec, data) -> Timed:
-    started = time.perf_counter()
+def tuned_loss_run(spec: tdsl.Spec, data) -> Timed:
+    """The tuned loop as the issue measured it: losses only, no metric."""
+    started = clock()
     net = hand_module(spec)
     opt = torch.optim.Adam(net.parameters(), lr=spec.optimizer.lr)
-    setup = time.perf_counter() - started
+    setup = clock() - started
     loss_fn = _loss_fn(spec)
+    x, y = data.train.features[0], _target(spec, data.train.target)
+    vx, vy = data.val.features[0], _target(spec, data.val.target)
+    for _epoch in range(spec.train.epochs):
+        net.train()
+        tuned_epoch(net, opt, loss_fn, x, y, spec.train.batch_size)
+        net.eval()
+        tuned_validation(net, loss_fn, vx, vy, spec.train.eval_batch_size)
+    return Timed(spec.train.epochs * data.train.num_batches(spec.train.batch_size), setup)
+
+
+def check_tuned(spec: tdsl.Spec) -> None:
+    """Stop unless the tuned loop ended where tdsl's run did: both start from the same
+    weights and see the same batches, so their last epoch's losses and metrics agree up to
+    the order of float sums (tdsl accumulates in float64)."""
+    ours, theirs = FINAL["tdsl"], TUNED_FINAL[spec.name]
+    metric = spec.metrics[0].kind
+    keys = ("loss", metric, "val_loss", f"val_{metric}")
+    for key, value in zip(keys, theirs, strict=True):
+        if abs(ours[key] - value) > 1e-5 * abs(ours[key]) + 1e-6:
+            raise SystemExit(
+                f"{spec.name}: the tuned loop's last {key} is {value:.8g}, tdsl's "
+                f"{ours[key]:.8g}: they do not do the same work"
+            )
+
+
+def tutorial_run(spec: tdsl.Spec, data) -> Timed:
+    started = clock()
+    net = hand_module(spec)
+    opt = torch.optim.Adam(net.parameters(), lr=spec.optimizer.lr)
+    setup = clock() - started
+    loss_fn, metric = _loss_fn(spec), hand_metric(spec)
     train = DataLoader(
         TensorDataset(data.train.features[0], _target(spec, data.train.target)),
         batch_size=spec.train.batch_size,
@@ -310,18 +416,23 @@ def tutorial_run(spec: tdsl.Spec, data) -> Timed:
     steps = 0
     for _epoch in range(spec.train.epochs):
         net.train()
-        losses = []
-        for x, y in train:
-            loss = loss_fn(net(x), y)
+        losses, scores = [], []
+        for x, y in train:  # the tutorials' way: per-step .item() of the loss and metric
+            output = net(x)
+            loss = loss_fn(output, y)
             opt.zero_grad()
             loss.backward()
             opt.step()
             losses.append(loss.item())
+            scores.append(metric(output.detach(), y).item())
             steps += 1
         net.eval()
+        val_scores = []
         with torch.no_grad():
-            val_losses = [loss_fn(net(x), y).item() for x, y in val]
-        _ = (sum(losses) / len(losses), sum(val_losses) / len(val_losses))
+            for x, y in val:
+                output = net(x)
+                val_scores.append((loss_fn(output, y).item(), metric(output, y).item()))
+        _ = (sum(losses) / len(losses), sum(scores) / len(scores), val_scores)
     return Timed(steps, setup)
 
 
@@ -329,6 +440,7 @@ VARIANTS: dict[str, Callable] = {
     "tdsl": tdsl_run,
     "tdsl_compiled": tdsl_compiled_run,
     "tuned": tuned_run,
+    "tuned_loss": tuned_loss_run,
     "tutorial": tutorial_run,
 }
 
@@ -361,34 +473,47 @@ def measure(
             bare: dict[str, list[float]] = {v: [] for v in VARIANTS}
             warmup: dict[str, float] = {}
             for variant, fn in VARIANTS.items():
-                started = time.perf_counter()
+                started = clock()
                 fn(spec, data)
-                warmup[variant] = time.perf_counter() - started
+                warmup[variant] = clock() - started
+            check_tuned(spec)
             compiled = "tdsl_compiled" in VARIANTS
             if compiled:
                 check_compiled(spec)
             for _ in range(repeats):
                 for variant, fn in VARIANTS.items():  # interleaved
-                    started = time.perf_counter()
+                    started = clock()
                     timed = fn(spec, data)
-                    spent = time.perf_counter() - started
+                    spent = clock() - started
                     times[variant].append(spent / timed.steps)
                     bare[variant].append((spent - timed.setup) / timed.steps)
+                check_tuned(spec)
                 if compiled:
                     check_compiled(spec)
             row = {v: statistics.median(t) for v, t in times.items()}
             row |= {f"{v}_nosetup": statistics.median(t) for v, t in bare.items()}
+            # Ratios per repetition, then their median and range: neighbours in the
+            # rotation share the machine's load, so a ratio moves less than either time.
+            for suffix, source in (("", times), ("_nosetup", bare)):
+                for v in source:
+                    for base in ("tuned", "tuned_loss"):
+                        ratios = sorted(a / b for a, b in zip(source[v], source[base], strict=True))
+                        row[f"{v}{suffix}/{base}"] = statistics.median(ratios)
+                        row[f"{v}{suffix}/{base}_range"] = (ratios[0], ratios[-1])
             if compiled:
                 steady = row["tdsl_compiled"] * timed.steps
                 row["compile_s"] = warmup["tdsl_compiled"] - steady
             results[f"{name} ({how})"] = row
-            shown = {v: f"{t * 1e6:.0f}us" for v, t in row.items() if v != "compile_s"}
+            shown = {v: f"{t * 1e6:.0f}us" for v, t in row.items() if v in VARIANTS}
             print(name, how, shown, flush=True)
     return results
 
 
-def _ratio(value: float | None, base: float) -> str:
-    return "-" if value is None else f"{value / base:.2f}x"
+def _ratio(r: dict, key: str, digits: int = 3) -> str:
+    if key not in r:
+        return "-"
+    low, high = r[key + "_range"]
+    return f"{r[key]:.{digits}f}x ({low:.{digits}f}–{high:.{digits}f})"
 
 
 def _seconds(value: float | None) -> str:
@@ -396,25 +521,31 @@ def _seconds(value: float | None) -> str:
 
 
 def table(results: dict[str, dict[str, float]]) -> str:
-    """Ratios to the tuned loop; `(train)` rows with setup in, `(large)` rows without
-    (each with the other setup choice for tdsl beside it)."""
+    """Median per-repetition ratios to the tuned loop (range in brackets); `(train)` rows
+    with setup in, `(large)` rows without (each with tdsl's other setup choice beside it)."""
     lines = [
         "| workload (validation batches) | tuned loop (us/step) | tdsl | tdsl, other setup "
-        "| tdsl, train.compile | compile (s) | tutorial-style loop |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| tdsl, train.compile | compile (s) | tutorial-style loop "
+        "| tuned loop without metrics (us/step) | tdsl against it |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, r in results.items():
         setup_in = name.endswith("(train)")
         suffix, other = ("", "_nosetup") if setup_in else ("_nosetup", "")
-        base = r["tuned" + suffix]
         lines.append(
-            f"| {name}, setup {'in' if setup_in else 'out'} | {base * 1e6:.0f} "
-            f"| {r['tdsl' + suffix] / base:.3f}x "
-            f"| {r['tdsl' + other] / r['tuned' + other]:.3f}x "
-            f"| {_ratio(r.get('tdsl_compiled' + suffix), base)} | {_seconds(r.get('compile_s'))} "
-            f"| {r['tutorial' + suffix] / base:.2f}x |"
+            f"| {name}, setup {'in' if setup_in else 'out'} | {r['tuned' + suffix] * 1e6:.0f} "
+            f"| {_ratio(r, f'tdsl{suffix}/tuned')} "
+            f"| {_ratio(r, f'tdsl{other}/tuned')} "
+            f"| {_ratio(r, f'tdsl_compiled{suffix}/tuned', 2)} | {_seconds(r.get('compile_s'))} "
+            f"| {_ratio(r, f'tutorial{suffix}/tuned', 2)} "
+            f"| {r['tuned_loss' + suffix] * 1e6:.0f} "
+            f"| {_ratio(r, f'tdsl{suffix}/tuned_loss')} |"
         )
     return "\n".join(lines)
+
+
+def _load() -> str:
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def main() -> None:
@@ -425,7 +556,12 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=list(workloads()), help="these workloads")
     parser.add_argument("--eval", nargs="*", choices=EVALS, default=list(EVALS))
     parser.add_argument("--eager-only", action="store_true", help="leave out train.compile")
+    parser.add_argument(
+        "--clock", choices=("wall", "cpu"), default="wall", help="cpu: process CPU time"
+    )
     args = parser.parse_args()
+    global clock
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.eager_only:
         del VARIANTS["tdsl_compiled"]
     torch.set_num_threads(args.threads)
@@ -433,7 +569,8 @@ def main() -> None:
     header = (
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} "
         f"({torch.get_num_threads()} threads, torch {torch.__version__}); medians of "
-        f"{args.repeats} interleaved repetitions, ratios to the tuned loop.\n\n"
+        f"{args.repeats} interleaved repetitions of {args.clock} time, median per-repetition "
+        f"ratios to the tuned loop (range); load average {_load()} at the end.\n\n"
     )
     text = header + table(results) + "\n"
     args.out.write_text(text)

@@ -41,6 +41,15 @@ class Metric:
     compute: Callable[[State], float]
     # Combines the states of two disjoint sets of rows.
     merge: Callable[[State, State], State] = _merge_sums
+    # The state of a set of rows on its own (None: `update` from `init()`), which saves
+    # creating and adding zeros once per flush of an epoch's outputs.
+    measure: Callable[[torch.Tensor, torch.Tensor], State] | None = None
+
+    def first(self, prob: torch.Tensor, target: torch.Tensor) -> State:
+        """The state of these rows alone: `update(init(), prob, target)`, in fewer ops."""
+        if self.measure is None:
+            return self.update(self.init(), prob, target)
+        return self.measure(prob, target)
 
 
 @attrs.frozen
@@ -64,6 +73,24 @@ def _add(state: State, *values: torch.Tensor) -> State:
     return tuple(s + v.to(s.device, torch.float64) for s, v in zip(state, values, strict=True))
 
 
+def _count(n: int) -> torch.Tensor:
+    return torch.tensor(float(n), dtype=torch.float64)
+
+
+def _summed(
+    name: str,
+    measure: Callable[[torch.Tensor, torch.Tensor], State],
+    compute: Callable[[State], float] | None = None,
+) -> Metric:
+    """A metric whose state is (sum over rows, row count), from `measure`'s float64 pair."""
+
+    def update(state: State, prob: torch.Tensor, target: torch.Tensor) -> State:
+        return _add(state, *measure(prob, target))
+
+    compute = compute or (lambda s: float(s[0] / s[1]))
+    return Metric(name, _zeros(2), update, compute, measure=measure)
+
+
 def _hard_labels(prob: torch.Tensor, target: torch.Tensor, kind: str, threshold: float):
     if kind == "binary":
         return (prob > threshold).to(target.dtype).reshape(target.shape), target
@@ -71,21 +98,21 @@ def _hard_labels(prob: torch.Tensor, target: torch.Tensor, kind: str, threshold:
 
 
 def _accuracy(kind: str, threshold: float = 0.5) -> Metric:
-    def update(state: State, prob: torch.Tensor, target: torch.Tensor) -> State:
+    def measure(prob: torch.Tensor, target: torch.Tensor) -> State:
         predicted, truth = _hard_labels(prob, target, kind, threshold)
-        correct = (predicted.reshape(-1) == truth.reshape(-1)).sum()
-        return _add(state, correct, torch.tensor(truth.numel()))
+        correct = (predicted.reshape(-1) == truth.reshape(-1)).sum(dtype=torch.float64)
+        return correct, _count(truth.numel())
 
-    return Metric("accuracy", _zeros(2), update, lambda s: float(s[0] / s[1]))
+    return _summed("accuracy", measure)
 
 
 def _top_k(kind: str, k: int = 5) -> Metric:
-    def update(state: State, prob: torch.Tensor, target: torch.Tensor) -> State:
+    def measure(prob: torch.Tensor, target: torch.Tensor) -> State:
         top = prob.topk(min(k, prob.shape[-1]), dim=-1).indices
-        hits = (top == target.reshape(-1, 1)).any(dim=-1).sum()
-        return _add(state, hits, torch.tensor(target.numel()))
+        hits = (top == target.reshape(-1, 1)).any(dim=-1).sum(dtype=torch.float64)
+        return hits, _count(target.numel())
 
-    return Metric("top_k_accuracy", _zeros(2), update, lambda s: float(s[0] / s[1]))
+    return _summed("top_k_accuracy", measure)
 
 
 def _check_top_k(args: Mapping[str, Any], num_classes: int | None) -> list[ArgProblem]:
@@ -187,11 +214,11 @@ def _error(
     finish: Callable[[float], float] = lambda x: x,
 ) -> Callable[..., Metric]:
     def make(kind: str) -> Metric:
-        def update(state: State, out: torch.Tensor, target: torch.Tensor) -> State:
-            errors = per_item(out.reshape(target.shape).to(torch.float64), target.double())
-            return _add(state, errors.sum(), torch.tensor(errors.numel()))
+        def measure(out: torch.Tensor, target: torch.Tensor) -> State:
+            errors = per_item(out.reshape(target.shape).double(), target.double())
+            return errors.sum(), _count(errors.numel())
 
-        return Metric(name, _zeros(2), update, lambda s: finish(float(s[0] / s[1])))
+        return _summed(name, measure, lambda s: finish(float(s[0] / s[1])))
 
     return make
 
@@ -201,14 +228,14 @@ def _perplexity(kind: str) -> Metric:
 
     tiny = torch.finfo(torch.float32).tiny  # a probability that underflowed: -log p ~ 87
 
-    def update(state: State, prob: torch.Tensor, target: torch.Tensor) -> State:
+    def measure(prob: torch.Tensor, target: torch.Tensor) -> State:
         picked = prob.gather(-1, target.reshape(-1, 1).long()).double().clamp(min=tiny)
-        return _add(state, -picked.log().sum(), torch.tensor(target.numel()))
+        return -picked.log().sum(), _count(target.numel())
 
     def compute(state: State) -> float:
         return math.exp(float(state[0] / state[1])) if state[1] > 0 else float("nan")
 
-    return Metric("perplexity", _zeros(2), update, compute)
+    return _summed("perplexity", measure, compute)
 
 
 def _exact_match(kind: str, ignore_index: int | None = None) -> Metric:
@@ -216,7 +243,7 @@ def _exact_match(kind: str, ignore_index: int | None = None) -> Metric:
     causal model and teacher forcing this is greedy decoding's exact match: each answer
     token is the argmax given the right tokens before it."""
 
-    def update(state: State, prob: torch.Tensor, target: torch.Tensor) -> State:
+    def measure(prob: torch.Tensor, target: torch.Tensor) -> State:
         rows = target.shape[0]
         if prob.dim() == target.dim():  # binary: one probability per target
             predicted = (prob > 0.5).to(target.dtype).reshape(target.shape)
@@ -227,23 +254,28 @@ def _exact_match(kind: str, ignore_index: int | None = None) -> Metric:
             labelled = target != ignore_index
         right = ((predicted == target) | ~labelled).reshape(rows, -1).all(dim=1)
         counted = labelled.reshape(rows, -1).any(dim=1)
-        return _add(state, (right & counted).sum(), counted.sum())
+        return (right & counted).sum(dtype=torch.float64), counted.sum(dtype=torch.float64)
 
-    return Metric("exact_match", _zeros(2), update, lambda s: float(s[0] / s[1]))
+    return _summed("exact_match", measure)
 
 
 def _positions_as_rows(metric: Metric, ignore_index: int | None) -> Metric:
     """`metric` over class-last probabilities [B, ..., C] and targets [B, ...]: each
     position a row, positions whose target is `ignore_index` left out."""
 
-    def update(state: State, prob: torch.Tensor, target: torch.Tensor) -> State:
+    def labelled(prob: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         prob, target = prob.reshape(-1, prob.shape[-1]), target.reshape(-1)
         if ignore_index is not None:
             keep = target != ignore_index
             prob, target = prob[keep], target[keep]
-        return metric.update(state, prob, target)
+        return prob, target
 
-    return attrs.evolve(metric, update=update)
+    def update(state: State, prob: torch.Tensor, target: torch.Tensor) -> State:
+        return metric.update(state, *labelled(prob, target))
+
+    inner = metric.measure
+    measure = None if inner is None else (lambda prob, target: inner(*labelled(prob, target)))
+    return attrs.evolve(metric, update=update, measure=measure)
 
 
 _CLASSIFICATION = frozenset({"binary", "class"})

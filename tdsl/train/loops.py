@@ -50,6 +50,14 @@ class FitRun:
     history: list[dict[str, float]]
     epoch: int = 0
     stop_reason: str | None = None
+    # The state a callback holds on to (see `keep`).
+    kept: TrainState | None = None
+
+    def keep(self, state: TrainState) -> None:
+        """A callback holds on to `state` (the one it was given): the loop will not donate
+        it to the next step, whose update then writes new tensors instead of overwriting
+        these. Cheaper than copying the state, and never more expensive."""
+        self.kept = state
 
 
 @attrs.frozen
@@ -145,9 +153,13 @@ class _Accumulator:
         self._flush()
         device = self.losses[0].device
         counts = torch.tensor(self.counts, dtype=torch.float64, device=device)
-        columns = torch.stack([torch.stack(v).reshape(-1) for v in self.values.values()])
-        means = (torch.mv(columns.double(), counts) / sum(self.counts)).tolist()
-        logs = {f"{prefix}{key}": mean for key, mean in zip(self.values, means, strict=True)}
+        stacked = [torch.stack(v) for v in self.values.values()]
+        # One row per summed value (usually the loss alone), weighted by rows: one host sync.
+        columns = stacked[0].reshape(1, -1) if len(stacked) == 1 else torch.stack(stacked)
+        rows = sum(self.counts)
+        sums = torch.mv(columns.reshape(len(stacked), -1).double(), counts).tolist()
+        named = zip(self.values, sums, strict=True)
+        logs = {f"{prefix}{key}": total / rows for key, total in named}
         for metric in self.program.metrics:
             logs[f"{prefix}{metric.name}"] = metric.compute(self.stats[metric.name])
         return logs
@@ -286,14 +298,13 @@ def train_epochs(
         for c in callbacks
         if hasattr(c, "on_batch_end") and getattr(c, "wants_batches", True)
     ]
+    eval_size = eval_batch_size(spec)
     owned = False  # the caller's state is never donated; the ones fit creates are
     compile_seconds = None
     if spec.train.compile and state.epoch < epochs and len(train):
         # Compiled before the timed loop: the first epoch's seconds are training only.
         first = next(iter(train.batches(batch_size)))
-        evaluated = (
-            next(iter(val.batches(eval_batch_size(spec)))) if val is not None and len(val) else None
-        )
+        evaluated = next(iter(val.batches(eval_size))) if val is not None and len(val) else None
         compile_seconds = program.warmup(first, state, evaluated)
     while state.epoch < epochs and run.stop_reason is None:
         run.epoch = state.epoch
@@ -316,7 +327,7 @@ def train_epochs(
         if totals.skipped:
             logs["skipped_batches"] = totals.skipped
         if val is not None and len(val):
-            logs.update(evaluate(program, state, val, prefix="val_"))
+            logs.update(_evaluate_placed(program, state, val, eval_size, "val_"))
             message = nonfinite_validation(run.epoch + 1, logs, val)
             if message is not None:
                 raise NonFiniteLoss(message)
@@ -325,9 +336,9 @@ def train_epochs(
         if compile_seconds is not None:  # once, in the first epoch this call runs
             logs["compile_seconds"], compile_seconds = compile_seconds, None
         state = program.end_epoch(state, logs)
-        owned = True
         run.history.append(logs)
         _call(callbacks, "on_epoch_end", run, state, logs)
+        owned = run.kept is not state
     _call(callbacks, "on_fit_end", run, state)
     return FitResult(state, run.history, run.stop_reason)
 
@@ -362,7 +373,12 @@ def evaluate(
 ) -> dict[str, float]:
     """Exact metrics of `state` over all of `data`, with names prefixed by `prefix`."""
     batch_size = batch_size or eval_batch_size(program.spec)
-    data = _on_device(data, program)
+    return _evaluate_placed(program, state, _on_device(data, program), batch_size, prefix)
+
+
+def _evaluate_placed(
+    program: Program, state: TrainState, data: TensorData, batch_size: int, prefix: str
+) -> dict[str, float]:
     totals = _Accumulator(program)
     program.eval_batches(state, data.batches(batch_size), totals.add)
     return totals.result(prefix)

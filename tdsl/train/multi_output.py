@@ -55,7 +55,7 @@ class MultiOutput:
         states = {}
         for metric, (name, wanted) in zip(metrics, self.metric_outputs, strict=True):
             prob = self.to_prob[name](named[name].detach().float())
-            states[metric.name] = metric.update(metric.init(), prob, targets[wanted])
+            states[metric.name] = metric.first(prob, targets[wanted])
         return states
 
 

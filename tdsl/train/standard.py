@@ -62,9 +62,18 @@ class BestState:
     def on_epoch_end(self, run, state: TrainState, logs: dict[str, float]) -> None:
         if self.tracker.improved(logs):
             self.tracker.best = logs[self.tracker.monitor]
-            self.state = copy_state(state)
+            self.state = self._hold(run, state)
         elif self.state is None:
-            self.state = copy_state(state)
+            self.state = self._hold(run, state)
+
+    @staticmethod
+    def _hold(run, state: TrainState) -> TrainState:
+        # In a loop, the loop leaves the state alone (`FitRun.keep`); otherwise a copy.
+        keep = getattr(run, "keep", None)
+        if keep is None:
+            return copy_state(state)
+        keep(state)
+        return state
 
 
 @attrs.frozen

@@ -164,7 +164,7 @@ class Steps:
         if self.class_dim == 1:
             output = output.movedim(1, -1)
         prob = self.to_prob(output)
-        return {m.name: m.update(m.init(), prob, target) for m in self.metrics}
+        return {m.name: m.first(prob, target) for m in self.metrics}
 
     def _batch_metrics(
         self,
@@ -341,8 +341,22 @@ class Steps:
         """`eval_step` on each of `batches`, each one's metrics handed to `add`: one no-grad
         region and one load of `state` for the whole pass, as a hand-written loop has."""
         self._eval_mode(state)
+        if self.mixed or self.compiled is not None or self.multi is not None:
+            for batch in batches:
+                add(self._eval(batch))
+            return
+        # One fp32 output, eager: `_eval` inlined (no-grad outputs need no detaching).
+        module, loss_fn, target_of, features_of = (
+            self.module,
+            self.loss_fn,
+            self._target,
+            self._features,
+        )
         for batch in batches:
-            add(self._eval(batch))
+            target = target_of(batch)
+            output = module(*features_of(batch.features))
+            loss = loss_fn(output.float(), target)
+            add({"loss": loss, "count": target.shape[0], "output": output, "target": target})
 
     def _eval_mode(self, state: TrainState) -> None:
         state.check_usable()
