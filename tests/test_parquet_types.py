@@ -118,3 +118,21 @@ def test_a_folder_of_int_and_double_files_trains(tmp_path, stream):
     (tmp_path / "s.yaml").write_text(SPEC.format(stream=stream))
     report = tdsl.validate(tmp_path / "s.yaml")
     assert not report.errors, report.format()
+
+
+def test_columns_all_does_not_read_an_excluded_column(tmp_path):
+    """An id column written as int64 in one file and string in another, left out."""
+    folder = _folder(tmp_path, (pa.int64(), pa.int64()))
+    for part, ids in enumerate((pa.array([1, 2, 3]), pa.array(["a4", "a5", "a6"]))):
+        file = folder / f"p{part}.parquet"
+        pq.write_table(pq.read_table(file).append_column("id", ids), file)
+    spec = SPEC.format(stream="never").replace(
+        "  columns:\n    - {name: x, transform: standardize}\n    - {name: c, transform: onehot}\n",
+        "  columns: all\n  exclude: [id]\n",
+    )
+    (tmp_path / "s.yaml").write_text(spec.replace("shape: [3]", "shape: [4]"))
+    report = tdsl.validate(tmp_path / "s.yaml")
+    assert not report.errors, report.format()
+    (tmp_path / "s.yaml").write_text(spec.replace("exclude: [id]", "exclude: []"))
+    report = tdsl.validate(tmp_path / "s.yaml")
+    assert [d.message for d in report.errors][0].startswith("column 'id' is int64 in")
