@@ -150,8 +150,10 @@ def test_a_file_too_large_for_memory_is_refused(tricky, monkeypatch):
         csvfile.read_csv(tricky, ",", ("file",))
     message = caught.value.problems[0].message
     length = tricky.stat().st_size
-    assert message.startswith(
-        f"{tricky} ({length} bytes) needs about {int(length * 1.5)} bytes of memory to read"
+    need = 10 * 4 * memory.BYTES_PER_NUMBER + int(length * memory.BYTES_PER_FILE_BYTE)
+    assert message.startswith(  # 10 lines after the header (a blank one, two in quotes)
+        f"{tricky} ({length} bytes, about 10 rows of 4 columns to read) "
+        f"needs about {need} bytes of memory to read"
     )
     assert message.endswith("and 10 bytes is available")
 

@@ -79,6 +79,7 @@ __all__ = [
     "data_signature",
     "load_data",
     "read_input",
+    "read_input_groups",
     "resolve_path",
     "spec_base",
     "stored_spec",
@@ -241,6 +242,21 @@ def read_input(spec: S.Spec, fitted: Fitted | None, path: Path) -> tuple[torch.T
         fitted = load_data(spec).fitted
     with tampered_guard(fitted):
         return reader(spec.data, context(spec), fitted, path)
+
+
+def read_input_groups(spec: S.Spec, fitted: Fitted | None, path: Path):
+    """(rows, an iterator of each row group's features) for a Parquet input of a Parquet
+    source that does not fit in memory (or `stream: always`); None: read it whole with
+    `read_input`."""
+    source = spec.data
+    if not isinstance(source, S.Table) or source.kind != "parquet" or source.stream == "never":
+        return None
+    from tdsl.data.parquet_input import input_groups  # pyarrow: only for Parquet sources
+
+    if fitted is None:
+        fitted = load_data(spec).fitted
+    with tampered_guard(fitted):
+        return input_groups(source, context(spec), fitted, Path(path))
 
 
 PLAIN_ARRAYS = (".npy", ".npz", ".pt")

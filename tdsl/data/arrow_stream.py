@@ -14,9 +14,10 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -93,11 +94,27 @@ def cuts(path: Path, start: int, quoted: bool) -> list[int]:
     found = [start]
     with path.open("rb") as handle:
         for part in range(1, max(count, 1)):
-            handle.seek(start + (end - start) * part // count - 1)
-            handle.readline()  # to the end of the line the cut falls in
-            if found[-1] < handle.tell() < end:
-                found.append(handle.tell())
+            at = _line_end(handle, start + (end - start) * part // count - 1)
+            if found[-1] < at < end:
+                found.append(at)
     return [*found, end]
+
+
+_BREAK = re.compile(rb"\r\n|\r|\n")
+
+
+def _line_end(handle: BinaryIO, at: int) -> int:
+    """Just past the first line break at or after `at`: `\n`, `\r\n` or a bare `\r` (old
+    Mac files), as Arrow ends lines; a cut inside a `\r\n` would leave a blank line."""
+    handle.seek(at)
+    while block := handle.read(1 << 16):
+        found = _BREAK.search(block)
+        if found is not None:
+            if found.group() == b"\r" and found.end() == len(block):
+                return found.end() + at + (handle.read(1) == b"\n")
+            return found.end() + at
+        at += len(block)
+    return at
 
 
 class Part:

@@ -206,7 +206,9 @@ def read_body(
     positions: list[int] | None,
     as_numbers: set[int] = frozenset(),
 ) -> RawTable:
-    refuse_too_large(path, where)
+    read = width if positions is None else len(positions)
+    texts = len(as_text) if positions is None else len(set(as_text) & set(positions))
+    refuse_too_large(path, where, start, read - texts, texts)
     raw = RawTable(path, delimiter, layout, start, width)
     raw.missing = missing
     try:

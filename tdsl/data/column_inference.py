@@ -102,12 +102,23 @@ def expand(source: S.Table, ctx: Context) -> S.Table:
 
         columns = infer_streamed(source, ctx, problems)
     else:
-        table = read_table(source, path, ("file",), wanted=None)
+        table = read_table(source, path, ("file",), wanted=_taken(source, path))
         columns = infer_columns(source, table, problems)
     if not columns:
         problems.add(("columns",), f"no columns left in {path} besides the target and exclude")
     problems.check()
     return attrs.evolve(source, columns=columns, exclude=())
+
+
+def _taken(source: S.Table, path) -> list[tuple[tuple, str]] | None:
+    """The columns to read (None: all): of a Parquet source, those not left out, whose
+    types across a folder's files then need not agree (an id column, say)."""
+    if source.kind != "parquet":
+        return None  # a CSV's header is only known as it is read
+    from tdsl.data.parquet import parquet_files, schema_names  # pyarrow: only for Parquet
+
+    header = schema_names(parquet_files(path, ("file",)), ("file",))[0]
+    return [(("file",), name) for name in header if name not in left_out(source)]
 
 
 def _streams(source: S.Table, ctx: Context) -> bool:

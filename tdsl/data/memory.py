@@ -10,10 +10,16 @@ from pathlib import Path
 from tdsl.data.base import DataError
 from tdsl.errors import SpecPath
 
-# Peak memory of reading a CSV and making its features, per byte of file: Arrow's columns
-# (about 0.8 per byte for short numbers) and the features as they are made: 1.14 measured
-# with bench/tables.py (besides the ~240 MB of Python, torch and pyarrow themselves).
-MEMORY_PER_BYTE = 1.5
+# Peak memory of reading a CSV and making its features (besides the ~270 MB of Python, torch
+# and pyarrow themselves), measured with 0.5-4 M rows of 5 columns: ~10-11 bytes per number
+# cell read, whatever its length in the file (a float64 column, a float32 feature, the
+# target), and ~24 per one-hot cell of a few categories (its text, codes and features).
+# Counted per cell, a file of 1-character numbers (2 bytes a cell) is not underestimated 5x
+# as a figure per byte of file was; with a margin, as a refusal must not be optimistic.
+BYTES_PER_NUMBER = 16
+BYTES_PER_TEXT = 40
+BYTES_PER_FILE_BYTE = 0.25  # Arrow's parse buffers and what it holds of the text
+SAMPLE_BYTES = 1 << 20  # read to count the rows: the first block Arrow reads anyway
 
 
 # A cap on the memory data may take (bytes, or with K/M/G: `200M`): below what the machine
@@ -73,17 +79,37 @@ def refuse_unless_fits(
         )
 
 
-def refuse_too_large(path: Path, where: SpecPath) -> None:
-    """Refuse a file whose reading would not fit in memory, before the system kills us."""
+def csv_rows(path: Path, start: int, length: int) -> int:
+    """About how many rows the file has after byte `start`: its line breaks (`\n`,
+    `\r\n` or a bare `\r`) in the first `SAMPLE_BYTES`, scaled to its length. Blank lines
+    and line breaks inside quotes count too: an estimate above, never below."""
+    with path.open("rb") as handle:
+        handle.seek(start)
+        sample = handle.read(SAMPLE_BYTES)
+    breaks = sample.count(b"\n") + sample.count(b"\r") - sample.count(b"\r\n")
+    if start + len(sample) >= length:  # the whole body: the count itself
+        return breaks + bool(sample and not sample.endswith((b"\n", b"\r")))
+    return -(-(length - start) * max(breaks, 1) // len(sample))
+
+
+def refuse_too_large(
+    path: Path, where: SpecPath, start: int = 0, numbers: int = 1, texts: int = 0
+) -> None:
+    """Refuse a CSV file whose reading would not fit in memory, before the system kills us:
+    its rows (counted in its first block) times the `numbers` and `texts` columns read."""
     try:
         length = path.stat().st_size
+        rows = csv_rows(path, start, length)
     except OSError:
         return
+    need = rows * (numbers * BYTES_PER_NUMBER + texts * BYTES_PER_TEXT)
+    columns = numbers + texts
     refuse_unless_fits(
         where,
-        f"{path} ({size(length)})",
-        int(length * MEMORY_PER_BYTE),
+        f"{path} ({size(length)}, about {rows:,} rows of {columns} "
+        f"column{'s' if columns != 1 else ''} to read)",
+        need + int(length * BYTES_PER_FILE_BYTE),
         available_memory(),
-        "free memory, or give the rows as a folder of .npy files (kind: tensors), "
-        "which are read batch by batch",
+        "free memory, read fewer columns, or give the rows as a folder of .npy files "
+        "(kind: tensors), which are read batch by batch",
     )

@@ -23,6 +23,7 @@ from tdsl.data.arrow_text import codes_of, compact
 from tdsl.data.base import DataError, Problem
 from tdsl.data.csvfile import CsvTable
 from tdsl.data.memory import available_memory, refuse_unless_fits
+from tdsl.data.parquet_types import read_types
 from tdsl.errors import SpecPath
 
 
@@ -99,16 +100,17 @@ def _pieces(files: Sequence[Path]) -> Iterator[tuple[Path, int]]:
 def _read_rows(
     raw: ParquetColumns,
     header: tuple[str, ...],
-    read: list[str],
+    types: dict[str, pa.DataType],
     pieces: Iterable[tuple[Path, int]] | None = None,
     opener: Callable[[Path], pq.ParquetFile] = pq.ParquetFile,
 ) -> None:
     """Batch by batch: number columns copied into float64 arrays of the known row count,
     the batch then let go of; so memory is the numbers, not Arrow's copy beside them.
+    `types`: the columns to read and their types across the files (`read_types`);
     `pieces`: the (file, row group)s to read, in order (default: all of `raw.files`');
     `opener` opens a file (a cache of open files, where the same ones are read again)."""
-    schema = opener(raw.files[0]).schema_arrow
-    numbers = {n: np.empty(raw.num_rows) for n in read if _is_number(schema.field(n).type)}
+    read = list(types)
+    numbers = {n: np.empty(raw.num_rows) for n in read if _is_number(types[n])}
     chunks: dict[str, list] = {n: [] for n in read if n not in numbers}
     row = 0
     handles: dict[Path, pq.ParquetFile] = {}
@@ -127,12 +129,14 @@ def _read_rows(
                 if np.isinf(values).any():
                     raw.unclean.add(header.index(name))
             else:
+                if column.type != types[name]:  # a file's own text type (or nulls)
+                    column = pc.cast(column, types[name])
                 chunks[name].extend(column.chunks)
         row += count
         del batch
     raw.arrays = {header.index(n): v for n, v in numbers.items()}
     for name in list(chunks):
-        raw.arrays[header.index(name)] = compact(chunks.pop(name), schema.field(name).type)
+        raw.arrays[header.index(name)] = compact(chunks.pop(name), types[name])
     pa.default_memory_pool().release_unused()
 
 
@@ -151,24 +155,27 @@ def _as_floats(column: pa.ChunkedArray) -> np.ndarray | None:
     return None if np.isinf(out).any() else out
 
 
-def schema_names(files: Sequence[Path], where: SpecPath) -> tuple[tuple[str, ...], list[int]]:
-    """The column names (of the first file; the others must have the same) and each
-    file's row count, from the footers alone."""
+def schema_names(
+    files: Sequence[Path], where: SpecPath
+) -> tuple[tuple[str, ...], list[int], list[pa.Schema]]:
+    """The column names (of the first file; the others must have the same), each file's
+    row count and each file's schema, from the footers alone."""
     names: tuple[str, ...] | None = None
-    counts = []
+    counts, schemas = [], []
     for file in files:
         try:
             meta = pq.ParquetFile(file).metadata
         except (OSError, pa.ArrowException) as exc:
             raise DataError.at(where, f"{file} is not a readable Parquet file: {exc}") from None
-        own = tuple(meta.schema.to_arrow_schema().names)
+        schemas.append(meta.schema.to_arrow_schema())
+        own = tuple(schemas[-1].names)
         if names is not None and own != names:
             raise DataError.at(
                 where, f"{file} has the columns {list(own)}, {files[0]} has {list(names)}"
             )
         names = own
         counts.append(meta.num_rows)
-    return names or (), counts
+    return names or (), counts, schemas
 
 
 def memory_need(rows: int, columns: int) -> int:
@@ -188,10 +195,11 @@ def read_parquet(
     raises `DataError` for an unreadable file,
     a folder whose files disagree, no rows (with `need_rows`), or too little memory."""
     files = parquet_files(path, where)
-    names, counts = schema_names(files, where)
+    names, counts, schemas = schema_names(files, where)
     if before_reading is not None:  # column checks, from the footers alone
         before_reading(names)
     read = [n for n in names if wanted is None or n in wanted]
+    types = read_types(files, schemas, read, where)
     rows = sum(counts)
     if need_rows and rows == 0:
         raise DataError.at(where, f"{path} has no rows")
@@ -205,7 +213,7 @@ def read_parquet(
     header = tuple(names)
     raw = ParquetColumns(path, files, counts)
     try:
-        _read_rows(raw, header, read)
+        _read_rows(raw, header, types)
     except (OSError, pa.ArrowException) as exc:
         raise DataError.at(where, f"cannot read {path}: {exc}") from None
     return CsvTable(raw, header)  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ from tdsl.data.base import DataError
 from tdsl.data.csvfile import CsvTable
 from tdsl.data.memory import refuse_unless_fits
 from tdsl.data.parquet import ParquetColumns, _read_rows, memory_need, parquet_files, schema_names
+from tdsl.data.parquet_types import read_types
 from tdsl.errors import SpecPath
 
 
@@ -35,11 +36,13 @@ class RowGroups:
     group_of: np.ndarray  # per group: its number in its file
     counts: np.ndarray  # per group: its rows
     starts: np.ndarray  # per group: its first row among all the rows (the last: the total)
+    schemas: tuple[pa.Schema, ...]  # per file: its columns' types
+    where: SpecPath  # the spec's key for the file or folder
 
     @classmethod
     def of(cls, path: Path, where: SpecPath) -> RowGroups:
         files = parquet_files(path, where)
-        header, _ = schema_names(files, where)
+        header, _, schemas = schema_names(files, where)
         file_of, group_of, counts = [], [], []
         for at, file in enumerate(files):
             meta = pq.ParquetFile(file).metadata
@@ -57,6 +60,8 @@ class RowGroups:
             np.array(group_of, dtype=np.int64),
             counts_array,
             starts,
+            tuple(schemas),
+            tuple(where),
         )
 
     @property
@@ -85,9 +90,10 @@ class RowGroups:
 
     def read(self, groups: Sequence[int], columns: list[str]) -> CsvTable:
         """The `columns` of these row groups, one table in the order given."""
+        types = read_types(self.files, self.schemas, columns, self.where)
         raw = GroupColumns(self, list(groups))
         try:
-            _read_rows(raw, self.header, columns, raw.pieces(), _opened)
+            _read_rows(raw, self.header, types, raw.pieces(), _opened)
         except (OSError, pa.ArrowException) as exc:
             names = ", ".join(self.name(g) for g in groups)
             raise DataError.at((), f"cannot read {names}: {exc}") from None

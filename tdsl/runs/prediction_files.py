@@ -140,6 +140,13 @@ def predict_file(
             f"{output_path}: .npy holds the raw outputs only; --keep needs csv, jsonl or parquet"
         )
     model = load_model(directory, which, allow_imports)
+    from tdsl.runs.prediction_stream import predicted_groups, write_streamed
+
+    streamed = predicted_groups(model, Path(input_path), threshold)
+    if streamed is not None:  # a Parquet input larger than memory: a row group at a time
+        if keep:
+            kept_columns(model.spec, Path(input_path), keep, streamed[0])  # says why not
+        return write_streamed(Path(output_path), kind, *streamed, table_bytes, raw_outputs)
     predictions: Predictions = model.predict(Path(input_path), threshold)
     if kind == "npy":
         buffer = io.BytesIO()
