@@ -1,0 +1,158 @@
+"""Layers that overwrite their input (`inplace: true`) where the training step needs it.
+
+torch lets `relu` or `dropout` write over its input to save memory, and fails only at the
+first backward pass ("one of the variables needed for gradient computation has been
+modified by an inplace operation") when the overwritten tensor was kept for a gradient:
+the output of a `sigmoid`, `tanh`, `softmax`, `relu`... (their backward reads their own
+output), or the input of a layer that reads the same value before. A layer reading it
+afterwards gets the overwritten values without any error. The value may reach the layer
+through views (`flatten`, `reshape`), block inputs and outputs, and repeats: all are
+followed. What each layer keeps is asked of torch (`autograd_probe`), on meta tensors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from torch import nn
+
+from tdsl.check.autograd_probe import Probe, probe
+from tdsl.errors import Diagnostics
+from tdsl.model.graph import Graph, Node
+
+
+@attrs.frozen
+class _Step:
+    key: str  # the value it computes (module path)
+    inputs: tuple[str, ...]  # the values it reads, each as the value it is an alias of
+    layer: nn.Module
+    node: Node
+    reads: tuple[str, ...]  # its inputs as `values` keys, for the probe
+    order: int
+
+    @property
+    def title(self) -> str:
+        op = f"shares {self.node.shares}" if self.node.shares else self.node.op
+        return f"layer {self.key!r} ({op})"
+
+
+def check_inplace(graph: Graph, module: nn.Module, values: dict[str, Any], diags: Diagnostics):
+    """An error at the `inplace` argument of each in-place layer whose overwrite breaks the
+    gradient or changes what another layer reads."""
+    flow = _Flow(module, values)
+    flow.graph(graph, "")
+    outputs = {flow.canon(o) for o in graph.outputs}
+    for step in flow.steps:
+        if getattr(step.layer, "inplace", False) is True and step.inputs:
+            problem = flow.conflict(step, outputs)
+            if problem is not None:
+                path = step.node.path if step.node.shares else (*step.node.path, "inplace")
+                diags.error(
+                    path,
+                    f"{step.title} has inplace: true, so it would overwrite {problem}",
+                    f"set inplace: false on layer {step.key!r}",
+                )
+
+
+class _Flow:
+    """The model's layers in the order they run, blocks and repeats opened up, each value
+    named by its module path; a block's inputs and outputs are aliases of the values
+    they are."""
+
+    def __init__(self, module: nn.Module, values: dict[str, Any]):
+        self.module, self.values = module, values
+        self.steps: list[_Step] = []
+        self.alias: dict[str, str] = {}
+        self.producer: dict[str, _Step] = {}
+
+    def canon(self, key: str) -> str:
+        while key in self.alias:
+            key = self.alias[key]
+        return key
+
+    def graph(self, graph: Graph, prefix: str) -> None:
+        for node in graph.nodes:
+            reads = tuple(prefix + s for s in node.inputs)
+            self.node(node, prefix + node.name, reads, prefix)
+
+    def node(self, node: Node, key: str, reads: tuple[str, ...], prefix: str) -> None:
+        if node.copies:
+            for copy in node.copies:
+                copy_key = f"{key}.{copy.name}"
+                self.node(copy, copy_key, reads, f"{key}.")
+                reads = (copy_key, *reads[1:])  # each copy reads the one before
+            self.alias[key] = reads[0]
+        elif node.body is not None and node.shares is None:
+            for name, read in zip(node.body.input_names, reads, strict=True):
+                self.alias[f"{key}.{name}"] = self.canon(read)
+            self.graph(node.body, f"{key}.")
+            if len(node.body.outputs) == 1:
+                self.alias[key] = f"{key}.{node.body.outputs[0]}"
+        else:
+            # A shared node runs the module of the node it shares, as one step.
+            owner = prefix + node.shares if node.shares else key
+            step = _Step(
+                key,
+                tuple(self.canon(r) for r in reads),
+                self.module.get_submodule(owner),
+                node,
+                reads,
+                len(self.steps),
+            )
+            self.steps.append(step)
+            self.producer[key] = step
+
+    def probe(self, step: _Step) -> Probe | None:
+        if any(r not in self.values for r in step.reads):
+            return None
+        kind = (step.node.op, repr(sorted(step.node.args.items())))
+        return probe(step.layer, [self.values[r] for r in step.reads], kind)
+
+    def conflict(self, step: _Step, outputs: set[str]) -> str | None:
+        """What `step` would overwrite that is needed, said for the message; or None."""
+        target, hops = step.inputs[0], []
+        shared = [target]  # the values whose memory the step overwrites
+        while (producer := self.producer.get(target)) is not None:
+            found = self.probe(producer)
+            if found is None:
+                break
+            if found.saves_output:
+                through = f", which reaches it through {', '.join(hops)}," if hops else ""
+                return (
+                    f"the output of {producer.title}{through} and that layer's gradient "
+                    "needs its output: the first training step would fail"
+                )
+            if not found.aliases:
+                break
+            hops.append(producer.title)
+            target = producer.inputs[min(found.aliases)]
+            shared.append(target)
+        return self._readers(step, shared, outputs)
+
+    def _readers(self, step: _Step, shared: list[str], outputs: set[str]) -> str | None:
+        """Another layer reading the overwritten memory: before, keeping it for its
+        gradient; after, reading overwritten values. Views taken of it count as it."""
+        index = 0
+        while index < len(shared):
+            value = shared[index]
+            index += 1
+            if value in outputs:
+                return f"{value!r}, which is a model output"
+            for other in self.steps:
+                if other is step or value not in other.inputs:
+                    continue
+                position = other.inputs.index(value)
+                found = self.probe(other)
+                if found is not None and position in found.aliases:
+                    if other.key not in shared:
+                        shared.append(other.key)  # a view: its readers read the same
+                    continue
+                if other.order > step.order:
+                    return f"{value!r}, which {other.title} reads afterwards"
+                if found is not None and position in found.saves_inputs:
+                    return (
+                        f"{value!r}, which {other.title} keeps for its gradient: the first "
+                        "training step would fail"
+                    )
+        return None
