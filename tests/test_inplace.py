@@ -91,6 +91,9 @@ TRAINING = {
     "    - {op: dropout, inplace: true}\n",
     "dropout_then_relu": "    - {op: linear, out_features: 4}\n"
     "    - {op: dropout, inplace: true}\n    - {op: relu, inplace: true}\n",
+    # Dropout with p 0 writes nothing (torch returns its input as it is).
+    "softmax_dropout_p0": "    - {op: linear, out_features: 4}\n    - {op: softmax, dim: -1}\n"
+    "    - {op: dropout, p: 0, inplace: true}\n",
 }
 
 
@@ -175,3 +178,20 @@ def test_the_check_imports_neither_dynamo_nor_sympy(tmp_path):
     assert "spec.yaml:13:30: error: model.layers[4].inplace:" in done.stdout + done.stderr
     assert "has inplace: true" in done.stdout + done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_shared_inplace_layer_is_located_at_its_share():
+    text = HEAD + (
+        "  inputs: [{name: x, shape: [2]}]\n  layers:\n"
+        "    - {name: a, op: linear, out_features: 4, inputs: [x]}\n"
+        "    - {name: s, op: sigmoid, inputs: [a]}\n"
+        "    - {name: r, op: relu, inplace: true, inputs: [a]}\n"
+        "    - {name: again, share: r, inputs: [s]}\n"
+        "    - {name: sum, op: add, inputs: [r, again]}\n"
+        "    - {name: o, op: linear, out_features: 1, inputs: [sum]}\n"
+    )
+    assert _torch_fails(text)
+    (error,) = tdsl.validate(text).errors
+    assert error.path == ("model", "layers", 3, "share")
+    assert "the output of layer 's' (sigmoid)" in error.message
+    assert error.hint == "set inplace: false on layer 'r', which 'again' applies again"

@@ -1,11 +1,13 @@
 """What a layer's backward pass keeps, asked of torch itself: one forward pass on meta
 tensors, then a walk over the autograd nodes it recorded and the tensors they saved.
 
-`inplace_conflicts` needs three facts per layer: whether its backward needs its own
-output (`_saved_result` of SigmoidBackward0, ReluBackward0, SoftmaxBackward0...), whether
-it saves an input, and whether its output is its input or a view of it (flatten, reshape,
-an identity). A hand list of such ops would go stale with torch; the autograd graph does
-not. Answers are cached per layer kind, arguments and input ranks.
+`check_inplace` needs four facts per layer: whether its backward needs its own output
+(`_saved_result` of SigmoidBackward0, ReluBackward0, SoftmaxBackward0...), whether it saves
+an input, whether its output is its input or a view of it (flatten, reshape, an identity),
+and whether it writes over an input (the tensor's version counter moved: `dropout` with
+`p: 0` and `inplace: true` writes nothing). A hand list of such ops would go stale with
+torch; the autograd graph does not. Answers are cached per layer kind, arguments and input
+ranks.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Probe:
     saves_output: bool  # its backward reads its output: overwriting that breaks it
     saves_inputs: frozenset[int]  # inputs its backward reads
     aliases: frozenset[int]  # inputs its output is, or is a view of
+    overwrites: frozenset[int] = frozenset()  # inputs it writes over (in place)
 
 
 _CACHE: dict[Any, Probe | None] = {}
@@ -63,6 +66,7 @@ def _run(layer: nn.Module, inputs: Sequence[Any]) -> Probe | None:
             return None
     # Where the walk stops: the clones, taken before a layer working in place moves them on.
     stop = {p.grad_fn for p in probes if p.grad_fn is not None}
+    versions = [p._version for p in probes]  # torch counts each write to a tensor
     # Dropout draws on meta; keep the generator where validation found it anyway. Meta
     # kernels would import torch._dynamo and sympy (seconds) for what plain ints answer.
     with (
@@ -78,6 +82,7 @@ def _run(layer: nn.Module, inputs: Sequence[Any]) -> Probe | None:
         if not isinstance(out, torch.Tensor):
             return None
         aliases = frozenset(i for i, p in enumerate(probes) if _same_storage(out, p))
+        overwrites = frozenset(i for i, p in enumerate(probes) if p._version != versions[i])
         saved = _saved_tensors(out, stop)
     base = out._base if out._is_view() else out
     saves_output = any(_is(t, base) or _is(t, out) for t in saved)
@@ -86,7 +91,7 @@ def _run(layer: nn.Module, inputs: Sequence[Any]) -> Probe | None:
         for i, p in enumerate(probes)
         if isinstance(p, torch.Tensor) and p.requires_grad and any(_is(t, p) for t in saved)
     )
-    return Probe(saves_output, saves_inputs, aliases)
+    return Probe(saves_output, saves_inputs, aliases, overwrites)
 
 
 def _same_storage(out: torch.Tensor, value: Any) -> bool:

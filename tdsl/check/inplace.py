@@ -30,6 +30,7 @@ class _Step:
     node: Node
     reads: tuple[str, ...]  # its inputs as `values` keys, for the probe
     order: int
+    kind: Any  # its module's op, arguments and torch's summary of it: the probe's cache key
 
     @property
     def title(self) -> str:
@@ -44,15 +45,21 @@ def check_inplace(graph: Graph, module: nn.Module, values: dict[str, Any], diags
     flow.graph(graph, "")
     outputs = {flow.canon(o) for o in graph.outputs}
     for step in flow.steps:
-        if getattr(step.layer, "inplace", False) is True and step.inputs:
-            problem = flow.conflict(step, outputs)
+        if getattr(step.layer, "inplace", False) is not True or not step.inputs:
+            continue
+        found = flow.probe(step)
+        written = found.overwrites if found is not None else {0}
+        for index in sorted(written):
+            problem = flow.conflict(step, index, outputs)
             if problem is not None:
-                path = step.node.path if step.node.shares else (*step.node.path, "inplace")
+                shares = step.node.shares
                 diags.error(
-                    path,
+                    (*step.node.path, "share" if shares else "inplace"),
                     f"{step.title} has inplace: true, so it would overwrite {problem}",
-                    f"set inplace: false on layer {step.key!r}",
+                    f"set inplace: false on layer {shares or step.key!r}"
+                    + (f", which {step.key!r} applies again" if shares else ""),
                 )
+                break
 
 
 class _Flow:
@@ -65,6 +72,7 @@ class _Flow:
         self.steps: list[_Step] = []
         self.alias: dict[str, str] = {}
         self.producer: dict[str, _Step] = {}
+        self.kinds: dict[str, Any] = {}  # module path -> its op and arguments
 
     def canon(self, key: str) -> str:
         while key in self.alias:
@@ -77,6 +85,8 @@ class _Flow:
             self.node(node, prefix + node.name, reads, prefix)
 
     def node(self, node: Node, key: str, reads: tuple[str, ...], prefix: str) -> None:
+        if node.shares is None:  # what makes two modules alike, for the probe's cache
+            self.kinds[key] = (node.op, repr(sorted(node.args.items())))
         if node.copies:
             for copy in node.copies:
                 copy_key = f"{key}.{copy.name}"
@@ -92,13 +102,15 @@ class _Flow:
         else:
             # A shared node runs the module of the node it shares, as one step.
             owner = prefix + node.shares if node.shares else key
+            layer = self.module.get_submodule(owner)
             step = _Step(
                 key,
                 tuple(self.canon(r) for r in reads),
-                self.module.get_submodule(owner),
+                layer,
                 node,
                 reads,
                 len(self.steps),
+                (self.kinds.get(owner), layer.extra_repr()),
             )
             self.steps.append(step)
             self.producer[key] = step
@@ -106,12 +118,12 @@ class _Flow:
     def probe(self, step: _Step) -> Probe | None:
         if any(r not in self.values for r in step.reads):
             return None
-        kind = (step.node.op, repr(sorted(step.node.args.items())))
-        return probe(step.layer, [self.values[r] for r in step.reads], kind)
+        return probe(step.layer, [self.values[r] for r in step.reads], step.kind)
 
-    def conflict(self, step: _Step, outputs: set[str]) -> str | None:
-        """What `step` would overwrite that is needed, said for the message; or None."""
-        target, hops = step.inputs[0], []
+    def conflict(self, step: _Step, index: int, outputs: set[str]) -> str | None:
+        """What `step` would overwrite in its input `index` that is needed, said for the
+        message; or None."""
+        target, hops = step.inputs[index], []
         shared = [target]  # the values whose memory the step overwrites
         while (producer := self.producer.get(target)) is not None:
             found = self.probe(producer)
