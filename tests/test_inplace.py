@@ -14,6 +14,7 @@ import torch
 
 import tdsl
 from tdsl.check.pipeline import checked
+from tdsl.data import load_data
 from tdsl.model.build import materialize
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,3 +196,19 @@ def test_a_shared_inplace_layer_is_located_at_its_share():
     assert error.path == ("model", "layers", 3, "share")
     assert "the output of layer 's' (sigmoid)" in error.message
     assert error.hint == "set inplace: false on layer 'r', which 'again' applies again"
+
+
+def test_a_frozen_trunk_keeps_nothing_to_overwrite():
+    # No gradient reaches the frozen sigmoid's output, so autograd keeps nothing there.
+    text = HEAD + (
+        "  inputs: [{shape: [2]}]\n  layers:\n"
+        "    - {op: linear, out_features: 4, trainable: false}\n    - sigmoid\n"
+        "    - {op: dropout, inplace: true}\n    - {op: linear, out_features: 1}\n"
+    )
+    assert tdsl.validate(text).ok
+    program = tdsl.compile(tdsl.load(text))
+    batch = next(load_data(program.spec).train.batches(8))
+    state, logs = program.train_step(program.init(), batch)
+    assert state.step == 1 and torch.isfinite(logs["loss"])
+    trained = tdsl.validate(text.replace(", trainable: false", "")).errors
+    assert "the output of layer 'sigmoid1'" in trained[0].message

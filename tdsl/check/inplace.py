@@ -73,6 +73,7 @@ class _Flow:
         self.alias: dict[str, str] = {}
         self.producer: dict[str, _Step] = {}
         self.kinds: dict[str, Any] = {}  # module path -> its op and arguments
+        self.grad: dict[str, bool] = {}  # value -> whether training needs its gradient
 
     def canon(self, key: str) -> str:
         while key in self.alias:
@@ -114,6 +115,9 @@ class _Flow:
             )
             self.steps.append(step)
             self.producer[key] = step
+            # Autograd keeps nothing for a value no gradient flows to (a frozen trunk's).
+            trains = any(p.requires_grad for p in layer.parameters())
+            self.grad[key] = trains or any(self.grad.get(i, False) for i in step.inputs)
 
     def probe(self, step: _Step) -> Probe | None:
         if any(r not in self.values for r in step.reads):
@@ -129,7 +133,7 @@ class _Flow:
             found = self.probe(producer)
             if found is None:
                 break
-            if found.saves_output:
+            if found.saves_output and self.grad.get(producer.key, False):
                 through = f", which reaches it through {', '.join(hops)}," if hops else ""
                 return (
                     f"the output of {producer.title}{through} and that layer's gradient "
@@ -162,7 +166,8 @@ class _Flow:
                     continue
                 if other.order > step.order:
                     return f"{value!r}, which {other.title} reads afterwards"
-                if found is not None and position in found.saves_inputs:
+                kept = found is not None and position in found.saves_inputs
+                if kept and self.grad.get(other.key, False):
                     return (
                         f"{value!r}, which {other.title} keeps for its gradient: the first "
                         "training step would fail"
