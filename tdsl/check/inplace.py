@@ -41,6 +41,8 @@ class _Step:
 def check_inplace(graph: Graph, module: nn.Module, values: dict[str, Any], diags: Diagnostics):
     """An error at the `inplace` argument of each in-place layer whose overwrite breaks the
     gradient or changes what another layer reads."""
+    if not any(getattr(m, "inplace", False) is True for m in module.modules()):
+        return  # the usual case: nothing to follow
     flow = _Flow(module, values)
     flow.graph(graph, "")
     outputs = {flow.canon(o) for o in graph.outputs}
