@@ -38,7 +38,9 @@ class _Step:
         return f"layer {self.key!r} ({op})"
 
 
-def check_inplace(graph: Graph, module: nn.Module, values: dict[str, Any], diags: Diagnostics):
+def check_inplace(
+    graph: Graph, module: nn.Module, values: dict[str, Any], diags: Diagnostics
+) -> None:
     """An error at the `inplace` argument of each in-place layer whose overwrite breaks the
     gradient or changes what another layer reads."""
     if not any(getattr(m, "inplace", False) is True for m in module.modules()):
