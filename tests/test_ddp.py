@@ -96,8 +96,9 @@ def tdsl_cli(workspace, *args: str, trip: dict[str, str] | None = None, torchrun
     (completed process, seconds)."""
     launched = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "TORCHELASTIC_ERROR_FILE")
     env = {k: v for k, v in os.environ.items() if k not in launched}
-    path = [str(workspace), env.get("PYTHONPATH", "")]
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(filter(None, path)), **(trip or {}))
+    # No PYTHONPATH naming the workspace: `python -m tdsl` finds ddplayers.py in the working
+    # directory, and the processes `--nproc 2` starts must find it from there too.
+    env.update(OMP_NUM_THREADS="1", **(trip or {}))
     launcher = []
     if torchrun:  # as on several machines (here one, on a free port)
         with socket.socket() as probe:

@@ -5,6 +5,8 @@ from the cache."""
 from __future__ import annotations
 
 import os
+import shutil
+from shutil import ignore_patterns
 
 import attrs
 import pytest
@@ -199,3 +201,42 @@ def test_tdsl_run_tokenizes_once_and_resume_reuses_the_ids(tmp_path, counted, ca
     clear_cache()  # as a new process: resume validates and loads from data_cache/
     result = resume(out, progress=False)
     assert counted["text_lm"] == 1 and len(result.history) == 1
+
+
+def test_export_reuses_the_runs_token_ids(tmp_path, counted):
+    from tdsl.runs.export import export_run
+
+    (tmp_path / "tale.txt").write_text(TALE)
+    directory, _ = run(lm_spec(tmp_path), tmp_path / "run", progress=False)
+    calls = counted["text_lm"]
+    clear_cache()  # as `tdsl export` in a new process
+    exported = export_run(directory, "torchscript")
+    assert exported.source == "val rows"  # checked on the run's own rows
+    assert counted["text_lm"] == calls
+
+
+def test_eval_data_reuses_the_ids_of_the_runs_own_files_only(tmp_path, counted):
+    from tdsl.runs.eval_data import evaluate_file
+
+    lines = [f"{i % 2}\tthe cat number {i} sat {'on the mat' * (i % 3)}" for i in range(40)]
+    (tmp_path / "t.txt").write_text("\n".join(lines[:30]))
+    (tmp_path / "v.txt").write_text("\n".join(lines[30:]))
+    (tmp_path / "new.txt").write_text("\n".join(lines[5:25]))
+    spec = tdsl.load(TEXT_SPEC.format(file=tmp_path / "t.txt", val=tmp_path / "v.txt"))
+    directory, _ = run(spec, tmp_path / "run", progress=False)
+    entry = (directory / "data_cache" / "text.json").read_bytes()
+    calls = counted["text"]
+    scores = {}
+    for name in ("v.txt", "t.txt", "new.txt"):
+        clear_cache()  # each as `tdsl eval RUN --data FILE` in a new process
+        scores[name] = evaluate_file(directory, tmp_path / name)
+    assert counted["text"] == calls + 1  # only the file the run never tokenized
+    keep_token_ids(directory)  # a later writing use: the run's entry stays the run's
+    assert (directory / "data_cache" / "text.json").read_bytes() == entry
+    uncached = shutil.copytree(directory, tmp_path / "copy", ignore=ignore_patterns("data_cache"))
+    for name in ("v.txt", "t.txt"):  # the cached ids score as freshly made ones
+        clear_cache()
+        calls = counted["text"]
+        fresh = evaluate_file(uncached, tmp_path / name)
+        assert counted["text"] > calls
+        assert fresh.metrics == scores[name].metrics and fresh.rows == scores[name].rows

@@ -21,6 +21,7 @@ from tdsl.check import devices as checks_device
 from tdsl.check import outputs_and_targets as checks
 from tdsl.check import training_setup as checks_setup
 from tdsl.check.class_targets import check_position_tables
+from tdsl.check.inplace import check_inplace
 from tdsl.check.per_output import check_outputs_training
 from tdsl.check.silent_mistakes import check_silent_mistakes
 from tdsl.check.weights_setup import check_weights
@@ -114,6 +115,8 @@ def check_spec(
 
     inference = infer(spec, diags, allow_imports) if ok("model") else Inference(None, None, {})
     graph = inference.graph
+    if inference.module is not None and graph is not None:
+        check_inplace(graph, inference.module, inference.values, diags)
     signature = checks.check_data(spec, diags, allow_imports) if ok("data") else None
     if ok("data", "model"):
         checks.check_random_ids(spec, graph, diags)

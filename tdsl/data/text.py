@@ -217,6 +217,10 @@ def _ids(
         key = token_cache.key("text", {**settings, "seed": ctx.seed}, digests)
         given = None if fitted is None else fitted.state["vocab"]
         cached = token_cache.find("text", key, given)
+        if cached is None and given is not None:
+            # With the vocabulary known, a file's ids do not depend on the split or seed:
+            # the run's entry serves its files read another way (`eval --data`).
+            cached = token_cache.find_files("text", key, given, ("split", "seed"))
         if cached is not None:
             return dict(cached.vocabulary), cached.arrays
     split = tokenizer(source)

@@ -43,6 +43,8 @@ class TokenCache:
     folder: Path
     # Writes bytes to a path atomically (tdsl.train.atomic_files); None: read only.
     write: Callable[[Path, Any], None] | None = None
+    # False: ids made while it is in use are not kept (data that is not the run's own).
+    keep_new: bool = True
 
 
 @attrs.frozen(eq=False)
@@ -129,10 +131,59 @@ def find(name: str, key_data: dict[str, Any], vocabulary: Any | None) -> Entry |
     return entry
 
 
+def find_files(
+    name: str, key_data: dict[str, Any], vocabulary: Any, ignore: tuple[str, ...]
+) -> Entry | None:
+    """For a source whose ids are one array per file, named like the file's key, and made
+    from that file's bytes, the tokenizer and the vocabulary alone: the active cache's entry
+    when its settings equal `key_data`'s but for `ignore` (settings that only choose the
+    vocabulary, which is given and must match) and it holds every file of `key_data` by
+    digest, under any key. Its arrays are renamed to `key_data`'s keys. `eval --data`
+    scores the run's own file this way: one split of all its rows, the same ids."""
+    cache = active()
+    if cache is None:
+        return None
+    pending = _pending.get((cache.folder, name))
+    stored = pending[1] if pending is not None else _stored_key(cache.folder, name)
+    if not isinstance(stored, dict) or _without(stored, ignore) != _without(key_data, ignore):
+        return None
+    named = {digest: file for file, digest in stored.get("files", {}).items()}
+    if not all(digest in named for digest in key_data["files"].values()):
+        return None
+    entry = find(name, stored, vocabulary)
+    if entry is None:
+        return None
+    arrays = {file: entry.arrays[named[digest]] for file, digest in key_data["files"].items()}
+    return Entry(entry.vocabulary, arrays)
+
+
+def _without(key_data: dict[str, Any], ignore: tuple[str, ...]) -> dict[str, Any]:
+    settings = key_data.get("settings")
+    if not isinstance(settings, dict):
+        return {}
+    kept = {k: v for k, v in settings.items() if k not in ignore}
+    return {"format": key_data.get("format"), "kind": key_data.get("kind"), "settings": kept}
+
+
+def _stored_key(folder: Path, name: str) -> Any:
+    """The key the entry on disk was made for (None when there is none to read)."""
+    if not _folder_ok(folder):
+        return None
+    descriptor = _regular(folder / f"{name}.json")
+    if descriptor is None:
+        return None
+    try:
+        with os.fdopen(descriptor, "rb") as handle:
+            meta = json.loads(handle.read(1 << 28).decode("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return meta.get("key") if isinstance(meta, dict) else None
+
+
 def keep(name: str, key_data: dict[str, Any], entry: Entry) -> None:
     """Store `entry` in the active cache (when writable; else when one is)."""
     cache = active()
-    if cache is None:
+    if cache is None or not cache.keep_new:
         return
     if cache.write is None:
         _pending[(cache.folder, name)] = (_hash(key_data), key_data, entry)

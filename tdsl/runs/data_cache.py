@@ -18,11 +18,16 @@ from tdsl.train.atomic_files import atomic_write_bytes
 
 
 @contextmanager
-def run_data_cache(directory: str | os.PathLike, write: bool = True) -> Iterator[None]:
+def run_data_cache(
+    directory: str | os.PathLike, write: bool = True, keep_new: bool = True
+) -> Iterator[None]:
     """Text sources loaded inside use (and, with `write`, fill) `directory`'s token cache;
-    a read-only use keeps what it made until a writing use of the same directory."""
+    a read-only use keeps what it made until a writing use of the same directory.
+    `keep_new=False`: only read (other data scored with the run: not the run's ids)."""
     cache = token_cache.TokenCache(
-        Path(directory).absolute() / token_cache.FOLDER, atomic_write_bytes if write else None
+        Path(directory).absolute() / token_cache.FOLDER,
+        atomic_write_bytes if write else None,
+        keep_new,
     )
     with token_cache.using(cache):
         yield

@@ -19,6 +19,7 @@ import torch
 
 from tdsl import spec as S
 from tdsl.data import DataError, load_data
+from tdsl.runs.data_cache import run_data_cache
 from tdsl.runs.directories import RunError
 from tdsl.runs.inference import LoadedModel, load_model
 from tdsl.train.loops import eval_batch_size, evaluate, predict
@@ -78,7 +79,9 @@ def evaluate_file(
     path = Path(data)
     spec = _spec_for(model.spec, path)
     try:
-        rows = load_data(spec, model.fitted, allow_imports).train
+        # Text: the ids the run kept, where FILE is one of the files it tokenized.
+        with run_data_cache(directory, write=False, keep_new=False):
+            rows = load_data(spec, model.fitted, allow_imports).train
     except DataError as exc:
         raise RunError(f"cannot use --data {path}: {exc.problems[0].message}") from None
     if rows is None or len(rows) == 0:

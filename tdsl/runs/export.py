@@ -27,6 +27,7 @@ from torch import nn
 
 from tdsl.data import DataError, load_data
 from tdsl.errors import install_hint
+from tdsl.runs.data_cache import run_data_cache
 from tdsl.runs.directories import RunError
 from tdsl.runs.inference import LoadedModel, checked_features, load_model
 
@@ -131,7 +132,8 @@ def _check_rows(model: LoadedModel) -> tuple[tuple[torch.Tensor, ...], str]:
     """Up to five validation rows (test or training rows where there are none); zeros of the
     inputs' shapes where the run's data cannot be read any more."""
     try:
-        splits = load_data(model.spec, model.fitted)
+        with run_data_cache(model.directory, write=False):  # text: the ids the run kept
+            splits = load_data(model.spec, model.fitted)
     except DataError:
         splits = None
     for name in ("val", "test", "train"):

@@ -21,6 +21,7 @@ from tdsl.data import DataError, Fitted, read_input
 from tdsl.data.base import context
 from tdsl.data.raw_rows import features_from_rows
 from tdsl.registry.ops import DTYPES
+from tdsl.runs.data_cache import run_data_cache
 from tdsl.runs.decode import OutputDecoder, decode, decoders
 from tdsl.runs.directories import RunError, _program_and_state
 from tdsl.train.loops import predict
@@ -110,7 +111,8 @@ def load_model(
         fitted = Fitted.load(directory)
     except DataError as exc:
         raise RunError(exc.problems[0].message) from None
-    found = decoders(program.spec, fitted, program.class_dim, allow_imports)
+    with run_data_cache(directory, write=False):  # text: the data's signature from its ids
+        found = decoders(program.spec, fitted, program.class_dim, allow_imports)
     return LoadedModel(directory, program, state, fitted, found)
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,12 @@ def launch(nproc: int, argv: Sequence[str]) -> None:
     # (one thread per process, torchrun's own choice) keeps the banner from the user.
     # `python -m` puts the working directory first on sys.path, so a `yaml.py` in a
     # stranger's checkout would run in every worker: safe-path mode (-P) leaves it out.
-    child_env = {"OMP_NUM_THREADS": "1", "PYTHONSAFEPATH": "1", **_tdsl_path()}
+    child_env = {
+        "OMP_NUM_THREADS": "1",
+        "PYTHONSAFEPATH": "1",
+        LAUNCHER_PATH: os.pathsep.join(_import_path()),
+        **_tdsl_path(),
+    }
     saved = {name: os.environ.get(name) for name in child_env}
     for name, value in child_env.items():
         if name != "OMP_NUM_THREADS" or saved[name] is None:
@@ -42,6 +48,32 @@ def launch(nproc: int, argv: Sequence[str]) -> None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+LAUNCHER_PATH = "TDSL_LAUNCHER_PATH"  # the launching process's sys.path, for its workers
+
+
+def _import_path() -> list[str]:
+    """This process's sys.path, absolute (`""`, `python -m`'s working directory, too), so
+    the workers import the user's modules (a `kind: python` factory, an op by import path)
+    from where this process would."""
+    found = []
+    for entry in sys.path:
+        entry = os.path.abspath(entry or os.curdir)
+        # Not a path hook's token (an editable install's finder), which is no folder.
+        if os.path.exists(entry) and os.pathsep not in entry and entry not in found:
+            found.append(entry)
+    return found
+
+
+def adopt_launcher_path() -> None:
+    """In a worker: append the launching process's import path to this one. Appended, not
+    prepended: in safe-path mode a module in the working directory still never shadows one
+    tdsl or torch imports, while the user's own modules there are found."""
+    given = os.environ.get(LAUNCHER_PATH)
+    for entry in given.split(os.pathsep) if given else ():
+        if entry and entry not in sys.path:
+            sys.path.append(entry)
 
 
 def _tdsl_path() -> dict[str, str]:

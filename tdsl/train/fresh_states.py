@@ -61,14 +61,17 @@ class FreshStates:
         prepare: Callable[[torch.nn.Module], None] | None,
         hyper: tuple[dict[str, Any], ...],
         schedule: dict[str, Any] | None,
-        scaler: Any,
+        scaler: torch.amp.GradScaler | None,
         layout: Callable[[torch.Tensor], torch.Tensor],
     ):
         self.spec, self.graph, self.device = spec, graph, device
         self.allow_imports = tuple(allow_imports)  # init() rebuilds the user's layers too
         self.values = values  # each node's meta value, from validation: init() builds from them
         self.prepare = prepare
-        self.hyper, self.schedule, self.scaler, self.layout = hyper, schedule, scaler, layout
+        self.hyper, self.schedule, self.layout = hyper, schedule, layout
+        # The loss scaler's state now, before any step: the steps train the same scaler
+        # object, and a fresh state starts from its initial scale, not a trained one.
+        self.scaler = copy.deepcopy(scaler.state_dict()) if scaler is not None else None
         kept = values is not None and prepare is None
         self.kept = kept_weights(module, device) if kept else None
 
@@ -116,5 +119,5 @@ class FreshStates:
             step=0,
             epoch=0,
             rng=rng,
-            scaler=self.scaler.state_dict() if self.scaler is not None else None,
+            scaler=copy.deepcopy(self.scaler),
         )
