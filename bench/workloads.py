@@ -8,8 +8,9 @@ device, one host sync per epoch and pass), (b') the same loop computing losses o
 issue 23 measured it, (c) a tutorial-style loop (DataLoader over a TensorDataset,
 per-step `.item()` of the loss and metric), and (d) tdsl with `train.compile: true`
 (torch.compile of the whole step; its compile time is reported on its own). Variants run
-interleaved, several repetitions; the table reports medians of per-step time and ratios
-to (b), and tdsl against (b') in the last column.
+interleaved in a rotating order (a garbage collection before each), several repetitions;
+the table reports medians of per-step time and of per-repetition ratios to (b), and tdsl
+against (b') in the last column.
 
 (b) walks tdsl's own batch order and starts from tdsl's initial weights, so its last
 epoch's losses and metrics must equal tdsl's (up to float summation order): the benchmark
@@ -31,6 +32,7 @@ Run: python bench/workloads.py [--repeats 5] [--only rings ...] [--out bench/res
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import math
 import os
@@ -480,8 +482,14 @@ def measure(
             compiled = "tdsl_compiled" in VARIANTS
             if compiled:
                 check_compiled(spec)
-            for _ in range(repeats):
-                for variant, fn in VARIANTS.items():  # interleaved
+            names = list(VARIANTS)
+            for repetition in range(repeats):
+                # Interleaved, in a rotating order, each after a garbage collection: no
+                # variant always follows the same one or pays for another's garbage.
+                turn = repetition % len(names)
+                for variant in names[turn:] + names[:turn]:
+                    fn = VARIANTS[variant]
+                    gc.collect()
                     started = clock()
                     timed = fn(spec, data)
                     spent = clock() - started
