@@ -1,0 +1,169 @@
+"""A run's compile cache (compile_cache.bin): a resume or evaluation in a new process starts
+from it, results are bitwise those of a fresh compile, and an unusable file (other torch,
+other spec, damaged, truncated) is skipped with one warning line, never a crash."""
+
+import io
+import json
+import os
+import random
+import shutil
+import zipfile
+from pathlib import Path
+
+import attrs
+import pytest
+import torch
+
+import tdsl
+from tdsl.data import load_data
+from tdsl.runs.directories import evaluate_run
+from tdsl.spec.load_dump import dump, load
+from tdsl.train import compile_cache
+from tdsl.train.loops import fit
+
+needs_compiler = pytest.mark.skipif(
+    not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("clang++")),
+    reason="torch.compile on the CPU needs a C++ compiler",
+)
+
+
+def tiny(compile: bool = True, hidden: int = 4) -> tdsl.Spec:
+    return tdsl.Spec(
+        name="cached",
+        data=tdsl.Rings(n_positive=40, n_negative=40, split=tdsl.Split(train=0.75, val=0.25)),
+        model=tdsl.Model(
+            inputs=[tdsl.Input(shape=[2])],
+            layers=[
+                tdsl.Layer("linear", out_features=hidden),
+                tdsl.Layer("relu"),
+                tdsl.Layer("linear", out_features=1),
+            ],
+        ),
+        loss=tdsl.Loss("bce_with_logits"),
+        optimizer=tdsl.Optimizer("adam", lr=0.05),
+        metrics=[tdsl.Metric("accuracy")],
+        train=tdsl.Train(epochs=1, batch_size=20, compile=compile),
+    )
+
+
+def test_the_key_names_what_is_compiled_not_how_long_or_where_it_is_kept():
+    spec = tiny()
+    key = compile_cache.spec_key(spec)
+    assert compile_cache.spec_key(load(dump(spec, defaults=True))) == key
+    longer = attrs.evolve(spec, train=attrs.evolve(spec.train, epochs=30), name="other")
+    assert compile_cache.spec_key(longer) == key
+    assert compile_cache.spec_key(tiny(hidden=5)) != key
+    mode = attrs.evolve(
+        spec, train=attrs.evolve(spec.train, compile=tdsl.Compile(mode="max-autotune"))
+    )
+    assert compile_cache.spec_key(mode) != key
+
+
+def cache_bytes(key: str, kernels: dict[str, bytes], **header) -> bytes:
+    """A cache file as `save` writes it, with no torch entries (those need a compile)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        identity = {**compile_cache._identity(), "key": key, **header}
+        archive.writestr("header.json", json.dumps(identity))
+        archive.writestr("artifacts.bin", b"")
+        for name, data in kernels.items():
+            archive.writestr("kernels/" + name, data)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def inductor_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "inductor"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(folder))
+    return folder
+
+
+KERNEL = {"ab/cabcdef.main.so": random.Random(0).randbytes(2000)}  # incompressible
+
+
+def test_a_usable_file_puts_its_kernels_where_torch_looks(tmp_path, inductor_dir, capsys):
+    path = tmp_path / "compile_cache.bin"
+    assert not compile_cache.load(path, "k")  # no file: nothing said
+    path.write_bytes(cache_bytes("k", KERNEL))
+    assert compile_cache.load(path, "k")
+    assert (inductor_dir / "ab" / "cabcdef.main.so").read_bytes() == KERNEL["ab/cabcdef.main.so"]
+    assert capsys.readouterr().err == ""
+
+
+def _truncated(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def _flipped(data: bytes) -> bytes:
+    at = data.index(b"kernels/") + 100  # inside the kernel's bytes
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+
+
+@pytest.mark.parametrize(
+    ("written", "said"),
+    [
+        (cache_bytes("k", KERNEL, torch="1.0.0"), "written for torch 1.0.0"),
+        (cache_bytes("other", KERNEL), "written for a different spec"),
+        (_truncated(cache_bytes("k", KERNEL)), "unreadable (BadZipFile"),
+        (_flipped(cache_bytes("k", KERNEL)), "unreadable ("),
+        (b"not a zip at all", "unreadable (BadZipFile"),
+        (cache_bytes("k", {"../../evil.so": b"x"}), "a kernel named outside"),
+    ],
+    ids=["other-torch", "other-spec", "truncated", "corrupted", "garbage", "escaping-name"],
+)
+def test_an_unusable_file_is_skipped_with_one_warning_line(
+    tmp_path, inductor_dir, capsys, written, said
+):
+    path = tmp_path / "compile_cache.bin"
+    path.write_bytes(written)
+    assert not compile_cache.load(path, "k")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {path}: compile cache "), lines
+    assert said in lines[0] and lines[0].endswith("; compiling as usual")
+    assert not any(p.is_file() for p in inductor_dir.rglob("*")), "nothing was restored"
+    assert not (tmp_path / "evil.so").exists()
+
+
+@needs_compiler
+def test_a_new_process_compiles_from_the_run_cache_with_identical_results(tmp_path, capsys):
+    """The second fit stands for a resume in a new process: dynamo's and inductor's
+    in-memory caches cleared and torch's cache folder empty, only the run's file to go on."""
+    from torch._dynamo.utils import counters
+    from torch._inductor.utils import fresh_cache
+
+    spec = tiny()
+    data = load_data(spec)
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    program = tdsl.compile(spec)
+    first = fit(program, program.init(), data, directory=first_dir, progress=False)
+    assert first.history[0]["compile_seconds"] > 0
+    assert first.history[0]["compile_cached"] is False
+    cache = first_dir / compile_cache.CACHE_FILE
+    with zipfile.ZipFile(cache) as archive:
+        kernels = [n for n in archive.namelist() if n.startswith("kernels/")]
+    assert kernels or not Path("/proc").is_dir()  # Linux: the C++ kernels travel along
+    logged = json.loads((first_dir / "history.jsonl").read_text().splitlines()[0])
+    assert logged["compile_cached"] is False
+
+    second_dir.mkdir()
+    shutil.copy(cache, second_dir / compile_cache.CACHE_FILE)
+    torch._dynamo.reset()
+    with fresh_cache():
+        fresh = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+        counters.clear()
+        again = tdsl.compile(spec)
+        second = fit(again, again.init(), data, directory=second_dir, progress=False)
+        assert second.history[0]["compile_cached"] is True
+        assert counters["inductor"]["fxgraph_cache_hit"] >= 1
+        assert counters["inductor"]["fxgraph_cache_miss"] == 0
+        for name in kernels:
+            assert (fresh / name.removeprefix("kernels/")).is_file()
+        # `tdsl eval` of the run: its forward pass compiles from the run's cache as well.
+        counters.clear()
+        evaluated = evaluate_run(first_dir, "last")
+        assert counters["inductor"]["fxgraph_cache_miss"] == 0
+    assert "warning" not in capsys.readouterr().err
+    for name, value in first.state.params.items():
+        assert torch.equal(second.state.params[name], value), name
+    assert second.history[0]["loss"] == first.history[0]["loss"]
+    assert evaluated["val"]["loss"] == first.history[0]["val_loss"]
