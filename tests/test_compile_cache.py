@@ -125,7 +125,9 @@ def test_an_unusable_file_is_skipped_with_one_warning_line(
 
 
 @needs_compiler
-def test_a_new_process_compiles_from_the_run_cache_with_identical_results(tmp_path, capsys):
+def test_a_new_process_compiles_from_the_run_cache_with_identical_results(
+    tmp_path, capsys, monkeypatch
+):
     """The second fit stands for a resume in a new process: dynamo's and inductor's
     in-memory caches cleared and torch's cache folder empty, only the run's file to go on."""
     from torch._dynamo.utils import counters
@@ -148,6 +150,16 @@ def test_a_new_process_compiles_from_the_run_cache_with_identical_results(tmp_pa
     second_dir.mkdir()
     shutil.copy(cache, second_dir / compile_cache.CACHE_FILE)
     torch._dynamo.reset()
+    from torch._inductor.cpp_builder import CppBuilder
+
+    built = []  # C++ libraries compiled from here on: none, they come from the file
+    build = CppBuilder.build
+
+    def counted(builder):
+        built.append(builder.get_target_file_path())
+        return build(builder)
+
+    monkeypatch.setattr(CppBuilder, "build", counted)
     with fresh_cache():
         fresh = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
         counters.clear()
@@ -158,11 +170,15 @@ def test_a_new_process_compiles_from_the_run_cache_with_identical_results(tmp_pa
         assert counters["inductor"]["fxgraph_cache_miss"] == 0
         for name in kernels:
             assert (fresh / name.removeprefix("kernels/")).is_file()
+        assert not [path for path in built if path.endswith(".so")]
         # `tdsl eval` of the run: its forward pass compiles from the run's cache as well.
         counters.clear()
         evaluated = evaluate_run(first_dir, "last")
         assert counters["inductor"]["fxgraph_cache_miss"] == 0
     assert "warning" not in capsys.readouterr().err
+    # Saved again (what still compiled is added), and only this compile's: not the first's too.
+    with zipfile.ZipFile(second_dir / compile_cache.CACHE_FILE) as archive:
+        assert {n for n in archive.namelist() if n.startswith("kernels/")} <= set(kernels)
     for name, value in first.state.params.items():
         assert torch.equal(second.state.params[name], value), name
     assert second.history[0]["loss"] == first.history[0]["loss"]

@@ -114,6 +114,20 @@ class _KernelRecorder:
 RECORDER = _KernelRecorder()
 
 
+def _forget_earlier() -> None:
+    """Start this compile's record afresh: torch's record and the kernel list otherwise
+    hold everything the process compiled, and a search's trials (one process) would each
+    save all the trials before it. (A kernel a trial finds loaded already is not asked for
+    again, so its file carries torch's entries only: a resume compiles those kernels.)"""
+    RECORDER.paths.clear()
+    try:
+        from torch.compiler._cache import CacheArtifactManager
+
+        CacheArtifactManager.clear()
+    except (ImportError, AttributeError):
+        pass
+
+
 def _cache_dir() -> str | None:
     try:
         from torch._inductor.runtime.cache_dir_utils import cache_dir
@@ -244,6 +258,7 @@ class CompileCacheKeeper:
     def on_fit_start(self, run: Any, state: Any) -> None:
         self.loaded = False
         if run.program.compile_pending:
+            _forget_earlier()
             RECORDER.install()
             self.loaded = load(self.path, self.key)
 
@@ -251,5 +266,5 @@ class CompileCacheKeeper:
         if "compile_seconds" not in logs:
             return
         logs["compile_cached"] = self.loaded
-        if logs["compile_seconds"] > 0 and not self.loaded:
+        if logs["compile_seconds"] > 0:  # also after a load: what still compiled is added
             save(self.path, self.key)
