@@ -2,6 +2,8 @@
 from it, results are bitwise those of a fresh compile, and an unusable file (other torch,
 other spec, damaged, truncated) is skipped with one warning line, never a crash."""
 
+import hashlib
+import hmac
 import io
 import json
 import os
@@ -20,6 +22,7 @@ from tdsl.runs.directories import evaluate_run
 from tdsl.spec.load_dump import dump, load
 from tdsl.train import compile_cache
 from tdsl.train.loops import fit
+from tdsl.train.sealed_files import key_path, seal
 
 needs_compiler = pytest.mark.skipif(
     not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("clang++")),
@@ -59,8 +62,15 @@ def test_the_key_names_what_is_compiled_not_how_long_or_where_it_is_kept():
     assert compile_cache.spec_key(mode) != key
 
 
-def cache_bytes(key: str, kernels: dict[str, bytes], **header) -> bytes:
-    """A cache file as `save` writes it, with no torch entries (those need a compile)."""
+@pytest.fixture(autouse=True)
+def own_key(tmp_path, monkeypatch):
+    """A seal key of the test's own, not the user's (~/.cache/tdsl/seal.key)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+
+
+def zipped(key: str, kernels: dict[str, bytes], **header) -> bytes:
+    """A cache file's contents as `save` writes them, with no torch entries (those need a
+    compile)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         identity = {**compile_cache._identity(), "key": key, **header}
@@ -69,6 +79,10 @@ def cache_bytes(key: str, kernels: dict[str, bytes], **header) -> bytes:
         for name, data in kernels.items():
             archive.writestr("kernels/" + name, data)
     return buffer.getvalue()
+
+
+def cache_bytes(key: str, kernels: dict[str, bytes], **header) -> bytes:
+    return seal(zipped(key, kernels, **header))
 
 
 @pytest.fixture
@@ -88,10 +102,7 @@ def test_a_usable_file_puts_its_kernels_where_torch_looks(tmp_path, inductor_dir
     assert compile_cache.load(path, "k")
     assert (inductor_dir / "ab" / "cabcdef.main.so").read_bytes() == KERNEL["ab/cabcdef.main.so"]
     assert capsys.readouterr().err == ""
-
-
-def _truncated(data: bytes) -> bytes:
-    return data[: len(data) // 2]
+    assert key_path().stat().st_mode & 0o077 == 0  # the key is the user's alone
 
 
 def _flipped(data: bytes) -> bytes:
@@ -99,29 +110,58 @@ def _flipped(data: bytes) -> bytes:
     return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
 
 
+def _other_users() -> bytes:
+    data = zipped("k", KERNEL)
+    return b"TDSLSEAL" + hmac.new(b"x" * 32, data, hashlib.sha256).digest() + data
+
+
 @pytest.mark.parametrize(
     ("written", "said"),
     [
-        (cache_bytes("k", KERNEL, torch="1.0.0"), "written for torch 1.0.0"),
-        (cache_bytes("other", KERNEL), "written for a different spec"),
-        (_truncated(cache_bytes("k", KERNEL)), "unreadable (BadZipFile"),
-        (_flipped(cache_bytes("k", KERNEL)), "unreadable ("),
-        (b"not a zip at all", "unreadable (BadZipFile"),
-        (cache_bytes("k", {"../../evil.so": b"x"}), "a kernel named outside"),
+        (lambda: cache_bytes("k", KERNEL, torch="1.0.0"), "written for torch 1.0.0"),
+        (lambda: cache_bytes("other", KERNEL), "written for a different spec"),
+        (lambda: cache_bytes("k", KERNEL)[:-700], "not used: damaged, or written by another"),
+        (lambda: _flipped(cache_bytes("k", KERNEL)), "not used: damaged, or written by another"),
+        (_other_users, "not used: damaged, or written by another user or machine"),
+        (lambda: zipped("k", KERNEL), "not used: not a sealed file"),
+        (lambda: seal(b"not a zip at all"), "unreadable (BadZipFile"),
+        (lambda: cache_bytes("k", {"../../evil.so": b"x"}), "a kernel named outside"),
     ],
-    ids=["other-torch", "other-spec", "truncated", "corrupted", "garbage", "escaping-name"],
+    ids=[
+        "other-torch",
+        "other-spec",
+        "truncated",
+        "corrupted",
+        "other-user",
+        "unsealed",
+        "garbage",
+        "escaping-name",
+    ],
 )
 def test_an_unusable_file_is_skipped_with_one_warning_line(
     tmp_path, inductor_dir, capsys, written, said
 ):
     path = tmp_path / "compile_cache.bin"
-    path.write_bytes(written)
+    path.write_bytes(written())
     assert not compile_cache.load(path, "k")
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"warning: {path}: compile cache "), lines
     assert said in lines[0] and lines[0].endswith("; compiling as usual")
     assert not any(p.is_file() for p in inductor_dir.rglob("*")), "nothing was restored"
     assert not (tmp_path / "evil.so").exists()
+
+
+def test_without_a_key_nothing_is_written_or_loaded(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "compile_cache.bin"
+    path.write_bytes(cache_bytes("k", KERNEL))
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a-file"))  # no folder can be made
+    assert not compile_cache.load(path, "k")
+    assert "not used: no key to check it with" in capsys.readouterr().err
+    monkeypatch.setattr(torch.compiler, "save_cache_artifacts", lambda: (b"entries", None))
+    assert not compile_cache.save(tmp_path / "new.bin", "k")
+    assert not (tmp_path / "new.bin").exists()
+    assert "compile cache not written (no key" in capsys.readouterr().err
 
 
 @needs_compiler

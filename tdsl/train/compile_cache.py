@@ -8,8 +8,9 @@ default; without them a resume compiles every kernel again). Loading puts both b
 torch looks for them before the step compiles. Torch keys every entry by the graph it
 compiles, so an entry never stands in for a different one; a file from another torch,
 Python or machine, for another spec, or damaged is skipped with one warning line and the
-step compiles as usual. The cache holds compiled code, as a checkpoint holds pickles:
-resume and evaluate only runs you trust.
+step compiles as usual. The cache holds compiled code, which runs when loaded: the file is
+sealed with this user's key (`tdsl.train.sealed_files`), so a run directory from another
+user or machine compiles afresh instead.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import torch
 from tdsl import spec as S
 from tdsl.spec.load_dump import to_data
 from tdsl.train.atomic_files import atomic_write_bytes
+from tdsl.train.sealed_files import SealError, key_path, seal, unseal
 
 CACHE_FILE = "compile_cache.bin"
 _FORMAT = 1
@@ -154,7 +156,11 @@ def save(path: Path, key: str) -> bool:
     except Exception as exc:  # torch's internals: any failure just means no cache
         _warn(path, f"not written ({type(exc).__name__}: {exc})")
         return False
-    atomic_write_bytes(path, buffer.getvalue())
+    sealed = seal(buffer.getvalue())
+    if sealed is None:  # no key to seal it with: a file nothing could load
+        _warn(path, f"not written (no key: {key_path()} cannot be read or made)")
+        return False
+    atomic_write_bytes(path, sealed)
     return True
 
 
@@ -166,7 +172,12 @@ def load(path: Path, key: str) -> bool:
         return False
     RECORDER.install()
     try:
-        with zipfile.ZipFile(path) as archive:
+        contents = unseal(path.read_bytes())
+    except (OSError, SealError) as exc:
+        _warn(path, f"not used: {exc.strerror if isinstance(exc, OSError) else exc}")
+        return False
+    try:
+        with zipfile.ZipFile(io.BytesIO(contents)) as archive:
             problem = _mismatch(archive, key)
             if problem is not None:
                 _warn(path, problem)
