@@ -211,9 +211,13 @@ def test_a_new_process_compiles_from_the_run_cache_with_identical_results(
         for name in kernels:
             assert (fresh / name.removeprefix("kernels/")).is_file()
         assert not [path for path in built if path.endswith(".so")]
-        # `tdsl eval` of the run: its forward pass compiles from the run's cache as well.
+    # `tdsl eval` of the run, in another new process: its forward pass compiles from the
+    # run's cache as well.
+    torch._dynamo.reset()
+    with fresh_cache():
         counters.clear()
         evaluated = evaluate_run(first_dir, "last")
+        assert counters["inductor"]["fxgraph_cache_hit"] >= 1
         assert counters["inductor"]["fxgraph_cache_miss"] == 0
     assert "warning" not in capsys.readouterr().err
     # Saved again (what still compiled is added), and only this compile's: not the first's too.
