@@ -164,6 +164,14 @@ def test_without_a_key_nothing_is_written_or_loaded(tmp_path, monkeypatch, capsy
     assert "compile cache not written (no key" in capsys.readouterr().err
 
 
+def test_a_cache_that_cannot_be_written_stops_nothing(tmp_path, monkeypatch, capsys):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setattr(torch.compiler, "save_cache_artifacts", lambda: (b"entries", None))
+    assert not compile_cache.save(tmp_path / "a-file" / "compile_cache.bin", "k")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "compile cache not written (cannot write" in lines[0], lines
+
+
 @needs_compiler
 def test_a_new_process_compiles_from_the_run_cache_with_identical_results(
     tmp_path, capsys, monkeypatch

@@ -33,7 +33,7 @@ import torch
 
 from tdsl import spec as S
 from tdsl.spec.load_dump import to_data
-from tdsl.train.atomic_files import atomic_write_bytes
+from tdsl.train.atomic_files import FileWriteError, atomic_write_bytes
 from tdsl.train.sealed_files import SealError, key_path, seal, unseal
 
 CACHE_FILE = "compile_cache.bin"
@@ -160,14 +160,18 @@ def save(path: Path, key: str) -> bool:
     if sealed is None:  # no key to seal it with: a file nothing could load
         _warn(path, f"not written (no key: {key_path()} cannot be read or made)")
         return False
-    atomic_write_bytes(path, sealed)
+    try:
+        atomic_write_bytes(path, sealed)
+    except FileWriteError as exc:  # a full disk stops no training for a cache's sake
+        _warn(path, f"not written ({exc})")
+        return False
     return True
 
 
 def load(path: Path, key: str) -> bool:
     """Put the cache in `path` where torch looks before compiling; True when it did. A
     missing file is silently False; an unusable one (other torch, Python, machine or spec,
-    damaged, truncated) is False with one warning line on stderr."""
+    another user's, damaged, truncated) is False with one warning line on stderr."""
     if not path.is_file():
         return False
     RECORDER.install()
@@ -188,7 +192,7 @@ def load(path: Path, key: str) -> bool:
                 for info in archive.infolist()
                 if info.filename.startswith(_KERNELS)
             }
-    except (OSError, zipfile.BadZipFile, KeyError, ValueError, EOFError) as exc:
+    except Exception as exc:  # zipfile's and json's many ways to refuse: compile as usual
         _warn(path, f"unreadable ({type(exc).__name__}: {exc})")
         return False
     if any(not _KERNEL_NAME.fullmatch(name) for name in kernels):
