@@ -132,7 +132,9 @@ def _resume_command(out) -> str:
 
 def _logs(logs: dict) -> str:
     return " ".join(
-        f"{k}={v:.4g}" for k, v in logs.items() if k not in ("epoch", "seconds", "compile_seconds")
+        f"{k}={v:.4g}"
+        for k, v in logs.items()
+        if k not in ("epoch", "seconds", "compile_seconds", "compile_cached")
     )
 
 

@@ -22,7 +22,7 @@ from tdsl.runs.sweep import STATE_FILE, read_state
 from tdsl.spec.located_yaml import parse, read_text
 from tdsl.train.callbacks import resolve_mode
 
-_NOT_SHOWN = ("epoch", "seconds", "lr")
+_NOT_SHOWN = ("epoch", "seconds", "lr", "compile_cached")
 
 
 class CompareError(TdslError):

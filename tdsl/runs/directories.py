@@ -33,7 +33,7 @@ from tdsl.runs.run_files import check_writable as check_writable_run
 from tdsl.runs.run_lock import RunError, claim_new_run, claim_run
 from tdsl.spec.load_dump import dump, load
 from tdsl.special_files import special_file
-from tdsl.train import distributed
+from tdsl.train import compile_cache, distributed
 from tdsl.train.atomic_files import atomic_write_text
 from tdsl.train.callbacks import strict_json
 from tdsl.train.checkpoint_files import read_checkpoint
@@ -276,6 +276,10 @@ def _program_and_state(
         print(edited, file=sys.stderr)
     with run_data_cache(directory, write=False):  # read only: no lock is held
         program = compile(without_init(load(checkpoint["spec"])), allow_imports)
+    if program.compile_pending:  # the forward pass compiles from the run's cache
+        compile_cache.load(
+            Path(directory) / compile_cache.CACHE_FILE, compile_cache.spec_key(program.spec)
+        )
     return program, TrainState.from_dict(checkpoint["state"], program.device)
 
 

@@ -21,7 +21,7 @@ INSTALL_HINT = install_hint("matplotlib", "plot")
 FORMATS = (".png", ".svg", ".pdf")
 DEFAULT_NAME = "curves.png"
 # History columns that are bookkeeping, not curves worth a default panel.
-_NOT_CURVES = ("epoch", "seconds", "compile_seconds")
+_NOT_CURVES = ("epoch", "seconds", "compile_seconds", "compile_cached")
 
 
 class PlotError(TdslError):

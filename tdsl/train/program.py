@@ -122,6 +122,12 @@ class Program:
         updated in place and `state` must not be used again."""
         return self._steps.train_step(state, batch, donate)
 
+    @property
+    def compile_pending(self) -> bool:
+        """Whether the spec compiles its step and this program has not compiled it yet."""
+        compiled = self._steps.compiled
+        return compiled is not None and not compiled.warm
+
     def warmup(
         self, batch: Batch, state: TrainState | None = None, eval_batch: Batch | None = None
     ) -> float:

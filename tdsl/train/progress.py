@@ -30,7 +30,9 @@ def end_live_bars() -> None:
 
 def format_logs(logs: dict[str, float]) -> str:
     return " ".join(
-        f"{k}={v:.4g}" for k, v in logs.items() if k not in ("epoch", "seconds", "compile_seconds")
+        f"{k}={v:.4g}"
+        for k, v in logs.items()
+        if k not in ("epoch", "seconds", "compile_seconds", "compile_cached")
     )
 
 

@@ -18,6 +18,7 @@ from tdsl import spec as S
 from tdsl.check.training_setup import default_monitor
 from tdsl.errors import TdslError
 from tdsl.train.callbacks import Checkpointer, EarlyStopping, HistoryWriter, _Best
+from tdsl.train.compile_cache import CompileCacheKeeper
 from tdsl.train.progress import ProgressPrinter
 from tdsl.train.state import TrainState
 
@@ -151,6 +152,8 @@ def compose(
     if not lead:
         return Composed([*ordered, *extra], kept, best)
     if directory is not None:
+        if spec.train.compile:  # loads before the step compiles; logs before the writer
+            ordered.append(CompileCacheKeeper(directory, spec))
         ordered.append(HistoryWriter(directory))
     if checkpointer is not None:
         ordered.append(checkpointer)

@@ -19,7 +19,7 @@ from tdsl.check.training_setup import INSTALL_TENSORBOARD
 from tdsl.errors import TdslError
 
 FOLDER = "tensorboard"
-_NOT_SCALARS = ("epoch", "seconds", "compile_seconds")
+_NOT_SCALARS = ("epoch", "seconds", "compile_seconds", "compile_cached")
 
 
 class TensorBoardError(TdslError):
