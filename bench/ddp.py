@@ -10,9 +10,9 @@ run as a user runs it, `tdsl run SPEC` in a fresh process:
 Variants run interleaved, in a rotating order, `--repeats` times. The table gives medians
 (and ranges) of the training time (the sum of the history's per-epoch `seconds`: the
 training and validation passes, without process start, data loading or compilation), of
-the whole command's wall time, training rows per second, and the scaling efficiency
-throughput(c) / (2 x throughput(a)); (c) against (b) compares two processes with one
-process using the same two cores.
+the whole command's wall and CPU time, training rows per second, and the scaling
+efficiency throughput(c) / (2 x throughput(a)); (c) against (b) compares two processes
+with one process using the same two cores.
 
 Results check: (c) must do the work of one process (tdsl/train/distributed.py: every
 process draws the same shuffle, takes half of each global batch, and one all_reduce gives
@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -74,6 +75,7 @@ class Run:
     variant: str
     wall: float  # the whole command, process start included
     seconds: float  # the epochs' own time, summed
+    cpu: float  # CPU seconds of the command and the processes it started
     history: list[dict]
     weights: dict[str, torch.Tensor]
 
@@ -98,16 +100,24 @@ def run_once(variant: str, spec_file: Path, out: Path) -> Run:
     command = [sys.executable, "-m", "tdsl", "run", str(spec_file), "--out", str(out)]
     if processes > 1:
         command += ["--nproc", str(processes)]
+    cpu = _children_cpu()
     started = time.perf_counter()
     done = subprocess.run(command, env=env, cwd=out.parent, capture_output=True, text=True)
     wall = time.perf_counter() - started
+    cpu = _children_cpu() - cpu
     if done.returncode != 0:
         raise SystemExit(f"{variant} failed:\n{done.stdout}{done.stderr}")
     lines = (out / "history.jsonl").read_text().splitlines()
     history = [json.loads(line) for line in lines]
     checkpoint = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     seconds = sum(row["seconds"] for row in history)
-    return Run(variant, wall, seconds, history, checkpoint["model"])
+    return Run(variant, wall, seconds, cpu, history, checkpoint["model"])
+
+
+def _children_cpu() -> float:
+    # Waited-for descendants count too: torchrun's workers are waited for by the launcher.
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 @attrs.define
@@ -195,13 +205,14 @@ def main() -> None:
         f"shared with other jobs: load average {load_before[0]:.2f} before, "
         f"{load_after[0]:.2f} after (1 min).",
         "",
-        "| variant | training (s) | whole command (s) | training rows/s |",
-        "| --- | ---: | ---: | ---: |",
+        "| variant | training (s) | whole command (s) | its CPU (s) | training rows/s |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for name in names:
         lines.append(
             f"| {name} | {spread([r.seconds for r in runs[name]])} | "
-            f"{spread([r.wall for r in runs[name]])} | {speed[name]:,.0f} |"
+            f"{spread([r.wall for r in runs[name]])} | {spread([r.cpu for r in runs[name]])} | "
+            f"{speed[name]:,.0f} |"
         )
     vs_b = speed[names[2]] / speed[names[1]]
     lines += [

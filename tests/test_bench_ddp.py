@@ -42,7 +42,7 @@ def make_run(bench, loss: float = 0.5, weight: float = 0.25):
         {"epoch": 2, "loss": loss, "accuracy": 0.75, "val_loss": 0.6, "seconds": 2.0},
     ]
     weights = {"linear1.weight": torch.tensor([[weight, -0.5], [1e-8, 2.0]])}
-    return bench.Run("v", 9.0, 3.0, history, weights)
+    return bench.Run("v", 9.0, 3.0, 12.0, history, weights)
 
 
 def test_the_results_check_passes_equal_runs_and_stops_on_differences(bench):
