@@ -61,8 +61,10 @@ VARIANTS = {
 # halves of 128 rows that (c)'s processes take (train.accumulate: 2).
 HALVES = "(d) 1 process, 1 thread, accumulate 2"
 SHAPES = {**VARIANTS, HALVES: (1, 1, 2)}
-# (c) against (d): the same sums in the same order except the last batch of each epoch
-# (80 rows; 40-row means, and 1/40 is not exact in binary), so they agree to rounding.
+# (c) against (d): the same sums in the same order, except the last batch of each epoch at
+# the default size (80 rows: 40-row means, and 1/40 is not exact in binary) and validation
+# totals merged from two shares, so they agree to rounding (with full batches the weights
+# are equal bit for bit).
 RTOL, ATOL = 1e-5, 1e-6  # on every epoch's logs (losses, metrics, lr)
 WEIGHT_RTOL, WEIGHT_ATOL = 1e-5, 1e-6  # on every final weight
 # (c) against (a), one mean over 256 rows: the first epoch's training logs within RTOL; later
