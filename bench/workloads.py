@@ -504,10 +504,10 @@ def measure(
             # rotation share the machine's load, so a ratio moves less than either time.
             for suffix, source in (("", times), ("_nosetup", bare)):
                 for v in source:
-                    for base in ("tuned", "tuned_loss"):
-                        ratios = sorted(a / b for a, b in zip(source[v], source[base], strict=True))
-                        row[f"{v}{suffix}/{base}"] = statistics.median(ratios)
-                        row[f"{v}{suffix}/{base}_range"] = (ratios[0], ratios[-1])
+                    for loop in ("tuned", "tuned_loss"):
+                        ratios = sorted(a / b for a, b in zip(source[v], source[loop], strict=True))
+                        row[f"{v}{suffix}/{loop}"] = statistics.median(ratios)
+                        row[f"{v}{suffix}/{loop}_range"] = (ratios[0], ratios[-1])
             if compiled:
                 steady = row["tdsl_compiled"] * timed.steps
                 row["compile_s"] = warmup["tdsl_compiled"] - steady
