@@ -165,8 +165,8 @@ def _without(key_data: dict[str, Any], ignore: tuple[str, ...]) -> dict[str, Any
     return {"format": key_data.get("format"), "kind": key_data.get("kind"), "settings": kept}
 
 
-def _stored_key(folder: Path, name: str) -> Any:
-    """The key the entry on disk was made for (None when there is none to read)."""
+def _read_meta(folder: Path, name: str) -> Any:
+    """The entry's descriptor file, parsed (None when there is none to read)."""
     if not _folder_ok(folder):
         return None
     descriptor = _regular(folder / f"{name}.json")
@@ -174,9 +174,14 @@ def _stored_key(folder: Path, name: str) -> Any:
         return None
     try:
         with os.fdopen(descriptor, "rb") as handle:
-            meta = json.loads(handle.read(1 << 28).decode("utf-8"))
+            return json.loads(handle.read(1 << 28).decode("utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
         return None
+
+
+def _stored_key(folder: Path, name: str) -> Any:
+    """The key the entry on disk was made for (None when there is none to read)."""
+    meta = _read_meta(folder, name)
     return meta.get("key") if isinstance(meta, dict) else None
 
 
@@ -229,14 +234,8 @@ def _folder_ok(folder: Path) -> bool:
 
 
 def _load(folder: Path, name: str, key_data: dict[str, Any], arrays: bool = True) -> Entry | None:
-    if not _folder_ok(folder):
-        return None
-    descriptor = _regular(folder / f"{name}.json")
-    if descriptor is None:
-        return None
+    meta = _read_meta(folder, name)
     try:
-        with os.fdopen(descriptor, "rb") as handle:
-            meta = json.loads(handle.read(1 << 28).decode("utf-8"))
         if not isinstance(meta, dict) or meta.get("key") != key_data:
             return None
         if not arrays:
