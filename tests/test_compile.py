@@ -209,7 +209,7 @@ def test_epoch_metrics_do_not_depend_on_how_often_pending_outputs_are_flushed(mo
     data = load_data(spec)
     histories = []
     for flush in (1, 10**9):  # after every batch, or once per epoch
-        monkeypatch.setattr(loops._Accumulator, "FLUSH_ELEMENTS", flush)
+        monkeypatch.setattr(loops.EpochTotals, "FLUSH_ELEMENTS", flush)
         program = compile(spec)
         histories.append(loops.fit(program, program.init(), data).history)
     for by_batch, by_epoch in zip(*histories, strict=True):

@@ -346,12 +346,8 @@ class Steps:
                 add(self._eval(batch))
             return
         # One fp32 output, eager: `_eval` inlined (no-grad outputs need no detaching).
-        module, loss_fn, target_of, features_of = (
-            self.module,
-            self.loss_fn,
-            self._target,
-            self._features,
-        )
+        module, loss_fn = self.module, self.loss_fn
+        target_of, features_of = self._target, self._features
         for batch in batches:
             target = target_of(batch)
             output = module(*features_of(batch.features))
