@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import tdsl
+import tdsl.data
 import tdsl.runs.eval_data
 from tdsl.data import data_signature
 from tdsl.data.recorded import signature_from_json, signature_to_json
@@ -119,3 +120,86 @@ def test_a_run_without_a_recorded_signature_reads_its_data(csv_run, tmp_path):
     with pytest.raises(tdsl.SpecError, match="no such file"):
         tdsl.load_model(directory)
     assert before
+
+
+TEXT = """
+name: offline_text
+seed: 0
+data: {{kind: text, file: {file}, length: 5, vocab_size: 64}}
+model:
+  inputs: [{{shape: [5], dtype: int64}}]
+  layers:
+    - {{op: embedding, num_embeddings: 64, embedding_dim: 2}}
+    - {{op: flatten}}
+    - {{op: linear, out_features: 1}}
+loss: bce_with_logits
+optimizer: {{kind: sgd, lr: 0.1}}
+train: {{epochs: 1, batch_size: 8}}
+"""
+
+LM = """
+name: offline_lm
+seed: 0
+data: {{kind: text_lm, file: {file}, tokenizer: char, block_size: 4, vocab_size: 40}}
+model:
+  inputs: [{{shape: [4], dtype: int64}}]
+  layers:
+    - {{op: embedding, num_embeddings: 40, embedding_dim: 4}}
+    - {{op: linear, out_features: 40}}
+loss: {{kind: cross_entropy, class_dim: -1}}
+optimizer: {{kind: sgd, lr: 0.1}}
+train: {{epochs: 1, batch_size: 16}}
+"""
+
+
+def test_a_text_run_predicts_from_its_kept_vocabulary(tmp_path):
+    lines = [f"{i % 2}\tthe cat number {i} sat {'on the mat ' * (i % 3)}" for i in range(40)]
+    data = tmp_path / "t.txt"
+    data.write_text("\n".join(lines))
+    directory, _ = tdsl.run(tdsl.load(TEXT.format(file=data)), tmp_path / "run", progress=False)
+    texts = tmp_path / "new.txt"
+    texts.write_text("the cat sat\na dog on the mat\n")
+    before = _predictions(directory, texts, tmp_path / "p0.csv")
+    data.unlink()
+    tdsl.data.clear_cache()  # as a new process: nothing prepared in memory
+    assert _predictions(directory, texts, tmp_path / "p1.csv") == before
+
+
+def test_a_language_model_generates_without_its_text(tmp_path, capsys):
+    data = tmp_path / "tale.txt"
+    data.write_text("The cat sat on the mat; a dog ran.\n" * 20)
+    directory, _ = tdsl.run(tdsl.load(LM.format(file=data)), tmp_path / "run", progress=False)
+    argv = ["predict", str(directory), "--generate", "12", "--prompt", "The "]
+    assert main(argv) == 0
+    before = capsys.readouterr().out
+    data.unlink()
+    tdsl.data.clear_cache()
+    assert main(argv) == 0
+    assert capsys.readouterr().out == before
+
+
+def test_an_image_run_predicts_without_its_folder(tmp_path):
+    pytest.importorskip("PIL")
+    images = Path(__file__).resolve().parent.parent / "specs" / "data" / "images"
+    folder = tmp_path / "images"
+    for name in ("0_airplane", "1_automobile"):
+        (folder / name).mkdir(parents=True)
+        for path in sorted((images / name).glob("*.png"))[:6]:
+            shutil.copy(path, folder / name / path.name)
+    spec = f"""
+name: offline_images
+seed: 0
+data: {{kind: images, folder: {folder}, size: [8, 8], target_kind: binary, workers: 0}}
+model:
+  inputs: [{{shape: [3, 8, 8]}}]
+  layers: [{{op: flatten}}, {{op: linear, out_features: 1}}, sigmoid]
+loss: {{kind: bce}}
+optimizer: {{kind: sgd, lr: 0.01}}
+train: {{epochs: 1, batch_size: 4}}
+"""
+    directory, _ = tdsl.run(tdsl.load(spec), tmp_path / "run", progress=False)
+    new = tmp_path / "new"
+    shutil.copytree(folder / "1_automobile", new)
+    before = _predictions(directory, new, tmp_path / "p0.csv")
+    shutil.rmtree(folder)
+    assert _predictions(directory, new, tmp_path / "p1.csv") == before
