@@ -203,3 +203,17 @@ train: {{epochs: 1, batch_size: 4}}
     before = _predictions(directory, new, tmp_path / "p0.csv")
     shutil.rmtree(folder)
     assert _predictions(directory, new, tmp_path / "p1.csv") == before
+
+
+def test_a_memory_limit_too_small_for_the_training_file_still_predicts(tmp_path, monkeypatch):
+    data = _table(tmp_path / "train.csv", 2000, 0)
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(SPEC.format(file=data.name))
+    directory, _ = tdsl.run(tdsl.load(spec_file), tmp_path / "run", progress=False)
+    rows = _table(tmp_path / "new.csv", 3, 1, target=False)
+    before = _predictions(directory, rows, tmp_path / "p0.csv")
+    tdsl.data.clear_cache()
+    monkeypatch.setenv("TDSL_MEMORY_LIMIT", "50000")  # the training file needs more
+    with pytest.raises(tdsl.SpecError, match="needs about"):
+        tdsl.compile(tdsl.load(spec_file))
+    assert _predictions(directory, rows, tmp_path / "p1.csv") == before
