@@ -11,6 +11,7 @@ from tdsl import spec as S
 from tdsl.check.training_setup import default_monitor
 from tdsl.data import bundled, data_signature, is_synthetic, prepare, synthetic
 from tdsl.data.base import DataError, DataSignature, context, integer_dtype, path_fields
+from tdsl.data.recorded import recorded
 from tdsl.errors import Diagnostics
 from tdsl.model.graph import Graph
 
@@ -61,6 +62,8 @@ def check_data(
         if found:
             return None
         signature = synthetic.signature(data, context(spec))
+    elif (found := recorded(data)) is not None:  # a run's data as it recorded it: not read
+        signature = found
     else:
         try:
             if isinstance(data, S.Bundled):  # known sizes: validating loads nothing

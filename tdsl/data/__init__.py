@@ -59,6 +59,7 @@ from tdsl.data.data_root import HINT as DATA_ROOT_HINT
 from tdsl.data.data_root import accepts_data_root, data_root, outside, outside_message
 from tdsl.data.fitted import FILE_NAME as FITTED_FILE
 from tdsl.data.fitted import Fitted, tampered_guard
+from tdsl.data.recorded import recorded
 from tdsl.data.streaming import FileData
 from tdsl.data.tensors import Batch, Splits, TensorData
 from tdsl.spec.frozen import FrozenMap
@@ -215,6 +216,9 @@ def data_signature(spec: S.Spec | S.DataSource, allow_imports: Sequence[str] = (
         source, ctx = spec, Context(Path("."))
     if is_synthetic(source):
         return synthetic.signature(source, ctx)
+    found = recorded(source)  # a run's own data, as the run recorded it: nothing is read
+    if found is not None:
+        return found
     try:
         if isinstance(source, S.Bundled):  # known sizes: no scikit-learn import to validate
             return bundled.signature(source, ctx)

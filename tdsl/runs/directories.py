@@ -24,10 +24,11 @@ import attrs
 from tdsl import spec as S
 from tdsl.check.summary import summary
 from tdsl.check.weights_setup import init_record, with_absolute_init, without_init
-from tdsl.data import Fitted, load_data, with_absolute_paths
+from tdsl.data import Fitted, data_signature, load_data, with_absolute_paths
 from tdsl.data.data_root import accepts_data_root
 from tdsl.runs.data_cache import keep_token_ids, run_data_cache
 from tdsl.runs.drift import data_drift, record_data, spec_edits
+from tdsl.runs.recorded_data import record_signature, require_data, run_signature
 from tdsl.runs.run_files import RunFileError, load_run_checkpoint
 from tdsl.runs.run_files import check_writable as check_writable_run
 from tdsl.runs.run_lock import RunError, claim_new_run, claim_run
@@ -106,12 +107,14 @@ def run(
     with run_data_cache(directory, write=False):  # text: token ids kept once claimed
         program = compile(spec, allow_imports)
         data = load_data(spec, allow_imports=allow_imports)
+        signature = data_signature(spec, allow_imports)  # read already: cached
     lead = program.world is None or program.world.lead  # data-parallel: rank 0 writes
     lock = claim_new_run(directory) if lead else None  # nothing is written before this
     try:
         if lead:
             keep_token_ids(directory)
             record_data(directory, spec)  # a resume says which data files changed since
+            record_signature(directory, spec, signature)  # predict needs no data
             summary_text = summary(spec, allow_imports=allow_imports)
             processes = program.world.size if program.world is not None else 1
             if cost:
@@ -207,6 +210,7 @@ def _resume(
             )
         )
         raise RunError(f"the spec changed since the checkpoint was written:\n{diff}")
+    require_data(directory, spec, "resume")
     # The run's own checkpoint holds its weights: model.init is neither read nor re-applied.
     with run_data_cache(directory, write=False):  # the token ids the run kept, if any
         program = compile(without_init(spec), allow_imports)
@@ -267,15 +271,22 @@ def _say_resuming(spec: S.Spec, checkpoint: dict[str, Any], which: str) -> None:
 
 
 def _program_and_state(
-    directory: Path, which: str, allow_imports: Sequence[str] = ()
+    directory: Path, which: str, allow_imports: Sequence[str] = (), needs_data: str = ""
 ) -> tuple[Program, TrainState]:
+    """The run's program and `which` state; `needs_data`: the command, which reads the run's
+    own rows, to name when they are gone (inference reads none)."""
     command = "use it with --checkpoint {which}"
     checkpoint = _load_checkpoint(Path(directory), which, command)
     edited = spec_edits(Path(directory), checkpoint["spec"], which)
     if edited:
         print(edited, file=sys.stderr)
-    with run_data_cache(directory, write=False):  # read only: no lock is held
-        program = compile(without_init(load(checkpoint["spec"])), allow_imports)
+    spec = without_init(load(checkpoint["spec"]))
+    if needs_data:
+        require_data(directory, spec, needs_data)
+    # Read only (no lock is held); the data's signature as the run recorded it: inference
+    # needs no training data.
+    with run_data_cache(directory, write=False), run_signature(directory, spec):
+        program = compile(spec, allow_imports)
     if program.compile_pending:  # the forward pass compiles from the run's cache
         compile_cache.load(
             Path(directory) / compile_cache.CACHE_FILE, compile_cache.spec_key(program.spec)
@@ -288,7 +299,7 @@ def evaluate_run(
     directory: Path, which: str = "best", allow_imports: Sequence[str] = ()
 ) -> dict[str, dict[str, float]]:
     """Metrics of the run's `which` checkpoint on its validation and test splits."""
-    program, state = _program_and_state(directory, which, allow_imports)
+    program, state = _program_and_state(directory, which, allow_imports, needs_data="eval")
     with run_data_cache(directory, write=False):
         splits = load_data(program.spec, Fitted.load(directory), allow_imports)
     results = {}

@@ -24,6 +24,7 @@ from tdsl.registry.ops import DTYPES
 from tdsl.runs.data_cache import run_data_cache
 from tdsl.runs.decode import OutputDecoder, decode, decoders
 from tdsl.runs.directories import RunError, _program_and_state
+from tdsl.runs.recorded_data import run_signature
 from tdsl.train.loops import predict
 from tdsl.train.program import Program
 from tdsl.train.state import TrainState
@@ -111,7 +112,7 @@ def load_model(
         fitted = Fitted.load(directory)
     except DataError as exc:
         raise RunError(exc.problems[0].message) from None
-    with run_data_cache(directory, write=False):  # text: the data's signature from its ids
+    with run_data_cache(directory, write=False), run_signature(directory, program.spec):
         found = decoders(program.spec, fitted, program.class_dim, allow_imports)
     return LoadedModel(directory, program, state, fitted, found)
 
