@@ -9,8 +9,6 @@ place, its row count known from the footers.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from tdsl.data import DataError, read_input_groups
 from tdsl.runs.decode import decode
 from tdsl.runs.directories import RunError
 from tdsl.runs.inference import LoadedModel, Predictions, checked_features
-from tdsl.train.atomic_files import FileWriteError, _prefix, _umask
+from tdsl.train.atomic_files import atomic_file
 
 
 def predicted_groups(
@@ -54,27 +52,8 @@ def write_streamed(
 ) -> int:
     """Each group's predictions appended to `output_path` in `kind` (`to_bytes`: a group's
     columns as a whole file's bytes; `raw`: its outputs as one array); returns the rows."""
-    output_path = Path(output_path)
-    try:
-        output_path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(
-            prefix=_prefix(output_path.name), dir=output_path.parent
-        )
-        os.close(handle)
-        os.chmod(temporary, 0o666 & ~_umask())
-    except OSError as exc:
-        raise FileWriteError(f"cannot write {output_path}: {exc.strerror or exc}") from None
-    try:
-        written = _write(Path(temporary), kind, rows, groups, to_bytes, raw)
-        with open(temporary, "rb+") as done:
-            os.fsync(done.fileno())
-        os.replace(temporary, output_path)
-    except BaseException as exc:
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise FileWriteError(f"cannot write {output_path}: {exc.strerror or exc}") from None
-        raise
-    return written
+    with atomic_file(Path(output_path)) as temporary:
+        return _write(temporary, kind, rows, groups, to_bytes, raw)
 
 
 def _write(temporary: Path, kind: str, rows: int, groups, to_bytes, raw) -> int:

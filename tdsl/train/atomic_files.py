@@ -3,10 +3,12 @@ half of one — temp file in the same directory, fsync, rename."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from tdsl.errors import TdslError
@@ -16,23 +18,27 @@ class FileWriteError(TdslError):
     """A run file could not be written (disk full, permissions); nothing half-written is left."""
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path` to write; when the block ends it is synced and renamed
+    to `path` (the rename synced too), or removed if the block raised."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(prefix=_prefix(path.name), dir=path.parent)
+        descriptor, name = tempfile.mkstemp(prefix=_prefix(path.name), dir=path.parent)
     except OSError as exc:
         raise FileWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+    temporary = Path(name)
     try:
         # mkstemp makes the file 0600; a run folder is meant to be shared like any other
         # file the user writes, so give it the usual 0666 less the umask.
         os.fchmod(descriptor, 0o666 & ~_umask())
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        os.close(descriptor)
+        yield temporary
+        with open(temporary, "rb+") as done:
+            os.fsync(done.fileno())
         os.replace(temporary, path)
     except BaseException as exc:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise FileWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
@@ -41,6 +47,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(directory)  # make the rename itself durable
     finally:
         os.close(directory)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_file(path) as temporary:
+        temporary.write_bytes(data)
 
 
 def _prefix(name: str) -> str:
