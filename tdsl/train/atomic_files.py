@@ -19,9 +19,10 @@ class FileWriteError(TdslError):
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[Path]:
+def atomic_file(path: Path, mode: int = 0o666) -> Iterator[Path]:
     """A temporary file beside `path` to write; when the block ends it is synced and renamed
-    to `path` (the rename synced too), or removed if the block raised."""
+    to `path` (the rename synced too), or removed if the block raised. The file gets `mode`
+    less the umask."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor, name = tempfile.mkstemp(prefix=_prefix(path.name), dir=path.parent)
@@ -31,7 +32,7 @@ def atomic_file(path: Path) -> Iterator[Path]:
     try:
         # mkstemp makes the file 0600; a run folder is meant to be shared like any other
         # file the user writes, so give it the usual 0666 less the umask.
-        os.fchmod(descriptor, 0o666 & ~_umask())
+        os.fchmod(descriptor, mode & ~_umask())
         os.close(descriptor)
         yield temporary
         with open(temporary, "rb+") as done:

@@ -24,7 +24,6 @@ import os
 import platform
 import re
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ import torch
 
 from tdsl import spec as S
 from tdsl.spec.load_dump import to_data
-from tdsl.train.atomic_files import FileWriteError, atomic_write_bytes
+from tdsl.train.atomic_files import FileWriteError, atomic_file, atomic_write_bytes
 from tdsl.train.sealed_files import SealError, key_path, seal, unseal
 
 CACHE_FILE = "compile_cache.bin"
@@ -232,16 +231,8 @@ def _restore(target: Path, data: bytes) -> None:
     hashes of the source and compiler flags: an existing file is the same kernel)."""
     if target.exists():
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=".tdsl.", dir=target.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-        os.chmod(temporary, 0o755)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_file(target, mode=0o755) as temporary:  # a library the loader maps
+        temporary.write_bytes(data)
 
 
 @contextlib.contextmanager
