@@ -94,7 +94,7 @@ class EpochTotals:
         counts = torch.tensor(self.counts, dtype=torch.float64, device=device)
         stacked = [torch.stack(v) for v in self.values.values()]
         # One row per summed value (usually the loss alone), weighted by rows: one host sync.
-        columns = stacked[0].reshape(1, -1) if len(stacked) == 1 else torch.stack(stacked)
+        columns = stacked[0] if len(stacked) == 1 else torch.stack(stacked)
         rows = sum(self.counts)
         sums = torch.mv(columns.reshape(len(stacked), -1).double(), counts).tolist()
         named = zip(self.values, sums, strict=True)
