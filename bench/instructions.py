@@ -13,7 +13,7 @@ signals; instrumentation is switched on (`callgrind_control -i on`) and the proc
 `--runs` more fits of the variant, which are what is counted. Each process takes a few
 minutes (valgrind runs Python ~50x slower), so variants run `--parallel` at a time.
 
-Run: python bench/instructions.py [--only linreg rings] [--eval train] [--runs 1]
+Run: python bench/instructions.py [--only linreg rings] [--eval train] [--runs 1] [--variants ...]
 Needs valgrind (`callgrind_control`) on the PATH.
 """
 
@@ -31,26 +31,41 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-VARIANTS = ("tdsl", "tuned", "tuned_loss")
+VARIANTS = ("tdsl", "tdsl_compiled", "tuned", "tuned_loss")
 
 # Run inside valgrind: warm every variant, say so, wait to be instrumented, run the variant.
+# It leaves with os._exit: the interpreter's shutdown (module teardown, a last garbage
+# collection, torch's operator registry coming down) runs hundreds of millions of
+# instructions, as many as the fits themselves, and would be counted with them.
 CHILD = """
 import os, sys, time
 sys.path.insert(0, {bench!r})
 import torch
 torch.set_num_threads(1)
+# valgrind cannot run AVX-512 instructions: the compiled variant's kernels are built for
+# AVX2, as torch's own kernels pick AVX2 under valgrind.
+import torch._inductor.config
+torch._inductor.config.cpp.march = "x86-64-v3"
 import workloads as W, tdsl
 spec = W.for_eval(W.workloads()[{name!r}], {how!r})
 data = tdsl.load_data(spec)
-fns = {{"tdsl": W.tdsl_run, "tuned": W.tuned_run, "tuned_loss": W.tuned_loss_run}}
-for fn in fns.values():
-    fn(spec, data)
+fns = {{
+    "tdsl": W.tdsl_run,
+    "tdsl_compiled": W.tdsl_compiled_run,
+    "tuned": W.tuned_run,
+    "tuned_loss": W.tuned_loss_run,
+}}
+for name, fn in fns.items():
+    if name != "tdsl_compiled" or {variant!r} == name:  # compiling takes minutes here
+        fn(spec, data)
 with open({flag!r}, "w") as flag:
     flag.write("ready")
 while os.path.exists({flag!r}):
     time.sleep(0.05)
 for _ in range({runs}):
     fns[{variant!r}](spec, data)
+sys.stdout.flush()
+os._exit(0)
 """
 
 
@@ -93,24 +108,39 @@ def main() -> None:
     parser.add_argument("--eval", nargs="*", default=["train"], choices=["train", "large"])
     parser.add_argument("--runs", type=int, default=1, help="counted fits per process")
     parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS)
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise SystemExit("bench/instructions.py needs valgrind (callgrind_control) installed")
-    jobs = [(n, h, v) for n in args.only for h in args.eval for v in VARIANTS]
+    jobs = [(n, h, v) for n in args.only for h in args.eval for v in args.variants]
     with ThreadPoolExecutor(args.parallel) as pool:
         counts = dict(zip(jobs, pool.map(lambda job: count(*job, args.runs), jobs), strict=True))
-    print(
-        "| workload (validation batches) | tuned loop (instructions) | tdsl "
-        "| tuned loop without metrics |"
-    )
-    print("| --- | ---: | ---: | ---: |")
-    for name in args.only:
-        for how in args.eval:
-            tuned = counts[(name, how, "tuned")]
-            print(
-                f"| {name} ({how}) | {tuned:,} | {counts[(name, how, 'tdsl')] / tuned:.4f}x "
-                f"| {counts[(name, how, 'tuned_loss')] / tuned:.4f}x |"
-            )
+    print(table(counts, args.only, args.eval))
+
+
+def table(counts: dict[tuple[str, str, str], int], names: list[str], evals: list[str]) -> str:
+    """Markdown: the tuned loop's count and each other variant's as a ratio to it."""
+    others = [v for v in VARIANTS if v != "tuned"]
+    lines = [
+        "| workload (validation batches) | tuned loop (instructions) | "
+        + " | ".join(others)
+        + " |",
+        "| --- | ---: | " + " | ".join("---:" for _ in others) + " |",
+    ]
+    for name in names:
+        for how in evals:
+            tuned = counts.get((name, how, "tuned"))
+            cells = [
+                "—"
+                if (name, how, v) not in counts
+                else f"{counts[(name, how, v)]:,}"
+                if tuned is None
+                else f"{counts[(name, how, v)] / tuned:.4f}x"
+                for v in others
+            ]
+            shown = "—" if tuned is None else f"{tuned:,}"
+            lines.append(f"| {name} ({how}) | {shown} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -335,7 +335,7 @@ def test_a_schedule_moving_a_graph_constant_steps_eagerly_instead_of_recompiling
     program = tdsl.compile(rings(optimizer, compile=True))
     step = program._steps.compiled
     calls = []
-    step.compiled = lambda params, features, target, groups: (
+    step.steady_step.compiled = lambda params, features, target, groups: (
         calls.append(groups)
         or (
             [torch.zeros_like(p) for p in params] if groups is None else None,
@@ -375,7 +375,7 @@ def test_a_step_torch_cannot_compile_is_one_message_not_its_internals():
     def refuse(*_args):
         raise RuntimeError("Unsupported: a graph break\n  File internals.py, line 1")
 
-    step.compiled = refuse
+    step.steady_step.compiled = refuse
     with pytest.raises(CompileError) as caught:
         step((torch.zeros(1, 2),), torch.zeros(1, 1))
     assert str(caught.value) == (

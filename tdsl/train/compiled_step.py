@@ -22,10 +22,16 @@ from torch.optim.sgd import sgd
 
 from tdsl import spec as S
 from tdsl.errors import TdslError, shorten
+from tdsl.train.steady_calls import SteadyCalls, layout
 
 
 def _adam_update(group: dict[str, Any], params, grads, states) -> None:
     amsgrad = group["amsgrad"]
+    # Capturable: the bias corrections stay tensor arithmetic in the graph. Otherwise Adam
+    # reads the step size as a Python number (`.item()` of the learning rate), which dynamo
+    # then re-checks in a Python guard on every call. On CUDA the step counts live on the
+    # host (torch's default), which capturable would refuse.
+    capturable = all(s["step"].device == p.device for s, p in zip(states, params, strict=True))
     adam(
         params,
         grads,
@@ -34,6 +40,7 @@ def _adam_update(group: dict[str, Any], params, grads, states) -> None:
         [s["max_exp_avg_sq"] for s in states] if amsgrad else [],
         [s["step"] for s in states],
         foreach=False,
+        capturable=capturable,
         decoupled_weight_decay=group.get("decoupled_weight_decay", False),
         amsgrad=amsgrad,
         beta1=group["betas"][0],
@@ -138,9 +145,11 @@ def _own_code(method: Any) -> Any:
 
 
 def _options(mode: str) -> dict[str, Any]:
-    """Inductor options: the mode's (torch.compile takes a mode or options, not both) and
-    the pass that keeps `alpha`."""
-    options: dict[str, Any] = {"post_grad_custom_pre_pass": _alpha_kept()}
+    """Inductor options: the mode's (torch.compile takes a mode or options, not both), the
+    pass that keeps `alpha`, and no size asserts: the generated code would check each
+    input's sizes and strides again after dynamo's guards (or `SteadyCalls`) did, a
+    sixth of a small model's step."""
+    options: dict[str, Any] = {"post_grad_custom_pre_pass": _alpha_kept(), "size_asserts": False}
     if mode != "default":
         from torch._inductor import list_mode_options
 
@@ -149,13 +158,14 @@ def _options(mode: str) -> dict[str, Any]:
 
 
 def _as_inputs(
-    group: dict[str, Any], slots: dict[str, torch.Tensor]
+    group: dict[str, Any], slots: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A param group's hyperparameters for the compiled update, and those of them that are
     graph constants. The learning rate and Adam's beta1 (what schedules move) go in as 0-d
     float64 tensors, which torch's functional SGD and Adam take; the rest stay numbers.
-    The tensors are the group's own `slots`, kept on its parameters' device and refilled
-    each step (a kernel launch, not an allocation or a host-to-device copy)."""
+    The tensors are the group's own `slots` (with the value each holds), kept on its
+    parameters' device and refilled when the value changes (a kernel launch, not an
+    allocation or a host-to-device copy)."""
     hyper = {k: v for k, v in group.items() if k != "params"}
     constants = dict(hyper)
     del constants["lr"]
@@ -167,13 +177,18 @@ def _as_inputs(
     return hyper, constants
 
 
-def _slot(slots: dict[str, torch.Tensor], key: str, value: Any, group: dict[str, Any]) -> Any:
+def _slot(slots: dict[str, Any], key: str, value: Any, group: dict[str, Any]) -> Any:
     if isinstance(value, torch.Tensor):
         return value
-    tensor = slots.get(key)
-    if tensor is None:
+    held = slots.get(key)
+    if held is None:
         device = group["params"][0].device if group["params"] else None
-        tensor = slots[key] = torch.zeros((), dtype=torch.float64, device=device)
+        tensor = torch.zeros((), dtype=torch.float64, device=device)
+    else:
+        tensor, filled = held
+        if filled == value:  # most steps: no schedule moved it
+            return tensor
+    slots[key] = (tensor, value)
     return tensor.fill_(value)
 
 
@@ -194,7 +209,10 @@ class CompiledStep:
         optimizer: torch.optim.Optimizer,
         autocast: Callable[[], Any],
         train: S.Train,
+        generation: Callable[[], int],
     ):
+        """`generation()` counts the times other tensors went into the module's and the
+        optimizer's slots (`Slots.generation`): see `SteadyCalls`."""
         self.module, self.loss_fn, self.optimizer = module, loss_fn, optimizer
         self.regularizers, self.autocast, self.train = tuple(regularizers), autocast, train
         # Only trainable parameters are differentiated; frozen ones go in as constants.
@@ -217,27 +235,33 @@ class CompiledStep:
         # recompiling every step.
         self.constants: list[dict[str, Any]] | None = None
         self.warm = False  # whether a compiled step has run (compile time is paid)
-        self.slots: list[dict[str, torch.Tensor]] = [{} for _ in optimizer.param_groups]
+        self.slots: list[dict[str, Any]] = [{} for _ in optimizer.param_groups]
         self.compiled_forward = torch.compile(_own_code(self._forward), options=_options(mode))
+        self.steady_step = SteadyCalls(self.compiled, generation)
+        self.steady_forward = SteadyCalls(self.compiled_forward, generation)
+        self.ready_for: Any = None  # the optimizer state dict `ready()` last said yes to
 
     def forward(self, features: Sequence[torch.Tensor]) -> Any:
         """The module's compiled forward pass, for evaluation: one graph whatever the number
         of rows (the batch axis is symbolic), so a short last batch compiles nothing new."""
         for feature in features:
             torch._dynamo.maybe_mark_dynamic(feature, 0)
-        return self.compiled_forward(tuple(features))
+        signature = (self.module.training, layout(features))
+        return self.steady_forward(signature, tuple(features))
 
     def _forward(self, features: tuple[torch.Tensor, ...]) -> Any:
         return self.module(*features)
 
     def ready(self) -> bool:
-        if self.is_ready is None:
-            return True
         state = self.optimizer.state
-        return all(
+        if self.is_ready is None or state is self.ready_for:
+            return True  # a state dict, once ready, stays so: loads put in new dicts
+        ready = all(
             self.is_ready(group, [state[self.params[i]] for i in indices])
             for group, indices in zip(self.optimizer.param_groups, self.groups, strict=True)
         )
+        self.ready_for = state if ready else None
+        return ready
 
     def __call__(self, features: Sequence[torch.Tensor], target: torch.Tensor):
         if self.update is None:
@@ -270,11 +294,14 @@ class CompiledStep:
         self._keep(buffers)
         return output, data_loss, terms
 
-    def _run(self, *args: Any) -> Any:
+    def _run(self, params, features, target, groups) -> Any:
+        # What the graph depends on besides the slots' tensors: which update it runs, the
+        # module's mode and the batch's layout.
+        signature = (groups is None, self.module.training, layout((*features, target)))
         if self.warm:
-            return self.compiled(*args)
+            return self.steady_step(signature, params, features, target, groups)
         try:  # the first call compiles: torch's refusal is a page of its internals
-            return self.compiled(*args)
+            return self.steady_step(signature, params, features, target, groups)
         except TdslError:
             raise
         except Exception as exc:
@@ -285,6 +312,8 @@ class CompiledStep:
             ) from None
 
     def _keep(self, buffers: list[torch.Tensor]) -> None:
+        if not buffers:
+            return
         with torch.no_grad():
             for kept, new in zip(self.buffers.values(), buffers, strict=True):
                 kept.copy_(new)

@@ -37,6 +37,9 @@ class Slots:
         # The lease of the state whose tensors the slots hold right now; None after a cloning
         # load, whose tensors belong to no state yet.
         self.loaded: Any = None
+        # Counts every time other tensors (or optimizer state dicts) go into the slots, so
+        # compiled code knows what its guards saw is still there (`SteadyCalls`).
+        self.generation = 0
 
     def hyper(self) -> tuple[dict[str, Any], ...]:
         """Each param group's hyperparameters, as the optimizer holds them now."""
@@ -49,6 +52,7 @@ class Slots:
         if not clone and state.lease is self.loaded:
             return False
         self.loaded = None if clone else state.lease
+        self.generation += 1
         take = _clone if clone else _same
         for name, buffer in self.buffers.items():
             buffer.data = take(state.buffers[name])
@@ -61,6 +65,7 @@ class Slots:
         passes update them in place), and the optimizer state stays in `state` for the update
         to read. Until `adopt`, the slots hold no state whole."""
         self.loaded = None
+        self.generation += 1
         for name, param in self.params.items():
             param.data = state.params[name]
         for name, buffer in self.buffers.items():
@@ -70,11 +75,13 @@ class Slots:
     def unborrow(self, state: TrainState) -> None:
         """Clone the borrowed `state`'s parameters and optimizer state into the slots, so
         torch's optimizer may update them in place after all; buffers stay as they are."""
+        self.generation += 1
         self._load_params(state, _clone)
 
     def adopt(self, params: dict[str, torch.Tensor], optimizer: dict[str, dict[str, Any]]) -> None:
         """Hold the new parameters and optimizer state an out-of-place update made, where a
         cloning load and torch's in-place step would have left theirs."""
+        self.generation += 1
         for name, param in self.params.items():
             param.data = params[name]
         self.optimizer.state = defaultdict(dict, {self.params[n]: s for n, s in optimizer.items()})

@@ -96,7 +96,15 @@ class Steps:
         schedule = spec.optimizer.schedule
         self.step_schedule = scheduler is not None and schedule.interval == "step"
         self.compiled = (
-            CompiledStep(module, self.loss_fn, self.regularizers, optimizer, autocast, train)
+            CompiledStep(
+                module,
+                self.loss_fn,
+                self.regularizers,
+                optimizer,
+                autocast,
+                train,
+                generation=lambda: self.slots.generation,
+            )
             if train.compile
             else None
         )

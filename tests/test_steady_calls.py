@@ -1,0 +1,139 @@
+"""`SteadyCalls`: compiled code runs without dynamo's guard evaluation only while nothing
+those guards check can have changed; every change goes back through the guards, so the
+results are always what guarded calls give."""
+
+import os
+import shutil
+
+import attrs
+import pytest
+import torch
+
+import tdsl
+from tdsl.data import load_data
+from tdsl.train.loops import fit
+from tdsl.train.steady_calls import SteadyCalls, layout
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("clang++")),
+    reason="torch.compile on the CPU needs a C++ compiler",
+)
+
+
+class Counter:
+    def __init__(self):
+        self.value = 0
+
+    def __call__(self) -> int:
+        return self.value
+
+
+def ones_plus(x: torch.Tensor) -> torch.Tensor:
+    # The default dtype and grad mode are baked into the graph: a stale graph shows.
+    return x.sum() + torch.ones(2)
+
+
+def steady(fn=ones_plus):
+    generation = Counter()
+    return SteadyCalls(torch.compile(fn, backend="eager"), generation), generation
+
+
+def test_the_same_layout_skips_the_guards_and_a_new_one_does_not():
+    calls, _ = steady()
+    x = torch.ones(3)
+    for _ in range(3):
+        assert calls(layout([x]), x).tolist() == [4.0, 4.0]
+    assert calls.steady_calls == 2  # the first call went through the guards
+    y = torch.ones(4, 2)
+    assert calls(layout([y]), y).tolist() == [9.0, 9.0]  # new layout: guarded (recompiles)
+    assert calls.steady_calls == 2
+    assert calls(layout([y]), y).tolist() == [9.0, 9.0]
+    assert calls(layout([x]), x).tolist() == [4.0, 4.0]  # both known: steady, right entry
+    assert calls.steady_calls == 4
+
+
+def test_a_new_generation_of_slots_goes_through_the_guards():
+    calls, generation = steady()
+    x = torch.ones(3)
+    calls(layout([x]), x)
+    generation.value += 1
+    calls(layout([x]), x)
+    assert calls.steady_calls == 0
+    calls(layout([x]), x)
+    assert calls.steady_calls == 1
+
+
+def test_a_changed_default_dtype_or_grad_mode_goes_through_the_guards():
+    calls, _ = steady()
+    x = torch.ones(3)
+    calls(layout([x]), x)
+    calls(layout([x]), x)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        # Without the check the graph traced under float32 would answer float32.
+        assert calls(layout([x]), x).dtype == torch.float64
+    finally:
+        torch.set_default_dtype(before)
+    assert calls.steady_calls == 1
+    with torch.no_grad():
+        calls(layout([x]), x)
+    assert calls.steady_calls == 1
+
+
+def test_a_function_mode_or_a_reset_cache_goes_through_the_guards():
+    calls, _ = steady()
+    x = torch.ones(3)
+    calls(layout([x]), x)
+    with torch.device("meta"):  # a torch function mode: new tensors on meta
+        assert calls(layout([x]), x).device.type == "meta"
+    assert calls.steady_calls == 0
+    torch._dynamo.reset()  # no compiled code left: the steady call finds none, retried
+    assert calls(layout([x]), x).tolist() == [4.0, 4.0]
+    assert calls.steady_calls == 0
+
+
+def test_a_layout_tells_apart_what_tensor_guards_check():
+    x = torch.ones(4, 2)
+    assert layout([x]) == layout([torch.zeros(4, 2)])
+    for other in (
+        torch.ones(4, 3),
+        torch.ones(2, 4).t(),  # strides
+        torch.ones(4, 2, dtype=torch.float64),
+        torch.ones(4, 2, requires_grad=True),
+    ):
+        assert layout([other]) != layout([x])
+    with torch.inference_mode():
+        made = torch.ones(4, 2)
+    assert layout([made]) != layout([x])
+
+
+def test_a_compiled_fit_runs_steady_steps_and_each_epoch_reloads_through_the_guards():
+    spec = tdsl.Spec(
+        name="steady",
+        data=tdsl.Rings(n_positive=64, n_negative=64, split=tdsl.Split(train=0.75, val=0.25)),
+        model=tdsl.Model(
+            inputs=[tdsl.Input(shape=[2])],
+            layers=[
+                tdsl.Layer("linear", out_features=4),
+                tdsl.Layer("relu"),
+                tdsl.Layer("linear", out_features=1),
+            ],
+        ),
+        loss=tdsl.Loss("bce_with_logits"),
+        optimizer=tdsl.Optimizer("adam", lr=0.01),
+        metrics=[tdsl.Metric("accuracy")],
+        train=tdsl.Train(epochs=3, batch_size=16, eval_batch_size=8, compile=True),
+    )
+    data = load_data(spec)
+    program = tdsl.compile(spec)
+    compiled = fit(program, program.init(), data, progress=False)
+    eager_program = tdsl.compile(attrs.evolve(spec, train=attrs.evolve(spec.train, compile=False)))
+    step = program._steps.compiled
+    # 6 batches an epoch, the first step eager, a guarded call after each epoch's reload.
+    assert step.steady_step.steady_calls == 3 * 6 - 1 - 3
+    assert step.steady_forward.steady_calls == 3 * (4 - 1)  # 4 validation batches an epoch
+    eager = fit(eager_program, eager_program.init(), data, progress=False)
+    assert eager_program._steps.compiled is None
+    for key in ("loss", "val_loss", "val_accuracy"):
+        assert compiled.history[-1][key] == pytest.approx(eager.history[-1][key], rel=1e-4)
