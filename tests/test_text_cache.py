@@ -211,7 +211,7 @@ def test_export_reuses_the_runs_token_ids(tmp_path, counted):
     calls = counted["text_lm"]
     clear_cache()  # as `tdsl export` in a new process
     exported = export_run(directory, "torchscript")
-    assert exported.source == "val rows"  # checked on the run's own rows
+    assert exported.source == "seeded rows and val rows"  # and the run's own rows
     assert counted["text_lm"] == calls
 
 
