@@ -4,6 +4,7 @@ from the cache."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from shutil import ignore_patterns
@@ -264,6 +265,12 @@ def test_a_cache_hit_parses_no_label_line(tmp_path, counted, monkeypatch, kind):
             same(hit, fresh)
             assert hit.train.target.dtype == fresh.train.target.dtype
             assert hit.val.target.shape == fresh.val.target.shape
+    # An entry written before labels were kept: its ids serve, the labels are parsed.
+    meta_file = tmp_path / "run" / "data_cache" / "text.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["labels"]
+    meta_file.write_text(json.dumps(meta))
+    same(load_in(tmp_path / "run", spec), fresh)
     # The key is as strict as before: a file with one label changed is read again.
     text_30 = lines[30].partition("\t")[2]
     (tmp_path / "v.txt").write_text("\n".join([f"{label(31)}\t{text_30}", *lines[31:]]))
