@@ -14,6 +14,7 @@ from helpers import Interrupt
 import tdsl
 import tdsl.data
 import tdsl.runs.eval_data
+import tdsl.runs.launcher
 from tdsl.data import data_signature
 from tdsl.data.recorded import signature_from_json, signature_to_json
 from tdsl.runs.cli import main
@@ -160,6 +161,14 @@ def test_resuming_a_finished_run_needs_no_data(csv_run, capsys):
     assert result.history == before["epochs"] * [before["last"]] and result.stop_reason is None
     assert result.best_state is not None
     assert json.loads((directory / "final.json").read_text()) == before  # nothing rewritten
+
+
+def test_resuming_a_finished_run_starts_no_processes(csv_run, capsys, monkeypatch):
+    directory, data = csv_run
+    data.unlink()
+    monkeypatch.setattr(tdsl.runs.launcher, "launch", lambda *a: pytest.fail("launched"))
+    assert main(["resume", str(directory), "--nproc", "2"]) == 0
+    assert "nothing to resume" in capsys.readouterr().err
 
 
 def test_resuming_an_early_stopped_run_needs_no_data(tmp_path, capsys):
