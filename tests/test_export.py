@@ -79,7 +79,9 @@ def test_the_command_writes_checks_and_reports(ring_run, tmp_path, capsys):
     assert main(["export", str(ring_run), "--format", "torchscript", "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"wrote {out} (torchscript)"
-    assert lines[1].startswith("checked on val rows in batches of 5 and 3: max abs diff 0 ")
+    assert lines[1].startswith(
+        "checked on seeded rows and val rows in batches of 5 and 3: max abs diff 0 "
+    )
     with warnings.catch_warnings():  # torch 2.10+ deprecates TorchScript, still loads it
         warnings.simplefilter("ignore", DeprecationWarning)
         loaded = torch.jit.load(str(out))  # a plain TorchScript file, any batch size
@@ -127,6 +129,10 @@ def test_onnx_without_the_extra_names_it(ring_run, monkeypatch, capsys):
 
 def test_export_run_reports_what_it_measured(ring_run, tmp_path):
     done = export_run(ring_run, "torchscript", out=tmp_path / "m.pt")
-    assert done.path == tmp_path / "m.pt" and done.rows == 5 and done.source == "val rows"
+    assert (
+        done.path == tmp_path / "m.pt"
+        and done.rows == 10
+        and done.source == "seeded rows and val rows"
+    )
     assert 0 <= done.max_abs_diff <= done.tolerance
     assert io.BytesIO(done.path.read_bytes()).read(2) == b"PK"  # a TorchScript zip archive

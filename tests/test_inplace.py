@@ -212,3 +212,27 @@ def test_a_frozen_trunk_keeps_nothing_to_overwrite():
     assert state.step == 1 and torch.isfinite(logs["loss"])
     trained = tdsl.validate(text.replace(", trainable: false", "")).errors
     assert "the output of layer 'sigmoid1'" in trained[0].message
+
+
+@pytest.mark.parametrize(
+    "layer", ["{op: leaky_relu, inplace: true}", "{op: dropout, inplace: true}"]
+)
+def test_an_inplace_layer_on_the_model_input_is_located(layer):
+    text = HEAD + f"  inputs: [{{shape: [2]}}]\n  layers:\n    - {layer}\n"
+    text += "    - {op: linear, out_features: 1}\n"
+    # Torch raises nothing: the rows held in memory change instead. The validation split is
+    # batched in row order (slices of the kept tensor), so each epoch reads them overwritten.
+    _, inference = checked(text)
+    module = materialize(inference.graph, inference.values, "cpu").train()
+    rows = load_data(tdsl.load(text)).val
+    kept = rows.features[0].clone()
+    for _ in range(2):  # epochs
+        for batch in rows.batches(8):
+            module(*batch.features)
+    assert not torch.equal(rows.features[0], kept)
+    (error,) = tdsl.validate(text).errors
+    assert error.path == ("model", "layers", 0, "inplace")
+    line = text.splitlines()[error.location.line - 1]
+    assert line == f"    - {layer}" and line[error.location.column - 1 :] == "inplace: true}"
+    assert "would overwrite the model's input 'x', which is the batch itself" in error.message
+    assert error.hint == f"set inplace: false on layer '{layer[5:].split(',')[0]}1'"

@@ -4,17 +4,21 @@ signature, the fitted transforms); `resume` and plain `eval` say they need the d
 
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import Interrupt
 
 import tdsl
 import tdsl.data
 import tdsl.runs.eval_data
+import tdsl.runs.launcher
 from tdsl.data import data_signature
 from tdsl.data.recorded import signature_from_json, signature_to_json
 from tdsl.runs.cli import main
+from tdsl.runs.export import export_run
 from tdsl.runs.recorded_data import SIGNATURE_FILE
 
 SPEC = """
@@ -92,23 +96,92 @@ def test_inference_needs_no_training_data(csv_run, tmp_path):
     assert _predictions(directory, rows, tmp_path / "p1.csv") == before
     assert tdsl.load_model(directory).predict(rows).outputs.equal(outputs)
     assert main([*export, str(tmp_path / "b.onnx")]) == 0
-    assert (
-        _onnx_outputs(tmp_path / "b.onnx").tobytes() == _onnx_outputs(tmp_path / "a.onnx").tobytes()
-    )
+    # Traced on seeded rows either way: the very same file.
+    assert (tmp_path / "b.onnx").read_bytes() == (tmp_path / "a.onnx").read_bytes()
     assert tdsl.runs.eval_data.evaluate_file(directory, labelled).metrics == scored
 
 
-@pytest.mark.parametrize("command", [["resume"], ["eval"]])
-def test_commands_reading_the_run_s_rows_say_they_need_them(csv_run, capsys, command):
+def test_an_export_is_the_same_file_with_or_without_the_training_data(csv_run, tmp_path):
     directory, data = csv_run
+    first = {
+        f: export_run(directory, f, out=tmp_path / f"a.{f}") for f in ("exported", "torchscript")
+    }
+    assert first["exported"].source == "seeded rows and val rows" and first["exported"].rows == 10
     data.unlink()
-    assert main([command[0], str(directory)]) == 1
+    tdsl.data.clear_cache()
+    for fmt, done in first.items():
+        again = export_run(directory, fmt, out=tmp_path / f"b.{fmt}")
+        assert again.source == "seeded rows (the run's data is unreadable)" and again.rows == 5
+        assert again.max_abs_diff <= again.tolerance
+        if fmt == "exported":
+            assert again.path.read_bytes() == done.path.read_bytes()
+            continue
+        # TorchScript writes a random serialization id into every file: the traced example
+        # it keeps (seeded rows, no training data) is what must not change.
+        kept = [zipfile.ZipFile(p) for p in (done.path, again.path)]
+        names = [n for n in kept[0].namelist() if "/traced_inputs" in n]
+        assert names and all(kept[0].read(n) == kept[1].read(n) for n in names)
+
+
+@pytest.fixture
+def cut_run(tmp_path):
+    """A run interrupted after epoch 1 of 2: resuming it trains, so it reads the data."""
+    data = _table(tmp_path / "train.csv", 40, 0)
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(SPEC.format(file=data.name).replace("epochs: 1", "epochs: 2"))
+    with pytest.raises(KeyboardInterrupt):
+        tdsl.run(tdsl.load(spec_file), tmp_path / "run", progress=False, callbacks=[Interrupt()])
+    return tmp_path / "run", data
+
+
+@pytest.mark.parametrize("command", ["resume", "eval"])
+def test_commands_reading_the_run_s_rows_say_they_need_them(cut_run, capsys, command):
+    directory, data = cut_run
+    data.unlink()
+    assert main([command, str(directory)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         f"{directory}/spec.yaml:4:3: error: data.file: no such file: {data}; `tdsl "
-        f"{command[0]}` needs the run's training data (`tdsl predict`, `tdsl export` and "
+        f"{command}` needs the run's training data (`tdsl predict`, `tdsl export` and "
         "`tdsl eval --data FILE` do not)"
     ]
+
+
+def test_resuming_a_finished_run_needs_no_data(csv_run, capsys):
+    directory, data = csv_run
+    before = json.loads((directory / "final.json").read_text())
+    data.unlink()
+    tdsl.data.clear_cache()  # as a new process: nothing read in memory
+    capsys.readouterr()
+    assert main(["resume", str(directory)]) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines() == ["the run already finished its 1 epochs; nothing to resume"]
+    assert out.startswith("final: ")
+    result = tdsl.resume(directory, progress=False)  # the Python API: the run as it ended
+    assert result.history == before["epochs"] * [before["last"]] and result.stop_reason is None
+    assert result.best_state is not None
+    assert json.loads((directory / "final.json").read_text()) == before  # nothing rewritten
+
+
+def test_resuming_a_finished_run_starts_no_processes(csv_run, capsys, monkeypatch):
+    directory, data = csv_run
+    data.unlink()
+    monkeypatch.setattr(tdsl.runs.launcher, "launch", lambda *a: pytest.fail("launched"))
+    assert main(["resume", str(directory), "--nproc", "2"]) == 0
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_resuming_an_early_stopped_run_needs_no_data(tmp_path, capsys):
+    data = _table(tmp_path / "train.csv", 40, 0)
+    stopping = "early_stopping: {monitor: val_loss, patience: 1, min_delta: 10}"
+    spec = SPEC.format(file=data).replace("epochs: 1", f"epochs: 5, {stopping}")
+    directory, ran = tdsl.run(tdsl.load(spec), tmp_path / "run", progress=False)
+    assert ran.stop_reason and len(ran.history) < 5
+    data.unlink()
+    tdsl.data.clear_cache()
+    capsys.readouterr()
+    assert tdsl.resume(directory, progress=False).history == ran.history
+    assert "nothing to resume" in capsys.readouterr().err
 
 
 def test_a_run_without_a_recorded_signature_reads_its_data(csv_run, tmp_path):

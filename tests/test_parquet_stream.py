@@ -150,7 +150,8 @@ def test_workers_do_not_change_the_batches(tmp_path, monkeypatch):
     assert isinstance(train, StreamedRows)
     assert train.window == 4 and len(train.groups) == 12
     alone = list(train.batches(32, order_seed=11))
-    helped = list(attrs.evolve(train, workers=2).batches(32, order_seed=11))
+    helped_by = attrs.evolve(train, workers=2)
+    helped = list(helped_by.batches(32, order_seed=11))
     assert len(alone) == len(helped) == train.num_batches(32)
     for one, two in zip(alone, helped, strict=True):
         assert torch.equal(one.features[0], two.features[0])
@@ -159,6 +160,9 @@ def test_workers_do_not_change_the_batches(tmp_path, monkeypatch):
     assert not torch.equal(alone[0].target, other[0].target) or not torch.equal(
         alone[0].features[0], other[0].features[0]
     )
+    # The next epoch, by the same (kept) workers: that epoch's own order.
+    for one, two in zip(other, helped_by.batches(32, order_seed=12), strict=True):
+        assert torch.equal(one.features[0], two.features[0]) and torch.equal(one.target, two.target)
     # Each epoch reads every row group once, and every row once.
     windows, _ = train.plan(11)
     assert sorted(g for w in windows for g in w) == list(train.groups)

@@ -4,6 +4,7 @@ from the cache."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from shutil import ignore_patterns
@@ -211,7 +212,7 @@ def test_export_reuses_the_runs_token_ids(tmp_path, counted):
     calls = counted["text_lm"]
     clear_cache()  # as `tdsl export` in a new process
     exported = export_run(directory, "torchscript")
-    assert exported.source == "val rows"  # checked on the run's own rows
+    assert exported.source == "seeded rows and val rows"  # and the run's own rows
     assert counted["text_lm"] == calls
 
 
@@ -240,3 +241,41 @@ def test_eval_data_reuses_the_ids_of_the_runs_own_files_only(tmp_path, counted):
         fresh = evaluate_file(uncached, tmp_path / name)
         assert counted["text"] > calls
         assert fresh.metrics == scores[name].metrics and fresh.rows == scores[name].rows
+
+
+@pytest.mark.parametrize("kind", ["binary", "class", "regression"])
+def test_a_cache_hit_parses_no_label_line(tmp_path, counted, monkeypatch, kind):
+    label = {"binary": lambda i: i % 2, "class": lambda i: "ab"[i % 2], "regression": float}[kind]
+    lines = [f"{label(i)}\tthe cat number {i} sat {'on the mat' * (i % 3)}" for i in range(40)]
+    (tmp_path / "t.txt").write_text("\n".join(lines[:30]))
+    (tmp_path / "v.txt").write_text("\n".join(lines[30:]))
+    spec = tdsl.load(TEXT_SPEC.format(file=tmp_path / "t.txt", val=tmp_path / "v.txt"))
+    spec = attrs.evolve(spec, data=attrs.evolve(spec.data, target_kind=kind))
+    fresh = load_data(spec)
+    load_in(tmp_path / "run", spec)
+
+    def parsed(*args):
+        raise AssertionError("a label line was parsed on a cache hit")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(text, "_read", parsed)
+        patch.setattr(text, "read_targets", parsed)
+        for fitted in (None, fresh.fitted):  # a new load, and resume or eval
+            hit = load_in(tmp_path / "run", spec, fitted)
+            same(hit, fresh)
+            assert hit.train.target.dtype == fresh.train.target.dtype
+            assert hit.val.target.shape == fresh.val.target.shape
+    # An entry written before labels were kept: its ids serve, the labels are parsed.
+    meta_file = tmp_path / "run" / "data_cache" / "text.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["labels"]
+    meta_file.write_text(json.dumps(meta))
+    same(load_in(tmp_path / "run", spec), fresh)
+    # The key is as strict as before: a file with one label changed is read again.
+    text_30 = lines[30].partition("\t")[2]
+    (tmp_path / "v.txt").write_text("\n".join([f"{label(31)}\t{text_30}", *lines[31:]]))
+    changed = load_in(tmp_path / "run", spec, fresh.fitted)
+    clear_cache()
+    expected = load_data(spec, fresh.fitted)
+    assert torch.equal(changed.val.target, expected.val.target)
+    assert not torch.equal(changed.val.target, fresh.val.target)

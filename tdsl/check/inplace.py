@@ -5,7 +5,9 @@ first backward pass ("one of the variables needed for gradient computation has b
 modified by an inplace operation") when the overwritten tensor was kept for a gradient:
 the output of a `sigmoid`, `tanh`, `softmax`, `relu`... (their backward reads their own
 output), or the input of a layer that reads the same value before. A layer reading it
-afterwards gets the overwritten values without any error. The value may reach the layer
+afterwards gets the overwritten values without any error, and a model input overwritten is
+the caller's batch itself: rows held in memory (a split batched in row order is sliced, not
+copied) would change from one epoch to the next. The value may reach the layer
 through views (`flatten`, `reshape`), block inputs and outputs, and repeats: all are
 followed. What each layer keeps is asked of torch (`autograd_probe`), on meta tensors.
 """
@@ -47,6 +49,7 @@ def check_inplace(
         return  # the usual case: nothing to follow
     flow = _Flow(module, values)
     flow.graph(graph, "")
+    flow.model_inputs = set(graph.input_names)
     outputs = {flow.canon(o) for o in graph.outputs}
     for step in flow.steps:
         if getattr(step.layer, "inplace", False) is not True or not step.inputs:
@@ -78,6 +81,7 @@ class _Flow:
         self.producer: dict[str, _Step] = {}
         self.kinds: dict[str, Any] = {}  # module path -> its op and arguments
         self.grad: dict[str, bool] = {}  # value -> whether training needs its gradient
+        self.model_inputs: set[str] = set()  # the batch's own tensors
 
     def canon(self, key: str) -> str:
         while key in self.alias:
@@ -148,6 +152,12 @@ class _Flow:
             hops.append(producer.title)
             target = producer.inputs[min(found.aliases)]
             shared.append(target)
+        if target in self.model_inputs:
+            through = f" (reaching it through {', '.join(hops)})" if hops else ""
+            return (
+                f"the model's input {target!r}{through}, which is the batch itself: rows kept "
+                "in memory would change, and the next epoch would read the overwritten values"
+            )
         return self._readers(step, shared, outputs)
 
     def _readers(self, step: _Step, shared: list[str], outputs: set[str]) -> str | None:

@@ -17,7 +17,6 @@ from collections.abc import Iterator, Sequence
 import attrs
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from tdsl import spec as S
 from tdsl.data.base import DataError, Problem, Problems
@@ -27,6 +26,7 @@ from tdsl.data.streaming import usable_workers
 from tdsl.data.table_features import feature_tensors
 from tdsl.data.table_targets import read_all_targets
 from tdsl.data.tensors import Batch, Part, batch_count
+from tdsl.data.worker_pool import WorkerPool
 
 
 @attrs.frozen(eq=False)
@@ -74,22 +74,17 @@ class _Failed:
     problem: Problem
 
 
-class _Windows(Dataset):
-    def __init__(self, reader: GroupReader, windows: list[list[int]], seeds: list[int | None]):
-        self.reader, self.windows, self.seeds = reader, windows, seeds
+@attrs.frozen
+class _ReadWindow:
+    """A worker's job: one window of row groups read (and shuffled by its seed)."""
 
-    def __len__(self) -> int:
-        return len(self.windows)
+    reader: GroupReader
 
-    def __getitem__(self, item: int) -> Batch | _Failed:
+    def __call__(self, item: tuple[list[int], int | None]) -> Batch | _Failed:
         try:
-            return self.reader.read(self.windows[item], self.seeds[item])
+            return self.reader.read(*item)
         except DataError as exc:
             return _Failed(exc.problems[0])
-
-
-def _unchanged(item):
-    return item
 
 
 def _take(batch: Batch, start: int, end: int) -> Batch:
@@ -112,6 +107,8 @@ class StreamedRows:
     workers: int = 0
     device: torch.device | None = None
     part: Part | None = None  # several processes: this one's share of each batch
+    # The worker processes, by their number: started once, kept across epochs.
+    _pools: dict[int, WorkerPool] = attrs.field(factory=dict, init=False, repr=False)
 
     def __len__(self) -> int:
         return self.count
@@ -134,15 +131,10 @@ class StreamedRows:
     def _rows(self, order_seed: int | None) -> Iterator[Batch]:
         """The windows' rows, read ahead by the workers."""
         windows, seeds = self.plan(order_seed)
-        loader = DataLoader(
-            _Windows(self.reader, windows, seeds),
-            batch_size=None,
-            shuffle=False,
-            num_workers=usable_workers(self.workers, len(windows)),
-            collate_fn=_unchanged,
-            pin_memory=self._cuda,  # a window's slices are then pinned too
-        )
-        for item in loader:
+        workers = usable_workers(self.workers, len(windows))
+        if workers not in self._pools:  # a window's slices are pinned too on a GPU
+            self._pools[workers] = WorkerPool(_ReadWindow(self.reader), workers, self._cuda)
+        for item in self._pools[workers].map(list(zip(windows, seeds, strict=True))):
             if isinstance(item, _Failed):
                 raise DataError([item.problem])
             yield item

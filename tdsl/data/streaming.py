@@ -3,7 +3,8 @@ batches, loaded by DataLoader worker processes.
 
 The batch order is the same permutation `TensorData` draws, and each batch's augmentation
 seed depends only on (epoch seed, batch number), so the rows and their augmentations do not
-depend on the number of workers and a resumed run replays them. A row that cannot be read
+depend on the number of workers and a resumed run replays them. The workers are kept from
+one epoch to the next (`worker_pool`). A row that cannot be read
 comes back from the worker as a message and is raised here as a one-line `DataError`.
 """
 
@@ -17,10 +18,11 @@ from typing import Protocol
 import attrs
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import get_worker_info
 
 from tdsl.data.base import DataError, Problem
 from tdsl.data.tensors import Batch, Part, batch_count, epoch_order
+from tdsl.data.worker_pool import WorkerPool
 
 
 class RowReader(Protocol):
@@ -35,16 +37,15 @@ class _Failed:
     problem: Problem
 
 
-class _BatchDataset(Dataset):
-    def __init__(self, reader: RowReader, chunks: list[np.ndarray], seeds: list[int | None]):
-        self.reader, self.chunks, self.seeds = reader, chunks, seeds
+@attrs.frozen
+class _ReadBatch:
+    """A worker's job: one batch's rows (and augmentation seed) read; picklable."""
 
-    def __len__(self) -> int:
-        return len(self.chunks)
+    reader: RowReader
 
-    def __getitem__(self, item: int) -> Batch | _Failed:
+    def __call__(self, item: tuple[np.ndarray, int | None]) -> Batch | _Failed:
         try:
-            return self.reader.read(self.chunks[item], self.seeds[item])
+            return self.reader.read(*item)
         except DataError as exc:
             return _Failed(exc.problems[0])
 
@@ -59,10 +60,6 @@ def batch_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     elem = torch.empty(0, dtype=dtype)
     storage = elem._typed_storage()._new_shared(math.prod(shape), device=elem.device)
     return elem.new(storage).view(shape)
-
-
-def _unchanged(item):
-    return item
 
 
 def usable_workers(wanted: int, batches: int) -> int:
@@ -85,6 +82,8 @@ class FileData:
     augment: bool = False  # draw augmentations for shuffled (training) batches
     device: torch.device | None = None
     part: Part | None = None  # several processes: this one's share of each batch
+    # The worker processes, by their number: started once, kept across epochs.
+    _pools: dict[int, WorkerPool] = attrs.field(factory=dict, init=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -108,15 +107,9 @@ class FileData:
             seeds.append(self._augment_seed(order_seed, number) if augment else None)
         workers = usable_workers(self.workers, len(chunks))
         cuda = self.device is not None and self.device.type == "cuda"
-        loader = DataLoader(
-            _BatchDataset(self.reader, chunks, seeds),
-            batch_size=None,
-            shuffle=False,
-            num_workers=workers,
-            collate_fn=_unchanged,
-            pin_memory=cuda,
-        )
-        for item in loader:
+        if workers not in self._pools:
+            self._pools[workers] = WorkerPool(_ReadBatch(self.reader), workers, pin_memory=cuda)
+        for item in self._pools[workers].map(list(zip(chunks, seeds, strict=True))):
             if isinstance(item, _Failed):
                 raise DataError([item.problem])
             yield item if self.device is None else item.to(self.device, non_blocking=cuda)

@@ -70,22 +70,27 @@ def tokenizer(source: S.Text) -> Callable[[str], list[str]]:
     return split
 
 
-def _read_lines(path: Path, key: str) -> tuple[list[tuple[int, str]], str]:
-    """The numbered lines that hold more than spaces, and the SHA-256 of the file's bytes."""
+def _read_bytes(path: Path, key: str) -> tuple[bytes, str | None]:
+    """The file's bytes, and their SHA-256 where a token cache is in use."""
     try:
         require_regular_file(path)  # a FIFO would block the read forever
-        text, digest = token_cache.read_text(path)
-    except UnicodeDecodeError:
-        raise DataError.at((key,), f"{path} is not UTF-8 text") from None
+        return token_cache.read_bytes(path)
     except OSError as exc:
         raise DataError.at((key,), f"cannot read {path}: {exc.strerror or exc}") from None
-    return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()], digest
 
 
-def _read(source: S.Text, path: Path, key: str, problems: Problems):
+def _lines(data: bytes, path: Path, key: str) -> list[tuple[int, str]]:
+    """The numbered lines that hold more than spaces."""
+    try:
+        text = token_cache.decode(data)
+    except UnicodeDecodeError:
+        raise DataError.at((key,), f"{path} is not UTF-8 text") from None
+    return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def _read(source: S.Text, path: Path, key: str, problems: Problems, data: bytes):
     labels, texts, lines = [], [], []
-    numbered, digest = _read_lines(path, key)
-    for number, line in numbered:
+    for number, line in _lines(data, path, key):
         label, found, text = line.partition(source.delimiter)
         if not found:
             problems.add(
@@ -99,7 +104,7 @@ def _read(source: S.Text, path: Path, key: str, problems: Problems):
         lines.append(number)
     if not labels and not problems.items:
         problems.add((key,), f"{path} holds no labelled lines")
-    return labels, texts, lambda row: f"line {lines[row]} of {path}", digest
+    return labels, texts, lambda row: f"line {lines[row]} of {path}"
 
 
 def fit_vocab(source: S.Text, texts: list[str]) -> dict[str, int]:
@@ -154,45 +159,65 @@ def prepare(source: S.Text, ctx: Context, fitted: Fitted | None = None):
         if found:
             problems.items.append(found)
     problems.check()
-    read = {}
+    raw = {}
     for key, path in paths.items():
         try:
-            read[key] = _read(source, path, key, problems)
+            raw[key] = _read_bytes(path, key)
         except DataError as exc:
             problems.extend(exc)
     problems.check()
-    targets, target_spec, classes = read_targets(
-        source.target_kind,
-        source.num_classes,
-        {key: (labels, where) for key, (labels, _, where, _) in read.items()},
-        frozenset(),
-        None if fitted is None else fitted.state.get("classes"),
-        problems,
-        where=("target_kind",),
-        fitted=fitted is not None,
-    )
-    problems.check()
-    rows = sum(len(texts) for _, texts, *_ in read.values())
+    if fitted is not None:
+        fitted.expect("text", "vocab")
+    cache_key = _cache_key(source, ctx, {k: digest for k, (_, digest) in raw.items()})
+    cached = _cached(cache_key, fitted)
+    if cached is not None and _labels(cached, fitted) is not None:
+        # The very bytes these labels came from, read with the same settings: no line is
+        # parsed again (the ids are the entry's too).
+        targets, target_spec, classes = _labels(cached, fitted)
+        texts, vocab, ids = None, dict(cached.vocabulary), cached.arrays
+        counted = {key: len(targets[key]) for key in raw}
+    else:
+        read = {}
+        for key, path in paths.items():
+            try:
+                read[key] = _read(source, path, key, problems, raw[key][0])
+            except DataError as exc:
+                problems.extend(exc)
+        problems.check()
+        targets, target_spec, classes = read_targets(
+            source.target_kind,
+            source.num_classes,
+            {key: (labels, where) for key, (labels, _, where) in read.items()},
+            frozenset(),
+            None if fitted is None else fitted.state.get("classes"),
+            problems,
+            where=("target_kind",),
+            fitted=fitted is not None,
+        )
+        problems.check()
+        texts = {key: texts for key, (_, texts, _) in read.items()}
+        counted = {key: len(rows) for key, rows in texts.items()}
+    rows = sum(counted.values())
     if rows * source.length > MAX_IDS:
         problems.add(
             ("length",), f"{rows} texts of {source.length} ids are more than fit in memory"
         )
     problems.check()
-    texts = read["file"][1]
-    strata = targets["file"].reshape(len(texts), -1)[:, 0].long() if source.split.stratify else None
-    own = ("val_file" in read, "test_file" in read)
+    count = counted["file"]
+    strata = targets["file"].reshape(count, -1)[:, 0].long() if source.split.stratify else None
+    own = ("val_file" in raw, "test_file" in raw)
     generator = torch.Generator().manual_seed(ctx.seed)
-    index = split_index(len(texts), source.split, generator, strata, own)
-    if fitted is not None:
-        fitted.expect("text", "vocab")
-    vocab, ids = _ids(source, ctx, {k: (r[1], r[3]) for k, r in read.items()}, index, fitted)
+    index = split_index(count, source.split, generator, strata, own)
+    if texts is not None:
+        labels = (targets, target_spec, classes)
+        vocab, ids = _ids(source, texts, index, fitted, cache_key, cached, labels)
     if fitted is None:
         fitted = Fitted("text", {"vocab": vocab, "classes": classes})
     dtype = _id_dtype(ctx)
     rows = TensorData((torch.from_numpy(ids["file"]).to(dtype),), targets["file"])
     splits = [rows.subset(index.train)]
     for which, key in ((index.val, "val_file"), (index.test, "test_file")):
-        if key in read:
+        if key in raw:
             splits.append(TensorData((torch.from_numpy(ids[key]).to(dtype),), targets[key]))
         else:
             splits.append(None if which is None else rows.subset(which))
@@ -204,27 +229,62 @@ def prepare(source: S.Text, ctx: Context, fitted: Fitted | None = None):
     return Splits(*splits, fitted=fitted), signature
 
 
+def _cache_key(source: S.Text, ctx: Context, digests: dict[str, str | None]) -> dict | None:
+    """The token cache's key for these files (their bytes' SHA-256) and settings; None
+    where no cache is in use."""
+    if token_cache.active() is None or not all(digests.values()):
+        return None
+    settings = attrs.asdict(source, filter=lambda a, _: a.name not in FILES)
+    return token_cache.key("text", {**settings, "seed": ctx.seed}, digests)
+
+
+def _cached(key: dict | None, fitted: Fitted | None) -> token_cache.Entry | None:
+    """The cache's entry for `key`, made with the fitted vocabulary where one is given."""
+    if key is None:
+        return None
+    given = None if fitted is None else fitted.state["vocab"]
+    cached = token_cache.find("text", key, given)
+    if cached is None and given is not None:
+        # With the vocabulary known, a file's ids do not depend on the split or seed:
+        # the run's entry serves its files read another way (`eval --data`), labels apart.
+        cached = token_cache.find_files("text", key, given, ("split", "seed"))
+    return cached
+
+
+def _labels(entry: token_cache.Entry, fitted: Fitted | None):
+    """The targets, their spec and class names an entry kept, where it kept them and (given
+    `fitted`) with the fitted class names; None otherwise."""
+    labels = entry.labels
+    if not isinstance(labels, dict) or not isinstance(labels.get("target"), dict):
+        return None
+    if fitted is not None and fitted.state.get("classes") != labels.get("classes"):
+        return None
+    targets = {
+        key[: -len(":target")]: v for key, v in entry.arrays.items() if key.endswith(":target")
+    }
+    if set(targets) != {key for key in entry.arrays if ":" not in key}:
+        return None
+    target = labels["target"]
+    spec = S.Target(kind=target["kind"], num_classes=target["num_classes"], shape=target["shape"])
+    return {k: torch.from_numpy(v) for k, v in targets.items()}, spec, labels.get("classes")
+
+
 def _ids(
-    source: S.Text, ctx: Context, read: dict[str, tuple[list[str], str]], index, fitted
+    source: S.Text,
+    texts: dict[str, list[str]],
+    index,
+    fitted: Fitted | None,
+    key: dict | None,
+    cached: token_cache.Entry | None,
+    labels: tuple[dict[str, torch.Tensor], S.Target, list[str] | None],
 ) -> tuple[dict[str, int], dict[str, np.ndarray]]:
     """The vocabulary (fitted's, or fitted on the training rows) and each file's rows of ids
-    (int64), from the run's token cache where it holds them for these files and settings.
-    `read`: each file key's texts and the SHA-256 of its bytes."""
-    key = None
-    if token_cache.active() is not None and all(digest for _, digest in read.values()):
-        settings = attrs.asdict(source, filter=lambda a, _: a.name not in FILES)
-        digests = {k: digest for k, (_, digest) in read.items()}
-        key = token_cache.key("text", {**settings, "seed": ctx.seed}, digests)
-        given = None if fitted is None else fitted.state["vocab"]
-        cached = token_cache.find("text", key, given)
-        if cached is None and given is not None:
-            # With the vocabulary known, a file's ids do not depend on the split or seed:
-            # the run's entry serves its files read another way (`eval --data`).
-            cached = token_cache.find_files("text", key, given, ("split", "seed"))
-        if cached is not None:
-            return dict(cached.vocabulary), cached.arrays
+    (int64): the cache entry's where it holds them, else tokenized and kept in the cache with
+    the labels, so that a later load of the same bytes parses no line."""
+    if cached is not None:
+        return dict(cached.vocabulary), {k: v for k, v in cached.arrays.items() if ":" not in k}
     split = tokenizer(source)
-    tokens = tokenized_rows(read["file"][0], split)  # once: for the vocabulary and the ids
+    tokens = tokenized_rows(texts["file"], split)  # once: for the vocabulary and the ids
     if fitted is None:
         codes, uniques, lengths = tokens
         # Each token counted as often as its text is drawn for training.
@@ -235,10 +295,15 @@ def _ids(
         vocab = fitted.state["vocab"]
     ids = {"file": encoded(source, vocab, *tokens)}
     for other in ("val_file", "test_file"):
-        if other in read:
-            ids[other] = encoded(source, vocab, *tokenized_rows(read[other][0], split))
+        if other in texts:
+            ids[other] = encoded(source, vocab, *tokenized_rows(texts[other], split))
     if key is not None:
-        token_cache.keep("text", key, token_cache.Entry(vocab, ids))
+        targets, target, classes = labels
+        kept = {**ids, **{f"{k}:target": v.numpy() for k, v in targets.items()}}
+        target_json = {"kind": target.kind, "num_classes": target.num_classes}
+        target_json["shape"] = list(target.shape)
+        entry = token_cache.Entry(vocab, kept, {"target": target_json, "classes": classes})
+        token_cache.keep("text", key, entry)
     return vocab, ids
 
 
@@ -247,7 +312,7 @@ def read_input(source: S.Text, ctx: Context, fitted: Fitted, path: Path):
     a labelled file works too)."""
     vocab = fitted.expect("text", "vocab")
     texts = []
-    for _, line in _read_lines(path, "file")[0]:
+    for _, line in _lines(_read_bytes(path, "file")[0], path, "file"):
         _, found, text = line.partition(source.delimiter)
         texts.append(text if found else line)
     return (encode(source, vocab, texts, _id_dtype(ctx)),)

@@ -7,7 +7,8 @@ the SHA-256 of every data file's bytes (the very bytes the ids were made from: a
 once, hashed and decoded) with the tokenizer's settings, so any change to a file or to the
 settings misses; the entry also holds the vocabulary, and ids made with another vocabulary
 (the run's `transforms.json`) miss too. The cache is never trusted over the source: a file is
-always read and hashed, only tokenizing is skipped.
+always read and hashed, only tokenizing is skipped (and, for labelled text, whose entry keeps
+the targets too, parsing its lines).
 
 The cache is used inside `using(TokenCache(...))` (`tdsl.runs.data_cache` makes one for a run
 directory, writing through atomic writes). A read-only cache (no `write`) keeps what it
@@ -50,7 +51,8 @@ class TokenCache:
 @attrs.frozen(eq=False)
 class Entry:
     vocabulary: Any  # the fitted vocabulary, as JSON data
-    arrays: dict[str, np.ndarray]
+    arrays: dict[str, np.ndarray]  # integer arrays are ids; float ones are kept as they are
+    labels: Any = None  # what else the source read (its targets' kind, class names), as JSON
 
 
 _active: contextvars.ContextVar[TokenCache | None] = contextvars.ContextVar(
@@ -239,7 +241,7 @@ def _load(folder: Path, name: str, key_data: dict[str, Any], arrays: bool = True
         if not isinstance(meta, dict) or meta.get("key") != key_data:
             return None
         if not arrays:
-            return Entry(meta["vocabulary"], {})
+            return Entry(meta["vocabulary"], {}, meta.get("labels"))
         loaded = {}
         for array, (file, dtype, shape) in meta["arrays"].items():
             loaded[array] = _array(folder / file, np.dtype(_ORDER + dtype), tuple(shape))
@@ -248,7 +250,7 @@ def _load(folder: Path, name: str, key_data: dict[str, Any], arrays: bool = True
             low, high = meta["bounds"][array]
             if loaded[array].size and (loaded[array].min() < low or loaded[array].max() > high):
                 return None  # not the ids written: damaged
-        return Entry(meta["vocabulary"], loaded)
+        return Entry(meta["vocabulary"], loaded, meta.get("labels"))
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
         return None
 
@@ -264,7 +266,8 @@ def _array(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray | 
         if os.fstat(handle.fileno()).st_size != count * dtype.itemsize:
             return None
         values = np.fromfile(handle, dtype=dtype, count=count)
-    return values.reshape(shape).astype(np.int64)
+    values = values.reshape(shape)
+    return values.astype(dtype.newbyteorder("=")) if dtype.kind == "f" else values.astype(np.int64)
 
 
 def _compact(values: np.ndarray) -> np.ndarray:
@@ -289,12 +292,17 @@ def _write_entry(cache: TokenCache, name: str, key_data: dict[str, Any], entry: 
     digest = _hash(key_data)
     files, bounds = {}, {}
     for array, values in entry.arrays.items():
-        stored = _compact(np.ascontiguousarray(values))
+        values = np.ascontiguousarray(values)
+        floats = values.dtype.kind == "f"
+        stored = values.astype(values.dtype.newbyteorder(_ORDER)) if floats else _compact(values)
         file = f"{name}-{digest}-{array}.bin"
         cache.write(folder / file, memoryview(stored).cast("B"))
         files[array] = (file, stored.dtype.str[1:], list(values.shape))
-        bounds[array] = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        number = float if floats else int
+        bounds[array] = (number(values.min()), number(values.max())) if values.size else (0, 0)
     meta = {"key": key_data, "vocabulary": entry.vocabulary, "arrays": files, "bounds": bounds}
+    if entry.labels is not None:
+        meta["labels"] = entry.labels
     # The JSON last: until it names the new arrays, the old entry (and its arrays) stand.
     cache.write(folder / f"{name}.json", (json.dumps(meta, indent=1) + "\n").encode("utf-8"))
     for old in folder.glob(f"{name}-*.bin"):

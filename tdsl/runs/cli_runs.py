@@ -8,6 +8,7 @@ import contextlib
 import signal
 import sys
 
+from tdsl.errors import TdslError
 from tdsl.runs.cli_specs import _as_path, _read, _resolved
 
 
@@ -162,7 +163,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from tdsl.runs.directories import resume
     from tdsl.train import distributed
 
-    if (args.nproc or 1) > 1:  # start the processes; each resumes without --nproc
+    # Start the processes (each resumes without --nproc), unless there is nothing to train:
+    # then this process says so, and neither reads the data nor starts any.
+    if (args.nproc or 1) > 1 and not _finished(args.run_dir, args.checkpoint):
         spec_file = _as_path(args.run_dir) / "spec.yaml"
         if spec_file.exists():  # the number of processes may differ from the first run's
             report = validate(spec_file, None, args.allow_imports, args.nproc)
@@ -185,6 +188,20 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if result.history and lead:
         print(f"final: {_logs(result.history[-1])}")
     return 0
+
+
+def _finished(run_dir: str, which: str) -> bool:
+    """Whether the run's checkpoint ran its epochs or stopped early (False where it cannot be
+    read: resuming says why)."""
+    from tdsl.runs.run_files import load_run_checkpoint
+    from tdsl.spec.load_dump import load
+
+    try:
+        checkpoint = load_run_checkpoint(_as_path(run_dir), which, "")
+        epochs = load(checkpoint["spec"]).train.epochs
+    except (OSError, KeyError, TdslError):  # RunFileError is one
+        return False
+    return bool(checkpoint["stop_reason"]) or len(checkpoint["history"]) >= epochs
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -210,12 +210,14 @@ def _resume(
             )
         )
         raise RunError(f"the spec changed since the checkpoint was written:\n{diff}")
+    if checkpoint["stop_reason"] or len(checkpoint["history"]) >= spec.train.epochs:
+        return _finished(directory, spec, checkpoint, which, allow_imports)
     require_data(directory, spec, "resume")
     # The run's own checkpoint holds its weights: model.init is neither read nor re-applied.
     with run_data_cache(directory, write=False):  # the token ids the run kept, if any
         program = compile(without_init(spec), allow_imports)
     lead = program.world is None or program.world.lead  # data-parallel: rank 0 writes
-    if lead and not checkpoint["stop_reason"]:  # found now, not after an epoch of training
+    if lead:  # found now, not after an epoch of training
         try:
             check_writable_run(directory)
         except RunFileError as exc:
@@ -237,25 +239,44 @@ def _resume(
     state = TrainState.from_dict(checkpoint["state"], program.device)
     if lead:
         _say_resuming(spec, checkpoint, which)
-        if not checkpoint["stop_reason"]:
-            for line in data_drift(directory):
-                print(f"warning: {line}; training goes on with it as it is now", file=sys.stderr)
-    if checkpoint["stop_reason"]:
-        result = FitResult(state, checkpoint["history"], checkpoint["stop_reason"])
-    else:
-        with run_data_cache(directory, write=lead):
-            data = load_data(spec, Fitted.load(directory), allow_imports)
-        result = train_epochs(
-            program, state, data, callbacks=composed.ordered, history=checkpoint["history"]
-        )
-        if lead:
-            _finish(directory, result)
-    best = None
+        for line in data_drift(directory):
+            print(f"warning: {line}; training goes on with it as it is now", file=sys.stderr)
+    with run_data_cache(directory, write=lead):
+        data = load_data(spec, Fitted.load(directory), allow_imports)
+    result = train_epochs(
+        program, state, data, callbacks=composed.ordered, history=checkpoint["history"]
+    )
+    if lead:
+        _finish(directory, result)
+    return RunResult(
+        directory, result.history, result.state, _best(directory, program), result.stop_reason
+    )
+
+
+def _finished(
+    directory: Path,
+    spec: S.Spec,
+    checkpoint: dict[str, Any],
+    which: str,
+    allow_imports: Sequence[str],
+) -> RunResult:
+    """A run that ran its epochs (or stopped early) as it ended: no training, so neither its
+    data nor its fitted transforms are read (the recorded signature compiles the spec)."""
+    with run_data_cache(directory, write=False), run_signature(directory, spec):
+        program = compile(without_init(spec), allow_imports)
+    if program.world is None or program.world.lead:
+        _say_resuming(spec, checkpoint, which)
+    state = TrainState.from_dict(checkpoint["state"], program.device)
+    history, stop_reason = checkpoint["history"], checkpoint["stop_reason"]
+    return RunResult(directory, history, state, _best(directory, program), stop_reason)
+
+
+def _best(directory: Path, program: Program) -> TrainState | None:
     best_path = directory / "checkpoints" / "best.pt"
-    if best_path.exists():
-        loaded = _load_checkpoint(directory, "best", "")
-        best = TrainState.from_dict(loaded["state"], program.device)
-    return RunResult(directory, result.history, result.state, best, result.stop_reason)
+    if not best_path.exists():
+        return None
+    loaded = _load_checkpoint(directory, "best", "")
+    return TrainState.from_dict(loaded["state"], program.device)
 
 
 def _say_resuming(spec: S.Spec, checkpoint: dict[str, Any], which: str) -> None:

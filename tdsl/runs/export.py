@@ -2,9 +2,13 @@
 programs load without tdsl, with a dynamic batch dimension, checked against tdsl's own
 outputs before the command says it worked.
 
-After writing, the file is loaded back and run on validation rows in two batch sizes (the
-second proves the batch dimension is dynamic); the largest difference from tdsl's outputs
-is reported, and a difference above the tolerance fails the export.
+The export traces seeded rows made from the model's declared inputs, never the run's data:
+torchscript and torch.export keep the example in the file, so the file is the same bytes
+whether the training data is still there or not, and holds none of it. After writing, the
+file is loaded back and run on those rows, and on validation rows where the data is still
+readable, in two batch sizes (the second proves the batch dimension is dynamic); the largest
+difference from tdsl's outputs is reported, and a difference above the tolerance fails the
+export.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ import attrs
 import torch
 from torch import nn
 
-from tdsl.data import DataError, load_data
+from tdsl.data import DataError, data_signature, load_data
 from tdsl.errors import install_hint
+from tdsl.registry.ops import DTYPES
 from tdsl.runs.data_cache import run_data_cache
 from tdsl.runs.directories import RunError
 from tdsl.runs.inference import LoadedModel, checked_features, load_model
+from tdsl.runs.recorded_data import run_signature
 
 FORMATS = {"torchscript": ".torchscript.pt", "exported": ".pt2", "onnx": ".onnx"}
 ONNX_HINT = "ONNX export needs onnx, onnxruntime and onnxscript: " + install_hint(
@@ -37,6 +43,7 @@ ONNX_HINT = "ONNX export needs onnx, onnxruntime and onnxscript: " + install_hin
 )
 CHECK_ROWS = (5, 3)  # two batch sizes, neither the size the export traced with
 EXAMPLE_ROWS = 2
+SEED = 0  # of the seeded rows
 
 
 @attrs.frozen
@@ -45,7 +52,7 @@ class Exported:
     format: str
     max_abs_diff: float
     tolerance: float
-    rows: int  # validation rows the check ran on
+    rows: int  # rows the check ran on
     source: str  # where those rows came from
 
 
@@ -74,10 +81,12 @@ def export_run(
     directory = Path(directory)
     path = Path(out) if out is not None else default_path(directory, fmt, which)
     model = load_model(directory, which, allow_imports)
-    features, source = _check_rows(model)
+    seeded = seeded_rows(model)
+    also, source = _data_rows(model)
     module = model.module().to("cpu")
-    diff, limit = export_module(module, fmt, path, features, model.outputs, tolerance)
-    return Exported(path, fmt, diff, limit, min(len(features[0]), max(CHECK_ROWS)), source)
+    diff, limit = export_module(module, fmt, path, seeded, model.outputs, tolerance, also)
+    rows = sum(min(len(f[0]), max(CHECK_ROWS)) for f in (seeded, *also))
+    return Exported(path, fmt, diff, limit, rows, source)
 
 
 def export_module(
@@ -87,10 +96,12 @@ def export_module(
     features: tuple[torch.Tensor, ...],
     reference: Callable[[tuple[torch.Tensor, ...]], Any],
     tolerance: float = 1e-4,
+    also: Sequence[tuple[torch.Tensor, ...]] = (),
 ) -> tuple[float, float]:
-    """Write `module` (on the CPU, in eval mode) to `path` as `fmt`, load it back and compare
-    it with `reference` on `features` in batches of each of CHECK_ROWS; returns (max abs
-    diff, the tolerance scaled by the outputs' magnitude)."""
+    """Write `module` (on the CPU, in eval mode) to `path` as `fmt`, traced on the first rows
+    of `features`, load it back and compare it with `reference` on `features` (and each of
+    `also`) in batches of each of CHECK_ROWS; returns (max abs diff, the tolerance scaled by
+    the outputs' magnitude)."""
     example = tuple(f[:EXAMPLE_ROWS] for f in features)
     writer, loader = _FORMATS[fmt]
     try:
@@ -105,8 +116,8 @@ def export_module(
     except Exception as exc:
         raise RunError(f"{path} was written but cannot be loaded back: {_summary(exc)}") from None
     diff, scale = 0.0, 1.0
-    for rows in CHECK_ROWS:
-        batch = tuple(f[:rows] for f in features)
+    for rows, checked in ((r, c) for c in (features, *also) for r in CHECK_ROWS):
+        batch = tuple(f[:rows] for f in checked)
         expected = _flat(reference(batch))
         try:
             with _quiet():
@@ -128,23 +139,46 @@ def export_module(
     return diff, tolerance * scale
 
 
-def _check_rows(model: LoadedModel) -> tuple[tuple[torch.Tensor, ...], str]:
-    """Up to five validation rows (test or training rows where there are none); zeros of the
-    inputs' shapes where the run's data cannot be read any more."""
+def seeded_rows(model: LoadedModel) -> tuple[torch.Tensor, ...]:
+    """Rows of the model's declared inputs drawn from a fixed seed, the same with or without
+    the run's data: normal floats, and integer inputs as ids below the data's id limit (as
+    the run recorded it; 0 where unknown)."""
+    generator = torch.Generator().manual_seed(SEED)
+    limit = _id_limit(model)
+    rows = []
+    for item in model.spec.model.inputs:
+        shape = (max(CHECK_ROWS), *item.shape)
+        if DTYPES[item.dtype].is_floating_point:
+            rows.append(torch.randn(shape, generator=generator))
+        else:
+            rows.append(torch.randint(0, max(limit or 1, 1), shape, generator=generator))
+    return checked_features(model.spec, tuple(rows), "the seeded rows")
+
+
+def _id_limit(model: LoadedModel) -> int | None:
+    try:
+        directory = model.directory
+        with run_data_cache(directory, write=False), run_signature(directory, model.spec):
+            return data_signature(model.spec).id_limit
+    except DataError:  # a run from before signatures were recorded, its data gone
+        return None
+
+
+def _data_rows(model: LoadedModel) -> tuple[tuple[tuple[torch.Tensor, ...], ...], str]:
+    """Up to five validation rows (test or training rows where there are none), checked as
+    well where the run's data can still be read, and what the check ran on."""
     try:
         with run_data_cache(model.directory, write=False):  # text: the ids the run kept
             splits = load_data(model.spec, model.fitted)
     except DataError:
-        splits = None
+        return (), "seeded rows (the run's data is unreadable)"
     for name in ("val", "test", "train"):
-        rows = getattr(splits, name, None) if splits is not None else None
+        rows = getattr(splits, name, None)
         if rows is not None and len(rows) >= max(CHECK_ROWS):
             batch = next(rows.batches(max(CHECK_ROWS)))
-            return checked_features(model.spec, tuple(batch.features), name), f"{name} rows"
-    zeros = tuple(
-        torch.zeros(max(CHECK_ROWS), *i.shape, dtype=torch.float32) for i in model.spec.model.inputs
-    )
-    return checked_features(model.spec, zeros, "zeros"), "zero rows (the data is unreadable)"
+            features = checked_features(model.spec, tuple(batch.features), name)
+            return (features,), f"seeded rows and {name} rows"
+    return (), "seeded rows"
 
 
 def _flat(value: Any) -> list[torch.Tensor]:
