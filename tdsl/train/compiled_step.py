@@ -161,8 +161,8 @@ def _as_inputs(
     group: dict[str, Any], slots: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A param group's hyperparameters for the compiled update, and those of them that are
-    graph constants. The learning rate and Adam's beta1 (what schedules move) go in as 0-d
-    float64 tensors, which torch's functional SGD and Adam take; the rest stay numbers.
+    graph constants. The learning rate and Adam's beta1 (what schedules move) go in as float64
+    tensors (see `_slot`), which torch's functional SGD and Adam take; the rest stay numbers.
     The tensors are the group's own `slots` (with the value each holds), kept on its
     parameters' device and refilled when the value changes (a kernel launch, not an
     allocation or a host-to-device copy)."""
@@ -182,8 +182,13 @@ def _slot(slots: dict[str, Any], key: str, value: Any, group: dict[str, Any]) ->
         return value
     held = slots.get(key)
     if held is None:
-        device = group["params"][0].device if group["params"] else None
-        tensor = torch.zeros((), dtype=torch.float64, device=device)
+        device = group["params"][0].device if group["params"] else torch.device("cpu")
+        # One element rather than 0-d on the CPU: dynamo reads a 0-d float input as a
+        # Python number (`.item()`) and re-checks it in a Python guard on every call. On
+        # CUDA Adam's step counts live on the host, its update is not capturable and needs
+        # the learning rate as a number: 0-d, as torch's optimizers hold it.
+        shape = (1,) if device.type == "cpu" else ()
+        tensor = torch.zeros(shape, dtype=torch.float64, device=device)
     else:
         tensor, filled = held
         if filled == value:  # most steps: no schedule moved it
