@@ -13,7 +13,7 @@ from torch.overrides import TorchFunctionMode
 import tdsl
 from tdsl.data import TensorData, load_data
 from tdsl.spec.load_dump import read_spec
-from tdsl.train import compiled_step, placement
+from tdsl.train import compile_options, placement
 from tdsl.train.loops import fit
 
 _SYNCS = {"item", "tolist", "__bool__", "__float__", "__int__", "__index__", "cpu", "numpy"}
@@ -178,7 +178,7 @@ def test_compile_takes_a_torch_compile_mode(written, mode):
     assert tdsl.load(tdsl.dump(spec)) == spec
     given = spec.train.compile
     assert (given.mode if isinstance(given, tdsl.Compile) else "default") == mode
-    options = compiled_step._options(mode)
+    options = compile_options.inductor_options(mode)
     assert "post_grad_custom_pre_pass" in options  # the alpha fix is kept in every mode
     assert options.get("triton.cudagraphs", False) is (mode != "default")
 

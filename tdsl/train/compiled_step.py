@@ -10,8 +10,6 @@ Other optimizers get compiled gradients and run their usual eager `step()`.
 
 from __future__ import annotations
 
-import functools
-import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +20,7 @@ from torch.optim.sgd import sgd
 
 from tdsl import spec as S
 from tdsl.errors import TdslError, shorten
+from tdsl.train.compile_options import inductor_options, own_code
 from tdsl.train.steady_calls import SteadyCalls, layout
 
 
@@ -77,53 +76,6 @@ def _sgd_ready(group: dict[str, Any], states: Sequence[dict[str, Any]]) -> bool:
     return not group["momentum"] or all("momentum_buffer" in s for s in states)
 
 
-@functools.cache
-def _alpha_kept() -> Any:
-    """An inductor pass that rewrites each `aten.add(x, y, alpha=a)` as `add(x, mul(y, a))`.
-
-    Inductor's post-grad pattern that fuses `add(x, mm(a, b))` into `addmm(x, a, b)` drops
-    `alpha` (torch 2.13), and a linear layer's raw weight gradient is such an `mm`: SGD's
-    `param.add_(grad, alpha=-lr)` compiled to `param + grad` (uphill, 1/lr times too far),
-    and weight decay, dampening and Nesterov lost their factors too. Inductor computes an
-    add's alpha as that same multiply, so the rewrite leaves every other kernel as it was.
-    Built on first use: importing inductor takes a second."""
-    from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_files
-
-    class AlphaKept(CustomGraphPass):
-        def __call__(self, graph: torch.fx.Graph) -> None:
-            for node in list(graph.nodes):
-                alpha = node.kwargs.get("alpha", 1)
-                if node.target is not torch.ops.aten.add.Tensor or alpha == 1:
-                    continue
-                x, y = node.args
-                scaled = _scaled(graph, node, y, alpha)
-                if scaled is not None:
-                    node.kwargs = {k: v for k, v in node.kwargs.items() if k != "alpha"}
-                    node.args = (x, scaled)
-
-        def uuid(self) -> Any:  # what inductor's compile cache knows the pass by
-            return get_hash_for_files((__file__,))
-
-    return AlphaKept()
-
-
-def _scaled(graph: torch.fx.Graph, before: torch.fx.Node, value: Any, alpha: Any) -> Any:
-    """`value * alpha`: a number for a number, a node inserted before `before` for a tensor
-    node, None (left alone) for anything else."""
-    if isinstance(value, int | float):
-        return value * alpha
-    fake = value.meta.get("val") if isinstance(value, torch.fx.Node) else None
-    if not isinstance(fake, torch.Tensor):
-        return None
-    with graph.inserting_before(before):
-        scaled = graph.call_function(torch.ops.aten.mul.Tensor, (value, alpha))
-    # Later passes read each node's fake value: compute it as the graph's others were.
-    fake_alpha = alpha.meta["val"] if isinstance(alpha, torch.fx.Node) else alpha
-    with fake.fake_mode:
-        scaled.meta["val"] = torch.ops.aten.mul.Tensor(fake, fake_alpha)
-    return scaled
-
-
 # Optimizer class -> (its update on given tensors, whether its state tensors exist yet). Exact
 # classes only: a subclass may change what step() does.
 _UPDATES: dict[type, tuple[Callable[..., None], Callable[..., bool]]] = {
@@ -131,30 +83,6 @@ _UPDATES: dict[type, tuple[Callable[..., None], Callable[..., bool]]] = {
     torch.optim.AdamW: (_adam_update, _adam_ready),
     torch.optim.SGD: (_sgd_update, _sgd_ready),
 }
-
-
-def _own_code(method: Any) -> Any:
-    """`method` (bound) with a code object of its own. Dynamo keeps compiled variants per
-    code object and after 8 of them runs the rest eagerly, silently; every compiled step
-    is a method of this class, so without this the ninth program a process compiles (a
-    sweep, a benchmark, tests) would train eagerly."""
-    fn = method.__func__
-    code = fn.__code__.replace()
-    own = types.FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
-    return types.MethodType(own, method.__self__)
-
-
-def _options(mode: str) -> dict[str, Any]:
-    """Inductor options: the mode's (torch.compile takes a mode or options, not both), the
-    pass that keeps `alpha`, and no size asserts: the generated code would check each
-    input's sizes and strides again after dynamo's guards (or `SteadyCalls`) did, a
-    sixth of a small model's step."""
-    options: dict[str, Any] = {"post_grad_custom_pre_pass": _alpha_kept(), "size_asserts": False}
-    if mode != "default":
-        from torch._inductor import list_mode_options
-
-        options.update(list_mode_options(mode))
-    return options
 
 
 def _as_inputs(
@@ -233,7 +161,7 @@ class CompiledStep:
         self.groups = [[position[id(p)] for p in g["params"]] for g in optimizer.param_groups]
         self.update, self.is_ready = _UPDATES.get(type(optimizer), (None, None))
         mode = train.compile.mode if isinstance(train.compile, S.Compile) else "default"
-        self.compiled = torch.compile(_own_code(self._step), options=_options(mode))
+        self.compiled = torch.compile(own_code(self._step), options=inductor_options(mode))
         # Hyperparameters a schedule moves go in as tensors, so a new value is new data for
         # the same graph; the others are constants of the graph, and if one changes after all
         # (one_cycle's SGD momentum) the update steps eagerly from then on instead of
@@ -241,7 +169,9 @@ class CompiledStep:
         self.constants: list[dict[str, Any]] | None = None
         self.warm = False  # whether a compiled step has run (compile time is paid)
         self.slots: list[dict[str, Any]] = [{} for _ in optimizer.param_groups]
-        self.compiled_forward = torch.compile(_own_code(self._forward), options=_options(mode))
+        self.compiled_forward = torch.compile(
+            own_code(self._forward), options=inductor_options(mode)
+        )
         self.steady_step = SteadyCalls(self.compiled, generation)
         self.steady_forward = SteadyCalls(self.compiled_forward, generation)
         self.ready_for: Any = None  # the optimizer state dict `ready()` last said yes to

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import MappingProxyType
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -24,6 +23,7 @@ from tdsl.data import Batch
 from tdsl.model.build import GraphModule
 from tdsl.model.graph import Graph
 from tdsl.train.compiled_step import CompiledStep
+from tdsl.train.eval_steps import NONE, EvalSteps
 from tdsl.train.fresh_states import FreshStates
 from tdsl.train.layout import nhwc, nhwc_all
 from tdsl.train.multi_output import detached, rows
@@ -48,10 +48,7 @@ def _unchanged(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-_NONE: Mapping[str, torch.Tensor] = MappingProxyType({})  # no loss parts or penalties
-
-
-class Steps:
+class Steps(EvalSteps):
     def __init__(
         self,
         spec: S.Spec,
@@ -191,7 +188,7 @@ class Steps:
     def _terms(self) -> Mapping[str, torch.Tensor]:
         """Each regularizer's penalty on the parameters now in the slots."""
         if not self.regularizers:
-            return _NONE
+            return NONE
         return {name: term(self.params) for name, term in self.regularizers}
 
     def _loss(self, output: Any, target: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -275,11 +272,11 @@ class Steps:
                     data_loss, parts = self._loss(output, target)
             elif self.multi is None:
                 output = self.module(*batch.features)
-                data_loss, parts = self.loss_fn(output.float(), target), _NONE
+                data_loss, parts = self.loss_fn(output.float(), target), NONE
             else:
                 output = self.module(*batch.features)
                 data_loss, parts = self._loss(output, target)
-            terms = self._terms() if self.regularizers else _NONE
+            terms = self._terms() if self.regularizers else NONE
             loss = data_loss + sum(terms.values()) if terms else data_loss
             if self.scaler is None:
                 loss.backward()
@@ -326,7 +323,7 @@ class Steps:
         if parts or terms:
             extra = {name: value.detach() for name, value in {**parts, **terms}.items()}
             return new_state, self._batch_metrics(output, target, data_loss, extra)
-        return new_state, self._batch_metrics(output, target, data_loss, _NONE)
+        return new_state, self._batch_metrics(output, target, data_loss, NONE)
 
     def _update_out_of_place(self, update: PureUpdate, state: TrainState) -> None:
         """The optimizer's step on the borrowed `state`, leaving its tensors alone."""
@@ -336,57 +333,6 @@ class Steps:
             self.optimizer.step()
         else:
             self.slots.adopt(*made)
-
-    @torch.no_grad()
-    def eval_step(self, state: TrainState, batch: Batch) -> dict[str, Any]:
-        self._eval_mode(state)
-        return self._eval(batch)
-
-    @torch.no_grad()
-    def eval_batches(
-        self, state: TrainState, batches: Iterable[Batch], add: Callable[[dict[str, Any]], None]
-    ) -> None:
-        """`eval_step` on each of `batches`, each one's metrics handed to `add`: one no-grad
-        region and one load of `state` for the whole pass, as a hand-written loop has."""
-        self._eval_mode(state)
-        if self.mixed or self.compiled is not None or self.multi is not None:
-            for batch in batches:
-                add(self._eval(batch))
-            return
-        # One fp32 output, eager: `_eval` inlined (no-grad outputs need no detaching).
-        module, loss_fn = self.module, self.loss_fn
-        target_of, features_of = self._target, self._features
-        for batch in batches:
-            target = target_of(batch)
-            output = module(*features_of(batch.features))
-            loss = loss_fn(output.float(), target)
-            add({"loss": loss, "count": target.shape[0], "output": output, "target": target})
-
-    def _eval_mode(self, state: TrainState) -> None:
-        state.check_usable()
-        self.slots.load(state, clone=False)  # evaluation only reads the tensors
-        self._mode(False)
-
-    def _eval(self, batch: Batch) -> dict[str, Any]:
-        target = self._target(batch)
-        if not self.mixed and self.compiled is None and self.multi is None:
-            output = self.module(*self._features(batch.features))
-            loss = self.loss_fn(output.float(), target)
-            return self._batch_metrics(output, target, loss, _NONE)
-        forward = self.module if self.compiled is None else self.compiled.forward
-        with self.autocast():
-            features = self._features(batch.features)
-            output = forward(features) if self.compiled is not None else forward(*features)
-            loss, parts = self._loss(output, target)
-        return self._batch_metrics(output, target, loss, {k: v.detach() for k, v in parts.items()})
-
-    @torch.no_grad()
-    def predict_step(self, state: TrainState, features: tuple[torch.Tensor, ...]) -> Any:
-        state.check_usable()
-        self.slots.load(state, clone=False)
-        self._mode(False)
-        with self.autocast():
-            return self.module(*self._features(features))
 
     def end_epoch(self, state: TrainState, logs: dict[str, float]) -> TrainState:
         state.check_usable()
