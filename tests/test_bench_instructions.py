@@ -1,6 +1,7 @@
-"""bench/instructions.py: its child (what valgrind runs) warms up, waits to be counted, runs
-the fit and leaves at once, without the interpreter's shutdown (which an earlier version
-counted with the fits); the table gives ratios to the tuned loop."""
+"""bench/instructions.py: its child (what valgrind runs) warms up, waits to be counted,
+runs the fit and leaves at once, without the interpreter's shutdown (which an earlier
+version counted with the fits); the table gives ratios to the tuned loop. And
+bench/compiled_step.py's check that both steps ended alike."""
 
 from __future__ import annotations
 
@@ -56,3 +57,22 @@ def test_the_table_gives_each_variant_as_a_ratio_to_the_tuned_loop():
     assert lines[2] == "| linreg (train) | 1,000 | 0.9900x | 0.6310x | — |"
     alone = instructions.table({("rings", "train", "tdsl"): 5}, ["rings"], ["train"])
     assert alone.splitlines()[2] == "| rings (train) | — | 5 | — | — |"
+
+
+def test_the_compiled_step_bench_stops_when_the_two_steps_do_not_end_alike():
+    spec = importlib.util.spec_from_file_location("bench_compiled_step", BENCH / "compiled_step.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    import pytest
+    import torch
+
+    import tdsl
+
+    base = bench.W.workloads()["linreg"]
+    state = tdsl.compile(base).init()
+    net = bench.W.hand_module(base)
+    bench.check_same_weights("linreg", state, net)  # the same start: passes
+    with torch.no_grad():
+        next(net.parameters()).add_(0.1)
+    with pytest.raises(SystemExit, match="linreg: after the same steps"):
+        bench.check_same_weights("linreg", state, net)
