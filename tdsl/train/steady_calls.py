@@ -56,7 +56,8 @@ def _quiet() -> bool:
     """No torch function mode, functorch transform or saved-tensor hook is active: the
     ambient state dynamo's root guards check besides `GlobalStateGuard`."""
     return (
-        torch._C._len_torch_function_stack() == 0
+        not torch.compiler.is_compiling()  # the stance cannot change inside a compiled region
+        and torch._C._len_torch_function_stack() == 0
         and torch._C._functorch.peek_interpreter_stack() is None
         and torch._C._autograd._top_saved_tensors_default_hooks(True) is None
     )
