@@ -1,9 +1,9 @@
 """Streaming a CSV file's rows through Arrow into numpy, in parallel parts.
 
 Arrow's streaming reader parses on the thread that asks for the next batch, so a single
-reader uses one core however many it is allowed. A large file without quotes (no cell can
-span lines) is therefore cut at line breaks into a part per core, each streamed by its own
-reader on its own thread (Arrow lets go of the GIL while it parses); the parts are joined in
+reader uses one core however many it is allowed. A large file is therefore cut at line
+breaks outside quotes (csv_cuts) into a part per core, each streamed by its own reader on
+its own thread (Arrow lets go of the GIL while it parses); the parts are joined in
 file order. Each batch's number columns are copied into numpy arrays sized for the most
 rows the part can hold (untouched pages cost nothing) and the batch let go of, so memory is
 the numbers themselves, and a column let go of later goes back to the system at once.
@@ -14,14 +14,15 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import re
 import threading
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+
+from tdsl.data.csv_cuts import plan
 
 NUMBERS = (pa.int64(), pa.float64())
 PIECE_BYTES = 16 << 20  # text a column holds in Arrow's allocator before it is compacted
@@ -87,34 +88,11 @@ def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def cuts(path: Path, start: int, quoted: bool) -> list[int]:
-    """Where the parts start (and the file's end): each just after a line break."""
-    end = path.stat().st_size
-    count = min(cores(), (end - start) // PART_BYTES) if not quoted else 1
-    found = [start]
-    with path.open("rb") as handle:
-        for part in range(1, max(count, 1)):
-            at = _line_end(handle, start + (end - start) * part // count - 1)
-            if found[-1] < at < end:
-                found.append(at)
-    return [*found, end]
-
-
-_BREAK = re.compile(rb"\r\n|\r|\n")
-
-
-def _line_end(handle: BinaryIO, at: int) -> int:
-    """Just past the first line break at or after `at`: `\n`, `\r\n` or a bare `\r` (old
-    Mac files), as Arrow ends lines; a cut inside a `\r\n` would leave a blank line."""
-    handle.seek(at)
-    while block := handle.read(1 << 16):
-        found = _BREAK.search(block)
-        if found is not None:
-            if found.group() == b"\r" and found.end() == len(block):
-                return found.end() + at + (handle.read(1) == b"\n")
-            return found.end() + at
-        at += len(block)
-    return at
+def cuts(path: Path, start: int, delimiter: str = ",") -> tuple[bool, list[int]]:
+    """(whether the body holds a quote, where the parts start and the file ends): a part per
+    core for a file that large, each starting just after a line break outside quotes."""
+    count = min(cores(), (path.stat().st_size - start) // PART_BYTES)
+    return plan(path, start, delimiter, count)
 
 
 class Part:
@@ -170,7 +148,7 @@ class Part:
 
 def stream(raw: Any, read, parse, convert) -> tuple[int, dict[int, Any], set[int]]:
     """(rows, columns, number columns with 'nan' or 'inf' written out) of `raw`'s file."""
-    where = cuts(raw.path, raw.start, raw.quoted)
+    where = raw.cuts
     parts = [
         Part(raw, a, b, whole=len(where) == 2, room=(b if i else where[-1]) - a)
         for i, (a, b) in enumerate(zip(where, where[1:], strict=False))
