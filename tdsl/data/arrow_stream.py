@@ -144,6 +144,9 @@ class Part:
             self.run(self.open(read, parse, convert))  # blank lines only: no rows
         except BaseException as exc:  # noqa: BLE001 (raised again on the caller's thread)
             self.error = exc
+        # Arrow's allocator (mimalloc) gives back only the calling thread's free memory:
+        # this thread's, before it ends and leaves it held.
+        pa.default_memory_pool().release_unused()
 
 
 def stream(raw: Any, read, parse, convert) -> tuple[int, dict[int, Any], set[int]]:
