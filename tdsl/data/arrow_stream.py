@@ -12,6 +12,7 @@ the numbers themselves, and a column let go of later goes back to the system at 
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 import threading
@@ -130,9 +131,13 @@ class Part:
                 if at in self.numbers:
                     values = self.numbers[at][rows : rows + count]
                     values[...] = column.to_numpy(zero_copy_only=False)
-                    # Nulls are NaN; any other NaN or infinity was written out as such.
-                    if int(count - np.isfinite(values).sum()) != column.null_count:
-                        self.unclean.add(at)
+                    # Nulls are NaN; any other NaN or infinity was written out as such. A
+                    # finite sum (one pass, no temporary) says there is none of either.
+                    with np.errstate(over="ignore", invalid="ignore"):  # then checked
+                        total = values.sum()
+                    if column.null_count or not math.isfinite(total):
+                        if int(count - np.isfinite(values).sum()) != column.null_count:
+                            self.unclean.add(at)
                 else:
                     self.texts[at].add(column)
             self.rows += count
