@@ -135,9 +135,10 @@ class Part:
                     # finite sum (one pass, no temporary) says there is none of either.
                     with np.errstate(over="ignore", invalid="ignore"):  # then checked
                         total = values.sum()
-                    if column.null_count or not math.isfinite(total):
-                        if int(count - np.isfinite(values).sum()) != column.null_count:
-                            self.unclean.add(at)
+                    if (column.null_count or not math.isfinite(total)) and int(
+                        count - np.isfinite(values).sum()
+                    ) != column.null_count:
+                        self.unclean.add(at)
                 else:
                     self.texts[at].add(column)
             self.rows += count
