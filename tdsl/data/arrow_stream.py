@@ -11,6 +11,8 @@ the numbers themselves, and a column let go of later goes back to the system at 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import io
 import math
 import os
@@ -205,4 +207,13 @@ def _join(parts: list[Part]) -> tuple[int, dict[int, Any], set[int]]:
         arrays[at] = pa.chunked_array(chunks, texts.kind)
     unclean = set().union(*(part.unclean for part in parts))
     pa.default_memory_pool().release_unused()  # what parsing used and let go of
+    if len(parts) > 1:
+        _trim()
     return rows, arrays, unclean
+
+
+def _trim() -> None:
+    """Give back what the reader threads' malloc arenas hold free (glibc keeps a thread's
+    freed memory for reuse, and these threads are gone); nothing elsewhere."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
