@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tdsl import spec as S
-from tdsl.data import arrow_stream, arrow_text, csvfile, table_features
+from tdsl.data import arrow_stream, arrow_text, csvfile, gather, table_features
 from tdsl.data.base import Context, DataError, Problems
 from tdsl.data.table import prepare
 from tdsl.data.tensors import split_index
@@ -261,3 +261,16 @@ def test_a_first_part_of_only_blank_lines_does_not_end_the_file(tmp_path, monkey
     table = csvfile.read_csv(path, ",", (), text={"s"})  # t: its type from no cell at all
     np.testing.assert_array_equal(table.floats("x", csvfile.DEFAULT_MISSING), [1.0, 2.0])
     assert table.column("s") == ["a", "b"] and table.column("t") == ["b", "c"]
+
+
+@pytest.mark.parametrize("kind", [np.float64, np.float32, np.int32, np.int64])
+def test_rows_gathered_on_every_core_are_numpys(monkeypatch, kind):
+    monkeypatch.setattr(gather, "MIN_ROWS", 10)
+    rng = np.random.default_rng(0)
+    values = (rng.standard_normal(1000) * 100).astype(kind)
+    rows = rng.permutation(1000)[:700].astype(np.int64)
+    got = gather.take(values, rows)
+    assert got.dtype == kind
+    np.testing.assert_array_equal(got, values.take(rows))
+    with pytest.raises(IndexError):
+        gather.take(values, np.append(rows, 5000))

@@ -58,7 +58,8 @@ class _Range:
             if got < size + 2:  # the file's end
                 size = min(size, got - 1)
                 buffer[size + 1] = LF
-            if size <= 0:
+            if size <= 0:  # the file got shorter while read: no cut is sure
+                self.ok = [False, False]
                 break
             self._block(buffer, size, separators)
             at += size
