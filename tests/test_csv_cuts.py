@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from unittest import mock
 
 import numpy as np
@@ -16,6 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tdsl.data import arrow_stream, arrow_text, csv_cuts, csvfile
+from tdsl.data.base import DataError
 
 HEADER = b"h,k\n"
 # More examples for a longer hunt: TDSL_FUZZ_EXAMPLES=5000 pytest tests/test_csv_cuts.py
@@ -119,25 +121,69 @@ def test_a_quoted_file_is_cut_only_where_the_quote_check_holds(tmp_path, body, c
     assert quoted and (len(cuts) > 2) == cut
 
 
-def test_a_quoted_file_read_in_parts_is_read_as_a_whole(tmp_path, monkeypatch):
-    path = tmp_path / "q.csv"
+def _quoted(path, last: str = "") -> int:
+    """A file with quoted cells (some holding line breaks) from its first line on; returns
+    where its body starts."""
     lines = ["x,s,label"]
     for i in range(300):
         text = f'"line {i}\nwith ""quotes"", and a comma"' if i % 7 == 0 else f'"t{i % 4}"'
         lines.append(f"{i * 0.5},{text},{i % 3}")
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join([*lines, last] if last else lines) + "\n")
+    return len(lines[0]) + 1
 
-    def read() -> tuple:
-        table = csvfile.read_csv(path, ",", (), text={"s"}, numbers={"x"})
-        return len(table), table.floats("x", csvfile.DEFAULT_MISSING).tolist(), table.column("s")
 
-    whole = read()
+def _read(path) -> tuple:
+    table = csvfile.read_csv(path, ",", (), text={"s"}, numbers={"x"})
+    found = table.floats("x", csvfile.DEFAULT_MISSING)
+    return len(table), None if found is None else found.tolist(), table.column("s"), table.raw
+
+
+def _parts(monkeypatch, count: int, delay: float = 0.0) -> None:
     monkeypatch.setattr(arrow_stream, "PART_BYTES", 1)
-    monkeypatch.setattr(arrow_stream, "cores", lambda: 3)
+    monkeypatch.setattr(arrow_stream, "cores", lambda: count)
     monkeypatch.setattr(arrow_text, "BLOCK_SIZE", 512)
     monkeypatch.setattr(csv_cuts, "SCAN_BYTES", 1000)
-    quoted, cuts = arrow_stream.cuts(path, len(lines[0]) + 1)
+    plan = csv_cuts.plan
+
+    def slow(*args):  # the first part then waits at its bound for the scan
+        time.sleep(delay)
+        return plan(*args)
+
+    monkeypatch.setattr(csv_cuts, "plan", slow)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.3])
+def test_a_quoted_file_read_in_parts_is_read_as_a_whole(tmp_path, monkeypatch, delay):
+    path = tmp_path / "q.csv"
+    start = _quoted(path)
+    whole = _read(path)
+    _parts(monkeypatch, 3, delay)
+    quoted, cuts = arrow_stream.cuts(path, start)
     assert quoted and len(cuts) == 4  # really cut, in three parts
-    assert read() == whole
+    got = _read(path)
+    assert got[:3] == whole[:3] and got[3].cuts == cuts  # the scan ran beside the first part
     assert whole[0] == 300 and whole[2][7] == 'line 7\nwith "quotes", and a comma'
     np.testing.assert_array_equal(whole[1], np.arange(300) * 0.5)
+
+
+@pytest.mark.parametrize(
+    "last",
+    [
+        '1.5,ab"c,0',  # a quote in an unquoted cell: one reader, from the first part on
+        'oops,"t",0',  # not a number, in the last part: found as one reader finds it
+        '1,"t"',  # a ragged row, in the last part
+    ],
+)
+def test_a_quoted_file_fails_or_falls_back_as_one_reader(tmp_path, monkeypatch, last):
+    path = tmp_path / "q.csv"
+    _quoted(path, last)
+
+    def outcome():
+        try:
+            return _read(path)[:3]
+        except DataError as exc:
+            return [p.message for p in exc.problems]
+
+    whole = outcome()
+    _parts(monkeypatch, 3, 0.1)
+    assert outcome() == whole

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from tdsl.data.csv_cuts import plan
+from tdsl.data.csv_cuts import Background, plan, quote_soon
 
 NUMBERS = (pa.int64(), pa.float64())
 PIECE_BYTES = 16 << 20  # text a column holds in Arrow's allocator before it is compacted
@@ -63,21 +63,26 @@ def compact(chunks: list, kind: pa.DataType) -> pa.ChunkedArray:
 
 
 class _Range(io.RawIOBase):
-    """The bytes [start, end) of a file, as a stream Arrow reads."""
+    """The bytes [start, end) of a file, as a stream Arrow reads; with `scan`, the end is
+    the first cut the scan finds, waited for only when a read would pass `scan.bound`."""
 
-    def __init__(self, path: Path, start: int, end: int):
+    def __init__(self, path: Path, start: int, end: int, scan: Background | None = None):
         self.handle = path.open("rb", buffering=0)
         self.handle.seek(start)
-        self.left = end - start
+        self.at, self.left, self.scan = start, end - start, scan
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
+        if self.scan is not None and self.at + len(buffer) > self.scan.bound:
+            self.left = self.scan.first_end() - self.at
+            self.scan = None
         size = min(len(buffer), self.left)
         if size <= 0:
             return 0
         got = self.handle.readinto(memoryview(buffer)[:size]) or 0
+        self.at += got
         self.left -= got
         return got
 
@@ -98,11 +103,26 @@ def cuts(path: Path, start: int, delimiter: str = ",") -> tuple[bool, list[int]]
     return plan(path, start, delimiter, count)
 
 
+def prepare(raw: Any) -> None:
+    """`raw.quoted` and `raw.cuts`; or, for a large file with a quote in its first MB, the
+    quote scan (`raw.scan`) that `stream` runs while it reads the first part: the scan holds
+    the GIL most of its time, and the parsing of that part lets go of it."""
+    count = min(cores(), (raw.path.stat().st_size - raw.start) // PART_BYTES)
+    raw.scan = None
+    if count > 1 and quote_soon(raw.path, raw.start):
+        raw.quoted, raw.cuts = True, []
+        raw.scan = Background(raw.path, raw.start, raw.delimiter, count)
+    else:
+        raw.quoted, raw.cuts = plan(raw.path, raw.start, raw.delimiter, count)
+
+
 class Part:
     """One part's rows: its number columns as float64 arrays, its text columns as pieces."""
 
-    def __init__(self, raw: Any, start: int, end: int, whole: bool, room: int):
-        self.raw, self.start, self.end, self.whole = raw, start, end, whole
+    def __init__(
+        self, raw: Any, start: int, end: int, whole: bool, room: int, scan: Background | None
+    ):
+        self.raw, self.start, self.end, self.whole, self.scan = raw, start, end, whole, scan
         self.room = room  # bytes the number arrays have room for: the later parts' too
         self.rows = 0
         self.numbers: dict[int, np.ndarray] = {}
@@ -115,7 +135,8 @@ class Part:
             source = pa.OSFile(str(self.raw.path))
             source.seek(self.start)
         else:
-            source = pa.PythonFile(_Range(self.raw.path, self.start, self.end), mode="r")
+            source = _Range(self.raw.path, self.start, self.end, self.scan)
+            source = pa.PythonFile(source, mode="r")
         return pacsv.open_csv(source, read, parse, convert)
 
     def run(self, reader) -> None:
@@ -159,12 +180,12 @@ class Part:
 
 def stream(raw: Any, read, parse, convert) -> tuple[int, dict[int, Any], set[int]]:
     """(rows, columns, number columns with 'nan' or 'inf' written out) of `raw`'s file."""
-    where = raw.cuts
-    parts = [
-        Part(raw, a, b, whole=len(where) == 2, room=(b if i else where[-1]) - a)
-        for i, (a, b) in enumerate(zip(where, where[1:], strict=False))
-    ]
-    first = parts[0]
+    scan, raw.scan = raw.scan, None
+    if scan is None:
+        where = raw.cuts
+        first = Part(raw, where[0], where[1], len(where) == 2, where[-1] - where[0], None)
+    else:  # the scan says where the first part ends while it is read
+        first = Part(raw, raw.start, scan.end, False, scan.end - raw.start, scan)
     # A first part of blank lines only gives null types: a later part's cells then fail
     # and the caller reads again with number or text types, as for one reader.
     reader = first.open(read, parse, convert)
@@ -172,15 +193,26 @@ def stream(raw: Any, read, parse, convert) -> tuple[int, dict[int, Any], set[int
     # they cannot hold fails as it would have there.
     fixed = pickle.loads(pickle.dumps(convert))
     fixed.column_types = {f.name: f.type for f in reader.schema}
-    threads = [
-        threading.Thread(target=part.run_after, args=(read, parse, fixed), daemon=True)
-        for part in parts[1:]
-    ]
-    for thread in threads:
-        thread.start()
+    parts, threads = [first], []
+
+    def start_others(where: list[int]) -> None:
+        for a, b in zip(where[1:], where[2:], strict=False):
+            parts.append(Part(raw, a, b, False, b - a, None))
+            run = parts[-1].run_after
+            threads.append(threading.Thread(target=run, args=(read, parse, fixed), daemon=True))
+            threads[-1].start()
+
+    if scan is None:
+        start_others(where)
+    else:
+        scan.then = start_others
+        scan.start()
     try:
         first.run(reader)
     finally:
+        if scan is not None:
+            scan.join()  # then every other part has started
+            raw.cuts = scan.cuts
         for thread in threads:
             thread.join()
     for part in parts[1:]:

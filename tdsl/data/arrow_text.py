@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 from tdsl.data.arrow_stream import (  # noqa: F401 (compact: for parquet)
     NUMBERS,
     compact,
-    cuts,
+    prepare,
     stream,
 )
 from tdsl.data.base import DataError
@@ -59,6 +59,7 @@ class RawTable:
         self.missing: frozenset[str] = frozenset()
         self.quoted = True  # may a quoted cell hold a line break
         self.cuts: list[int] = []  # where the parts read in parallel start, and the end
+        self.scan: Any = None  # the quote scan, while it runs beside the first part
         self.num_rows = 0
         # float64 columns as numpy (NaN where missing), the others as Arrow arrays
         self.arrays: dict[int, Any] = {}
@@ -207,7 +208,7 @@ def read_body(
     raw = RawTable(path, delimiter, layout, start, width)
     raw.missing = missing
     try:
-        raw.quoted, raw.cuts = cuts(path, start, delimiter)
+        prepare(raw)
         rows, arrays, unclean = _read(raw, positions, as_text, as_numbers)
         other = [
             at

@@ -93,6 +93,46 @@ def has_quotes(path: Path, start: int) -> bool:
     return False
 
 
+def quote_soon(path: Path, start: int) -> bool:
+    """Whether the body's first MB holds a quote: then the file is read as quoted whatever
+    the scan finds, and its first part can be read while the scan runs."""
+    with path.open("rb") as handle:
+        handle.seek(start)
+        return b'"' in handle.read(1 << 20)
+
+
+class Background(threading.Thread):
+    """`plan` on a thread of its own while the first part is read; `then` (set before the
+    thread starts) gets the cuts there, to start the other parts at once."""
+
+    def __init__(self, path: Path, start: int, delimiter: str, parts: int):
+        super().__init__(daemon=True)
+        self.args = (path, start, delimiter, parts)
+        self.end = path.stat().st_size
+        self.bound = start + (self.end - start) // parts  # the first cut is here or later
+        self.then = lambda cuts: None
+        self.cuts: list[int] = [start, self.end]
+        self.error: BaseException | None = None
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.cuts = plan(*self.args)[1]
+        except BaseException as exc:  # noqa: BLE001 (raised again by wait)
+            self.error = exc
+        finally:
+            self.ready.set()
+        if self.error is None:
+            self.then(self.cuts)
+
+    def first_end(self) -> int:
+        """Where the first part ends, once the scan has said."""
+        self.ready.wait()
+        if self.error is not None:
+            raise self.error
+        return self.cuts[1]
+
+
 def plan(path: Path, start: int, delimiter: str, parts: int) -> tuple[bool, list[int]]:
     """(whether the body holds a quote, where `parts` parts start and the file ends): each
     cut just after a line break outside quotes; no cut where the quote check fails."""
