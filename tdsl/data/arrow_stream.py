@@ -186,13 +186,6 @@ def stream(raw: Any, read, parse, convert) -> tuple[int, dict[int, Any], set[int
         first = Part(raw, where[0], where[1], len(where) == 2, where[-1] - where[0], None)
     else:  # the scan says where the first part ends while it is read
         first = Part(raw, raw.start, scan.end, False, scan.end - raw.start, scan)
-    # A first part of blank lines only gives null types: a later part's cells then fail
-    # and the caller reads again with number or text types, as for one reader.
-    reader = first.open(read, parse, convert)
-    # The other parts take the types the first block gave, as one reader would; a cell
-    # they cannot hold fails as it would have there.
-    fixed = pickle.loads(pickle.dumps(convert))
-    fixed.column_types = {f.name: f.type for f in reader.schema}
     parts, threads = [first], []
 
     def start_others(where: list[int]) -> None:
@@ -202,15 +195,28 @@ def stream(raw: Any, read, parse, convert) -> tuple[int, dict[int, Any], set[int
             threads.append(threading.Thread(target=run, args=(read, parse, fixed), daemon=True))
             threads[-1].start()
 
-    if scan is None:
-        start_others(where)
-    else:
-        scan.then = start_others
-        scan.start()
+    if scan is not None:
+        scan.start()  # the first block may wait for it
     try:
+        # Every part, the first too, takes the types the first block gives, as one reader
+        # would (a cell they cannot hold fails as it would have there): Arrow converts given
+        # types a third faster than types it infers. A first part of blank lines only gives
+        # null types: a later cell then fails and the caller reads again with number or
+        # text types, as for one reader.
+        once = pickle.loads(pickle.dumps(read))
+        once.use_threads = False  # the first block only, without reading ahead
+        fixed = pickle.loads(pickle.dumps(convert))
+        fixed.column_types = {f.name: f.type for f in first.open(once, parse, convert).schema}
+        reader = first.open(read, parse, fixed)
+        if scan is None:
+            start_others(where)
+        else:
+            scan.then = start_others
+            scan.go.set()
         first.run(reader)
     finally:
         if scan is not None:
+            scan.go.set()  # the first part failed to open: the scan starts nothing
             scan.join()  # then every other part has started
             raw.cuts = scan.cuts
         for thread in threads:

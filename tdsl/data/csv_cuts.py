@@ -106,8 +106,8 @@ def quote_soon(path: Path, start: int) -> bool:
 
 
 class Background(threading.Thread):
-    """`plan` on a thread of its own while the first part is read; `then` (set before the
-    thread starts) gets the cuts there, to start the other parts at once."""
+    """`plan` on a thread of its own while the first part is read; `then` (set, and `go`
+    set, once the parts' types are known) gets the cuts there, to start the other parts."""
 
     def __init__(self, path: Path, start: int, delimiter: str, parts: int):
         super().__init__(daemon=True)
@@ -115,6 +115,7 @@ class Background(threading.Thread):
         self.end = path.stat().st_size
         self.bound = bounds(start, self.end, parts, FIRST_MORE)[1]  # the first cut, or later
         self.then = lambda cuts: None
+        self.go = threading.Event()  # `then` is set: it may be called
         self.cuts: list[int] = [start, self.end]
         self.error: BaseException | None = None
         self.ready = threading.Event()
@@ -122,10 +123,11 @@ class Background(threading.Thread):
     def run(self) -> None:
         try:
             self.cuts = plan(*self.args)[1]
-        except BaseException as exc:  # noqa: BLE001 (raised again by wait)
+        except BaseException as exc:  # noqa: BLE001 (raised again by first_end)
             self.error = exc
         finally:
             self.ready.set()
+        self.go.wait()
         if self.error is None:
             self.then(self.cuts)
 
