@@ -185,3 +185,19 @@ def test_a_declared_number_column_with_text_falls_back_to_cells(tmp_path):
     assert [p.message for p in problems.items] == [
         f"column 'x': line 3 of {path} has 'foo', not a number"
     ]
+
+
+@pytest.mark.parametrize(
+    ("cells", "fast"),
+    [
+        (["1e308", "1e308", "-1e308"], True),  # finite cells whose sum overflows
+        (["1", "inf", "2"], False),  # written out: checked cell by cell
+        (["1", "", "-inf"], False),  # a missing cell and a written infinity
+        (["1", "", "2"], True),
+    ],
+)
+def test_only_written_nan_or_inf_leaves_arrows_numbers(tmp_path, cells, fast):
+    path = tmp_path / "n.csv"
+    path.write_text("x\n" + "".join(f"{c}\n" for c in cells))
+    table = csvfile.read_csv(path, ",", (), need_rows=False)
+    assert (table.floats("x", csvfile.DEFAULT_MISSING) is not None) == fast

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tdsl import spec as S
-from tdsl.data import arrow_stream, arrow_text, csvfile, table_features
+from tdsl.data import arrow_stream, arrow_text, csvfile, gather, table_features
 from tdsl.data.base import Context, DataError, Problems
 from tdsl.data.table import prepare
 from tdsl.data.tensors import split_index
@@ -195,7 +195,7 @@ def test_a_file_read_in_parallel_parts_is_read_as_a_whole(tmp_path, monkeypatch,
     _mixed(path)
     rows, numbers, texts, (codes, uniques) = _read_all(path)
     _parts(monkeypatch, count)
-    assert arrow_stream.cuts(path, 0, quoted=False)[1:-1]  # really cut
+    assert arrow_stream.cuts(path, 0)[1][1:-1]  # really cut
     got_rows, got_numbers, got_texts, (got_codes, got_uniques) = _read_all(path)
     assert got_rows == rows == 400
     for got, expected in zip(got_numbers, numbers, strict=True):
@@ -204,15 +204,14 @@ def test_a_file_read_in_parallel_parts_is_read_as_a_whole(tmp_path, monkeypatch,
     assert [got_uniques[c] for c in got_codes] == [uniques[c] for c in codes]
 
 
-def test_cuts_fall_after_line_breaks_and_not_in_quoted_files(tmp_path, monkeypatch):
+def test_cuts_fall_after_line_breaks(tmp_path, monkeypatch):
     path = tmp_path / "m.csv"
     _mixed(path)
     _parts(monkeypatch, 4)
     data = path.read_bytes()
-    where = arrow_stream.cuts(path, 12, quoted=False)
-    assert where[0] == 12 and where[-1] == len(data) and len(where) == 5
+    quoted, where = arrow_stream.cuts(path, 12)
+    assert not quoted and where[0] == 12 and where[-1] == len(data) and len(where) == 5
     assert all(data[at - 1 : at] == b"\n" for at in where[1:-1])
-    assert arrow_stream.cuts(path, 12, quoted=True) == [12, len(data)]
 
 
 @pytest.mark.parametrize(
@@ -249,7 +248,7 @@ def test_a_part_of_only_blank_lines_holds_no_rows(tmp_path, monkeypatch):
     path = tmp_path / "b.csv"
     path.write_text("x,s\n1,a\n" + "\n" * 60 + "2,b\n")
     _parts(monkeypatch, 6)
-    assert len(arrow_stream.cuts(path, 4, quoted=False)) > 3  # parts in the blank lines
+    assert len(arrow_stream.cuts(path, 4)[1]) > 3  # parts in the blank lines
     table = csvfile.read_csv(path, ",", (), text={"s"})
     np.testing.assert_array_equal(table.floats("x", csvfile.DEFAULT_MISSING), [1.0, 2.0])
     assert table.column("s") == ["a", "b"]
@@ -262,3 +261,16 @@ def test_a_first_part_of_only_blank_lines_does_not_end_the_file(tmp_path, monkey
     table = csvfile.read_csv(path, ",", (), text={"s"})  # t: its type from no cell at all
     np.testing.assert_array_equal(table.floats("x", csvfile.DEFAULT_MISSING), [1.0, 2.0])
     assert table.column("s") == ["a", "b"] and table.column("t") == ["b", "c"]
+
+
+@pytest.mark.parametrize("kind", [np.float64, np.float32, np.int32, np.int64])
+def test_rows_gathered_on_every_core_are_numpys(monkeypatch, kind):
+    monkeypatch.setattr(gather, "MIN_ROWS", 10)
+    rng = np.random.default_rng(0)
+    values = (rng.standard_normal(1000) * 100).astype(kind)
+    rows = rng.permutation(1000)[:700].astype(np.int64)
+    got = gather.take(values, rows)
+    assert got.dtype == kind
+    np.testing.assert_array_equal(got, values.take(rows))
+    with pytest.raises(IndexError):
+        gather.take(values, np.append(rows, 5000))

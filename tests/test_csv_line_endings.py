@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tdsl.data import arrow_stream, arrow_text, csvfile
+from tdsl.data import arrow_stream, arrow_text, csv_cuts, csvfile
 from tdsl.data.base import Context, DataError, Problems
 from tdsl.data.table import prepare
 from tdsl.spec import data_section as D
@@ -62,7 +62,7 @@ def test_every_line_ending_reads_as_the_newline_file(tmp_path, monkeypatch, kind
     assert expected[1] == 120
     if parts > 1:
         _parts(monkeypatch, parts)
-        assert len(arrow_stream.cuts(other, 12, quoted=False)) == parts + 1  # really cut
+        assert len(arrow_stream.cuts(other, 12)[1]) == parts + 1  # really cut
     assert _read(other) == expected
 
 
@@ -73,8 +73,7 @@ def test_cuts_never_split_a_line_break(tmp_path, monkeypatch, at):
     path = tmp_path / "m.csv"
     data = _joined(LINES[:4], "mixed_crlf_lf") + b"7,1,a,0\r"
     path.write_bytes(data)
-    with path.open("rb") as handle:
-        end = arrow_stream._line_end(handle, at)
+    end = csv_cuts._cut_after(path, at, 0, len(data))
     assert data[end - 1 : end] in (b"\n", b"\r") and data[end : end + 1] != b"\n"
     assert b"\r" not in data[at : end - 1] and b"\n" not in data[at : end - 1]
 

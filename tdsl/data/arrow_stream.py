@@ -1,9 +1,9 @@
 """Streaming a CSV file's rows through Arrow into numpy, in parallel parts.
 
 Arrow's streaming reader parses on the thread that asks for the next batch, so a single
-reader uses one core however many it is allowed. A large file without quotes (no cell can
-span lines) is therefore cut at line breaks into a part per core, each streamed by its own
-reader on its own thread (Arrow lets go of the GIL while it parses); the parts are joined in
+reader uses one core however many it is allowed. A large file is therefore cut at line
+breaks outside quotes (csv_cuts) into a part per core, each streamed by its own reader on
+its own thread (Arrow lets go of the GIL while it parses); the parts are joined in
 file order. Each batch's number columns are copied into numpy arrays sized for the most
 rows the part can hold (untouched pages cost nothing) and the batch let go of, so memory is
 the numbers themselves, and a column let go of later goes back to the system at once.
@@ -11,17 +11,21 @@ the numbers themselves, and a column let go of later goes back to the system at 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import io
+import math
 import os
 import pickle
-import re
 import threading
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+
+from tdsl.data.csv_cuts import Background, plan, quote_soon
 
 NUMBERS = (pa.int64(), pa.float64())
 PIECE_BYTES = 16 << 20  # text a column holds in Arrow's allocator before it is compacted
@@ -59,21 +63,26 @@ def compact(chunks: list, kind: pa.DataType) -> pa.ChunkedArray:
 
 
 class _Range(io.RawIOBase):
-    """The bytes [start, end) of a file, as a stream Arrow reads."""
+    """The bytes [start, end) of a file, as a stream Arrow reads; with `scan`, the end is
+    the first cut the scan finds, waited for only when a read would pass `scan.bound`."""
 
-    def __init__(self, path: Path, start: int, end: int):
+    def __init__(self, path: Path, start: int, end: int, scan: Background | None = None):
         self.handle = path.open("rb", buffering=0)
         self.handle.seek(start)
-        self.left = end - start
+        self.at, self.left, self.scan = start, end - start, scan
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
+        if self.scan is not None and self.at + len(buffer) > self.scan.bound:
+            self.left = self.scan.first_end() - self.at
+            self.scan = None
         size = min(len(buffer), self.left)
         if size <= 0:
             return 0
         got = self.handle.readinto(memoryview(buffer)[:size]) or 0
+        self.at += got
         self.left -= got
         return got
 
@@ -87,41 +96,33 @@ def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def cuts(path: Path, start: int, quoted: bool) -> list[int]:
-    """Where the parts start (and the file's end): each just after a line break."""
-    end = path.stat().st_size
-    count = min(cores(), (end - start) // PART_BYTES) if not quoted else 1
-    found = [start]
-    with path.open("rb") as handle:
-        for part in range(1, max(count, 1)):
-            at = _line_end(handle, start + (end - start) * part // count - 1)
-            if found[-1] < at < end:
-                found.append(at)
-    return [*found, end]
+def cuts(path: Path, start: int, delimiter: str = ",") -> tuple[bool, list[int]]:
+    """(whether the body holds a quote, where the parts start and the file ends): a part per
+    core for a file that large, each starting just after a line break outside quotes."""
+    count = min(cores(), (path.stat().st_size - start) // PART_BYTES)
+    return plan(path, start, delimiter, count)
 
 
-_BREAK = re.compile(rb"\r\n|\r|\n")
-
-
-def _line_end(handle: BinaryIO, at: int) -> int:
-    """Just past the first line break at or after `at`: `\n`, `\r\n` or a bare `\r` (old
-    Mac files), as Arrow ends lines; a cut inside a `\r\n` would leave a blank line."""
-    handle.seek(at)
-    while block := handle.read(1 << 16):
-        found = _BREAK.search(block)
-        if found is not None:
-            if found.group() == b"\r" and found.end() == len(block):
-                return found.end() + at + (handle.read(1) == b"\n")
-            return found.end() + at
-        at += len(block)
-    return at
+def prepare(raw: Any) -> None:
+    """`raw.quoted` and `raw.cuts`; or, for a large file with a quote in its first MB, the
+    quote scan (`raw.scan`) that `stream` runs while it reads the first part: the scan holds
+    the GIL most of its time, and the parsing of that part lets go of it."""
+    count = min(cores(), (raw.path.stat().st_size - raw.start) // PART_BYTES)
+    raw.scan = None
+    if count > 1 and quote_soon(raw.path, raw.start):
+        raw.quoted, raw.cuts = True, []
+        raw.scan = Background(raw.path, raw.start, raw.delimiter, count)
+    else:
+        raw.quoted, raw.cuts = plan(raw.path, raw.start, raw.delimiter, count)
 
 
 class Part:
     """One part's rows: its number columns as float64 arrays, its text columns as pieces."""
 
-    def __init__(self, raw: Any, start: int, end: int, whole: bool, room: int):
-        self.raw, self.start, self.end, self.whole = raw, start, end, whole
+    def __init__(
+        self, raw: Any, start: int, end: int, whole: bool, room: int, scan: Background | None
+    ):
+        self.raw, self.start, self.end, self.whole, self.scan = raw, start, end, whole, scan
         self.room = room  # bytes the number arrays have room for: the later parts' too
         self.rows = 0
         self.numbers: dict[int, np.ndarray] = {}
@@ -134,7 +135,8 @@ class Part:
             source = pa.OSFile(str(self.raw.path))
             source.seek(self.start)
         else:
-            source = pa.PythonFile(_Range(self.raw.path, self.start, self.end), mode="r")
+            source = _Range(self.raw.path, self.start, self.end, self.scan)
+            source = pa.PythonFile(source, mode="r")
         return pacsv.open_csv(source, read, parse, convert)
 
     def run(self, reader) -> None:
@@ -152,8 +154,13 @@ class Part:
                 if at in self.numbers:
                     values = self.numbers[at][rows : rows + count]
                     values[...] = column.to_numpy(zero_copy_only=False)
-                    # Nulls are NaN; any other NaN or infinity was written out as such.
-                    if int(count - np.isfinite(values).sum()) != column.null_count:
+                    # Nulls are NaN; any other NaN or infinity was written out as such. A
+                    # finite sum (one pass, no temporary) says there is none of either.
+                    with np.errstate(over="ignore", invalid="ignore"):  # then checked
+                        total = values.sum()
+                    if (column.null_count or not math.isfinite(total)) and int(
+                        count - np.isfinite(values).sum()
+                    ) != column.null_count:
                         self.unclean.add(at)
                 else:
                     self.texts[at].add(column)
@@ -166,32 +173,52 @@ class Part:
             self.run(self.open(read, parse, convert))  # blank lines only: no rows
         except BaseException as exc:  # noqa: BLE001 (raised again on the caller's thread)
             self.error = exc
+        # Arrow's allocator (mimalloc) gives back only the calling thread's free memory:
+        # this thread's, before it ends and leaves it held.
+        pa.default_memory_pool().release_unused()
 
 
 def stream(raw: Any, read, parse, convert) -> tuple[int, dict[int, Any], set[int]]:
     """(rows, columns, number columns with 'nan' or 'inf' written out) of `raw`'s file."""
-    where = cuts(raw.path, raw.start, raw.quoted)
-    parts = [
-        Part(raw, a, b, whole=len(where) == 2, room=(b if i else where[-1]) - a)
-        for i, (a, b) in enumerate(zip(where, where[1:], strict=False))
-    ]
-    first = parts[0]
-    # A first part of blank lines only gives null types: a later part's cells then fail
-    # and the caller reads again with number or text types, as for one reader.
-    reader = first.open(read, parse, convert)
-    # The other parts take the types the first block gave, as one reader would; a cell
-    # they cannot hold fails as it would have there.
-    fixed = pickle.loads(pickle.dumps(convert))
-    fixed.column_types = {f.name: f.type for f in reader.schema}
-    threads = [
-        threading.Thread(target=part.run_after, args=(read, parse, fixed), daemon=True)
-        for part in parts[1:]
-    ]
-    for thread in threads:
-        thread.start()
+    scan, raw.scan = raw.scan, None
+    if scan is None:
+        where = raw.cuts
+        first = Part(raw, where[0], where[1], len(where) == 2, where[-1] - where[0], None)
+    else:  # the scan says where the first part ends while it is read
+        first = Part(raw, raw.start, scan.end, False, scan.end - raw.start, scan)
+    parts, threads = [first], []
+
+    def start_others(where: list[int]) -> None:
+        for a, b in zip(where[1:], where[2:], strict=False):
+            parts.append(Part(raw, a, b, False, b - a, None))
+            run = parts[-1].run_after
+            threads.append(threading.Thread(target=run, args=(read, parse, fixed), daemon=True))
+            threads[-1].start()
+
+    if scan is not None:
+        scan.start()  # the first block may wait for it
     try:
+        # Every part, the first too, takes the types the first block gives, as one reader
+        # would (a cell they cannot hold fails as it would have there): Arrow converts given
+        # types a third faster than types it infers. A first part of blank lines only gives
+        # null types: a later cell then fails and the caller reads again with number or
+        # text types, as for one reader.
+        once = pickle.loads(pickle.dumps(read))
+        once.use_threads = False  # the first block only, without reading ahead
+        fixed = pickle.loads(pickle.dumps(convert))
+        fixed.column_types = {f.name: f.type for f in first.open(once, parse, convert).schema}
+        reader = first.open(read, parse, fixed)
+        if scan is None:
+            start_others(where)
+        else:
+            scan.then = start_others
+            scan.go.set()
         first.run(reader)
     finally:
+        if scan is not None:
+            scan.go.set()  # the first part failed to open: the scan starts nothing
+            scan.join()  # then every other part has started
+            raw.cuts = scan.cuts
         for thread in threads:
             thread.join()
     for part in parts[1:]:
@@ -218,4 +245,13 @@ def _join(parts: list[Part]) -> tuple[int, dict[int, Any], set[int]]:
         arrays[at] = pa.chunked_array(chunks, texts.kind)
     unclean = set().union(*(part.unclean for part in parts))
     pa.default_memory_pool().release_unused()  # what parsing used and let go of
+    if len(parts) > 1:
+        _trim()
     return rows, arrays, unclean
+
+
+def _trim() -> None:
+    """Give back what the reader threads' malloc arenas hold free (glibc keeps a thread's
+    freed memory for reuse, and these threads are gone); nothing elsewhere."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

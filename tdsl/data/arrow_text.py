@@ -21,7 +21,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from tdsl.data.arrow_stream import NUMBERS, compact, stream  # noqa: F401 (compact: for parquet)
+from tdsl.data.arrow_stream import (  # noqa: F401 (compact: for parquet)
+    NUMBERS,
+    compact,
+    prepare,
+    stream,
+)
 from tdsl.data.base import DataError
 from tdsl.data.csv_scan import Records, located, rows_of
 from tdsl.data.memory import refuse_too_large
@@ -53,6 +58,8 @@ class RawTable:
         self.width = width  # the number of columns
         self.missing: frozenset[str] = frozenset()
         self.quoted = True  # may a quoted cell hold a line break
+        self.cuts: list[int] = []  # where the parts read in parallel start, and the end
+        self.scan: Any = None  # the quote scan, while it runs beside the first part
         self.num_rows = 0
         # float64 columns as numpy (NaN where missing), the others as Arrow arrays
         self.arrays: dict[int, Any] = {}
@@ -133,17 +140,6 @@ def _as_floats(column: pa.ChunkedArray) -> np.ndarray | None:
     return out
 
 
-def _has_quotes(path: Path, start: int) -> bool:
-    """Whether the rows hold a quote at all: without one no cell spans lines, and Arrow
-    splits the file into blocks for its threads faster when it need not check for that."""
-    with path.open("rb") as handle:
-        handle.seek(start)
-        while block := handle.read(16 << 20):
-            if b'"' in block:
-                return True
-    return False
-
-
 def _options(
     raw: RawTable, names: list[str], include: list[str], as_text: set[int], as_numbers: set[int]
 ):
@@ -212,7 +208,7 @@ def read_body(
     raw = RawTable(path, delimiter, layout, start, width)
     raw.missing = missing
     try:
-        raw.quoted = _has_quotes(path, start)
+        prepare(raw)
         rows, arrays, unclean = _read(raw, positions, as_text, as_numbers)
         other = [
             at

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import attrs
 import numpy as np
 
+from tdsl.data import gather
 from tdsl.data.base import DataError, Problems
 from tdsl.data.csv_scan import Records
 from tdsl.errors import SpecPath, did_you_mean, file_reason
@@ -78,7 +79,7 @@ class CsvTable:
             return values
         if isinstance(values, list):
             return [values[i] for i in self.rows]
-        return values[self.rows]
+        return gather.take(values, self.rows)  # on every core
 
     def column(self, name: str) -> list[str]:
         """The column's cells as text (the slow path: a Python string per cell)."""
