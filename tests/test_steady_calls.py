@@ -8,6 +8,7 @@ import shutil
 import attrs
 import pytest
 import torch
+from test_compiled import rings
 
 import tdsl
 from tdsl.data import load_data
@@ -109,31 +110,18 @@ def test_a_layout_tells_apart_what_tensor_guards_check():
 
 
 def test_a_compiled_fit_runs_steady_steps_and_each_epoch_reloads_through_the_guards():
-    spec = tdsl.Spec(
-        name="steady",
-        data=tdsl.Rings(n_positive=64, n_negative=64, split=tdsl.Split(train=0.75, val=0.25)),
-        model=tdsl.Model(
-            inputs=[tdsl.Input(shape=[2])],
-            layers=[
-                tdsl.Layer("linear", out_features=4),
-                tdsl.Layer("relu"),
-                tdsl.Layer("linear", out_features=1),
-            ],
-        ),
-        loss=tdsl.Loss("bce_with_logits"),
-        optimizer=tdsl.Optimizer("adam", lr=0.01),
-        metrics=[tdsl.Metric("accuracy")],
-        train=tdsl.Train(epochs=3, batch_size=16, eval_batch_size=8, compile=True),
-    )
+    spec = rings(tdsl.Optimizer("adam", lr=0.01), eval_batch_size=15, compile=True)
     data = load_data(spec)
     program = tdsl.compile(spec)
     compiled = fit(program, program.init(), data, progress=False)
-    eager_program = tdsl.compile(attrs.evolve(spec, train=attrs.evolve(spec.train, compile=False)))
     step = program._steps.compiled
-    # 6 batches an epoch, the first step eager, a guarded call after each epoch's reload.
-    assert step.steady_step.steady_calls == 3 * 6 - 1 - 3
-    assert step.steady_forward.steady_calls == 3 * (4 - 1)  # 4 validation batches an epoch
+    # 2 epochs of 7 full batches and a short one. Guarded: the first compiled step (the
+    # very first is eager), the first step after each epoch's reload, and each epoch's
+    # short batch (a new layout since the reload); the rest are steady.
+    assert step.steady_step.steady_calls == (7 - 2) + (7 - 1)
+    assert step.steady_forward.steady_calls == 2 * (4 - 1)  # 4 validation batches an epoch
+    eager_spec = attrs.evolve(spec, train=attrs.evolve(spec.train, compile=False))
+    eager_program = tdsl.compile(eager_spec)
     eager = fit(eager_program, eager_program.init(), data, progress=False)
-    assert eager_program._steps.compiled is None
     for key in ("loss", "val_loss", "val_accuracy"):
         assert compiled.history[-1][key] == pytest.approx(eager.history[-1][key], rel=1e-4)
