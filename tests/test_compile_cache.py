@@ -15,6 +15,7 @@ from pathlib import Path
 import attrs
 import pytest
 import torch
+from test_compiled import needs_compiler
 
 import tdsl
 from tdsl.data import load_data
@@ -23,11 +24,6 @@ from tdsl.spec.load_dump import dump, load
 from tdsl.train import compile_cache
 from tdsl.train.loops import fit
 from tdsl.train.sealed_files import key_path, seal
-
-needs_compiler = pytest.mark.skipif(
-    not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("clang++")),
-    reason="torch.compile on the CPU needs a C++ compiler",
-)
 
 
 def tiny(compile: bool = True, hidden: int = 4) -> tdsl.Spec:

@@ -1,8 +1,6 @@
 """`train.compile: true`: the compiled step must train exactly like the eager one (to float
 tolerance), keep torch's optimizer state format, and refuse what it does not support."""
 
-import os
-import shutil
 from pathlib import Path
 
 import attrs
@@ -10,6 +8,7 @@ import pytest
 import torch
 
 import tdsl
+from tdsl.check.training_setup import has_cpp_compiler
 from tdsl.data import load_data
 from tdsl.train.compiled_step import CompileError
 from tdsl.train.loops import fit
@@ -17,8 +16,7 @@ from tdsl.train.loops import fit
 LINEAR_REGRESSION = Path(__file__).resolve().parent.parent / "specs" / "linear_regression.yaml"
 
 needs_compiler = pytest.mark.skipif(
-    not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("clang++")),
-    reason="torch.compile on the CPU needs a C++ compiler",
+    not has_cpp_compiler(), reason="torch.compile on the CPU needs a C++ compiler"
 )
 
 
@@ -285,6 +283,19 @@ def test_validate_refuses_what_compiled_steps_do_not_support(train, device, refu
     report = tdsl.validate(attrs.evolve(spec, device=tdsl.Device(name=device)))
     found = [d.message for d in report.errors if d.path == ("train", "compile")]
     assert found == [f"a compiled step does not support {refused}; set train.compile: false"]
+
+
+def test_validate_refuses_compiling_on_the_cpu_without_a_cpp_compiler(monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-g++")
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    assert not has_cpp_compiler()
+    spec = rings(tdsl.Optimizer("adam", lr=0.01), compile=True)
+    report = tdsl.validate(attrs.evolve(spec, device=tdsl.Device(name="cpu")))
+    found = [d.message for d in report.errors if d.path == ("train", "compile")]
+    assert found == [
+        "torch.compile needs a C++ compiler on the CPU and 'no-such-g++' was not found; "
+        "install one (e.g. g++) or set train.compile: false"
+    ]
 
 
 def _graphs() -> int:

@@ -2,23 +2,17 @@
 those guards check can have changed; every change goes back through the guards, so the
 results are always what guarded calls give."""
 
-import os
-import shutil
-
 import attrs
 import pytest
 import torch
-from test_compiled import rings
+from test_compiled import needs_compiler, rings
 
 import tdsl
 from tdsl.data import load_data
 from tdsl.train.loops import fit
 from tdsl.train.steady_calls import SteadyCalls, layout
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("clang++")),
-    reason="torch.compile on the CPU needs a C++ compiler",
-)
+pytestmark = needs_compiler
 
 
 class Counter:

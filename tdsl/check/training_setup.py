@@ -261,10 +261,15 @@ def check_compile(spec: S.Spec, diags: Diagnostics) -> None:
         if present:
             diags.error(path, f"a compiled step does not support {what}; set train.compile: false")
     on_cpu = spec.device.name in ("cpu", "auto") and not torch.cuda.is_available()
-    compiler = os.environ.get("CXX", "g++")
-    if on_cpu and not (shutil.which(compiler) or shutil.which("clang++")):
+    if on_cpu and not has_cpp_compiler():
         diags.error(
             path,
-            f"torch.compile needs a C++ compiler on the CPU and {compiler!r} was not found; "
+            f"torch.compile needs a C++ compiler on the CPU and "
+            f"{os.environ.get('CXX', 'g++')!r} was not found; "
             "install one (e.g. g++) or set train.compile: false",
         )
+
+
+def has_cpp_compiler() -> bool:
+    """Whether torch.compile finds a C++ compiler for CPU kernels ($CXX, else g++, or clang++)."""
+    return bool(shutil.which(os.environ.get("CXX", "g++")) or shutil.which("clang++"))
