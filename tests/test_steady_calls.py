@@ -2,6 +2,8 @@
 those guards check can have changed; every change goes back through the guards, so the
 results are always what guarded calls give."""
 
+import types
+
 import attrs
 import pytest
 import torch
@@ -28,12 +30,33 @@ def ones_plus(x: torch.Tensor) -> torch.Tensor:
     return x.sum() + torch.ones(2)
 
 
-def steady(fn=ones_plus):
-    generation = Counter()
-    return SteadyCalls(torch.compile(fn, backend="eager"), generation), generation
+class Entered:
+    """Counts the calls that enter the compiled wrapper (dynamo) at all."""
+
+    def __init__(self, compiled):
+        self.compiled, self.count = compiled, 0
+
+    def __call__(self, *args):
+        self.count += 1
+        return self.compiled(*args)
 
 
-def test_the_same_layout_skips_the_guards_and_a_new_one_does_not():
+@pytest.fixture(params=["stance", "direct"])
+def steady(request):
+    """SteadyCalls over a fresh copy of `ones_plus` (its own dynamo cache), skipping the
+    guards by dynamo's stance or, given what was compiled, by running the compiled code
+    directly."""
+
+    def make():
+        fn = types.FunctionType(ones_plus.__code__.replace(), globals(), "ones_plus")
+        traced = fn if request.param == "direct" else None
+        generation = Counter()
+        return SteadyCalls(torch.compile(fn, backend="eager"), generation, traced), generation
+
+    return make
+
+
+def test_the_same_layout_skips_the_guards_and_a_new_one_does_not(steady):
     calls, _ = steady()
     x = torch.ones(3)
     for _ in range(3):
@@ -47,7 +70,7 @@ def test_the_same_layout_skips_the_guards_and_a_new_one_does_not():
     assert calls.steady_calls == 4
 
 
-def test_a_new_generation_of_slots_goes_through_the_guards():
+def test_a_new_generation_of_slots_goes_through_the_guards(steady):
     calls, generation = steady()
     x = torch.ones(3)
     calls(layout([x]), x)
@@ -58,7 +81,7 @@ def test_a_new_generation_of_slots_goes_through_the_guards():
     assert calls.steady_calls == 1
 
 
-def test_a_changed_default_dtype_or_grad_mode_goes_through_the_guards():
+def test_a_changed_default_dtype_or_grad_mode_goes_through_the_guards(steady):
     calls, _ = steady()
     x = torch.ones(3)
     calls(layout([x]), x)
@@ -76,7 +99,7 @@ def test_a_changed_default_dtype_or_grad_mode_goes_through_the_guards():
     assert calls.steady_calls == 1
 
 
-def test_a_function_mode_or_a_reset_cache_goes_through_the_guards():
+def test_a_function_mode_or_a_reset_cache_goes_through_the_guards(steady):
     calls, _ = steady()
     x = torch.ones(3)
     calls(layout([x]), x)
@@ -86,6 +109,24 @@ def test_a_function_mode_or_a_reset_cache_goes_through_the_guards():
     torch._dynamo.reset()  # no compiled code left: the steady call finds none, retried
     assert calls(layout([x]), x).tolist() == [4.0, 4.0]
     assert calls.steady_calls == 0
+
+
+def test_a_direct_steady_call_does_not_enter_dynamo_and_a_reset_stops_it(steady):
+    calls, _ = steady()
+    if calls.traced is None:
+        pytest.skip("the stance path enters dynamo by design")
+    calls.compiled = entered = Entered(calls.compiled)
+    x = torch.ones(3)
+    for _ in range(3):
+        assert calls(layout([x]), x).tolist() == [4.0, 4.0]
+    assert (entered.count, calls.steady_calls) == (1, 2)
+    # The compiled code is dropped: the steady call under the stance finds none, and the
+    # guarded retry compiles anew.
+    torch._dynamo.reset()
+    assert calls(layout([x]), x).tolist() == [4.0, 4.0]
+    assert (entered.count, calls.steady_calls) == (3, 2)
+    assert calls(layout([x]), x).tolist() == [4.0, 4.0]
+    assert (entered.count, calls.steady_calls) == (3, 3)
 
 
 def test_a_layout_tells_apart_what_tensor_guards_check():
@@ -114,6 +155,8 @@ def test_a_compiled_fit_runs_steady_steps_and_each_epoch_reloads_through_the_gua
     # short batch (a new layout since the reload); the rest are steady.
     assert step.steady_step.steady_calls == (7 - 2) + (7 - 1)
     assert step.steady_forward.steady_calls == 2 * (4 - 1)  # 4 validation batches an epoch
+    # Each steady call ran the compiled code directly, not through dynamo.
+    assert step.steady_step.direct and step.steady_forward.direct
     eager_spec = attrs.evolve(spec, train=attrs.evolve(spec.train, compile=False))
     eager_program = tdsl.compile(eager_spec)
     eager = fit(eager_program, eager_program.init(), data, progress=False)

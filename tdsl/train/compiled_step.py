@@ -161,7 +161,8 @@ class CompiledStep:
         self.groups = [[position[id(p)] for p in g["params"]] for g in optimizer.param_groups]
         self.update, self.is_ready = _UPDATES.get(type(optimizer), (None, None))
         mode = train.compile.mode if isinstance(train.compile, S.Compile) else "default"
-        self.compiled = torch.compile(own_code(self._step), options=inductor_options(mode))
+        step, forward = own_code(self._step), own_code(self._forward)
+        self.compiled = torch.compile(step, options=inductor_options(mode))
         # Hyperparameters a schedule moves go in as tensors, so a new value is new data for
         # the same graph; the others are constants of the graph, and if one changes after all
         # (one_cycle's SGD momentum) the update steps eagerly from then on instead of
@@ -169,11 +170,9 @@ class CompiledStep:
         self.constants: list[dict[str, Any]] | None = None
         self.warm = False  # whether a compiled step has run (compile time is paid)
         self.slots: list[dict[str, Any]] = [{} for _ in optimizer.param_groups]
-        self.compiled_forward = torch.compile(
-            own_code(self._forward), options=inductor_options(mode)
-        )
-        self.steady_step = SteadyCalls(self.compiled, generation)
-        self.steady_forward = SteadyCalls(self.compiled_forward, generation)
+        self.compiled_forward = torch.compile(forward, options=inductor_options(mode))
+        self.steady_step = SteadyCalls(self.compiled, generation, step)
+        self.steady_forward = SteadyCalls(self.compiled_forward, generation, forward)
         self.ready_for: Any = None  # the optimizer state dict `ready()` last said yes to
 
     def forward(self, features: Sequence[torch.Tensor]) -> Any:

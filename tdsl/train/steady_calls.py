@@ -6,27 +6,35 @@ dicts, torch's global settings). For a small model that check is a fifth of the 
 (about 80,000 instructions on a one-layer regression: callgrind). In a training loop almost
 none of it can change between two steps: the step updates its tensors in place, so only
 the batch and a few settings are new. `SteadyCalls` checks exactly those, cheaply, and
-when none changed since a guarded call with the same batch layout it runs the call under
-torch's `skip_guard_eval_unsafe` stance; anything else goes through the full guards.
+when none changed since a guarded call with the same batch layout the call is steady: it
+runs the code dynamo compiled for that guarded call directly, as a plain function, without
+entering dynamo (found by asking each of dynamo's compiled variants whether its guards
+accept the guarded call's arguments, as dynamo itself does); if there is no such code it
+runs under torch's `skip_guard_eval_unsafe` stance instead. Anything else goes through the
+full guards.
 
 What a steady call checks (anything else a guard could see changes only through one of
 these): the `generation` of the module's slots (`Slots` counts every time it puts other
 tensors into the module or optimizer), the `signature` the caller gives (its batch's
 layout and the branch its code takes), torch's global state (grad mode, autocast, default
 dtype, deterministic algorithms, threads: dynamo's own `GlobalStateGuard`), and that no
-torch function mode, functorch transform or saved-tensor hook is active. Should dynamo
-still find no compiled code for a steady call (its cache was reset), the call runs again
-with the guards. The stance is process-wide while a steady call runs: compiled code that
-another thread calls at that moment skips its guards too.
+torch function mode, functorch transform or saved-tensor hook is active. After
+`torch._dynamo.reset()` the compiled code is not run directly any more; should dynamo then
+find no compiled code for a steady call under the stance, the call runs again with the
+guards. The stance is process-wide while such a call runs: compiled code that another
+thread calls at that moment skips its guards too.
 """
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import torch
+from torch._C._dynamo.eval_frame import _debug_get_cache_entry_list
 from torch._C._dynamo.guards import GlobalStateGuard
+from torch._dynamo.convert_frame import output_codes
 from torch._dynamo.eval_frame import DynamoStance, _set_stance
 
 _NO_GUARDS = "skip_guard_eval_unsafe"
@@ -63,12 +71,41 @@ def _quiet() -> bool:
     )
 
 
+def _compiled_code(traced: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """The code dynamo runs for `traced(*args)`: its compiled variant whose guards accept
+    these arguments, as a function of the same arguments (None if there is none)."""
+    fn = getattr(traced, "__func__", traced)
+    code = fn.__code__
+    bound = (traced.__self__,) if fn is not traced else ()
+    arguments = (*bound, *args)
+    if code.co_argcount != len(arguments) or code.co_kwonlyargcount or code.co_flags & 0x0C:
+        return None  # keyword, *args or **kwargs parameters: not worth binding here
+    frame_locals = dict(zip(code.co_varnames, arguments, strict=False))
+    for entry in _debug_get_cache_entry_list(code):
+        if entry.guard_manager.check(frame_locals):
+            direct = types.FunctionType(
+                entry.code, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__
+            )
+            return types.MethodType(direct, traced.__self__) if bound else direct
+    return None
+
+
 class SteadyCalls:
     """`compiled(*args)`, with dynamo's guards evaluated only when something they check may
     have changed since the last guarded call (see the module's docstring)."""
 
-    def __init__(self, compiled: Callable[..., Any], generation: Callable[[], int]):
-        self.compiled, self.generation = compiled, generation
+    def __init__(
+        self,
+        compiled: Callable[..., Any],
+        generation: Callable[[], int],
+        traced: Callable[..., Any] | None = None,
+    ):
+        """`traced` is what `compiled` was made from (`torch.compile(traced)`): given, a
+        steady call runs the code dynamo compiled from it directly, without entering dynamo
+        at all."""
+        self.compiled, self.generation, self.traced = compiled, generation, traced
+        # signature -> (the compiled code, its id among the codes dynamo made)
+        self.direct: dict[Hashable, tuple[Callable[..., Any], int]] = {}
         self.known: set[Hashable] = set()  # signatures a guarded call accepted
         self.at: int | None = None  # the slots' generation those calls saw
         self.ambient: GlobalStateGuard | None = None
@@ -83,6 +120,10 @@ class SteadyCalls:
             and self.ambient.check()
             and _quiet()
         ):
+            direct = self.direct.get(signature)
+            if direct is not None and direct[1] in output_codes.seen_ids:  # no reset since
+                self.steady_calls += 1
+                return direct[0](*args)
             prior = _set_stance(_STEADY)
             try:
                 result = self.compiled(*args)
@@ -96,8 +137,12 @@ class SteadyCalls:
                 _set_stance(prior)
         result = self.compiled(*args)
         if generation != self.at or not (self.ambient is not None and self.ambient.check()):
-            self.known, self.at = set(), generation
+            self.known, self.direct, self.at = set(), {}, generation
         if _quiet():
             self.known.add(signature)
             self.ambient = GlobalStateGuard()
+            direct = self.traced and _compiled_code(self.traced, args)
+            if direct is not None:
+                code = getattr(direct, "__func__", direct).__code__
+                self.direct[signature] = (direct, id(code))
         return result
