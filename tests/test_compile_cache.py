@@ -234,3 +234,22 @@ def test_a_new_process_compiles_from_the_run_cache_with_identical_results(
         assert torch.equal(second.state.params[name], value), name
     assert second.history[0]["loss"] == first.history[0]["loss"]
     assert evaluated["val"]["loss"] == first.history[0]["val_loss"]
+
+
+@needs_compiler
+def test_a_kernel_this_process_loaded_before_still_goes_into_the_file(tmp_path):
+    """Regression: a kernel an earlier program of the process had loaded was handed out
+    from memory without asking the builder, so the file left it out and a resume in a new
+    process compiled it again (seen with the validation loss compiled into the forward)."""
+    spec = tiny(hidden=6)
+    data = load_data(spec)
+    torch._dynamo.reset()
+    earlier = tdsl.compile(spec)
+    fit(earlier, earlier.init(), data, progress=False)  # no directory: no file
+    torch._dynamo.reset()  # the kernels stay loaded in this process
+    program = tdsl.compile(spec)
+    fit(program, program.init(), data, directory=tmp_path, progress=False)
+    with zipfile.ZipFile(tmp_path / compile_cache.CACHE_FILE) as archive:
+        kernels = [n for n in archive.namelist() if n.startswith("kernels/")]
+    recorded = compile_cache.RECORDER.kernels(compile_cache._cache_dir())
+    assert len(kernels) == len(recorded) >= 1

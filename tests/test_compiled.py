@@ -307,7 +307,7 @@ def test_a_step_schedule_does_not_recompile_and_fit_reuses_the_compiled_code():
     """The learning rate goes in as a tensor: 20 steps of an exponential schedule (and
     SGD with momentum and weight decay) compile one training graph, not one per step (after
     8 of which torch ran the rest eagerly). A second `fit` compiles nothing and says so;
-    validation runs a compiled forward pass, one graph for every batch size."""
+    validation runs a compiled forward pass and loss, one graph for every batch size."""
     sgd = tdsl.Optimizer(
         "sgd",
         lr=0.1,

@@ -71,11 +71,24 @@ def _identity() -> dict[str, Any]:
     }
 
 
+def _library_path(load: Any) -> Any:
+    """The library file behind a loader `CppCodeCache.load_async` returned (its
+    `binary_path`), or None."""
+    code, cells = getattr(load, "__code__", None), getattr(load, "__closure__", None)
+    if code is None or not cells or "binary_path" not in code.co_freevars:
+        return None
+    try:
+        return cells[code.co_freevars.index("binary_path")].cell_contents
+    except ValueError:  # an empty cell
+        return None
+
+
 class _KernelRecorder:
-    """The compiled kernel libraries this process asked torch's C++ builder for (built or
-    found in its cache folder): the ones a cache file must carry. Recording wraps the
-    builder's target path once per process; a torch without it records nothing and the
-    cache file holds torch's portable entries only."""
+    """The compiled kernel libraries this process asked torch's C++ builder for (built,
+    found in its cache folder, or already loaded in this process by an earlier compile):
+    the ones a cache file must carry. Recording wraps the builder's target path and the
+    kernel loader once per process; a torch without them records nothing and the cache
+    file holds torch's portable entries only."""
 
     def __init__(self) -> None:
         self.paths: set[str] = set()
@@ -101,6 +114,28 @@ class _KernelRecorder:
             return path
 
         CppBuilder.get_target_file_path = recorded
+        self._record_loads()
+
+    def _record_loads(self) -> None:
+        # A kernel this process loaded before (an earlier program, a trial of a search)
+        # is handed out from memory without asking the builder: the loader knows its file.
+        try:
+            from torch._inductor.codecache import CppCodeCache
+        except ImportError:
+            return
+        original = getattr(CppCodeCache.load_async, "__func__", None)
+        if original is None:
+            return
+        paths = self.paths
+
+        def recorded_load(cls: Any, *args: Any, **kwargs: Any) -> Any:
+            load = original(cls, *args, **kwargs)
+            path = _library_path(load)
+            if isinstance(path, str) and path.endswith(".so"):
+                paths.add(path)
+            return load
+
+        CppCodeCache.load_async = classmethod(recorded_load)
 
     def kernels(self, root: str) -> dict[str, str]:
         """Relative name -> path of each recorded library under torch's cache folder."""
@@ -118,8 +153,8 @@ RECORDER = _KernelRecorder()
 def _forget_earlier() -> None:
     """Start this compile's record afresh: torch's record and the kernel list otherwise
     hold everything the process compiled, and a search's trials (one process) would each
-    save all the trials before it. (A kernel a trial finds loaded already is not asked for
-    again, so its file carries torch's entries only: a resume compiles those kernels.)"""
+    save all the trials before it. (A kernel a trial finds loaded already is recorded when
+    the loader hands it out.)"""
     RECORDER.paths.clear()
     try:
         from torch.compiler._cache import CacheArtifactManager

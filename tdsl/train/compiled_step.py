@@ -10,6 +10,7 @@ Other optimizers get compiled gradients and run their usual eager `step()`.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -93,7 +94,16 @@ def _as_inputs(
     tensors (see `_slot`), which torch's functional SGD and Adam take; the rest stay numbers.
     The tensors are the group's own `slots` (with the value each holds), kept on its
     parameters' device and refilled when the value changes (a kernel launch, not an
-    allocation or a host-to-device copy)."""
+    allocation or a host-to-device copy). Most steps change none of the group's values: then
+    the same pair as the last step's comes back, without being rebuilt."""
+    values = list(group.values())
+    last = slots.get("inputs")
+    if last is not None and last[0] is group["params"]:
+        try:
+            if last[1] == values:  # the params lists are the same object: no tensor compared
+                return last[2]
+        except RuntimeError:  # a value that is a tensor of several elements: rebuild
+            pass
     hyper = {k: v for k, v in group.items() if k != "params"}
     constants = dict(hyper)
     del constants["lr"]
@@ -102,6 +112,7 @@ def _as_inputs(
     if betas is not None:
         hyper["betas"] = (_slot(slots, "beta1", betas[0], group), betas[1])
         constants["betas"] = betas[1]
+    slots["inputs"] = (group["params"], values, (hyper, constants))
     return hyper, constants
 
 
@@ -161,7 +172,7 @@ class CompiledStep:
         self.groups = [[position[id(p)] for p in g["params"]] for g in optimizer.param_groups]
         self.update, self.is_ready = _UPDATES.get(type(optimizer), (None, None))
         mode = train.compile.mode if isinstance(train.compile, S.Compile) else "default"
-        step, forward = own_code(self._step), own_code(self._forward)
+        step, forward = own_code(self._step), own_code(self._evaluate)
         self.compiled = torch.compile(step, options=inductor_options(mode))
         # Hyperparameters a schedule moves go in as tensors, so a new value is new data for
         # the same graph; the others are constants of the graph, and if one changes after all
@@ -174,17 +185,23 @@ class CompiledStep:
         self.steady_step = SteadyCalls(self.compiled, generation, step)
         self.steady_forward = SteadyCalls(self.compiled_forward, generation, forward)
         self.ready_for: Any = None  # the optimizer state dict `ready()` last said yes to
+        self.last_inputs: Any = None  # (optimizer state, _as_inputs pairs, update inputs)
 
-    def forward(self, features: Sequence[torch.Tensor]) -> Any:
-        """The module's compiled forward pass, for evaluation: one graph whatever the number
-        of rows (the batch axis is symbolic), so a short last batch compiles nothing new."""
-        for feature in features:
-            torch._dynamo.maybe_mark_dynamic(feature, 0)
-        signature = (self.module.training, layout(features))
-        return self.steady_forward(signature, tuple(features))
+    def evaluate(
+        self, features: Sequence[torch.Tensor], target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The module's output and data loss, compiled together, for evaluation: one graph
+        whatever the number of rows (the batch axis is symbolic), so a short last batch
+        compiles nothing new."""
+        for tensor in (*features, target):
+            torch._dynamo.maybe_mark_dynamic(tensor, 0)
+        signature = (self.module.training, layout((*features, target)))
+        return self.steady_forward(signature, tuple(features), target)
 
-    def _forward(self, features: tuple[torch.Tensor, ...]) -> Any:
-        return self.module(*features)
+    def _evaluate(self, features: tuple[torch.Tensor, ...], target: torch.Tensor) -> Any:
+        with self.autocast():
+            output = self.module(*features)
+            return output, self.loss_fn(output.float(), target)
 
     def ready(self) -> bool:
         state = self.optimizer.state
@@ -212,17 +229,23 @@ class CompiledStep:
             _as_inputs(group, slots)
             for group, slots in zip(self.optimizer.param_groups, self.slots, strict=True)
         ]
-        constants = [c for _, c in hypers]
-        if self.constants is None:
-            self.constants = constants
-        elif constants != self.constants:  # e.g. a cycled momentum: see __init__
-            self.update = None
-            return self(features, target)
         state = self.optimizer.state
-        groups = [
-            (hyper, [state[self.params[i]] for i in ix])
-            for (hyper, _), ix in zip(hypers, self.groups, strict=True)
-        ]
+        # The same pairs as the last step's and the same state dicts: the same inputs.
+        last = self.last_inputs
+        if last is not None and last[0] is state and all(map(operator.is_, last[1], hypers)):
+            groups = last[2]
+        else:
+            constants = [c for _, c in hypers]
+            if self.constants is None:
+                self.constants = constants
+            elif constants != self.constants:  # e.g. a cycled momentum: see __init__
+                self.update = None
+                return self(features, target)
+            groups = [
+                (hyper, [state[self.params[i]] for i in ix])
+                for (hyper, _), ix in zip(hypers, self.groups, strict=True)
+            ]
+            self.last_inputs = (state, hypers, groups)
         _, output, data_loss, terms, buffers = self._run(self.params, features, target, groups)
         self.warm = True
         self._keep(buffers)

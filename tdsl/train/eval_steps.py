@@ -56,10 +56,11 @@ class EvalSteps:
             output = self.module(*self._features(batch.features))
             loss = self.loss_fn(output.float(), target)
             return self._batch_metrics(output, target, loss, NONE)
-        forward = self.module if self.compiled is None else self.compiled.forward
+        if self.compiled is not None:  # one output (validation refuses compiling several)
+            output, loss = self.compiled.evaluate(self._features(batch.features), target)
+            return self._batch_metrics(output, target, loss, NONE)
         with self.autocast():
-            features = self._features(batch.features)
-            output = forward(features) if self.compiled is not None else forward(*features)
+            output = self.module(*self._features(batch.features))
             loss, parts = self._loss(output, target)
         return self._batch_metrics(output, target, loss, {k: v.detach() for k, v in parts.items()})
 

@@ -38,6 +38,7 @@ from torch._dynamo.convert_frame import output_codes
 from torch._dynamo.eval_frame import DynamoStance, _set_stance
 
 _NO_GUARDS = "skip_guard_eval_unsafe"
+_UNKNOWN = object()
 # What `torch.compiler.set_stance("default", skip_guard_eval_unsafe=True)` sets, set and
 # reset directly: the public context manager costs three stance changes and an object.
 _STEADY = DynamoStance("default", skip_guard_eval_unsafe=True)
@@ -104,45 +105,38 @@ class SteadyCalls:
         steady call runs the code dynamo compiled from it directly, without entering dynamo
         at all."""
         self.compiled, self.generation, self.traced = compiled, generation, traced
-        # signature -> (the compiled code, its id among the codes dynamo made)
-        self.direct: dict[Hashable, tuple[Callable[..., Any], int]] = {}
-        self.known: set[Hashable] = set()  # signatures a guarded call accepted
+        # The signatures a guarded call accepted, each with the code dynamo compiled for it
+        # and that code's id among the codes dynamo made (None where it was not found).
+        self.known: dict[Hashable, tuple[Callable[..., Any], int] | None] = {}
         self.at: int | None = None  # the slots' generation those calls saw
         self.ambient: GlobalStateGuard | None = None
         self.steady_calls = 0  # how many calls skipped the guards (for tests)
 
     def __call__(self, signature: Hashable, *args: Any) -> Any:
         generation = self.generation()
-        if (
-            generation == self.at
-            and signature in self.known
-            and self.ambient is not None
-            and self.ambient.check()
-            and _quiet()
-        ):
-            direct = self.direct.get(signature)
-            if direct is not None and direct[1] in output_codes.seen_ids:  # no reset since
-                self.steady_calls += 1
-                return direct[0](*args)
-            prior = _set_stance(_STEADY)
-            try:
-                result = self.compiled(*args)
-            except RuntimeError as exc:  # no compiled code fits after all: nothing ran
-                if _NO_GUARDS not in str(exc):
-                    raise
-            else:
-                self.steady_calls += 1
-                return result
-            finally:
-                _set_stance(prior)
+        if generation == self.at and self.ambient is not None:
+            direct = self.known.get(signature, _UNKNOWN)
+            if direct is not _UNKNOWN and self.ambient.check() and _quiet():
+                if direct is not None and direct[1] in output_codes.seen_ids:  # no reset
+                    self.steady_calls += 1
+                    return direct[0](*args)
+                prior = _set_stance(_STEADY)
+                try:
+                    result = self.compiled(*args)
+                except RuntimeError as exc:  # no compiled code fits after all: nothing ran
+                    if _NO_GUARDS not in str(exc):
+                        raise
+                else:
+                    self.steady_calls += 1
+                    return result
+                finally:
+                    _set_stance(prior)
         result = self.compiled(*args)
         if generation != self.at or not (self.ambient is not None and self.ambient.check()):
-            self.known, self.direct, self.at = set(), {}, generation
+            self.known, self.at = {}, generation
         if _quiet():
-            self.known.add(signature)
             self.ambient = GlobalStateGuard()
-            direct = self.traced and _compiled_code(self.traced, args)
-            if direct is not None:
-                code = getattr(direct, "__func__", direct).__code__
-                self.direct[signature] = (direct, id(code))
+            direct = _compiled_code(self.traced, args) if self.traced is not None else None
+            code = getattr(direct, "__func__", direct).__code__ if direct is not None else None
+            self.known[signature] = None if direct is None else (direct, id(code))
         return result
