@@ -23,6 +23,7 @@ from tdsl.model.ties import tie_parameters
 from tdsl.registry import ops
 from tdsl.registry import shape_rules as shapes
 from tdsl.registry.aliases import suggest
+from tdsl.registry.meta_tensors import SkipMetaInit
 from tdsl.registry.ops import BATCH, DTYPES, shape_text
 from tdsl.registry.refusals import check_window_input, refusal_hint
 from tdsl.registry.user_code import ImportRefused
@@ -243,7 +244,7 @@ def _build_node(node: Node, op: ops.OpDef, inputs: Sequence[Any], diags: Diagnos
         )
         return None
     try:
-        with shapes.SkipMetaInit(), torch.device("meta"):
+        with SkipMetaInit(), torch.device("meta"):
             layer = op.build(dict(node.args), inputs)
     except ops.OpError as exc:
         diags.error(

@@ -17,8 +17,8 @@ from torch import nn
 
 from tdsl.errors import show
 from tdsl.registry import op_checks as check
+from tdsl.registry.meta_tensors import broadcast_shapes, meta
 from tdsl.registry.ops import OpDef, OpError, register, shape_text
-from tdsl.registry.shape_rules import broadcast_shapes, meta
 
 
 def _count(n: int, what: str) -> str:

@@ -11,8 +11,8 @@ from torch import nn
 
 from tdsl.errors import did_you_mean, show
 from tdsl.registry import op_checks as check
+from tdsl.registry.meta_tensors import broadcast_shapes, meta
 from tdsl.registry.ops import DTYPES, OpDef, OpError, register, shape_text
-from tdsl.registry.shape_rules import broadcast_shapes, meta
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
