@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tdsl.errors import Diagnostics, show
+from tdsl.errors import Diagnostics
 from tdsl.model import batch_rule
 from tdsl.model.arguments import check_arguments
 from tdsl.model.graph import Graph, Node
@@ -27,6 +27,7 @@ from tdsl.registry.meta_tensors import SkipMetaInit
 from tdsl.registry.ops import BATCH, DTYPES, shape_text
 from tdsl.registry.refusals import check_window_input, refusal_hint
 from tdsl.registry.user_code import ImportRefused
+from tdsl.wording import show
 
 
 def example_inputs(graph: Graph, batch_size: int, device: str = "meta") -> dict[str, torch.Tensor]:

@@ -15,7 +15,6 @@ from typing import Any
 import attrs
 import torch
 
-from tdsl.errors import describe_value
 from tdsl.registry.metric_accumulators import (
     Metric,
     State,
@@ -27,6 +26,7 @@ from tdsl.registry.metric_accumulators import (
     perplexity,
     top_k,
 )
+from tdsl.wording import describe_value
 
 # A metric's arguments that cannot work: (argument, message, hint).
 ArgProblem = tuple[str, str, str | None]

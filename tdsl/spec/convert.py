@@ -17,7 +17,7 @@ import attrs
 import cattrs
 
 from tdsl import spec as S
-from tdsl.errors import Diagnostic, did_you_mean
+from tdsl.errors import Diagnostic
 from tdsl.spec.frozen import FrozenMap, freeze, thaw
 from tdsl.spec.value_hooks import (
     Invalid,
@@ -30,6 +30,7 @@ from tdsl.spec.value_hooks import (
     union_factory,
     var_tuple_factory,
 )
+from tdsl.wording import did_you_mean
 
 # How each class is named in messages: by the YAML section it is, not the Python class.
 _MAPPING_NOUNS = {

@@ -16,8 +16,9 @@ import attrs
 import cattrs
 
 from tdsl import spec as S
-from tdsl.errors import Diagnostic, SpecPath, describe_value, did_you_mean, show
+from tdsl.errors import Diagnostic, SpecPath
 from tdsl.spec.frozen import FrozenMap
+from tdsl.wording import describe_value, did_you_mean, show
 
 
 class Invalid(Exception):
