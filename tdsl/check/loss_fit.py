@@ -19,8 +19,8 @@ from tdsl.check.outputs_and_targets import kinds_text, resolve_loss
 from tdsl.check.per_output import check_outputs_loss
 from tdsl.data import data_signature
 from tdsl.errors import Diagnostics, SpecPath
-from tdsl.model.build import describe
 from tdsl.model.graph import Graph
+from tdsl.model.node_build import describe
 from tdsl.registry.losses import LossDef, PerPosition, build_loss, lookup_loss, loss_names
 from tdsl.registry.ops import shape_text
 
