@@ -12,9 +12,7 @@ def spec() -> tdsl.Spec:
     return tdsl.Spec(
         name="ring_dnn",
         seed=0,
-        data=tdsl.Rings(
-            n_positive=2000, n_negative=2000, split=tdsl.Split(train=0.7, val=0.3)
-        ),
+        data=tdsl.Rings(n_positive=2000, n_negative=2000, split=tdsl.Split(train=0.7, val=0.3)),
         model=tdsl.Model(
             inputs=[tdsl.Input(shape=[2])],
             layers=[

@@ -22,7 +22,7 @@ _WHERE = {
     "load_model": "tdsl.runs.inference",
     "LoadedModel": "tdsl.runs.inference",
     "Predictions": "tdsl.runs.inference",
-    "resume": "tdsl.runs.directories",
+    "resume": "tdsl.runs.resuming",
     "run": "tdsl.runs.directories",
     "Block": "tdsl.spec",
     "Bundled": "tdsl.spec",
@@ -87,8 +87,9 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from tdsl.check.summary import summarize, summary
     from tdsl.data import load_data
     from tdsl.errors import Diagnostic, Report, SpecError, TdslError
-    from tdsl.runs.directories import RunResult, evaluate_run, predict_run, resume, run
+    from tdsl.runs.directories import RunResult, evaluate_run, predict_run, run
     from tdsl.runs.inference import LoadedModel, Predictions, load_model
+    from tdsl.runs.resuming import resume
     from tdsl.spec import (
         Addition,
         Arrays,

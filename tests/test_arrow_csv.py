@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from tdsl import spec as D
 from tdsl.data import arrow_text, csvfile, memory
 from tdsl.data.base import Context, DataError, Problems
 from tdsl.data.table import prepare
-from tdsl.spec import data_section as D
 
 TRICKY = (
     "num,cat,note,label\n"

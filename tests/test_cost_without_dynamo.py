@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tdsl.registry.shape_rules import broadcast_shapes
+from tdsl.registry.meta_tensors import broadcast_shapes
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from tdsl import spec as D
 from tdsl import spec as S
 from tdsl.data import arrow_stream, arrow_text, csvfile, gather, table_features
 from tdsl.data.base import Context, DataError, Problems
 from tdsl.data.table import prepare
 from tdsl.data.tensors import split_index
-from tdsl.spec import data_section as D
 
 ROWS = 300
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tdsl import spec as D
 from tdsl.data import arrow_stream, arrow_text, csv_cuts, csvfile
 from tdsl.data.base import Context, DataError, Problems
 from tdsl.data.table import prepare
-from tdsl.spec import data_section as D
 
 LINES = ["x,n,s,label"] + [
     f"{'' if i % 11 == 0 else f'{i * 0.25 - 9:.2f}'},{i},{'abc'[i % 3] * (1 + i % 2)},{i % 2}"

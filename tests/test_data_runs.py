@@ -17,7 +17,8 @@ from tdsl.data.base import Problems
 from tdsl.data.csvfile import read_csv
 from tdsl.data.table import transform
 from tdsl.runs.cli import main
-from tdsl.runs.directories import _program_and_state, evaluate_run, predict_run, resume, run
+from tdsl.runs.directories import _program_and_state, evaluate_run, predict_run, run
+from tdsl.runs.resuming import resume
 from tdsl.train.loops import predict
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,8 +22,9 @@ import tdsl
 from tdsl.data import FileData, TensorData, load_data
 from tdsl.data.tensors import Part
 from tdsl.runs.cli import main
-from tdsl.runs.directories import evaluate_run, resume, run
+from tdsl.runs.directories import evaluate_run, run
 from tdsl.runs.launcher import _failures
+from tdsl.runs.resuming import resume
 from tdsl.train.callbacks import EarlyStopping
 from tdsl.train.distributed import World
 from tdsl.train.standard import BestState, compose

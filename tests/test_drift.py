@@ -12,8 +12,9 @@ from test_data_sources import spec_for
 
 import tdsl
 from tdsl.runs.cli import main
-from tdsl.runs.directories import evaluate_run, resume, run
+from tdsl.runs.directories import evaluate_run, run
 from tdsl.runs.drift import FINGERPRINTS, fingerprint
+from tdsl.runs.resuming import resume
 
 
 def write_data(path: Path, seed: int = 0, rows: int = 60) -> None:

@@ -17,7 +17,8 @@ import torch
 import tdsl
 from tdsl.data import Batch
 from tdsl.runs.cli import main
-from tdsl.runs.directories import RunError, resume, run
+from tdsl.runs.directories import RunError, run
+from tdsl.runs.resuming import resume
 from tdsl.train.atomic_files import FileWriteError, atomic_write_bytes
 from tdsl.train.loops import NonFiniteLoss
 

@@ -15,7 +15,8 @@ import torch
 
 import tdsl
 from tdsl.data import load_data
-from tdsl.runs.directories import resume, run
+from tdsl.runs.directories import run
+from tdsl.runs.resuming import resume
 from tdsl.train.loops import fit
 from tests.helpers import Interrupt
 

@@ -12,7 +12,8 @@ from helpers import Interrupt
 import tdsl
 from tdsl.data import DataError, data_signature, load_data
 from tdsl.runs.cli import main
-from tdsl.runs.directories import evaluate_run, resume, run
+from tdsl.runs.directories import evaluate_run, run
+from tdsl.runs.resuming import resume
 
 PACKAGE = """
 import torch

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from tdsl.errors import install_hint
+from tdsl.wording import install_hint
 
 PACKAGE = Path(__file__).resolve().parent.parent / "tdsl"
 

@@ -13,7 +13,8 @@ from helpers import Interrupt
 from test_runs import small_spec
 
 from tdsl.runs.cli import main
-from tdsl.runs.directories import RunError, evaluate_run, resume, run
+from tdsl.runs.directories import RunError, evaluate_run, run
+from tdsl.runs.resuming import resume
 from tdsl.train import atomic_files, checkpoint_files
 from tdsl.train.checkpoint_files import CheckpointError, read_checkpoint, write_checkpoint
 

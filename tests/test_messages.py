@@ -8,9 +8,10 @@ import time
 import pytest
 
 import tdsl
-from tdsl.errors import MAX_SHOWN, Diagnostic, describe_value, format_path, show
+from tdsl.errors import Diagnostic, format_path
 from tdsl.runs.cli import main
 from tdsl.spec.frozen import freeze
+from tdsl.wording import MAX_SHOWN, describe_value, show
 
 SPEC = """\
 name: ring_dnn

@@ -12,7 +12,7 @@ import yaml
 
 import tdsl
 from tdsl.runs.cli import main
-from tdsl.runs.directories import resume
+from tdsl.runs.resuming import resume
 from tdsl.spec.overrides import apply_overrides
 
 SPEC = """\

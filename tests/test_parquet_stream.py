@@ -20,7 +20,8 @@ from tdsl.data import clear_cache
 from tdsl.data.parquet_fit import Median
 from tdsl.data.parquet_rows import StreamedRows
 from tdsl.data.tensors import TensorData
-from tdsl.runs.directories import resume, run
+from tdsl.runs.directories import run
+from tdsl.runs.resuming import resume
 
 SPEC = """\
 name: pqs

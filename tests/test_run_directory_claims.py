@@ -13,7 +13,8 @@ import pytest
 
 import tdsl
 from tdsl.runs.cli import main
-from tdsl.runs.directories import RunError, resume, run
+from tdsl.runs.directories import RunError, run
+from tdsl.runs.resuming import resume
 from tdsl.runs.run_lock import claim_run
 
 ROOT = Path(__file__).resolve().parents[1]

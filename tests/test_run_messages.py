@@ -8,7 +8,8 @@ from helpers import Interrupt
 from test_runs import small_spec
 
 from tdsl.runs import launcher
-from tdsl.runs.directories import resume, run
+from tdsl.runs.directories import run
+from tdsl.runs.resuming import resume
 
 
 def test_resume_says_where_it_continues(tmp_path, capsys):

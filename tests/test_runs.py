@@ -14,7 +14,8 @@ from torch import nn
 import tdsl
 from tdsl.data import TensorData, load_data
 from tdsl.runs.cli import main
-from tdsl.runs.directories import RunError, resume, run
+from tdsl.runs.directories import RunError, run
+from tdsl.runs.resuming import resume
 from tdsl.train.callbacks import EarlyStopping, ProgressPrinter
 from tdsl.train.loops import evaluate, fit
 from tdsl.train.program import compile

@@ -12,8 +12,9 @@ import yaml
 
 from tdsl.check.pipeline import validate
 from tdsl.runs.cli import main
-from tdsl.spec.convert import Invalid, structure_spec
+from tdsl.spec.convert import structure_spec
 from tdsl.spec.json_schema import json_schema
+from tdsl.spec.value_hooks import Invalid
 
 SPECS = sorted((Path(__file__).parents[1] / "specs").glob("**/*.y*ml"))
 

@@ -25,8 +25,8 @@ from torch import nn
 
 from tdsl.registry import graph_ops
 from tdsl.registry import shape_rules as shapes
+from tdsl.registry.meta_tensors import SkipMetaInit, meta
 from tdsl.registry.ops import OpError
-from tdsl.registry.shape_rules import meta
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOATS = (torch.float32, torch.float64, torch.bfloat16)
@@ -563,7 +563,7 @@ def tensors_of(layer: nn.Module) -> dict[str, torch.Tensor]:
 def test_skip_meta_init_builds_the_same_parameters(make):
     with torch.device("meta"):
         plain = tensors_of(make())
-    with shapes.SkipMetaInit(), torch.device("meta"):
+    with SkipMetaInit(), torch.device("meta"):
         skipped = tensors_of(make())
     assert described(skipped) == described(plain)
     assert all(t.is_meta for t in skipped.values())
@@ -574,7 +574,7 @@ def test_skip_meta_init_initializes_real_tensors(make):
     torch.manual_seed(0)
     plain = tensors_of(make())
     torch.manual_seed(0)
-    with shapes.SkipMetaInit():
+    with SkipMetaInit():
         initialized = tensors_of(make())
     assert plain.keys() == initialized.keys()
     for name, tensor in plain.items():

@@ -21,7 +21,8 @@ import tdsl
 from tdsl.check.pipeline import validate
 from tdsl.data import Fitted
 from tdsl.errors import TdslError
-from tdsl.runs.directories import evaluate_run, predict_run, resume, run
+from tdsl.runs.directories import evaluate_run, predict_run, run
+from tdsl.runs.resuming import resume
 
 work, root = Path(sys.argv[1]), Path(sys.argv[2])
 said = {}

@@ -4,8 +4,8 @@ write a fake line into tdsl's output."""
 
 import pytest
 
-from tdsl.errors import printable
 from tdsl.runs.cli import main
+from tdsl.wording import printable
 
 CLEAR = "\x1b[2J"
 MODEL = """model: {inputs: [{shape: [1]}], layers: [{op: linear, out_features: 1}]}

@@ -18,7 +18,8 @@ from tdsl import spec as S
 from tdsl.data import clear_cache, load_data, text, text_lm
 from tdsl.runs.cli import main
 from tdsl.runs.data_cache import keep_token_ids, run_data_cache
-from tdsl.runs.directories import evaluate_run, resume, run
+from tdsl.runs.directories import evaluate_run, run
+from tdsl.runs.resuming import resume
 
 LM_SPEC = """
 name: lm

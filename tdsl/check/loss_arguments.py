@@ -13,10 +13,11 @@ from typing import Any
 
 import torch
 
-from tdsl.errors import Diagnostics, SpecPath, show
+from tdsl.errors import Diagnostics, SpecPath
 from tdsl.registry.losses import lookup_loss
 from tdsl.registry.ops import shape_text
 from tdsl.registry.refusals import refusal_hint
+from tdsl.wording import show
 
 # Argument -> (the rule in words, whether a value keeps it). Names mean the same in every
 # torch loss that takes them.

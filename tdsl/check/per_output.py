@@ -15,10 +15,11 @@ import torch
 from tdsl import spec as S
 from tdsl.check.loss_arguments import check_weight_sizes
 from tdsl.data import data_signature
-from tdsl.errors import Diagnostics, SpecPath, check_keywords, did_you_mean
+from tdsl.errors import Diagnostics, SpecPath, check_keywords
 from tdsl.model.graph import Graph
 from tdsl.registry.losses import LossDef, PerOutput, lookup_loss, loss_names
 from tdsl.registry.ops import shape_text
+from tdsl.wording import did_you_mean
 
 _LAST_OPS = {"sigmoid": "probabilities", "softmax": "probabilities"}
 _LAST_OPS |= {"log_softmax": "log_probabilities", "logsoftmax": "log_probabilities"}

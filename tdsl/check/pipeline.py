@@ -22,6 +22,7 @@ from tdsl.check import outputs_and_targets as checks
 from tdsl.check import training_setup as checks_setup
 from tdsl.check.class_targets import check_position_tables
 from tdsl.check.inplace import check_inplace
+from tdsl.check.loss_fit import check_loss
 from tdsl.check.per_output import check_outputs_training
 from tdsl.check.silent_mistakes import check_silent_mistakes
 from tdsl.check.weights_setup import check_weights
@@ -122,7 +123,7 @@ def check_spec(
         checks.check_random_ids(spec, graph, diags)
         check_position_tables(spec, graph, inference.values, diags)
     if ok("loss", "data"):
-        checks.check_loss(spec, graph, inference.output, diags, allow_imports)
+        check_loss(spec, graph, inference.output, diags, allow_imports)
     elif ok("loss"):
         checks.resolve_loss(spec.loss, diags, allow_imports)  # its own names and arguments
     metric_names = None

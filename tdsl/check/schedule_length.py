@@ -10,8 +10,9 @@ import math
 from typing import Any
 
 from tdsl import spec as S
-from tdsl.errors import Diagnostics, show
+from tdsl.errors import Diagnostics
 from tdsl.registry.optimizers import lookup_schedule
+from tdsl.wording import show
 
 
 def run_length(spec: S.Spec, rows: dict[str, int] | None) -> tuple[int, str] | None:

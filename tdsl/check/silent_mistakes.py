@@ -15,9 +15,10 @@ from tdsl.check.schedule_length import (
     check_schedule_length,
     written,
 )
-from tdsl.errors import Diagnostics, SpecPath, show
+from tdsl.errors import Diagnostics, SpecPath
 from tdsl.registry.metrics import lookup_metric
 from tdsl.registry.optimizers import lookup_optimizer, lookup_schedule
+from tdsl.wording import show
 
 
 def check_silent_mistakes(spec: S.Spec, rows: dict[str, int] | None, diags: Diagnostics) -> None:

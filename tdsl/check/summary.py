@@ -13,7 +13,7 @@ from tdsl import spec as S
 from tdsl.check.pipeline import Inference, infer
 from tdsl.check.training_setup import check_selectors
 from tdsl.errors import Diagnostics, SpecError
-from tdsl.model.build import describe
+from tdsl.model.node_build import describe
 from tdsl.spec.load_dump import load, locate
 
 

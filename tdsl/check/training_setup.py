@@ -13,14 +13,7 @@ from typing import Any
 import torch
 
 from tdsl import spec as S
-from tdsl.errors import (
-    Diagnostics,
-    SpecPath,
-    check_keywords,
-    did_you_mean,
-    install_hint,
-    show,
-)
+from tdsl.errors import Diagnostics, SpecPath, check_keywords
 from tdsl.model.graph import Graph, module_ops
 from tdsl.model.selectors import select, why_empty
 from tdsl.registry import optimizer_args as optim_args
@@ -34,6 +27,7 @@ from tdsl.registry.optimizers import (
     schedule_names,
 )
 from tdsl.registry.refusals import refusal_hint
+from tdsl.wording import did_you_mean, install_hint, show
 
 
 def check_optimizer(spec: S.Spec, diags: Diagnostics) -> None:

@@ -14,12 +14,13 @@ import torch
 
 from tdsl import spec as S
 from tdsl.data.base import resolve_path, spec_base
-from tdsl.errors import Diagnostics, check_keywords, did_you_mean, show
+from tdsl.errors import Diagnostics, check_keywords
 from tdsl.model.freezing import fixed_norms, frozen_parameters
 from tdsl.model.graph import Graph, module_ops
 from tdsl.model.init_from import InitError, checkpoint_file, fit_weights, model_state, read_tensors
 from tdsl.model.selectors import select
 from tdsl.registry.initializers import argument_problem, initializer_names, lookup_initializer
+from tdsl.wording import did_you_mean, show
 
 
 def init_path(spec: S.Spec) -> Path | None:

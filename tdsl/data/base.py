@@ -20,7 +20,8 @@ import torch
 from tdsl import spec as S
 from tdsl.data.data_root import HINT as DATA_ROOT_HINT
 from tdsl.data.data_root import outside, outside_message
-from tdsl.errors import SpecPath, TdslError, did_you_mean, format_path
+from tdsl.errors import SpecPath, TdslError, format_path
+from tdsl.wording import did_you_mean
 
 
 @attrs.frozen

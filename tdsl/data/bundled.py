@@ -21,7 +21,7 @@ from tdsl import spec as S
 from tdsl.data.base import Context, DataError, DataSignature, FeatureInfo, Problems
 from tdsl.data.labels import float_dtype
 from tdsl.data.tensors import Splits, TensorData, split_index, split_rows, split_sizes
-from tdsl.errors import file_reason, install_hint
+from tdsl.wording import file_reason, install_hint
 
 INSTALL_HINT = install_hint("scikit-learn", "sklearn")
 

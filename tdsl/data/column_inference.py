@@ -18,7 +18,7 @@ from tdsl import spec as S
 from tdsl.data.base import Context, DataError, Problems, check_exists, context
 from tdsl.data.csvfile import CsvTable
 from tdsl.data.table_files import layout, read_table  # noqa: F401 (layout: re-exported)
-from tdsl.errors import did_you_mean
+from tdsl.wording import did_you_mean
 
 
 def is_number(text: str) -> bool:

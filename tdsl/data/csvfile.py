@@ -24,8 +24,9 @@ import numpy as np
 from tdsl.data import gather
 from tdsl.data.base import DataError, Problems
 from tdsl.data.csv_scan import Records
-from tdsl.errors import SpecPath, did_you_mean, file_reason
+from tdsl.errors import SpecPath
 from tdsl.special_files import require_regular_file
+from tdsl.wording import did_you_mean, file_reason
 
 if TYPE_CHECKING:  # pyarrow is imported when a table is read, not by every validate
     from tdsl.data.arrow_text import RawTable

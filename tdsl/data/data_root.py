@@ -17,7 +17,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from tdsl.errors import TdslError, show
+from tdsl.errors import TdslError
+from tdsl.wording import show
 
 P = ParamSpec("P")
 R = TypeVar("R")

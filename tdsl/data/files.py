@@ -27,9 +27,9 @@ from tdsl.data.base import (
 from tdsl.data.finite import STREAMED_ROWS, check_finite
 from tdsl.data.streaming import FileData
 from tdsl.data.tensors import Batch, Splits, TensorData, split_index
-from tdsl.errors import did_you_mean, file_reason
 from tdsl.registry.ops import DTYPES
 from tdsl.special_files import require_regular_file
+from tdsl.wording import did_you_mean, file_reason
 
 FILES = ("file", "val_file", "test_file")
 

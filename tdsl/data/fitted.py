@@ -18,8 +18,8 @@ import attrs
 
 from tdsl.data.base import DataError
 from tdsl.data.fitted_shapes import state_problem
-from tdsl.errors import file_reason, shorten
 from tdsl.special_files import open_regular
+from tdsl.wording import file_reason, shorten
 
 FORMAT = 1
 FILE_NAME = "transforms.json"

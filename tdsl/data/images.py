@@ -22,8 +22,8 @@ from tdsl.data.fitted import Fitted, mismatch
 from tdsl.data.labels import float_dtype
 from tdsl.data.streaming import FileData, batch_tensor
 from tdsl.data.tensors import Batch, Splits, split_index
-from tdsl.errors import file_reason, install_hint
 from tdsl.special_files import open_regular, special_file
+from tdsl.wording import file_reason, install_hint
 
 SIGNATURES = {".png": b"\x89PNG\r\n\x1a\n", ".jpg": b"\xff\xd8\xff", ".jpeg": b"\xff\xd8\xff"}
 FOLDERS = ("folder", "val_folder", "test_folder")

@@ -35,9 +35,10 @@ from tdsl.data.base import (
 from tdsl.data.files import _cast, _target
 from tdsl.data.finite import check_finite
 from tdsl.data.tensors import Splits, TensorData, split_index, split_rows
-from tdsl.errors import SpecPath, did_you_mean, show
+from tdsl.errors import SpecPath
 from tdsl.registry.user_code import ImportRefused, import_object, is_import_path
 from tdsl.spec.frozen import thaw
+from tdsl.wording import did_you_mean, show
 
 FACTORY: SpecPath = ("factory",)
 RETURNS = "a mapping of named arrays or a (features, target) tuple"

@@ -25,8 +25,8 @@ from tdsl.data.images import static_problems as image_problems
 from tdsl.data.labels import float_dtype
 from tdsl.data.streaming import FileData
 from tdsl.data.tensors import Batch, Splits, split_index
-from tdsl.errors import file_reason
 from tdsl.special_files import require_regular_file
+from tdsl.wording import file_reason
 
 MASK_SUFFIX = ".png"  # lossless: a JPEG would blur the ids at every edge
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tdsl.errors import Diagnostics, check_keywords, show
+from tdsl.errors import Diagnostics, check_keywords
 from tdsl.model.graph import Node
 from tdsl.registry import ops
+from tdsl.wording import show
 
 # Arguments that are sizes wherever they appear: checked before torch sees them.
 _POSITIVE = {

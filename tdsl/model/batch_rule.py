@@ -13,19 +13,26 @@ once more at a second stand-in size: the dimensions that change are the batch-de
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from tdsl.model.batch_trace import (
+    Layout,
+    batch_text,
+    find_batch,
+    inherit,
+    leaves,
+    rerun,
+    stray,
+    symbolic,
+    unknown,
+)
 from tdsl.registry.ops import BATCH, OpDef, OpError, shape_text
 
-Layout = int | None | tuple["Layout", ...]
-BATCH2 = 7907  # the second stand-in: another prime, for telling batch-dependent sizes apart
 INPUT: Layout = 0  # a model input is batch-major
-_UNKNOWN = "?"  # BATCH alone cannot tell where the batch is
-
 _PER_SAMPLE = "only the per-sample dimensions 1..n"
 _HINTS = {
     "moves": f"transpose, permute and stack {_PER_SAMPLE}",
@@ -54,7 +61,7 @@ def check_inputs(layer: nn.Module, inputs: Sequence[Any], layouts: Sequence[Layo
     sequence = [m for m in layer.modules() if "batch_first" in m.__dict__]
     if implicit is None and not sequence:
         return  # most layers: nothing to check before running them
-    batched = [(x, p) for x, p in _leaves(inputs, layouts) if p is not None]
+    batched = [(x, p) for x, p in leaves(inputs, layouts) if p is not None]
     x, position = inputs[0], layouts[0]
     if implicit and batched and layer.__dict__.get("dim") is None and isinstance(x, torch.Tensor):
         _along_batch(implicit(x.dim()), x, position, x)
@@ -87,29 +94,29 @@ def output_layout(
     if _plainly_kept(op, inputs, layouts, output):
         _check_dims(layer, inputs, layouts, output)
         return 0
-    pairs = list(_leaves(inputs, layouts))
+    pairs = list(leaves(inputs, layouts))
     if all(p is None for _, p in pairs):
-        return _inherit(output, None, {})  # nothing batched came in, nothing goes out
+        return inherit(output, None, {})  # nothing batched came in, nothing goes out
     passed = {id(x): p for x, p in pairs}  # a value handed through (item) keeps its layout
     received = [p for _, p in pairs]
-    found, second = _find(output, None), None
-    if _unknown(found) or any(_stray(x.shape, p) for x, p in pairs):
-        second = _rerun(inputs, layouts, run)
+    found, second = find_batch(output, None), None
+    if unknown(found) or any(stray(x.shape, p) for x, p in pairs):
+        second = rerun(inputs, layouts, run)
         if second is None:  # the op refuses another batch size: its shapes depend on it
             raise OpError("gives an output whose shape depends on the batch size")
-        found = _find(output, second)
+        found = find_batch(output, second)
     problems = _problems(op, layer, output, found, passed, received)
     if problems and second is None:
-        second = _rerun(inputs, layouts, run)  # to tell merged from resized, and show it
+        second = rerun(inputs, layouts, run)  # to tell merged from resized, and show it
         if second is not None:
-            found = _find(output, second)
+            found = find_batch(output, second)
             problems = _problems(op, layer, output, found, passed, received) or problems
     if problems:
         kind, what = problems[0]
-        shown = ", ".join(_text(x, p) for x, p in zip(inputs, layouts, strict=True))
-        _refuse(f"{what}: {shown} -> {_symbolic(output, second)}", kind)
+        shown = ", ".join(batch_text(x, p) for x, p in zip(inputs, layouts, strict=True))
+        _refuse(f"{what}: {shown} -> {symbolic(output, second)}", kind)
     _check_dims(layer, inputs, layouts, output)
-    return _inherit(output, found, passed)
+    return inherit(output, found, passed)
 
 
 def _plainly_kept(op: OpDef, inputs: Sequence[Any], layouts: Sequence[Layout], out: Any) -> bool:
@@ -117,10 +124,10 @@ def _plainly_kept(op: OpDef, inputs: Sequence[Any], layouts: Sequence[Layout], o
     without a batch, and a batch-major tensor out, no other size a multiple of BATCH."""
     if op.batch == "broadcast" or not isinstance(out, torch.Tensor) or not out.dim():
         return False
-    if out.shape[0] != BATCH or _stray(out.shape, 0) or 0 not in layouts:
+    if out.shape[0] != BATCH or stray(out.shape, 0) or 0 not in layouts:
         return False
     return all(
-        isinstance(x, torch.Tensor) and p in (0, None) and not _stray(x.shape, p)
+        isinstance(x, torch.Tensor) and p in (0, None) and not stray(x.shape, p)
         for x, p in zip(inputs, layouts, strict=True)
     )
 
@@ -135,7 +142,7 @@ def output_problem(value: Any, layout: Layout) -> tuple[str, str] | None:
             "a model output holds one row per sample (dimension 0 is the batch)",
         )
     return (
-        f"is a model output with the batch at dimension {layout}: {_text(value, layout)}",
+        f"is a model output with the batch at dimension {layout}: {batch_text(value, layout)}",
         f"dimension 0 is the batch; {_HINTS['leaves']}",
     )
 
@@ -145,7 +152,7 @@ def _problems(
 ) -> list[tuple[str, str]]:
     """(hint kind, what the op does) for each output tensor whose batch is out of place."""
     problems = []
-    for index, (value, position) in enumerate(_leaves((output,), (found,))):
+    for index, (value, position) in enumerate(leaves((output,), (found,))):
         problem = None if id(value) in passed else _problem(op, layer, index, position, received)
         problems += [problem] if problem else []
     return problems
@@ -176,125 +183,6 @@ def _refuse(message: str, kind: str) -> None:
     raise OpError(message, hint=f"dimension 0 is the batch; {_HINTS[kind]}")
 
 
-def _each(value: Any, layout: Any) -> Iterator[tuple[Any, Any]]:
-    """(element, its layout) for a tuple or list value."""
-    inner = layout if isinstance(layout, tuple) else (layout,) * len(value)
-    return zip(value, inner, strict=True)
-
-
-def _leaves(values: Sequence[Any], layouts: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
-    """(tensor, its batch position) for every tensor in (nested) values."""
-    for value, layout in zip(values, layouts, strict=True):
-        if isinstance(value, torch.Tensor):
-            yield value, layout
-        elif isinstance(value, tuple | list):
-            for element, inner in _each(value, layout):
-                yield from _leaves((element,), (inner,))
-
-
-def _inherit(output: Any, found: Any, passed: dict[int, Any]) -> Layout:
-    """The layout found, except where a value was handed through unchanged."""
-    if isinstance(output, torch.Tensor):
-        return passed.get(id(output), found)
-    if isinstance(output, tuple | list):
-        return tuple(_inherit(v, f, passed) for v, f in _each(output, found))
-    return None
-
-
-def _stray(shape: Sequence[int], position: Any) -> bool:
-    """Whether a shape has a multiple of BATCH other than its batch dimension."""
-    return any(d and d % BATCH == 0 and i != position for i, d in enumerate(shape))
-
-
-def _unknown(found: Any) -> bool:
-    if isinstance(found, tuple):
-        return any(_unknown(f) for f in found)
-    return found == _UNKNOWN
-
-
-def _find(value: Any, second: Any) -> Any:
-    """Per tensor: the batch position, None (no batch), or what went wrong ("merges",
-    "spreads", "resizes"), from BATCH alone (`_UNKNOWN` where it cannot tell) or, given
-    the `second` output (at BATCH2), from the sizes that changed."""
-    if isinstance(value, tuple | list):
-        seconds = second if isinstance(second, tuple | list) else [None] * len(value)
-        return tuple(_find(v, s) for v, s in zip(value, seconds, strict=False))
-    if not isinstance(value, torch.Tensor):
-        return None
-    if second is None:
-        multiples = [i for i, d in enumerate(value.shape) if d and d % BATCH == 0]
-        if len(multiples) != 1:
-            return _UNKNOWN if multiples else None
-        return multiples[0] if value.shape[multiples[0]] == BATCH else "merges"
-    if not isinstance(second, torch.Tensor) or second.dim() != value.dim():
-        return "resizes"
-    changed = [i for i, (a, b) in enumerate(zip(value.shape, second.shape, strict=True)) if a != b]
-    if len(changed) != 1:
-        return "spreads" if changed else None
-    i = changed[0]
-    a, b = value.shape[i], second.shape[i]
-    if a == BATCH and b == BATCH2:
-        return i
-    return "merges" if a % BATCH == 0 and b % BATCH2 == 0 else "resizes"
-
-
-def _rerun(inputs: Sequence[Any], layouts: Sequence[Layout], run: Callable) -> Any:
-    """The output with every batch dimension at BATCH2 instead (None if that fails)."""
-
-    def resized(value: Any, layout: Any) -> Any:
-        if isinstance(value, tuple | list):
-            return type(value)(resized(v, p) for v, p in _each(value, layout))
-        if not isinstance(value, torch.Tensor) or layout is None:
-            return value
-        shape = list(value.shape)
-        shape[layout] = BATCH2
-        return torch.empty(shape, dtype=value.dtype, device="meta")
-
-    try:
-        return run([resized(v, p) for v, p in zip(inputs, layouts, strict=True)])
-    except Exception:  # the op refuses the other batch size: its shape depends on it
-        return None
-
-
-def _text(value: Any, layout: Layout) -> str:
-    """A value's shape with its batch dimension as B (a per-sample size stays a number)."""
-    if isinstance(value, tuple | list):
-        return "(" + ", ".join(_text(v, p) for v, p in _each(value, layout)) + ")"
-    if not isinstance(value, torch.Tensor):
-        return type(value).__name__
-    return "[" + ", ".join("B" if i == layout else str(d) for i, d in enumerate(value.shape)) + "]"
-
-
-def _symbolic(value: Any, second: Any) -> str:
-    """An output's shape with each batch-dependent size written in terms of B."""
-    if isinstance(value, tuple | list):
-        seconds = second if isinstance(second, tuple | list) else [None] * len(value)
-        parts = (_symbolic(v, s) for v, s in zip(value, seconds, strict=False))
-        return "(" + ", ".join(parts) + ")"
-    if not isinstance(value, torch.Tensor):
-        return type(value).__name__
-    if not isinstance(second, torch.Tensor) or second.dim() != value.dim():
-        return "[" + ", ".join(_marked(d) for d in value.shape) + "]"  # BATCH alone
-    return (
-        "[" + ", ".join(_size(a, b) for a, b in zip(value.shape, second.shape, strict=True)) + "]"
-    )
-
-
-def _marked(size: int) -> str:
-    if size and size % BATCH == 0:
-        return "B" if size == BATCH else f"B*{size // BATCH}"
-    return str(size)
-
-
-def _size(a: int, b: int) -> str:
-    """A size at BATCH (`a`) and at BATCH2 (`b`), in terms of B where it depends on it."""
-    if a == b:
-        return str(a)
-    if a % BATCH == 0 and b % BATCH2 == 0 and a // BATCH == b // BATCH2:
-        return _marked(a)
-    return f"B{a - BATCH:+d}" if a - BATCH == b - BATCH2 else "?"
-
-
 # Layers whose dimension torch picks when none is given.
 _IMPLICIT_DIM: dict[type, Callable[[int], int]] = {
     nn.Softmax: lambda rank: 0 if rank in (0, 1, 3) else 1,
@@ -322,5 +210,5 @@ def _check_dims(layer: nn.Module, inputs: Sequence[Any], layouts: Sequence[Layou
 def _along_batch(dim: Any, x: torch.Tensor, position: int, out: torch.Tensor) -> None:
     rank = x.dim()
     if isinstance(dim, int) and -rank <= dim < rank and dim % rank == position:
-        shapes = f"{_text(x, position)} -> {_text(out, position)}"
+        shapes = f"{batch_text(x, position)} -> {batch_text(out, position)}"
         _refuse(f"works along the batch dimension (dim {dim}): {shapes}", "along")

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from tdsl.errors import did_you_mean, show
+from tdsl.wording import did_you_mean, show
 
 _REFERENCE = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 _EXPRESSION = re.compile(r"^\$\{(.*)\}$", re.S)

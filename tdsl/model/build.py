@@ -1,9 +1,11 @@
 """Build a resolved graph into modules, propagating tensors through it.
 
 Validation builds on the `meta` device: every layer is constructed on shape-only tensors
-and its output read off a shape rule (`tdsl.shapes`) or, for other layers, found by running
-it there, so shapes and dtypes are checked and parameters counted with nothing allocated.
-Compilation reuses the same path and then constructs each layer again on a real device.
+and its output read off a shape rule (`tdsl.registry.shape_rules`) or, for other layers,
+found by running it there, so shapes and dtypes are checked and parameters counted with
+nothing allocated. Compilation reuses the same path and then constructs each layer again on
+a real device. This module walks the graph and its block uses; one node is built and run
+by `tdsl.model.node_build`.
 """
 
 from __future__ import annotations
@@ -14,17 +16,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from tdsl.errors import Diagnostics, show
+from tdsl.errors import Diagnostics
 from tdsl.model import batch_rule
 from tdsl.model.arguments import check_arguments
 from tdsl.model.graph import Graph, Node
 from tdsl.model.modules import GraphModule, Repeated
+from tdsl.model.node_build import build_node, describe, run_node, through_rules
 from tdsl.model.ties import tie_parameters
 from tdsl.registry import ops
-from tdsl.registry import shape_rules as shapes
 from tdsl.registry.aliases import suggest
-from tdsl.registry.ops import BATCH, DTYPES, shape_text
-from tdsl.registry.refusals import check_window_input, refusal_hint
+from tdsl.registry.ops import BATCH, DTYPES
+from tdsl.registry.refusals import refusal_hint
 from tdsl.registry.user_code import ImportRefused
 
 
@@ -33,15 +35,6 @@ def example_inputs(graph: Graph, batch_size: int, device: str = "meta") -> dict[
         i.name: torch.empty((batch_size, *i.shape), dtype=DTYPES[i.dtype], device=device)
         for i in graph.inputs
     }
-
-
-def describe(value: Any) -> str:
-    """`[B, 3] float32` — shown for the value entering or leaving a node."""
-    if isinstance(value, torch.Tensor):
-        return f"{shape_text(value.shape)} {str(value.dtype).removeprefix('torch.')}"
-    if isinstance(value, tuple | list):
-        return "(" + ", ".join(describe(v) for v in value) + ")"
-    return type(value).__name__
 
 
 def build_graph(
@@ -190,10 +183,10 @@ class _Builder:
         op = self.op(node)
         if op is None:
             return None, None
-        layer = _build_node(node, op, inputs, self.diags)
+        layer = build_node(node, op, inputs, self.diags)
         if layer is None:
             return None, None
-        ran = _run_node(node, op, layer, inputs, layouts, self.diags)
+        ran = run_node(node, op, layer, inputs, layouts, self.diags)
         return (None, None) if ran is None else (layer, ran)
 
     def shared(
@@ -203,9 +196,9 @@ class _Builder:
         a block use or repeat gives its values the layout it gave the first time."""
         op = None if isinstance(layer, GraphModule | Repeated) else ops.lookup(node.op)
         if op is not None:
-            return _run_node(node, op, layer, inputs, layouts, self.diags)
+            return run_node(node, op, layer, inputs, layouts, self.diags)
         try:
-            output = _through_rules(layer, inputs)
+            output = through_rules(layer, inputs)
         except Exception as exc:  # shapes the shared block cannot take: say which and why
             received = ", ".join(describe(v) for v in inputs)
             self.diags.error(
@@ -231,87 +224,3 @@ class _Builder:
             )
             return None
         return op if check_arguments(node, op, self.diags) else None
-
-
-def _build_node(node: Node, op: ops.OpDef, inputs: Sequence[Any], diags: Diagnostics):
-    tensors = [v for v in inputs if isinstance(v, torch.Tensor)]
-    if op.input_kind == "int" and any(t.is_floating_point() for t in tensors):
-        diags.error(
-            node.path,
-            f"op {node.op!r} expects integer ids, got {describe(inputs[0])}",
-            "declare the input with dtype: int64",
-        )
-        return None
-    try:
-        with shapes.SkipMetaInit(), torch.device("meta"):
-            layer = op.build(dict(node.args), inputs)
-    except ops.OpError as exc:
-        diags.error(
-            (*node.path, exc.key) if exc.key else node.path,
-            f"layer {node.name!r} ({node.op}) {exc.message}",
-            exc.hint,
-        )
-        return None
-    except Exception as exc:  # torch's own argument checks: report them, located at the node
-        diags.error(
-            node.path,
-            f"layer {node.name!r} ({node.op}) cannot be built with {show(dict(node.args))}: "
-            "torch refused these arguments",
-            refusal_hint(exc),
-        )
-        return None
-    floating_params = any(p.is_floating_point() for p in layer.parameters())
-    if floating_params and op.input_kind != "int":
-        # A "masked" op's last input is a bool or integer mask, which the op checks itself.
-        masked = op.input_kind == "masked" and len(tensors) > 1
-        for value in tensors[:-1] if masked else tensors:
-            if not value.is_floating_point():
-                diags.error(
-                    node.path,
-                    f"layer {node.name!r} ({node.op}) expects a floating-point "
-                    f"input, got {describe(value)}",
-                    "integer inputs are ids: feed them to an embedding first",
-                )
-                return None
-    return layer
-
-
-def _through_rules(layer: nn.Module, inputs: Sequence[Any]) -> Any:
-    """A block or repeat applied again on meta, each layer through its shape rule where it
-    has one: running layers on meta imports torch's compiler stack (seconds)."""
-    if isinstance(layer, GraphModule | Repeated):
-        return layer.apply_layers(_through_rules, *inputs)
-    known = shapes.output_of(layer, inputs)
-    return layer(*inputs) if known is None else known
-
-
-def _run_node(
-    node: Node,
-    op: ops.OpDef,
-    layer: nn.Module,
-    inputs: Sequence[Any],
-    layouts: Sequence[batch_rule.Layout],
-    diags: Diagnostics,
-) -> tuple[Any, batch_rule.Layout] | None:
-    """The node's output and where its batch dimension is, or None (reported)."""
-
-    def run(values: Sequence[Any]) -> Any:
-        known = shapes.output_of(layer, values)
-        return layer(*values) if known is None else known
-
-    try:
-        batch_rule.check_inputs(layer, inputs, layouts)
-        check_window_input(layer, inputs)
-        output = run(inputs)
-        return output, batch_rule.output_layout(op, layer, inputs, layouts, output, run)
-    except ops.OpError as exc:
-        diags.error(node.path, f"layer {node.name!r} ({node.op}) {exc.message}", exc.hint)
-    except Exception as exc:  # a shape or dtype torch refuses: say which node and what came in
-        received = ", ".join(describe(v) for v in inputs)
-        diags.error(
-            node.path,
-            f"layer {node.name!r} ({node.op}) with {show(dict(node.args))} cannot take input "
-            f"{received}: torch refused this input",
-            refusal_hint(exc),
-        )
-    return None

@@ -12,12 +12,13 @@ from typing import Any
 import attrs
 
 from tdsl import spec as S
-from tdsl.errors import Diagnostics, SpecPath, did_you_mean, show
+from tdsl.errors import Diagnostics, SpecPath
 from tdsl.model.block_args import BlockArgError, is_reference, substitute
 from tdsl.model.graph import Node
 from tdsl.registry import ops
 from tdsl.registry.aliases import suggest
 from tdsl.registry.user_code import is_import_path
+from tdsl.wording import did_you_mean, show
 
 # Repeats beyond this are a typo, not a model: inference builds every copy.
 MAX_REPEAT = 4096

@@ -17,11 +17,12 @@ from collections.abc import Mapping
 import attrs
 
 from tdsl import spec as S
-from tdsl.errors import Diagnostics, SpecPath, did_you_mean, format_path
+from tdsl.errors import Diagnostics, SpecPath, format_path
 from tdsl.model.graph import Graph, Node, topological, warn_unreachable
 from tdsl.model.layer_nodes import Scope, layer_node, substituted, switched_on
 from tdsl.model.modules import RESERVED_NAMES
 from tdsl.registry import ops
+from tdsl.wording import did_you_mean
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Names become attribute paths and state-dict keys; tdsl keeps them to plain ASCII.

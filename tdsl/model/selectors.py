@@ -13,7 +13,7 @@ from typing import Protocol
 
 from torch import nn
 
-from tdsl.errors import show
+from tdsl.wording import show
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from tdsl.errors import Diagnostics, did_you_mean
+from tdsl.errors import Diagnostics
 from tdsl.model.graph import Graph
+from tdsl.wording import did_you_mean
 
 
 def tie_parameters(

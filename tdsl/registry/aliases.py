@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from tdsl.errors import did_you_mean, show
+from tdsl.wording import did_you_mean, show
 
 # Keys are normalized (`_normal`): lower case, letters and digits only, last dotted part.
 _LOSSES = {

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tdsl.registry import op_checks as check
+from tdsl.registry.meta_tensors import meta
 from tdsl.registry.ops import LAST_DIM, OpDef, OpError, register, shape_text
-from tdsl.registry.shape_rules import meta
 
 
 def attention_mask(

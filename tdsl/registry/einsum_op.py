@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from tdsl.errors import show
 from tdsl.registry import op_checks as check
+from tdsl.registry.meta_tensors import broadcast_shapes, meta
 from tdsl.registry.ops import OpDef, OpError, register, shape_text
-from tdsl.registry.shape_rules import broadcast_shapes, meta
+from tdsl.wording import show
 
 
 def _count(n: int, what: str) -> str:

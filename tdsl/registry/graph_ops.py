@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from tdsl.registry.meta_tensors import broadcast_shapes, meta, valid_dim
 from tdsl.registry.ops import OpDef, OpError, register, shape_text, signature_arguments
-from tdsl.registry.shape_rules import broadcast_shapes, meta, valid_dim
 
 
 def _shapes(values: Sequence[Any]) -> str:

@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from tdsl.errors import did_you_mean, show
 from tdsl.registry.op_checks import flag, tensors
 from tdsl.registry.ops import CHANNEL_DIM, LAST_DIM, OpDef, OpError, register, torch_op
+from tdsl.wording import did_you_mean, show
 
 register(torch_op("linear", nn.Linear, {"in_features": LAST_DIM}))
 register(torch_op("bilinear", nn.Bilinear, {"in1_features": LAST_DIM}))

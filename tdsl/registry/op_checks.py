@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from tdsl.errors import show
 from tdsl.registry.ops import OpError, shape_text
+from tdsl.wording import show
 
 
 def flag(args: Mapping[str, Any], key: str, default: bool = False) -> bool:

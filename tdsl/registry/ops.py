@@ -16,8 +16,9 @@ import attrs
 import torch
 from torch import nn
 
-from tdsl.errors import TdslError, did_you_mean, show
+from tdsl.errors import TdslError
 from tdsl.registry.user_code import ImportRefused, import_object, is_import_path
+from tdsl.wording import did_you_mean, show
 
 Builder = Callable[[Mapping[str, Any], Sequence[Any]], nn.Module]
 

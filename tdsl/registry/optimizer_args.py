@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from tdsl.errors import Diagnostics, SpecPath, show
+from tdsl.errors import Diagnostics, SpecPath
+from tdsl.wording import show
 
 # torch refuses a negative value for each of these.
 _AT_LEAST_ZERO = frozenset(

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from tdsl.errors import plain_reason
 from tdsl.registry.ops import BATCH, OpError, shape_text
+from tdsl.wording import plain_reason
 
 _POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 

@@ -14,11 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from tdsl.errors import did_you_mean, show
 from tdsl.registry import op_checks as check
+from tdsl.registry.meta_tensors import meta
 from tdsl.registry.ops import DTYPES, OpDef, OpError, register, shape_text
-from tdsl.registry.shape_rules import meta
 from tdsl.registry.tensor_ops import dtype_arg
+from tdsl.wording import did_you_mean, show
 
 
 class Positions(nn.Module):

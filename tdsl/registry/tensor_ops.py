@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from tdsl.errors import did_you_mean, show
 from tdsl.registry import op_checks as check
+from tdsl.registry.meta_tensors import broadcast_shapes, meta
 from tdsl.registry.ops import DTYPES, OpDef, OpError, register, shape_text
-from tdsl.registry.shape_rules import broadcast_shapes, meta
+from tdsl.wording import did_you_mean, show
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from tdsl.registry import op_checks as check
+from tdsl.registry.meta_tensors import meta
 from tdsl.registry.ops import LAST_DIM, OpDef, OpError, register, shape_text, torch_op
-from tdsl.registry.shape_rules import meta
 
 
 def torch_masks(

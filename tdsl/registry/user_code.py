@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 
-from tdsl.errors import TdslError, shorten, show
+from tdsl.errors import TdslError
+from tdsl.wording import shorten, show
 
 
 class ImportRefused(TdslError):

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tdsl.errors import SpecError, TdslError, printable
+from tdsl.errors import SpecError, TdslError
 from tdsl.runs.cli_parser import _parser
 from tdsl.runs.cli_runs import (
     _end_bars,
@@ -23,6 +23,7 @@ from tdsl.runs.cli_runs import (
     cmd_sweep,
 )
 from tdsl.runs.cli_specs import cmd_init, cmd_list, cmd_schema, cmd_summary, cmd_validate
+from tdsl.wording import printable
 
 COMMANDS = {
     "validate": cmd_validate,

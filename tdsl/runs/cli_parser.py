@@ -1,8 +1,12 @@
-"""The `tdsl` command line's arguments: one subcommand each, with help and an example."""
+"""The `tdsl` command line's arguments: one subcommand each, with help and an example.
+This module assembles them and holds the spec commands (validate, summary, schema, init,
+list); the run-directory commands are in `cli_run_parsers`."""
 
 from __future__ import annotations
 
 import argparse
+
+from tdsl.runs.cli_run_parsers import add_run_commands
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,29 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("schema", help="print the JSON Schema of spec files")
 
-    train = commands.add_parser("run", help="validate a spec, then train it")
-    train.add_argument("file", metavar="FILE")
-    train.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
-    train.add_argument("--out", metavar="DIR", help="run directory (default runs/NAME-TIME)")
-    train.add_argument(
-        "--cost",
-        action="store_true",
-        help="add the memory and FLOPs estimate to the run's summary.txt",
-    )
-    train.add_argument(
-        "--print-config",
-        action="store_true",
-        help="print the spec as it would run (every default spelled out) and exit",
-    )
-
-    again = commands.add_parser("resume", help="continue an interrupted run")
-    again.add_argument("run_dir", metavar="RUN_DIR")
-    again.add_argument(
-        "--checkpoint",
-        choices=("last", "best"),
-        default="last",
-        help="continue from this checkpoint (best: when last.pt is damaged)",
-    )
+    train, again, score, guess, ship = add_run_commands(commands)
     for command, does in ((check, "check for"), (train, "train in"), (again, "continue in")):
         command.add_argument(
             "--nproc",
@@ -90,99 +72,6 @@ def _parser() -> argparse.ArgumentParser:
             help=f"{does} N data-parallel processes on this machine (device.strategy: ddp)",
         )
 
-    score = commands.add_parser("eval", help="metrics of a run's best checkpoint")
-    score.add_argument("run_dir", metavar="RUN_DIR")
-    score.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    score.add_argument(
-        "--data",
-        metavar="FILE",
-        help="score this labelled file (the run's data kind) with the run's fitted transforms",
-    )
-    score.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help="text (the default) or json: the metrics (and confusion matrix) as JSON",
-    )
-    score.add_argument(
-        "--confusion",
-        metavar="FILE",
-        help="with --data, classification: draw the confusion matrix to a .png (needs tdsl[plot])",
-    )
-
-    guess = commands.add_parser(
-        "predict", help="a run's model outputs for new rows, or text from a language model"
-    )
-    guess.add_argument("run_dir", metavar="RUN_DIR")
-    guess.add_argument(
-        "--input",
-        metavar="FILE",
-        help="rows: .npy, .npz or .pt; or raw data for the run's source (CSV, texts, images)",
-    )
-    guess.add_argument(
-        "--output",
-        metavar="FILE",
-        help="written as its extension says: .csv, .jsonl/.json (JSON lines) or .parquet "
-        "(needs pyarrow), with a header naming each column; .npy: the raw outputs",
-    )
-    guess.add_argument("--checkpoint", choices=("best", "last"), default="best")
-    guess.add_argument(
-        "--keep",
-        action="append",
-        default=[],
-        metavar="COLUMN",
-        help="copy this column of the input CSV into the output, in front (repeatable)",
-    )
-    guess.add_argument(
-        "--threshold",
-        type=float,
-        default=0.5,
-        help="binary targets: the probability from which the label is 1 (default 0.5)",
-    )
-    _generation_arguments(guess)
-
-    ship = commands.add_parser(
-        "export",
-        help="write a run's model as TorchScript, torch.export or ONNX, checked against tdsl",
-        epilog="example: tdsl export runs/ring_dnn --format onnx --out ring.onnx",
-    )
-    ship.add_argument("run_dir", metavar="RUN_DIR")
-    ship.add_argument(
-        "--format",
-        required=True,
-        choices=("torchscript", "exported", "onnx"),
-        help="torchscript (torch.jit.trace), exported (torch.export) or onnx (needs tdsl[onnx])",
-    )
-    ship.add_argument(
-        "--checkpoint",
-        "--which",
-        dest="which",
-        choices=("best", "last"),
-        default="best",
-        help="the checkpoint to export: best (the default) or last, as for eval and predict",
-    )
-    ship.add_argument(
-        "--out",
-        metavar="FILE",
-        help="default RUN_DIR/WHICH.torchscript.pt, WHICH.pt2 or WHICH.onnx",
-    )
-    draw = commands.add_parser(
-        "plot", help="draw a run's training and validation curves (needs tdsl[plot])"
-    )
-    draw.add_argument("run_dir", metavar="RUN_DIR")
-    draw.add_argument(
-        "--metric",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="NAME",
-        dest="metrics",
-        help="curves to draw (repeatable; default: the loss and the spec's metrics)",
-    )
-    draw.add_argument(
-        "--out", metavar="FILE", help="a .png, .svg or .pdf (default RUN_DIR/curves.png)"
-    )
-    draw.add_argument("--log", action="store_true", help="values on a log scale")
     _add_init_and_list(commands)
     from tdsl.runs.experiment_cli import add_parsers
 
@@ -310,21 +199,3 @@ def positive_number(what: str = ""):
 
 
 _process_count = positive_number(" of processes")
-
-
-def _generation_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--generate",
-        type=int,
-        metavar="N",
-        help="language-model runs: print the prompt and N generated tokens",
-    )
-    parser.add_argument("--prompt", metavar="TEXT", help="where generation starts")
-    parser.add_argument(
-        "--temperature",
-        type=float,
-        default=0.0,
-        help="sample from softmax(scores / T); 0 (the default): greedy",
-    )
-    parser.add_argument("--top-k", type=int, metavar="K", help="sample among the K best only")
-    parser.add_argument("--seed", type=int, help="the sampling seed")

@@ -160,7 +160,7 @@ def _stop_on_sigterm():
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from tdsl.check.pipeline import validate
-    from tdsl.runs.directories import resume
+    from tdsl.runs.resuming import resume
     from tdsl.train import distributed
 
     # Start the processes (each resumes without --nproc), unless there is nothing to train:

@@ -16,11 +16,12 @@ from typing import Any
 
 import attrs
 
-from tdsl.errors import TdslError, did_you_mean, show
+from tdsl.errors import TdslError
 from tdsl.runs.plot import _series, matplotlib_available, read_history
 from tdsl.runs.sweep import STATE_FILE, read_state
 from tdsl.spec.located_yaml import parse, read_text
 from tdsl.train.callbacks import resolve_mode
+from tdsl.wording import did_you_mean, show
 
 _NOT_SHOWN = ("epoch", "seconds", "lr", "compile_cached")
 

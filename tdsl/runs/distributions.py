@@ -15,9 +15,10 @@ from typing import Any
 import attrs
 import yaml
 
-from tdsl.errors import TdslError, did_you_mean
+from tdsl.errors import TdslError
 from tdsl.spec.located_yaml import dump_data, load_value
 from tdsl.spec.overrides import parse_path
+from tdsl.wording import did_you_mean
 
 KINDS = ("uniform", "log_uniform", "int_uniform", "choice")
 _CALL = re.compile(r"^\s*([A-Za-z_]+)\s*\((.*)\)\s*$", re.S)

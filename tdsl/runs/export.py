@@ -30,12 +30,12 @@ import torch
 from torch import nn
 
 from tdsl.data import DataError, data_signature, load_data
-from tdsl.errors import install_hint
 from tdsl.registry.ops import DTYPES
 from tdsl.runs.data_cache import run_data_cache
 from tdsl.runs.directories import RunError
 from tdsl.runs.inference import LoadedModel, checked_features, load_model
 from tdsl.runs.recorded_data import run_signature
+from tdsl.wording import install_hint
 
 FORMATS = {"torchscript": ".torchscript.pt", "exported": ".pt2", "onnx": ".onnx"}
 ONNX_HINT = "ONNX export needs onnx, onnxruntime and onnxscript: " + install_hint(

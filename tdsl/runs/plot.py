@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tdsl.errors import TdslError, did_you_mean, install_hint
+from tdsl.errors import TdslError
+from tdsl.wording import did_you_mean, install_hint
 
 INSTALL_HINT = install_hint("matplotlib", "plot")
 FORMATS = (".png", ".svg", ".pdf")

@@ -20,10 +20,10 @@ from tdsl import spec as S
 from tdsl.data import DataError
 from tdsl.data.column_inference import layout
 from tdsl.data.csvfile import Layout, read_csv
-from tdsl.errors import did_you_mean
 from tdsl.runs.directories import RunError
 from tdsl.runs.inference import Predictions, load_model
 from tdsl.train.atomic_files import atomic_write_bytes
+from tdsl.wording import did_you_mean
 
 PREDICTION_FORMATS = (".csv", ".jsonl", ".json", ".npy", ".parquet")
 

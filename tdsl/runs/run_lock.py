@@ -14,7 +14,8 @@ import shutil
 import socket
 from pathlib import Path
 
-from tdsl.errors import TdslError, show
+from tdsl.errors import TdslError
+from tdsl.wording import show
 
 try:
     import fcntl

@@ -19,8 +19,9 @@ from tdsl import spec as S
 from tdsl.data import data_signature
 from tdsl.data.column_inference import column_kind, is_number
 from tdsl.data.csvfile import read_csv
-from tdsl.errors import TdslError, did_you_mean
+from tdsl.errors import TdslError
 from tdsl.special_files import special_file
+from tdsl.wording import did_you_mean
 
 MAX_CATEGORIES = 20  # more distinct texts than this: an identifier or free text, left out
 MISSING = frozenset(S.Table.__attrs_attrs__.missing.default)

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from tdsl.errors import install_hint
 from tdsl.runs.distributions import Distribution, SweepError, as_text
 from tdsl.runs.sweep import finished, read_state, trial_name, write_state
+from tdsl.wording import install_hint
 
 INSTALL_HINT = install_hint("optuna", "search")
 STUDY_FILE = "study.db"

@@ -19,9 +19,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tdsl.errors import SpecError, did_you_mean
+from tdsl.errors import SpecError
 from tdsl.runs.distributions import SweepError, as_text
 from tdsl.spec.located_yaml import parse, read_text
+from tdsl.wording import did_you_mean
 
 _SINGLE = {"random": int, "seed": int, "parallel": int, "trials": int, "search": str,
            "monitor": str, "mode": str}  # fmt: skip

@@ -11,28 +11,30 @@ from tdsl.spec.arrays_source import PYTHON_ONLY, Arrays  # noqa: F401
 from tdsl.spec.data_section import (  # noqa: F401 (the spec language, re-exported)
     PATH,
     Bundled,
-    Column,
-    ImageFolder,
     LinearRegression,
-    ParquetTable,
     PythonData,
     RandomData,
     Rings,
     Split,
-    Table,
     Target,
-    TargetColumn,
     TargetKind,
     Teacher,
-    Tensors,
-    Text,
-    TimeSeries,
 )
 from tdsl.spec.data_sources import DataSource  # noqa: F401 (re-exported)
 from tdsl.spec.experiment import (  # noqa: F401 (the spec language, re-exported)
     CALL_CLASSES,
     DATA_SOURCES,
     Spec,
+)
+from tdsl.spec.file_sources import (  # noqa: F401 (the spec language, re-exported)
+    Column,
+    ImageFolder,
+    ParquetTable,
+    Table,
+    TargetColumn,
+    Tensors,
+    Text,
+    TimeSeries,
 )
 from tdsl.spec.model_section import (  # noqa: F401 (the spec language, re-exported)
     Block,

@@ -16,8 +16,9 @@ from typing import Any
 
 import attrs
 
-from tdsl.errors import Diagnostic, Location, SpecPath, describe_value, did_you_mean
+from tdsl.errors import Diagnostic, Location, SpecPath
 from tdsl.spec.located_yaml import SourceMap, parse, read_text
+from tdsl.wording import describe_value, did_you_mean
 
 BASE_KEY = "base"
 DELETE_KEY = "_delete_"

@@ -2,12 +2,13 @@
 
 Structuring collects every problem in the tree instead of stopping at the first: each
 hook raises `Invalid` carrying diagnostics with paths relative to the value it was given,
-and the enclosing hook prefixes its key and keeps going with the siblings.
+and the enclosing hook prefixes its key and keeps going with the siblings. The hooks for
+values inside a spec (scalars, lists, unions) are in `tdsl.spec.value_hooks`; this module
+assembles the converter and maps each spec class to and from its YAML mapping.
 """
 
 from __future__ import annotations
 
-import types
 import typing
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -16,26 +17,21 @@ import attrs
 import cattrs
 
 from tdsl import spec as S
-from tdsl.errors import Diagnostic, SpecPath, describe_value, did_you_mean, show
+from tdsl.errors import Diagnostic
 from tdsl.spec.frozen import FrozenMap, freeze, thaw
+from tdsl.spec.value_hooks import (
+    Invalid,
+    expect_mapping,
+    is_union,
+    is_var_tuple,
+    literal_hook,
+    named_map_factory,
+    scalar_hook,
+    union_factory,
+    var_tuple_factory,
+)
+from tdsl.wording import did_you_mean
 
-
-class Invalid(Exception):
-    """Problems found while structuring one value, with paths relative to it."""
-
-    def __init__(self, problems: list[Diagnostic]):
-        super().__init__(problems)
-        self.problems = problems
-
-    @classmethod
-    def at(cls, path: SpecPath, message: str, hint: str | None = None) -> Invalid:
-        return cls([Diagnostic(tuple(path), message, "error", hint)])
-
-    def under(self, key: str | int) -> list[Diagnostic]:
-        return [attrs.evolve(p, path=(key, *p.path)) for p in self.problems]
-
-
-_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 # How each class is named in messages: by the YAML section it is, not the Python class.
 _MAPPING_NOUNS = {
     S.Spec: "the spec",
@@ -78,151 +74,24 @@ STRING_SHORTHAND = {
 }
 
 
-def _expected(word: str, value: Any) -> Invalid:
-    return Invalid.at((), f"expected {word}, got {describe_value(value)}")
-
-
-def _scalar_hook(kind: type):
-    def hook(value: Any, _type: type) -> Any:
-        # bool is an int in Python, but `epochs: true` is a mistake, not a 1.
-        if isinstance(value, bool) and kind is not bool:
-            raise _expected(_TYPE_WORDS[kind], value)
-        if kind is float and isinstance(value, int):
-            return float(value)
-        if not isinstance(value, kind):
-            raise _expected(_TYPE_WORDS[kind], value)
-        return value
-
-    return hook
-
-
-def _literal_hook(value: Any, type_: Any) -> Any:
-    choices = typing.get_args(type_)
-    if value in choices and type(value) is type(choices[0]):
-        return value
-    hint = did_you_mean(str(value), [str(c) for c in choices])
-    raise Invalid.at((), f"expected one of {', '.join(map(str, choices))}; got {show(value)}", hint)
-
-
-def _is_union(type_: Any) -> bool:
-    return typing.get_origin(type_) in (typing.Union, types.UnionType)
-
-
-def _is_var_tuple(type_: Any) -> bool:
-    args = typing.get_args(type_)
-    return typing.get_origin(type_) is tuple and len(args) == 2 and args[1] is Ellipsis
-
-
-def _kinds_hint(word: str, kinds: Mapping[str, Any]) -> str | None:
-    """A union's kinds are the spec's own vocabulary: listed in full, however many."""
-    return did_you_mean(word, kinds, listing_limit=len(kinds))
-
-
-def _expect_mapping(value: Any, noun: str) -> Mapping:
-    if not isinstance(value, Mapping):
-        raise _expected(f"a mapping ({noun})", value)
-    return value
-
-
 def make_converter(omit_defaults: bool = True) -> cattrs.Converter:
     """Build a converter (tdsl's own, never cattrs' global). With omit_defaults, specs
     unstructure to what a user would write; without, to every field spelled out."""
     conv = cattrs.Converter(forbid_extra_keys=True)
     for kind in (int, float, bool, str):
-        conv.register_structure_hook(kind, _scalar_hook(kind))
+        conv.register_structure_hook(kind, scalar_hook(kind))
     conv.register_structure_hook(Any, lambda value, _t: freeze(value))
-    conv.register_structure_hook_func(lambda t: typing.get_origin(t) is Literal, _literal_hook)
+    conv.register_structure_hook_func(lambda t: typing.get_origin(t) is Literal, literal_hook)
 
     def frozen_map(value: Any, _t: type) -> FrozenMap:
-        return freeze(_expect_mapping(value, "keyword arguments"))
+        return freeze(expect_mapping(value, "keyword arguments"))
 
     conv.register_structure_hook(FrozenMap, frozen_map)
-
-    def var_tuple(type_: Any):
-        item_type = typing.get_args(type_)[0]
-
-        def hook(value: Any, _t: type) -> tuple:
-            if isinstance(value, str) and item_type is str:
-                return (value,)  # `inputs: x` means `inputs: [x]`
-            if isinstance(value, str | bytes | Mapping) or not isinstance(value, list | tuple):
-                raise _expected("a list", value)
-            items, problems = [], []
-            for index, item in enumerate(value):
-                try:
-                    items.append(conv.structure(item, item_type))
-                except Invalid as exc:
-                    problems += exc.under(index)
-            if problems:
-                raise Invalid(problems)
-            return tuple(items)
-
-        return hook
-
-    conv.register_structure_hook_factory(_is_var_tuple, var_tuple)
-
-    def named_map(type_: Any):
-        item_type = typing.get_args(type_)[1]
-
-        def hook(value: Any, _t: type) -> FrozenMap:
-            items, problems = {}, []
-            for key, item in _expect_mapping(value, "of names").items():
-                if not isinstance(key, str):
-                    problems.append(Diagnostic((key,), f"a name must be a string, got {show(key)}"))
-                    continue
-                try:
-                    items[key] = conv.structure(item, item_type)
-                except Invalid as exc:
-                    problems += exc.under(key)
-            if problems:
-                raise Invalid(problems)
-            return FrozenMap(items)
-
-        return hook
-
-    conv.register_structure_hook_factory(lambda t: typing.get_origin(t) is dict, named_map)
-
-    def union(type_: Any):
-        members = [m for m in typing.get_args(type_) if m is not type(None)]
-        optional = len(members) < len(typing.get_args(type_))
-        if len(members) > 1 and all(
-            attrs.has(m) and "kind" in attrs.fields_dict(m) for m in members
-        ):
-            tagged = {attrs.fields_dict(m)["kind"].default: m for m in members}
-        else:
-            tagged = None
-
-        def hook(value: Any, _t: type) -> Any:
-            if value is None and optional:
-                return None
-            if tagged is None:  # the first member that takes the value; else its problems
-                first = None
-                for member in members:
-                    try:
-                        return conv.structure(value, member)
-                    except Invalid as exc:
-                        first = first or exc
-                raise first
-            mapping = _expect_mapping(value, "with a 'kind' key")
-            if "kind" not in mapping:
-                raise Invalid.at((), "missing required key 'kind'", _kinds_hint("", tagged))
-            kind = mapping["kind"]
-            if not isinstance(kind, str):
-                raise Invalid.at(
-                    ("kind",),
-                    f"expected a string, got {describe_value(kind)}",
-                    _kinds_hint(str(kind), tagged),
-                )
-            cls = tagged.get(kind)
-            if cls is None and kind == "arrays":  # they exist only as Python objects
-                raise Invalid.at(("kind",), S.PYTHON_ONLY)
-            if cls is None:
-                hint = _kinds_hint(str(mapping["kind"]), tagged)
-                raise Invalid.at(("kind",), f"unknown kind {mapping['kind']!r}", hint)
-            return conv.structure(mapping, cls)
-
-        return hook
-
-    conv.register_structure_hook_factory(_is_union, union)
+    conv.register_structure_hook_factory(is_var_tuple, var_tuple_factory(conv))
+    conv.register_structure_hook_factory(
+        lambda t: typing.get_origin(t) is dict, named_map_factory(conv)
+    )
+    conv.register_structure_hook_factory(is_union, union_factory(conv))
     conv.register_structure_hook_factory(attrs.has, lambda cls: _attrs_hook(conv, cls))
     conv.register_unstructure_hook_factory(
         attrs.has, lambda cls: _attrs_unhook(conv, cls, omit_defaults)
@@ -262,7 +131,7 @@ def _attrs_hook(conv: cattrs.Converter, cls: type):
     def hook(value: Any, _t: type) -> Any:
         if shorthand and (isinstance(value, str) or _number(value) and shorthand in as_text):
             value = {shorthand: value}
-        mapping = _expect_mapping(value, noun)
+        mapping = expect_mapping(value, noun)
         values: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         problems: list[Diagnostic] = []

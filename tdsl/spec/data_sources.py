@@ -1,19 +1,7 @@
 """Every kind of data source, as the union `Spec.data` takes (tagged by `kind`)."""
 
-from tdsl.spec.data_section import (
-    Bundled,
-    ImageFolder,
-    LinearRegression,
-    ParquetTable,
-    PythonData,
-    RandomData,
-    Rings,
-    Table,
-    Teacher,
-    Tensors,
-    Text,
-    TimeSeries,
-)
+from tdsl.spec.data_section import Bundled, LinearRegression, PythonData, RandomData, Rings, Teacher
+from tdsl.spec.file_sources import ImageFolder, ParquetTable, Table, Tensors, Text, TimeSeries
 from tdsl.spec.task_data_section import Addition, Segmentation, Shapes, TextLM
 
 DataSource = (

@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 import yaml
 
-from tdsl.errors import Diagnostic, Location, SpecPath, describe_value
+from tdsl.errors import Diagnostic, Location, SpecPath
 from tdsl.spec.yaml_limits import (  # noqa: F401 (read_text: the spec files' reader)
     MAX_CHARACTERS,
     MAX_DEPTH,
@@ -24,6 +24,7 @@ from tdsl.spec.yaml_limits import (  # noqa: F401 (read_text: the spec files' re
     read_text,
     too_long,
 )
+from tdsl.wording import describe_value
 
 _MAP, _SEQ, _MERGE = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:merge"
 _YAML_TAG = "tag:yaml.org,2002:"

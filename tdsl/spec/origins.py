@@ -30,6 +30,7 @@ _CLASSES = {
     for name in (
         "origins",
         "data_section",
+        "file_sources",
         "model_section",
         "objective_section",
         "training_section",

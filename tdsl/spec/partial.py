@@ -16,7 +16,8 @@ import attrs
 
 from tdsl import spec as S
 from tdsl.errors import Diagnostic
-from tdsl.spec.convert import CONVERTER, Invalid, structure_spec
+from tdsl.spec.convert import CONVERTER, structure_spec
+from tdsl.spec.value_hooks import Invalid
 
 SECTIONS = {f.name: f for f in attrs.fields(S.Spec) if not f.metadata.get("internal")}
 

@@ -23,10 +23,11 @@ import attrs
 
 from tdsl import spec as S
 from tdsl.errors import Diagnostic, Location
-from tdsl.spec.convert import Invalid, structure_spec, unstructure
+from tdsl.spec.convert import structure_spec, unstructure
 from tdsl.spec.located_yaml import COMMAND_LINE
 from tdsl.spec.origins import PythonSource
 from tdsl.spec.overrides import overridden_paths
+from tdsl.spec.value_hooks import Invalid
 
 _TDSL = str(Path(__file__).resolve().parents[1]) + os.sep
 DEFINE = "define `spec = tdsl.Spec(...)` or `def spec() -> tdsl.Spec`"

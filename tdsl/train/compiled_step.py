@@ -20,9 +20,10 @@ from torch.optim.adam import adam
 from torch.optim.sgd import sgd
 
 from tdsl import spec as S
-from tdsl.errors import TdslError, shorten
+from tdsl.errors import TdslError
 from tdsl.train.compile_options import inductor_options, own_code
 from tdsl.train.steady_calls import SteadyCalls, layout
+from tdsl.wording import shorten
 
 
 def _adam_update(group: dict[str, Any], params, grads, states) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from tdsl.errors import install_hint
+from tdsl.wording import install_hint
 
 INSTALL_HINT = install_hint("mlflow", "track")
 MAX_PARAM = 500  # characters of a param value MLflow keeps
