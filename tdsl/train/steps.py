@@ -23,6 +23,7 @@ from tdsl.data import Batch
 from tdsl.model.build import GraphModule
 from tdsl.model.graph import Graph
 from tdsl.train.compiled_step import CompiledStep
+from tdsl.train.direct_updates import DirectUpdate
 from tdsl.train.eval_steps import NONE, EvalSteps
 from tdsl.train.fresh_states import FreshStates
 from tdsl.train.layout import nhwc, nhwc_all
@@ -73,6 +74,7 @@ class Steps(EvalSteps):
         # fp32 steps enter no autocast context at all (a nullcontext costs three calls).
         self.mixed = autocast is not contextlib.nullcontext
         self.slots = Slots(module, optimizer)
+        self.direct_update = DirectUpdate(optimizer)  # optimizer.step(), minus its wrapper
         self.params, self.buffers = self.slots.params, self.slots.buffers
         self.param_list = tuple(self.params.values())
         # Without random layers a step draws no random numbers, so the RNG state passes
@@ -301,7 +303,7 @@ class Steps(EvalSteps):
         elif out_of_place:
             self._update_out_of_place(update, state)
         elif not compiled:
-            self.optimizer.step()
+            self.direct_update()
         for param in self.param_list:  # no gradients held between steps
             param.grad = None
         schedule = state.schedule
