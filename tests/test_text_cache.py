@@ -279,3 +279,46 @@ def test_a_cache_hit_parses_no_label_line(tmp_path, counted, monkeypatch, kind):
     expected = load_data(spec, fresh.fitted)
     assert torch.equal(changed.val.target, expected.val.target)
     assert not torch.equal(changed.val.target, fresh.val.target)
+
+
+def _as_before_labels(folder) -> None:
+    """Rewrite `folder`'s text entry as it was written before entries kept the targets."""
+    meta = json.loads((folder / "text.json").read_text())
+    for array in [a for a in meta["arrays"] if a.endswith(":target")]:
+        (folder / meta["arrays"].pop(array)[0]).unlink()
+        del meta["bounds"][array]
+    del meta["labels"]
+    (folder / "text.json").write_text(json.dumps(meta))
+
+
+def test_a_hit_on_an_entry_without_labels_adds_them(tmp_path, counted, monkeypatch):
+    lines = [f"{'ab'[i % 2]}\tthe cat number {i} sat {'on the mat' * (i % 3)}" for i in range(40)]
+    (tmp_path / "t.txt").write_text("\n".join(lines[:30]))
+    (tmp_path / "v.txt").write_text("\n".join(lines[30:]))
+    spec = tdsl.load(TEXT_SPEC.format(file=tmp_path / "t.txt", val=tmp_path / "v.txt"))
+    spec = attrs.evolve(spec, data=attrs.evolve(spec.data, target_kind="class"))
+    fresh = load_data(spec)
+    folder = tmp_path / "run" / "data_cache"
+    load_in(tmp_path / "run", spec)
+    parsed, real_read = [], text._read
+    monkeypatch.setattr(text, "_read", lambda *args: parsed.append(1) or real_read(*args))
+    calls = counted["text"]
+    for fitted in (None, fresh.fitted):
+        _as_before_labels(folder)
+        before = len(parsed)
+        same(load_in(tmp_path / "run", spec, fitted), fresh)  # parses, and adds the labels
+        assert len(parsed) == before + 2  # both files
+        assert "labels" in json.loads((folder / "text.json").read_text())
+        same(load_in(tmp_path / "run", spec, fitted), fresh)
+        assert len(parsed) == before + 2  # the next hit parses no line
+    assert counted["text"] == calls  # the ids were the entry's throughout
+    # Read only (a run's validation, `eval`): kept until a writing use, and used meanwhile.
+    _as_before_labels(folder)
+    clear_cache()
+    with run_data_cache(tmp_path / "run", write=False):
+        same(load_data(spec), fresh)
+        same(load_data(spec, fresh.fitted), fresh)  # not the same load: prepared again
+    assert len(parsed) == 6
+    assert "labels" not in json.loads((folder / "text.json").read_text())
+    keep_token_ids(tmp_path / "run")
+    assert "labels" in json.loads((folder / "text.json").read_text())

@@ -169,11 +169,12 @@ def prepare(source: S.Text, ctx: Context, fitted: Fitted | None = None):
     if fitted is not None:
         fitted.expect("text", "vocab")
     cache_key = _cache_key(source, ctx, {k: digest for k, (_, digest) in raw.items()})
-    cached = _cached(cache_key, fitted)
-    if cached is not None and _labels(cached, fitted) is not None:
+    cached, whole = _cached(cache_key, fitted)
+    kept = None if cached is None else _labels(cached, fitted)
+    if kept is not None:
         # The very bytes these labels came from, read with the same settings: no line is
         # parsed again (the ids are the entry's too).
-        targets, target_spec, classes = _labels(cached, fitted)
+        targets, target_spec, classes = kept
         texts, vocab, ids = None, dict(cached.vocabulary), cached.arrays
         counted = {key: len(targets[key]) for key in raw}
     else:
@@ -209,8 +210,15 @@ def prepare(source: S.Text, ctx: Context, fitted: Fitted | None = None):
     generator = torch.Generator().manual_seed(ctx.seed)
     index = split_index(count, source.split, generator, strata, own)
     if texts is not None:
-        labels = (targets, target_spec, classes)
-        vocab, ids = _ids(source, texts, index, fitted, cache_key, cached, labels)
+        if cached is None:
+            vocab, ids = _ids(source, texts, index, fitted)
+        else:
+            vocab = dict(cached.vocabulary)
+            ids = {k: v for k, v in cached.arrays.items() if ":" not in k}
+        # Kept with the labels, so that a later load of the same bytes parses no line; an
+        # entry written before entries kept them gets them now.
+        if cache_key is not None and (cached is None or whole and cached.labels is None):
+            _keep(cache_key, vocab, ids, (targets, target_spec, classes))
     if fitted is None:
         fitted = Fitted("text", {"vocab": vocab, "classes": classes})
     dtype = _id_dtype(ctx)
@@ -238,17 +246,18 @@ def _cache_key(source: S.Text, ctx: Context, digests: dict[str, str | None]) -> 
     return token_cache.key("text", {**settings, "seed": ctx.seed}, digests)
 
 
-def _cached(key: dict | None, fitted: Fitted | None) -> token_cache.Entry | None:
-    """The cache's entry for `key`, made with the fitted vocabulary where one is given."""
+def _cached(key: dict | None, fitted: Fitted | None) -> tuple[token_cache.Entry | None, bool]:
+    """The cache's entry for `key`, made with the fitted vocabulary where one is given, and
+    whether it is `key`'s own entry (not the run's, serving its files read another way)."""
     if key is None:
-        return None
+        return None, False
     given = None if fitted is None else fitted.state["vocab"]
     cached = token_cache.find("text", key, given)
     if cached is None and given is not None:
         # With the vocabulary known, a file's ids do not depend on the split or seed:
         # the run's entry serves its files read another way (`eval --data`), labels apart.
-        cached = token_cache.find_files("text", key, given, ("split", "seed"))
-    return cached
+        return token_cache.find_files("text", key, given, ("split", "seed")), False
+    return cached, cached is not None
 
 
 def _labels(entry: token_cache.Entry, fitted: Fitted | None):
@@ -270,19 +279,10 @@ def _labels(entry: token_cache.Entry, fitted: Fitted | None):
 
 
 def _ids(
-    source: S.Text,
-    texts: dict[str, list[str]],
-    index,
-    fitted: Fitted | None,
-    key: dict | None,
-    cached: token_cache.Entry | None,
-    labels: tuple[dict[str, torch.Tensor], S.Target, list[str] | None],
+    source: S.Text, texts: dict[str, list[str]], index, fitted: Fitted | None
 ) -> tuple[dict[str, int], dict[str, np.ndarray]]:
     """The vocabulary (fitted's, or fitted on the training rows) and each file's rows of ids
-    (int64): the cache entry's where it holds them, else tokenized and kept in the cache with
-    the labels, so that a later load of the same bytes parses no line."""
-    if cached is not None:
-        return dict(cached.vocabulary), {k: v for k, v in cached.arrays.items() if ":" not in k}
+    (int64)."""
     split = tokenizer(source)
     tokens = tokenized_rows(texts["file"], split)  # once: for the vocabulary and the ids
     if fitted is None:
@@ -297,14 +297,22 @@ def _ids(
     for other in ("val_file", "test_file"):
         if other in texts:
             ids[other] = encoded(source, vocab, *tokenized_rows(texts[other], split))
-    if key is not None:
-        targets, target, classes = labels
-        kept = {**ids, **{f"{k}:target": v.numpy() for k, v in targets.items()}}
-        target_json = {"kind": target.kind, "num_classes": target.num_classes}
-        target_json["shape"] = list(target.shape)
-        entry = token_cache.Entry(vocab, kept, {"target": target_json, "classes": classes})
-        token_cache.keep("text", key, entry)
     return vocab, ids
+
+
+def _keep(
+    key: dict,
+    vocab: dict[str, int],
+    ids: dict[str, np.ndarray],
+    labels: tuple[dict[str, torch.Tensor], S.Target, list[str] | None],
+) -> None:
+    """Keep the ids in the cache with the targets, their spec and the class names."""
+    targets, target, classes = labels
+    kept = {**ids, **{f"{k}:target": v.numpy() for k, v in targets.items()}}
+    target_json = {"kind": target.kind, "num_classes": target.num_classes}
+    target_json["shape"] = list(target.shape)
+    entry = token_cache.Entry(vocab, kept, {"target": target_json, "classes": classes})
+    token_cache.keep("text", key, entry)
 
 
 def read_input(source: S.Text, ctx: Context, fitted: Fitted, path: Path):

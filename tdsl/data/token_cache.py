@@ -207,7 +207,9 @@ def flush() -> None:
     for (folder, name), (_, key_data, entry) in list(_pending.items()):
         if folder == cache.folder:
             del _pending[(folder, name)]
-            if _load(cache.folder, name, key_data, arrays=False) is None:
+            stored = _load(cache.folder, name, key_data, arrays=False)
+            # Also over an entry of these ids written before entries kept the labels.
+            if stored is None or stored.labels is None and entry.labels is not None:
                 _store(cache, name, key_data, entry)
 
 
