@@ -322,3 +322,58 @@ def test_a_hit_on_an_entry_without_labels_adds_them(tmp_path, counted, monkeypat
     assert "labels" not in json.loads((folder / "text.json").read_text())
     keep_token_ids(tmp_path / "run")
     assert "labels" in json.loads((folder / "text.json").read_text())
+
+
+CLASS_SPEC = TEXT_SPEC.replace("out_features: 1", "out_features: 4").replace(
+    "loss: bce_with_logits", "loss: cross_entropy"
+)
+
+
+@pytest.mark.parametrize("kind", ["binary", "class"])
+def test_eval_data_on_the_runs_own_file_parses_no_label_line(tmp_path, counted, kind):
+    from tdsl.runs.eval_data import evaluate_file
+
+    # Class labels 0..3 in the training file, 0..1 in the validation file: eval of the
+    # latter alone has two classes, as when its lines are parsed.
+    label = (lambda i: i % 2) if kind == "binary" else (lambda i: i % 4 if i < 30 else i % 2)
+    lines = [f"{label(i)}\tthe cat number {i} sat {'on the mat' * (i % 3)}" for i in range(40)]
+    (tmp_path / "t.txt").write_text("\n".join(lines[:30]))
+    (tmp_path / "v.txt").write_text("\n".join(lines[30:]))
+    written = TEXT_SPEC if kind == "binary" else CLASS_SPEC
+    spec = tdsl.load(written.format(file=tmp_path / "t.txt", val=tmp_path / "v.txt"))
+    spec = attrs.evolve(spec, data=attrs.evolve(spec.data, target_kind=kind))
+    directory, _ = run(spec, tmp_path / "run", progress=False)
+    uncached = shutil.copytree(directory, tmp_path / "copy", ignore=ignore_patterns("data_cache"))
+    parsed, real_read = [], text._read
+
+    def read(*args):
+        parsed.append(args[1])
+        return real_read(*args)
+
+    for name in ("v.txt", "t.txt"):
+        clear_cache()  # as `tdsl eval RUN --data FILE` in a new process
+        expected = evaluate_file(uncached, tmp_path / name)  # parses the file's lines
+        clear_cache()
+        parsed.clear()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(text, "_read", read)
+            scores = evaluate_file(directory, tmp_path / name)
+        assert parsed == []  # the run's entry held the file's targets too
+        assert scores.metrics == expected.metrics and scores.rows == expected.rows
+        assert scores.confusion is None or (scores.confusion == expected.confusion).all()
+        assert _eval_signature(directory, tmp_path / name) == _eval_signature(
+            uncached, tmp_path / name
+        )
+
+
+def _eval_signature(directory, path):
+    """The data signature `eval --data` gets for `path`, with the run's cache."""
+    from tdsl.data import context, prepare
+    from tdsl.runs.eval_data import _spec_for
+    from tdsl.runs.inference import load_model
+
+    clear_cache()
+    model = load_model(directory)
+    spec = _spec_for(model.spec, path)
+    with run_data_cache(directory, write=False, keep_new=False):
+        return prepare(spec.data, context(spec), model.fitted)[1]

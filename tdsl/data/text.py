@@ -170,7 +170,7 @@ def prepare(source: S.Text, ctx: Context, fitted: Fitted | None = None):
         fitted.expect("text", "vocab")
     cache_key = _cache_key(source, ctx, {k: digest for k, (_, digest) in raw.items()})
     cached, whole = _cached(cache_key, fitted)
-    kept = None if cached is None else _labels(cached, fitted)
+    kept = None if cached is None else _labels(source, cached, fitted, whole)
     if kept is not None:
         # The very bytes these labels came from, read with the same settings: no line is
         # parsed again (the ids are the entry's too).
@@ -260,9 +260,10 @@ def _cached(key: dict | None, fitted: Fitted | None) -> tuple[token_cache.Entry 
     return cached, cached is not None
 
 
-def _labels(entry: token_cache.Entry, fitted: Fitted | None):
+def _labels(source: S.Text, entry: token_cache.Entry, fitted: Fitted | None, whole: bool):
     """The targets, their spec and class names an entry kept, where it kept them and (given
-    `fitted`) with the fitted class names; None otherwise."""
+    `fitted`) with the fitted class names; None otherwise. Not `whole`: the entry of other
+    files too (`eval --data`), so integer classes are counted over these files alone."""
     labels = entry.labels
     if not isinstance(labels, dict) or not isinstance(labels.get("target"), dict):
         return None
@@ -274,7 +275,12 @@ def _labels(entry: token_cache.Entry, fitted: Fitted | None):
     if set(targets) != {key for key in entry.arrays if ":" not in key}:
         return None
     target = labels["target"]
-    spec = S.Target(kind=target["kind"], num_classes=target["num_classes"], shape=target["shape"])
+    num_classes = target["num_classes"]
+    if not whole and target["kind"] == "class" and labels.get("classes") is None:
+        # As `read_targets` counts integer labels: the largest read, plus one.
+        found = max(int(v.max()) for v in targets.values() if v.size) + 1
+        num_classes = source.num_classes or found
+    spec = S.Target(kind=target["kind"], num_classes=num_classes, shape=target["shape"])
     return {k: torch.from_numpy(v) for k, v in targets.items()}, spec, labels.get("classes")
 
 
