@@ -15,7 +15,7 @@ import torch
 
 import tdsl
 from tdsl import spec as S
-from tdsl.data import clear_cache, load_data, text, text_lm
+from tdsl.data import clear_cache, load_data, text, text_encoding, text_lm
 from tdsl.runs.cli import main
 from tdsl.runs.data_cache import keep_token_ids, run_data_cache
 from tdsl.runs.directories import evaluate_run, resume, run
@@ -56,7 +56,7 @@ TALE = "The cat sat on the mat; a dog ran. Ünïcode 😀 too!\n" * 30
 def counted(monkeypatch):
     """How often each source tokenized a text."""
     calls = {"text_lm": 0, "text": 0}
-    real_tokens, real_rows = text_lm._Tokens, text.tokenized_rows
+    real_tokens, real_rows = text_lm._Tokens, text_encoding.tokenized_rows
 
     def tokens(*args):
         calls["text_lm"] += 1
@@ -67,7 +67,7 @@ def counted(monkeypatch):
         return real_rows(*args)
 
     monkeypatch.setattr(text_lm, "_Tokens", tokens)
-    monkeypatch.setattr(text, "tokenized_rows", rows)
+    monkeypatch.setattr(text_encoding, "tokenized_rows", rows)
     clear_cache()
     yield calls
     clear_cache()
