@@ -117,7 +117,8 @@ def cached(key: dict | None, fitted: Fitted | None) -> tuple[token_cache.Entry |
     cached = token_cache.find("text", key, given)
     if cached is None and given is not None:
         # With the vocabulary known, a file's ids do not depend on the split or seed:
-        # the run's entry serves its files read another way (`eval --data`), labels apart.
+        # the run's entry serves its files read another way (`eval --data`), with their
+        # targets (`kept_labels`).
         return token_cache.find_files("text", key, given, ("split", "seed")), False
     return cached, cached is not None
 
@@ -140,7 +141,7 @@ def kept_labels(source: S.Text, entry: token_cache.Entry, fitted: Fitted | None,
     num_classes = target["num_classes"]
     if not whole and target["kind"] == "class" and labels.get("classes") is None:
         # As `read_targets` counts integer labels: the largest read, plus one.
-        found = max(int(v.max()) for v in targets.values() if v.size) + 1
+        found = max((int(v.max()) for v in targets.values() if v.size), default=-1) + 1
         num_classes = source.num_classes or found
     spec = S.Target(kind=target["kind"], num_classes=num_classes, shape=target["shape"])
     return {k: torch.from_numpy(v) for k, v in targets.items()}, spec, labels.get("classes")
