@@ -25,7 +25,12 @@ loss and accuracy; how far the final weights of (b), (c) and (d) drift from (a) 
 reported. The benchmark exits with status 1 when a run differs by more than the
 tolerances below.
 
-Run: python bench/ddp.py [--quick] [--repeats 3] [--epochs 3] [--rows 62500] [--out FILE]
+`--smoke` is the least run whose results check means something (512 rows, one epoch, no
+(b)), its variants run at the same time, so its times are no measurement: five fresh
+processes, mostly their start, some 15 s on 2 cores (tests/test_bench_ddp.py runs it).
+
+Run: python bench/ddp.py [--quick | --smoke] [--repeats 3] [--epochs 3] [--rows 62500]
+[--out FILE]
 """
 
 from __future__ import annotations
@@ -34,12 +39,12 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import attrs
@@ -102,24 +107,23 @@ def run_once(variant: str, spec_file: Path, out: Path) -> Run:
     command = [sys.executable, "-m", "tdsl", "run", str(spec_file), "--out", str(out)]
     if processes > 1:
         command += ["--nproc", str(processes)]
-    cpu = _children_cpu()
-    started = time.perf_counter()
-    done = subprocess.run(command, env=env, cwd=out.parent, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    cpu = _children_cpu() - cpu
-    if done.returncode != 0:
-        raise SystemExit(f"{variant} failed:\n{done.stdout}{done.stderr}")
+    with (out.parent / f"{out.name}.log").open("w+") as log:
+        started = time.perf_counter()
+        child = subprocess.Popen(command, env=env, cwd=out.parent, stdout=log, stderr=log)
+        # Its own CPU time with its waited-for descendants' (torchrun's workers are waited
+        # for by the launcher), whatever else runs beside it.
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        if child.returncode != 0:
+            log.seek(0)
+            raise SystemExit(f"{variant} failed:\n{log.read()}")
+    cpu = usage.ru_utime + usage.ru_stime
     lines = (out / "history.jsonl").read_text().splitlines()
     history = [json.loads(line) for line in lines]
     checkpoint = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     seconds = sum(row["seconds"] for row in history)
     return Run(variant, wall, seconds, cpu, history, checkpoint["model"])
-
-
-def _children_cpu() -> float:
-    # Waited-for descendants count too: torchrun's workers are waited for by the launcher.
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 @attrs.define
@@ -172,6 +176,7 @@ def spread(values: list[float], digits: int = 2) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2,560 rows, 2 epochs, 1 repeat")
+    parser.add_argument("--smoke", action="store_true", help="512 rows, 1 epoch, without (b)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rows", type=int, default=62_500)
@@ -179,33 +184,45 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.rows, args.epochs, args.repeats = 2560, 2, 1
-    load_before = os.getloadavg()
     names = list(VARIANTS)
-    runs: dict[str, list[Run]] = {name: [] for name in SHAPES}
+    if args.smoke:  # two batches, the last of two uneven halves; (b) only times threads
+        args.rows, args.epochs, args.repeats = 512, 1, 1
+        names.remove("(b) 1 process, 2 threads")
+    load_before = os.getloadavg()
+    runs: dict[str, list[Run]] = {name: [] for name in [*names, HALVES]}
     with tempfile.TemporaryDirectory(prefix="tdsl-ddp-bench-") as folder:
         work = Path(folder)
-        files = {name: work / f"{number}.yaml" for number, name in enumerate(SHAPES)}
+        files = {name: work / f"{number}.yaml" for number, name in enumerate(runs)}
         for name, file in files.items():
             file.write_text(tdsl.dump(spec_for(name, args.epochs, args.rows)))
         for repeat in range(args.repeats):
             order = names[repeat % len(names) :] + names[: repeat % len(names)]
-            for name in order + ([HALVES] if repeat == 0 else []):
-                out = work / f"{files[name].stem}_{repeat}"
-                runs[name].append(run_once(name, files[name], out))
+            order += [HALVES] if repeat == 0 else []
+            outs = [work / f"{files[name].stem}_{repeat}" for name in order]
+            with ThreadPoolExecutor(len(order) if args.smoke else 1) as pool:
+                done = pool.map(run_once, order, [files[name] for name in order], outs)
+                for name, run in zip(order, list(done), strict=True):
+                    runs[name].append(run)
     load_after = os.getloadavg()
 
-    a, b, c, (halves,) = runs.values()
+    a, c, (halves,) = runs[names[0]], runs[names[-1]], runs[HALVES]
+    b = runs.get("(b) 1 process, 2 threads")
     train_rows = len(load_data(spec_for(names[0], args.epochs, args.rows)).train)
     samples = train_rows * args.epochs
     speed = {name: statistics.median(samples / r.seconds for r in runs[name]) for name in names}
-    efficiency = speed[names[2]] / (2 * speed[names[0]])
+    efficiency = speed[names[-1]] / (2 * speed[names[0]])
     cores = os.cpu_count()
     lines = [
         f"mlp_wide, {args.rows} rows ({train_rows} training), {args.epochs} epoch(s), global "
         f"batch 256; medians (ranges) of {args.repeats} interleaved repetition(s); "
         f"{platform.machine()}, torch {torch.__version__}. This machine has {cores} cores "
         f"shared with other jobs: load average {load_before[0]:.2f} before, "
-        f"{load_after[0]:.2f} after (1 min).",
+        f"{load_after[0]:.2f} after (1 min)."
+        + (
+            " Smoke run: the variants ran at the same time, the times are no measurement."
+            if args.smoke
+            else ""
+        ),
         "",
         "| variant | training (s) | whole command (s) | its CPU (s) | training rows/s |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -216,11 +233,8 @@ def main() -> None:
             f"{spread([r.wall for r in runs[name]])} | {spread([r.cpu for r in runs[name]])} | "
             f"{speed[name]:,.0f} |"
         )
-    vs_b = speed[names[2]] / speed[names[1]]
-    lines += [
-        "",
-        f"Scaling efficiency (c) / (2 x (a)): {efficiency:.2f}; (c) against (b): {vs_b:.2f}x.",
-    ]
+    vs_b = "" if b is None else f"; (c) against (b): {speed[names[-1]] / speed[names[1]]:.2f}x"
+    lines += ["", f"Scaling efficiency (c) / (2 x (a)): {efficiency:.2f}{vs_b}."]
     exact, first = Check(), Check()
     for run in [*a[1:], *c]:  # (a) again: deterministic; (c): the sums of (d)
         exact.logs(run, a[0] if run in a else halves)
@@ -237,7 +251,9 @@ def main() -> None:
         f"rtol {RTOL:g} (largest {first.log:.1g}). Later the rounding differences grow with "
         f"training: final weights (c) vs (a) differ by up to "
         f"{max(drift(r, a[0]) for r in c):.1g} in norm, (d) vs (a) by "
-        f"{drift(halves, a[0]):.1g}, (b) vs (a) by {max(drift(r, a[0]) for r in b):.1g}.",
+        f"{drift(halves, a[0]):.1g}"
+        + ("" if b is None else f", (b) vs (a) by {max(drift(r, a[0]) for r in b):.1g}")
+        + ".",
     ]
     text = "\n".join(lines)
     print(text)

@@ -9,17 +9,19 @@ compress like photographs rather than like noise) into a temporary folder. Then,
 
 - tdsl: `load_data` on a spec with `kind: images` (once, as `ImageFolder` is built once),
   then each epoch iterates the training split's batches as `tdsl.fit` does
-  (`batches(batch_size, order_seed)`: a new permutation and DataLoader, so worker start-up is
-  in every epoch, as it is for a `DataLoader` without `persistent_workers`);
+  (`batches(batch_size, order_seed)`: a new permutation, the split's workers kept from one
+  epoch to the next);
 - the baseline: torchvision's `datasets.ImageFolder` with `transforms.ToTensor()` when
   torchvision imports, else a hand-written `Dataset` doing what ImageFolder's default
-  loader and ToTensor do (Pillow open, convert to RGB, to a float tensor / 255), in a
-  `DataLoader(batch_size, shuffle=True, num_workers)`. The output names which one ran.
+  loader and ToTensor do (Pillow open, convert to RGB, to a float tensor / 255), in one
+  `DataLoader(batch_size, shuffle=True, num_workers, persistent_workers=True)` for every
+  epoch. The output names which one ran.
 
 Both are first checked to give the same pixels for the same file. Prints medians and ranges
 of images/s (wall clock) and of CPU milliseconds per 100 images (this process and its
-reaped worker processes: steadier than wall time on a shared machine), the median of the
-per-repetition ratios tdsl/baseline, and the load average.
+worker processes, running or ended: steadier than wall time on a shared machine), the
+median of the per-repetition ratios tdsl/baseline, and the load average. The untimed first
+repetition starts the workers.
 
 Run: python bench/images.py [--quick] [--size 64] [--workers 0 2] [--repeats 5] [--threads 1]
 """
@@ -153,14 +155,19 @@ def tdsl_epoch(train, batch: int, epoch: int) -> int:
     return seen
 
 
-def baseline_epoch(dataset: Dataset, batch: int, workers: int, epoch: int) -> int:
-    loader = DataLoader(
+def baseline_loader(dataset: Dataset, batch: int, workers: int) -> DataLoader:
+    """One loader for every epoch: its workers kept, a new order each epoch."""
+    return DataLoader(
         dataset,
         batch_size=batch,
         shuffle=True,
         num_workers=workers,
-        generator=torch.Generator().manual_seed(epoch),
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(0),
     )
+
+
+def baseline_epoch(loader: DataLoader, epoch: int) -> int:
     seen = 0
     for _, target in loader:
         seen += len(target)
@@ -185,11 +192,24 @@ def same_pixels(train, pixels: Callable[[Path], torch.Tensor]) -> float:
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process and of its finished children (DataLoader workers are joined
-    at the end of each epoch, so theirs is counted)."""
+    """CPU time of this process and of its children, ended (and waited for) or running:
+    workers kept across epochs are never waited for while they serve."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime + _running_children()
+
+
+def _running_children() -> float:
+    """CPU seconds of this process's children still running (Linux /proc; 0 elsewhere)."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended while listed: its time is in RUSAGE_CHILDREN once waited for
+        if int(fields[1]) == os.getpid():  # ppid; then utime and stime, fields 14 and 15
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def timed(run: Callable[[], int]) -> tuple[float, float, int]:
@@ -221,7 +241,9 @@ def measure(args: argparse.Namespace, folder: Path) -> list[str]:
             raise SystemExit(f"tdsl's pixels differ from the baseline's by up to {diff}")
         variants = {
             "tdsl": functools.partial(tdsl_epoch, train, args.batch),
-            "baseline": functools.partial(baseline_epoch, dataset, args.batch, workers),
+            "baseline": functools.partial(
+                baseline_epoch, baseline_loader(dataset, args.batch, workers)
+            ),
         }
         results: dict[str, list[tuple[float, float, int]]] = {k: [] for k in variants}
         for rep in range(args.warmup + args.repeats):
@@ -233,6 +255,7 @@ def measure(args: argparse.Namespace, folder: Path) -> list[str]:
         rate = {k: [n / w for w, _, n in v] for k, v in results.items()}
         cpu = {k: [100_000 * c / n for _, c, n in v] for k, v in results.items()}
         ratio = [a / b for a, b in zip(rate["tdsl"], rate["baseline"], strict=True)]
+        del variants, train  # their kept workers end here, not beside the next count's
         rows.append(
             f"| {args.size}x{args.size} | {workers} | {spread(rate['tdsl'])} | "
             f"{spread(rate['baseline'])} | {spread(ratio, 2)} | {spread(cpu['tdsl'], 1)} | "

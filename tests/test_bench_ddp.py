@@ -1,11 +1,16 @@
 """bench/ddp.py stays runnable and its results check can fail: its specs validate (the
-two-process one for 2 processes), and the check passes equal runs and stops on a weight or
-a logged value moved past the tolerances. In this process: `bench/ddp.py --quick` itself
-starts five fresh processes (the launcher and two workers among them), ~35 s on 2 cores."""
+two-process one for 2 processes), the check passes equal runs and stops on a weight or a
+logged value moved past the tolerances, and `bench/ddp.py --smoke` runs end to end (five
+fresh processes at once, the launcher and two gloo workers among them: ~15 s on 2 cores,
+most of it the processes' start) with a report whose results check passed."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +69,26 @@ def test_the_results_check_passes_equal_runs_and_stops_on_differences(bench):
     first.logs(make_run(bench, loss=0.6), reference, bench.FIRST_EPOCH)
     assert first.problems == []
     assert bench.drift(make_run(bench, weight=0.35), reference) == pytest.approx(0.1 / 4.3125**0.5)
+
+
+def test_the_smoke_run_reports_two_processes_with_one_processs_results(tmp_path):
+    root = BENCH.parent
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [env.get("PYTHONPATH")])])
+    report = tmp_path / "results.md"
+    command = [sys.executable, str(BENCH / "ddp.py"), "--smoke", "--out", str(report)]
+    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = report.read_text()
+    assert text.startswith("\n## ") and ": bench/ddp.py\n" in text
+    assert text.split("bench/ddp.py\n\n", 1)[1].strip() == done.stdout.strip()
+    assert "mlp_wide, 512 rows (410 training), 1 epoch(s), global batch 256" in text
+    number = r"[0-9.]+(?: \([0-9.]+-[0-9.]+\))?"
+    rows = re.findall(
+        rf"^\| (\(.\)[^|]*) \| {number} \| {number} \| {number} \| ([0-9,]+) \|$", text, re.M
+    )
+    assert [name for name, _ in rows] == ["(a) 1 process, 1 thread", "(c) 2 processes x 1 thread"]
+    assert all(int(speed.replace(",", "")) > 0 for _, speed in rows)
+    assert re.search(r"^Scaling efficiency \(c\) / \(2 x \(a\)\): [0-9.]+\.$", text, re.M)
+    assert re.search(r"^Results check PASS: \(c\) against \(d\), one process", text, re.M)
+    assert "(b)" not in text and "Smoke run: the variants ran at the same time" in text

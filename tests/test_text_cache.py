@@ -15,7 +15,7 @@ import torch
 
 import tdsl
 from tdsl import spec as S
-from tdsl.data import clear_cache, load_data, text, text_lm
+from tdsl.data import clear_cache, load_data, text, text_encoding, text_lm
 from tdsl.runs.cli import main
 from tdsl.runs.data_cache import keep_token_ids, run_data_cache
 from tdsl.runs.directories import evaluate_run, run
@@ -57,7 +57,7 @@ TALE = "The cat sat on the mat; a dog ran. Ünïcode 😀 too!\n" * 30
 def counted(monkeypatch):
     """How often each source tokenized a text."""
     calls = {"text_lm": 0, "text": 0}
-    real_tokens, real_rows = text_lm._Tokens, text.tokenized_rows
+    real_tokens, real_rows = text_lm._Tokens, text_encoding.tokenized_rows
 
     def tokens(*args):
         calls["text_lm"] += 1
@@ -68,7 +68,7 @@ def counted(monkeypatch):
         return real_rows(*args)
 
     monkeypatch.setattr(text_lm, "_Tokens", tokens)
-    monkeypatch.setattr(text, "tokenized_rows", rows)
+    monkeypatch.setattr(text_encoding, "tokenized_rows", rows)
     clear_cache()
     yield calls
     clear_cache()
@@ -280,3 +280,101 @@ def test_a_cache_hit_parses_no_label_line(tmp_path, counted, monkeypatch, kind):
     expected = load_data(spec, fresh.fitted)
     assert torch.equal(changed.val.target, expected.val.target)
     assert not torch.equal(changed.val.target, fresh.val.target)
+
+
+def _as_before_labels(folder) -> None:
+    """Rewrite `folder`'s text entry as it was written before entries kept the targets."""
+    meta = json.loads((folder / "text.json").read_text())
+    for array in [a for a in meta["arrays"] if a.endswith(":target")]:
+        (folder / meta["arrays"].pop(array)[0]).unlink()
+        del meta["bounds"][array]
+    del meta["labels"]
+    (folder / "text.json").write_text(json.dumps(meta))
+
+
+def test_a_hit_on_an_entry_without_labels_adds_them(tmp_path, counted, monkeypatch):
+    lines = [f"{'ab'[i % 2]}\tthe cat number {i} sat {'on the mat' * (i % 3)}" for i in range(40)]
+    (tmp_path / "t.txt").write_text("\n".join(lines[:30]))
+    (tmp_path / "v.txt").write_text("\n".join(lines[30:]))
+    spec = tdsl.load(TEXT_SPEC.format(file=tmp_path / "t.txt", val=tmp_path / "v.txt"))
+    spec = attrs.evolve(spec, data=attrs.evolve(spec.data, target_kind="class"))
+    fresh = load_data(spec)
+    folder = tmp_path / "run" / "data_cache"
+    load_in(tmp_path / "run", spec)
+    parsed, real_read = [], text._read
+    monkeypatch.setattr(text, "_read", lambda *args: parsed.append(1) or real_read(*args))
+    calls = counted["text"]
+    for fitted in (None, fresh.fitted):
+        _as_before_labels(folder)
+        before = len(parsed)
+        same(load_in(tmp_path / "run", spec, fitted), fresh)  # parses, and adds the labels
+        assert len(parsed) == before + 2  # both files
+        assert "labels" in json.loads((folder / "text.json").read_text())
+        same(load_in(tmp_path / "run", spec, fitted), fresh)
+        assert len(parsed) == before + 2  # the next hit parses no line
+    assert counted["text"] == calls  # the ids were the entry's throughout
+    # Read only (a run's validation, `eval`): kept until a writing use, and used meanwhile.
+    _as_before_labels(folder)
+    clear_cache()
+    with run_data_cache(tmp_path / "run", write=False):
+        same(load_data(spec), fresh)
+        same(load_data(spec, fresh.fitted), fresh)  # not the same load: prepared again
+    assert len(parsed) == 6
+    assert "labels" not in json.loads((folder / "text.json").read_text())
+    keep_token_ids(tmp_path / "run")
+    assert "labels" in json.loads((folder / "text.json").read_text())
+
+
+CLASS_SPEC = TEXT_SPEC.replace("out_features: 1", "out_features: 4").replace(
+    "loss: bce_with_logits", "loss: cross_entropy"
+)
+
+
+@pytest.mark.parametrize("kind", ["binary", "class"])
+def test_eval_data_on_the_runs_own_file_parses_no_label_line(tmp_path, counted, kind):
+    from tdsl.runs.eval_data import evaluate_file
+
+    # Class labels 0..3 in the training file, 0..1 in the validation file: eval of the
+    # latter alone has two classes, as when its lines are parsed.
+    label = (lambda i: i % 2) if kind == "binary" else (lambda i: i % 4 if i < 30 else i % 2)
+    lines = [f"{label(i)}\tthe cat number {i} sat {'on the mat' * (i % 3)}" for i in range(40)]
+    (tmp_path / "t.txt").write_text("\n".join(lines[:30]))
+    (tmp_path / "v.txt").write_text("\n".join(lines[30:]))
+    written = TEXT_SPEC if kind == "binary" else CLASS_SPEC
+    spec = tdsl.load(written.format(file=tmp_path / "t.txt", val=tmp_path / "v.txt"))
+    spec = attrs.evolve(spec, data=attrs.evolve(spec.data, target_kind=kind))
+    directory, _ = run(spec, tmp_path / "run", progress=False)
+    uncached = shutil.copytree(directory, tmp_path / "copy", ignore=ignore_patterns("data_cache"))
+    parsed, real_read = [], text._read
+
+    def read(*args):
+        parsed.append(args[1])
+        return real_read(*args)
+
+    for name in ("v.txt", "t.txt"):
+        clear_cache()  # as `tdsl eval RUN --data FILE` in a new process
+        expected = evaluate_file(uncached, tmp_path / name)  # parses the file's lines
+        clear_cache()
+        parsed.clear()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(text, "_read", read)
+            scores = evaluate_file(directory, tmp_path / name)
+        assert parsed == []  # the run's entry held the file's targets too
+        assert scores.metrics == expected.metrics and scores.rows == expected.rows
+        assert scores.confusion is None or (scores.confusion == expected.confusion).all()
+        assert _eval_signature(directory, tmp_path / name) == _eval_signature(
+            uncached, tmp_path / name
+        )
+
+
+def _eval_signature(directory, path):
+    """The data signature `eval --data` gets for `path`, with the run's cache."""
+    from tdsl.data import context, prepare
+    from tdsl.runs.eval_data import _spec_for
+    from tdsl.runs.inference import load_model
+
+    clear_cache()
+    model = load_model(directory)
+    spec = _spec_for(model.spec, path)
+    with run_data_cache(directory, write=False, keep_new=False):
+        return prepare(spec.data, context(spec), model.fitted)[1]

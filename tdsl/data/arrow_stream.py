@@ -7,6 +7,8 @@ its own thread (Arrow lets go of the GIL while it parses); the parts are joined 
 file order. Each batch's number columns are copied into numpy arrays sized for the most
 rows the part can hold (untouched pages cost nothing) and the batch let go of, so memory is
 the numbers themselves, and a column let go of later goes back to the system at once.
+A file that gets shorter than where its parts were planned is refused (`Shrunk`): a part
+would end early, or at a cell, without an error of its own.
 """
 
 from __future__ import annotations
@@ -62,6 +64,14 @@ def compact(chunks: list, kind: pa.DataType) -> pa.ChunkedArray:
     return pa.chunked_array([pa.concat_arrays(chunks, memory_pool=pa.system_memory_pool())])
 
 
+class Shrunk(OSError):
+    """The file ends before where its parts were planned to: it changed while it was read,
+    and the rows read are not the file's."""
+
+    def __init__(self) -> None:
+        super().__init__("it got shorter while it was read")
+
+
 class _Range(io.RawIOBase):
     """The bytes [start, end) of a file, as a stream Arrow reads; with `scan`, the end is
     the first cut the scan finds, waited for only when a read would pass `scan.bound`."""
@@ -82,6 +92,8 @@ class _Range(io.RawIOBase):
         if size <= 0:
             return 0
         got = self.handle.readinto(memoryview(buffer)[:size]) or 0
+        if got == 0:
+            raise Shrunk()
         self.at += got
         self.left -= got
         return got
@@ -181,6 +193,29 @@ class Part:
 def stream(raw: Any, read, parse, convert) -> tuple[int, dict[int, Any], set[int]]:
     """(rows, columns, number columns with 'nan' or 'inf' written out) of `raw`'s file."""
     scan, raw.scan = raw.scan, None
+    end = raw.cuts[-1] if scan is None else scan.end
+    try:
+        found = _stream(raw, scan, read, parse, convert)
+    except BaseException:
+        _same_length(raw.path, end)  # a shorter file: the cause of whatever failed
+        raise
+    _same_length(raw.path, end)
+    return _join(found)
+
+
+def _same_length(path: Path, end: int) -> None:
+    """Refuse the rows of a file that got shorter than when its parts were planned (a
+    part's read might have ended at the new end without noticing)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return  # gone once read: what was read is the file's (a part that was not, failed)
+    if size < end:
+        raise Shrunk()
+
+
+def _stream(raw: Any, scan: Background | None, read, parse, convert) -> list[Part]:
+    """The parts, read; their errors raised once all have ended."""
     if scan is None:
         where = raw.cuts
         first = Part(raw, where[0], where[1], len(where) == 2, where[-1] - where[0], None)
@@ -224,7 +259,7 @@ def stream(raw: Any, read, parse, convert) -> tuple[int, dict[int, Any], set[int
     for part in parts[1:]:
         if part.error is not None:
             raise part.error
-    return _join(parts)
+    return parts
 
 
 def _join(parts: list[Part]) -> tuple[int, dict[int, Any], set[int]]:

@@ -45,8 +45,16 @@ class _Range:
         self.lo, self.hi = lo, hi
         self.count = 0  # quotes in the range
         self.ok = [True, True]  # the check holds, if the range starts after even / odd quotes
+        self.error: BaseException | None = None  # a failed read: raised again by `plan`
 
     def scan(self, fd: int, start: int, separators: np.ndarray, stop: threading.Event) -> None:
+        try:
+            self._scan(fd, start, separators, stop)
+        except BaseException as exc:  # noqa: BLE001 (this may run on a thread of its own)
+            self.error = exc
+            stop.set()  # its count is not known: no cut is, the others may stop
+
+    def _scan(self, fd: int, start: int, separators: np.ndarray, stop: threading.Event) -> None:
         buffer = bytearray(SCAN_BYTES + 2)
         whole = memoryview(buffer)
         at = self.lo
@@ -175,6 +183,9 @@ def plan(
                 thread.join()
     finally:
         os.close(fd)
+    for one in ranges:
+        if one.error is not None:
+            raise one.error
     if stop.is_set():  # a range failed the check
         return True, [start, end]
     cuts, before = [start], 0

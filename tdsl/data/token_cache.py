@@ -140,8 +140,9 @@ def find_files(
     from that file's bytes, the tokenizer and the vocabulary alone: the active cache's entry
     when its settings equal `key_data`'s but for `ignore` (settings that only choose the
     vocabulary, which is given and must match) and it holds every file of `key_data` by
-    digest, under any key. Its arrays are renamed to `key_data`'s keys. `eval --data`
-    scores the run's own file this way: one split of all its rows, the same ids."""
+    digest, under any key. Its arrays are renamed to `key_data`'s keys (with what the entry
+    kept per file, `FILE:...`, such as its targets). `eval --data` scores the run's own
+    file this way: one split of all its rows, the same ids."""
     cache = active()
     if cache is None:
         return None
@@ -155,8 +156,13 @@ def find_files(
     entry = find(name, stored, vocabulary)
     if entry is None:
         return None
-    arrays = {file: entry.arrays[named[digest]] for file, digest in key_data["files"].items()}
-    return Entry(entry.vocabulary, arrays)
+    arrays = {}
+    for file, digest in key_data["files"].items():
+        stored_file = named[digest]
+        for array, values in entry.arrays.items():
+            if array == stored_file or array.startswith(f"{stored_file}:"):
+                arrays[file + array[len(stored_file) :]] = values
+    return Entry(entry.vocabulary, arrays, entry.labels)
 
 
 def _without(key_data: dict[str, Any], ignore: tuple[str, ...]) -> dict[str, Any]:
@@ -207,7 +213,9 @@ def flush() -> None:
     for (folder, name), (_, key_data, entry) in list(_pending.items()):
         if folder == cache.folder:
             del _pending[(folder, name)]
-            if _load(cache.folder, name, key_data, arrays=False) is None:
+            stored = _load(cache.folder, name, key_data, arrays=False)
+            # Also over an entry of these ids written before entries kept the labels.
+            if stored is None or stored.labels is None and entry.labels is not None:
                 _store(cache, name, key_data, entry)
 
 
