@@ -12,11 +12,12 @@ table of ids.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
 
-from tdsl.data.arrow_text import codes_of
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 CHUNK = 1 << 20  # tokens (or characters) handled at a time: bounds the temporaries
 CODE_POINTS = 0x110000
@@ -47,6 +48,10 @@ def factorize_words(text: str) -> tuple[np.ndarray, list[str]]:
 
 
 def _append(chunks: list[pa.Array], tokens: Sequence[str]) -> None:
+    # Imported here: pyarrow takes 0.2 s to import, which validating a spec without text
+    # (this module comes with every `tdsl.data`) should not pay.
+    import pyarrow as pa
+
     part = pa.array(tokens, type=pa.string())
     # More than 2 GiB of text in one part comes back already cut into chunks.
     chunks.extend(part.chunks if isinstance(part, pa.ChunkedArray) else [part])
@@ -55,6 +60,10 @@ def _append(chunks: list[pa.Array], tokens: Sequence[str]) -> None:
 def _codes(chunks: list[pa.Array]) -> tuple[np.ndarray, list[str]]:
     if not chunks:
         return np.zeros(0, dtype=np.int64), []
+    import pyarrow as pa
+
+    from tdsl.data.arrow_text import codes_of
+
     return codes_of(pa.chunked_array(chunks, pa.string()))
 
 
