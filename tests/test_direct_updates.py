@@ -119,3 +119,23 @@ def test_sparse_gradients_go_through_the_optimizers_step():
             (do or opt.step)()
     assert counted.calls == 3
     assert torch.equal(table.weight, twin.weight)
+
+
+@pytest.mark.parametrize(("kind", "options"), [CONFIGS[1], CONFIGS[3]])
+def test_a_parameter_that_starts_getting_gradients_later_is_updated_as_torch_does(kind, options):
+    (model, optimizer), (twin, twin_optimizer) = pair(kind, options)
+    counted = Counted(optimizer)
+    update = DirectUpdate(optimizer)
+    for step in range(6):
+        for module, opt, do in ((model, optimizer, update), (twin, twin_optimizer, None)):
+            opt.zero_grad()
+            x = torch.full((4, 3), float(step))
+            loss = module(x).square().mean()
+            if step >= 3:  # from here on the unused parameter is used too
+                loss = loss + module.unused.sum()
+            loss.backward()
+            (do or opt.step)()
+    assert torch.equal(model.unused, twin.unused) and not torch.equal(model.unused, torch.ones(2))
+    for mine, theirs in zip(model.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(mine, theirs)
+    assert counted.calls == 2  # the first step and the one that gave it state

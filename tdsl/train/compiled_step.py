@@ -16,41 +16,23 @@ from typing import Any
 
 import torch
 from torch.func import functional_call
-from torch.optim.adam import adam
 from torch.optim.sgd import sgd
 
 from tdsl import spec as S
 from tdsl.errors import TdslError
 from tdsl.train.compile_options import inductor_options, own_code
+from tdsl.train.direct_updates import adam_lists, adam_update
 from tdsl.train.steady_calls import SteadyCalls, layout
 from tdsl.wording import shorten
 
 
 def _adam_update(group: dict[str, Any], params, grads, states) -> None:
-    amsgrad = group["amsgrad"]
     # Capturable: the bias corrections stay tensor arithmetic in the graph. Otherwise Adam
     # reads the step size as a Python number (`.item()` of the learning rate), which dynamo
     # then re-checks in a Python guard on every call. On CUDA the step counts live on the
     # host (torch's default), which capturable would refuse.
     capturable = all(s["step"].device == p.device for s, p in zip(states, params, strict=True))
-    adam(
-        params,
-        grads,
-        [s["exp_avg"] for s in states],
-        [s["exp_avg_sq"] for s in states],
-        [s["max_exp_avg_sq"] for s in states] if amsgrad else [],
-        [s["step"] for s in states],
-        foreach=False,
-        capturable=capturable,
-        decoupled_weight_decay=group.get("decoupled_weight_decay", False),
-        amsgrad=amsgrad,
-        beta1=group["betas"][0],
-        beta2=group["betas"][1],
-        lr=group["lr"],
-        weight_decay=group["weight_decay"],
-        eps=group["eps"],
-        maximize=group["maximize"],
-    )
+    adam_update(group, params, grads, adam_lists(group, states), capturable=capturable)
 
 
 def _adam_ready(group: dict[str, Any], states: Sequence[dict[str, Any]]) -> bool:

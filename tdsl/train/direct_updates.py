@@ -14,6 +14,8 @@ exist yet (the first step), sparse gradients.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,17 +27,55 @@ from torch.optim.sgd import sgd
 Tensors = list[torch.Tensor]
 
 
-def _adam(group: dict[str, Any], params: Tensors, grads: Tensors, states: Sequence[dict]):
+def adam_lists(group: dict[str, Any], states: Sequence[dict | None]) -> tuple[Tensors, ...] | None:
+    """The state tensors `adam` takes besides parameters and gradients, for parameters
+    whose state exists (None if one's does not: torch's step makes it)."""
     amsgrad = group["amsgrad"]
-    beta1, beta2 = group["betas"]
-    adam(
-        params,
-        grads,
+    for state in states:
+        if state is None or "step" not in state or (amsgrad and "max_exp_avg_sq" not in state):
+            return None
+    return (
         [s["exp_avg"] for s in states],
         [s["exp_avg_sq"] for s in states],
         [s["max_exp_avg_sq"] for s in states] if amsgrad else [],
         [s["step"] for s in states],
-        amsgrad=amsgrad,
+    )
+
+
+def _adam_has_state(group: dict[str, Any], state: dict | None) -> bool:
+    return bool(state) and "step" in state
+
+
+def _sgd_lists(group: dict[str, Any], states: Sequence[dict | None]) -> tuple[list, ...] | None:
+    """The momentum buffers `sgd` updates in place (None if one does not exist: torch's
+    step starts it)."""
+    if group["momentum"] == 0:
+        return ([None] * len(states),)  # plain SGD keeps no state
+    if any(state is None or "momentum_buffer" not in state for state in states):
+        return None
+    return ([s["momentum_buffer"] for s in states],)
+
+
+def _sgd_has_state(group: dict[str, Any], state: dict | None) -> bool:
+    return group["momentum"] == 0 or bool(state and "momentum_buffer" in state)
+
+
+def adam_update(
+    group: dict[str, Any], params: Tensors, grads: Tensors, lists: tuple, capturable: bool = False
+) -> None:
+    """What `Adam.step` (and AdamW's) runs on one group's parameters that have gradients,
+    with the state tensors `_adam_lists` gathered, in torch's single-tensor implementation
+    (also the compiled step's update)."""
+    exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps = lists
+    beta1, beta2 = group["betas"]
+    adam(
+        params,
+        grads,
+        exp_avgs,
+        exp_avg_sqs,
+        max_exp_avg_sqs,
+        steps,
+        amsgrad=group["amsgrad"],
         has_complex=False,
         beta1=beta1,
         beta2=beta2,
@@ -44,31 +84,22 @@ def _adam(group: dict[str, Any], params: Tensors, grads: Tensors, states: Sequen
         eps=group["eps"],
         maximize=group["maximize"],
         foreach=False,  # what torch picks for CPU tensors when `foreach` is unset
-        capturable=False,
+        capturable=capturable,
         differentiable=False,
         fused=None,
         grad_scale=None,
         found_inf=None,
-        decoupled_weight_decay=group["decoupled_weight_decay"],
+        decoupled_weight_decay=group.get("decoupled_weight_decay", False),
     )
 
 
-def _adam_ready(group: dict[str, Any], state: dict[str, Any] | None) -> bool:
-    if state is None or "step" not in state:
-        return False
-    return not group["amsgrad"] or "max_exp_avg_sq" in state
-
-
-def _sgd(group: dict[str, Any], params: Tensors, grads: Tensors, states: Sequence[dict]):
-    momentum = group["momentum"]
-    # Plain SGD keeps no state.
-    buffers = [s["momentum_buffer"] for s in states] if momentum != 0 else [None] * len(params)
+def _sgd_run(group: dict[str, Any], params: Tensors, grads: Tensors, lists: tuple) -> None:
     sgd(
         params,
         grads,
-        buffers,
+        lists[0],  # the buffers exist: sgd updates them in place, nothing to keep
         weight_decay=group["weight_decay"],
-        momentum=momentum,
+        momentum=group["momentum"],
         lr=group["lr"],
         dampening=group["dampening"],
         nesterov=group["nesterov"],
@@ -79,36 +110,36 @@ def _sgd(group: dict[str, Any], params: Tensors, grads: Tensors, states: Sequenc
         grad_scale=None,
         found_inf=None,
     )
-    if momentum != 0:  # as SGD.step keeps them
-        for state, buffer in zip(states, buffers, strict=True):
-            state["momentum_buffer"] = buffer
 
 
-def _sgd_ready(group: dict[str, Any], state: dict[str, Any] | None) -> bool:
-    return group["momentum"] == 0 or (state is not None and "momentum_buffer" in state)
-
-
-# Exact classes only: a subclass may change what step() does.
-_DIRECT: dict[type, tuple[Callable[..., None], Callable[..., bool]]] = {
-    torch.optim.Adam: (_adam, _adam_ready),
-    torch.optim.AdamW: (_adam, _adam_ready),
-    torch.optim.SGD: (_sgd, _sgd_ready),
+# Exact classes only: a subclass may change what step() does. Each: whether a parameter's
+# state exists, the state tensors its update takes, and the update.
+_DIRECT: dict[type, tuple[Callable[..., bool], Callable[..., Any], Callable[..., None]]] = {
+    torch.optim.Adam: (_adam_has_state, adam_lists, adam_update),
+    torch.optim.AdamW: (_adam_has_state, adam_lists, adam_update),
+    torch.optim.SGD: (_sgd_has_state, _sgd_lists, _sgd_run),
 }
+_GRAD = operator.attrgetter("grad")
+_SPARSE = operator.attrgetter("is_sparse")
+_NONES = itertools.repeat(None)
+# Group options under which torch's step runs something else than the single-tensor code.
+_OTHER_CODE = ("foreach", "fused", "capturable", "differentiable")
 
 
-def _default_group(group: dict[str, Any]) -> bool:
-    """Torch's single-tensor code on the CPU: foreach and fused unset or off, nothing
-    capturable or differentiable, plain number hyperparameters."""
-    if group.get("foreach") or group.get("fused"):
-        return False
-    if group.get("capturable") or group.get("differentiable"):
-        return False
-    values = (group["lr"], *group.get("betas", ()))
-    return not any(isinstance(v, torch.Tensor) for v in values)
+def _with_gradients(params: Tensors, grads: list, lists: tuple) -> tuple[Tensors, Tensors, tuple]:
+    """Only the parameters that have a gradient (torch's step skips the others), with their
+    gradients and state tensors."""
+    keep = [i for i, grad in enumerate(grads) if grad is not None]
+    kept = tuple([tensors[i] for i in keep] if tensors else tensors for tensors in lists)
+    return [params[i] for i in keep], [grads[i] for i in keep], kept
 
 
 class DirectUpdate:
-    """`update()` does what `optimizer.step()` does to the parameters' gradients."""
+    """`update()` does what `optimizer.step()` does to the parameters' gradients.
+
+    What the update takes besides the gradients (each group's parameters and their state
+    tensors, which it updates in place) is gathered once per optimizer state dict (a load
+    puts in a new one) and reused, so a step costs one Python call of tdsl's."""
 
     def __init__(self, optimizer: torch.optim.Optimizer):
         self.optimizer = optimizer
@@ -116,37 +147,61 @@ class DirectUpdate:
         params = [p for g in optimizer.param_groups for p in g["params"]]
         if any(p.device.type != "cpu" or p.is_complex() for p in params):
             self.direct = None
+        # (the optimizer state they came from, [(group, its params with state, the others,
+        # the state tensors the update takes)])
+        self.gathered: Any = None
 
-    def _covered(self) -> bool:
+    def _gather(self) -> Any:
+        has_state, lists_of = self.direct[0], self.direct[1]
+        state = self.optimizer.state
+        groups = []
+        for group in self.optimizer.param_groups:
+            # get: the defaultdict adds nothing.
+            params = [p for p in group["params"] if has_state(group, state.get(p))]
+            others = [p for p in group["params"] if not has_state(group, state.get(p))]
+            lists = lists_of(group, [state.get(p) for p in params])
+            if lists is None:
+                return None
+            groups.append((group, params, others, lists))
+        return state, groups
+
+    def __call__(self) -> None:
         optimizer = self.optimizer
-        return not (
-            optimizer._optimizer_step_pre_hooks
+        if (
+            self.direct is None
+            or optimizer._optimizer_step_pre_hooks
             or optimizer._optimizer_step_post_hooks
             or torch_optimizer._global_optimizer_pre_hooks
             or torch_optimizer._global_optimizer_post_hooks
             or getattr(optimizer, "grad_scale", None) is not None
             or getattr(optimizer, "found_inf", None) is not None
-        )
-
-    def __call__(self) -> None:
-        if self.direct is None or not self._covered():
-            self.optimizer.step()
+        ):
+            optimizer.step()
             return
-        update, ready = self.direct
-        state = self.optimizer.state
-        work = []
-        for group in self.optimizer.param_groups:
-            if not _default_group(group):
-                self.optimizer.step()
-                return
-            params = [p for p in group["params"] if p.grad is not None]
-            grads = [p.grad for p in params]
-            states = [state.get(p) for p in params]  # get: the defaultdict adds nothing
-            if not all(ready(group, s) for s in states) or any(g.is_sparse for g in grads):
-                self.optimizer.step()  # makes the state, or refuses sparse gradients
-                return
-            work.append((group, params, grads, states))
+        gathered = self.gathered
+        if gathered is None or gathered[0] is not optimizer.state:
+            gathered = self.gathered = self._gather()
+        work: list | None = [] if gathered is not None else None
+        for group, params, others, lists in gathered[1] if gathered is not None else ():
+            grads = list(map(_GRAD, params))
+            if not all(map(operator.is_not, grads, _NONES)):
+                params, grads, lists = _with_gradients(params, grads, lists)
+            if (
+                # A parameter without state gets it in torch's step: left to it.
+                any(map(operator.is_not, map(_GRAD, others), _NONES))
+                or any(map(_SPARSE, grads))
+                or any(map(group.get, _OTHER_CODE))
+                or isinstance(group["lr"], torch.Tensor)
+                or any(map(torch.is_tensor, group.get("betas", ())))
+            ):
+                work = None
+                break
+            work.append((group, params, grads, lists))
+        if work is None:
+            optimizer.step()
+            self.gathered = None  # it may have made state: gather again
+            return
         with torch.no_grad():
-            for group, params, grads, states in work:
+            for group, params, grads, lists in work:
                 if params:
-                    update(group, params, grads, states)
+                    self.direct[2](group, params, grads, lists)
