@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from tdsl.train.direct_updates import DirectUpdate
 
@@ -100,8 +101,12 @@ def test_a_step_hook_still_runs():
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     seen = []
     optimizer.register_step_post_hook(lambda *_: seen.append(1))
-    train(model, optimizer, DirectUpdate(optimizer), steps=3)
-    assert len(seen) == 3
+    handle = register_optimizer_step_pre_hook(lambda *_: seen.append(2))  # one for every optimizer
+    try:
+        train(model, optimizer, DirectUpdate(optimizer), steps=3)
+    finally:
+        handle.remove()
+    assert seen == [2, 1] * 3
 
 
 def test_sparse_gradients_go_through_the_optimizers_step():

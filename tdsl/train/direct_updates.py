@@ -119,6 +119,9 @@ _DIRECT: dict[type, tuple[Callable[..., bool], Callable[..., Any], Callable[...,
     torch.optim.AdamW: (_adam_has_state, adam_lists, adam_update),
     torch.optim.SGD: (_sgd_has_state, _sgd_lists, _sgd_run),
 }
+# torch's registries of step hooks for every optimizer (dicts it adds to in place).
+_GLOBAL_PRE_HOOKS = getattr(torch_optimizer, "_global_optimizer_pre_hooks", None)
+_GLOBAL_POST_HOOKS = getattr(torch_optimizer, "_global_optimizer_post_hooks", None)
 _GRAD = operator.attrgetter("grad")
 _SPARSE = operator.attrgetter("is_sparse")
 _NONES = itertools.repeat(None)
@@ -147,6 +150,8 @@ class DirectUpdate:
         params = [p for g in optimizer.param_groups for p in g["params"]]
         if any(p.device.type != "cpu" or p.is_complex() for p in params):
             self.direct = None
+        if _GLOBAL_PRE_HOOKS is None or _GLOBAL_POST_HOOKS is None:  # another torch
+            self.direct = None
         # (the optimizer state they came from, [(group, its params with state, the others,
         # the state tensors the update takes)])
         self.gathered: Any = None
@@ -171,8 +176,8 @@ class DirectUpdate:
             self.direct is None
             or optimizer._optimizer_step_pre_hooks
             or optimizer._optimizer_step_post_hooks
-            or torch_optimizer._global_optimizer_pre_hooks
-            or torch_optimizer._global_optimizer_post_hooks
+            or _GLOBAL_PRE_HOOKS
+            or _GLOBAL_POST_HOOKS
             or getattr(optimizer, "grad_scale", None) is not None
             or getattr(optimizer, "found_inf", None) is not None
         ):

@@ -32,10 +32,14 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import torch
-from torch._C._dynamo.eval_frame import _debug_get_cache_entry_list
 from torch._C._dynamo.guards import GlobalStateGuard
-from torch._dynamo.convert_frame import output_codes
 from torch._dynamo.eval_frame import DynamoStance, _set_stance
+
+try:  # internals of torch 2.13; without them steady calls use the stance alone
+    from torch._C._dynamo.eval_frame import _debug_get_cache_entry_list
+    from torch._dynamo.convert_frame import output_codes
+except ImportError:  # pragma: no cover - another torch
+    _debug_get_cache_entry_list = output_codes = None
 
 _NO_GUARDS = "skip_guard_eval_unsafe"
 _UNKNOWN = object()
@@ -75,6 +79,8 @@ def _quiet() -> bool:
 def _compiled_code(traced: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     """The code dynamo runs for `traced(*args)`: its compiled variant whose guards accept
     these arguments, as a function of the same arguments (None if there is none)."""
+    if _debug_get_cache_entry_list is None or output_codes is None:
+        return None
     fn = getattr(traced, "__func__", traced)
     code = fn.__code__
     bound = (traced.__self__,) if fn is not traced else ()
