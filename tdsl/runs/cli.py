@@ -11,18 +11,16 @@ from collections.abc import Sequence
 
 from tdsl.errors import SpecError, TdslError
 from tdsl.runs.cli_parser import _parser
-from tdsl.runs.cli_runs import (
-    _end_bars,
+from tdsl.runs.cli_runs import _end_bars, cmd_resume, cmd_run
+from tdsl.runs.cli_specs import cmd_init, cmd_list, cmd_schema, cmd_summary, cmd_validate
+from tdsl.runs.cli_trained import (
     cmd_compare,
     cmd_eval,
     cmd_export,
     cmd_plot,
     cmd_predict,
-    cmd_resume,
-    cmd_run,
     cmd_sweep,
 )
-from tdsl.runs.cli_specs import cmd_init, cmd_list, cmd_schema, cmd_summary, cmd_validate
 from tdsl.wording import printable
 
 COMMANDS = {
