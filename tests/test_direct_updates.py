@@ -86,6 +86,8 @@ class Subclassed(torch.optim.Adam):
         lambda params: torch.optim.Adam(params, lr=0.01, foreach=True),
         lambda params: torch.optim.RMSprop(params, lr=0.01),
         lambda params: torch.optim.Adam(params, lr=torch.tensor(0.01)),
+        # A tensor where pure_updates' list says a number (not only lr and betas).
+        lambda params: torch.optim.SGD(params, lr=0.1, momentum=torch.tensor(0.9)),
     ],
 )
 def test_what_it_does_not_cover_goes_through_the_optimizers_step(make):

@@ -16,12 +16,11 @@ from typing import Any
 
 import torch
 from torch.func import functional_call
-from torch.optim.sgd import sgd
 
 from tdsl import spec as S
 from tdsl.errors import TdslError
 from tdsl.train.compile_options import inductor_options, own_code
-from tdsl.train.direct_updates import adam_lists, adam_update
+from tdsl.train.direct_updates import adam_lists, adam_update, sgd_lists, sgd_update
 from tdsl.train.steady_calls import SteadyCalls, layout
 from tdsl.wording import shorten
 
@@ -35,29 +34,16 @@ def _adam_update(group: dict[str, Any], params, grads, states) -> None:
     adam_update(group, params, grads, adam_lists(group, states), capturable=capturable)
 
 
-def _adam_ready(group: dict[str, Any], states: Sequence[dict[str, Any]]) -> bool:
-    return all("step" in s for s in states)
-
-
 def _sgd_update(group: dict[str, Any], params, grads, states) -> None:
-    momentum = group["momentum"]
-    buffers = [s.get("momentum_buffer") if momentum else None for s in states]
-    sgd(
-        params,
-        grads,
-        buffers,
-        foreach=False,
-        weight_decay=group["weight_decay"],
-        momentum=momentum,
-        lr=group["lr"],
-        dampening=group["dampening"],
-        nesterov=group["nesterov"],
-        maximize=group["maximize"],
-    )
+    sgd_update(group, params, grads, sgd_lists(group, states))
+
+
+def _adam_ready(group: dict[str, Any], states: Sequence[dict[str, Any]]) -> bool:
+    return adam_lists(group, states) is not None
 
 
 def _sgd_ready(group: dict[str, Any], states: Sequence[dict[str, Any]]) -> bool:
-    return not group["momentum"] or all("momentum_buffer" in s for s in states)
+    return sgd_lists(group, states) is not None
 
 
 # Optimizer class -> (its update on given tensors, whether its state tensors exist yet). Exact

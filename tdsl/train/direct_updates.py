@@ -24,6 +24,8 @@ from torch.optim import optimizer as torch_optimizer
 from torch.optim.adam import adam
 from torch.optim.sgd import sgd
 
+from tdsl.train.pure_updates import NUMBER_OPTIONS, OTHER_CODE
+
 Tensors = list[torch.Tensor]
 
 
@@ -46,7 +48,7 @@ def _adam_has_state(group: dict[str, Any], state: dict | None) -> bool:
     return bool(state) and "step" in state
 
 
-def _sgd_lists(group: dict[str, Any], states: Sequence[dict | None]) -> tuple[list, ...] | None:
+def sgd_lists(group: dict[str, Any], states: Sequence[dict | None]) -> tuple[list, ...] | None:
     """The momentum buffers `sgd` updates in place (None if one does not exist: torch's
     step starts it)."""
     if group["momentum"] == 0:
@@ -93,7 +95,9 @@ def adam_update(
     )
 
 
-def _sgd_run(group: dict[str, Any], params: Tensors, grads: Tensors, lists: tuple) -> None:
+def sgd_update(group: dict[str, Any], params: Tensors, grads: Tensors, lists: tuple) -> None:
+    """What `SGD.step` runs on one group's parameters that have gradients, with the buffers
+    `sgd_lists` gathered (also the compiled step's update)."""
     sgd(
         params,
         grads,
@@ -117,7 +121,7 @@ def _sgd_run(group: dict[str, Any], params: Tensors, grads: Tensors, lists: tupl
 _DIRECT: dict[type, tuple[Callable[..., bool], Callable[..., Any], Callable[..., None]]] = {
     torch.optim.Adam: (_adam_has_state, adam_lists, adam_update),
     torch.optim.AdamW: (_adam_has_state, adam_lists, adam_update),
-    torch.optim.SGD: (_sgd_has_state, _sgd_lists, _sgd_run),
+    torch.optim.SGD: (_sgd_has_state, sgd_lists, sgd_update),
 }
 # torch's registries of step hooks for every optimizer (dicts it adds to in place).
 _GLOBAL_PRE_HOOKS = getattr(torch_optimizer, "_global_optimizer_pre_hooks", None)
@@ -125,8 +129,7 @@ _GLOBAL_POST_HOOKS = getattr(torch_optimizer, "_global_optimizer_post_hooks", No
 _GRAD = operator.attrgetter("grad")
 _SPARSE = operator.attrgetter("is_sparse")
 _NONES = itertools.repeat(None)
-# Group options under which torch's step runs something else than the single-tensor code.
-_OTHER_CODE = ("foreach", "fused", "capturable", "differentiable")
+_TENSOR = itertools.repeat(torch.Tensor)
 
 
 def _with_gradients(params: Tensors, grads: list, lists: tuple) -> tuple[Tensors, Tensors, tuple]:
@@ -152,6 +155,10 @@ class DirectUpdate:
             self.direct = None
         if _GLOBAL_PRE_HOOKS is None or _GLOBAL_POST_HOOKS is None:  # another torch
             self.direct = None
+        # The options torch's single-tensor code takes as numbers (`pure_updates`' list, of
+        # several names: itemgetter gives a tuple).
+        if self.direct is not None:
+            self.numbers = operator.itemgetter(*NUMBER_OPTIONS[type(optimizer)])
         # (the optimizer state they came from, [(group, its params with state, the others,
         # the state tensors the update takes)])
         self.gathered: Any = None
@@ -161,9 +168,9 @@ class DirectUpdate:
         state = self.optimizer.state
         groups = []
         for group in self.optimizer.param_groups:
-            # get: the defaultdict adds nothing.
-            params = [p for p in group["params"] if has_state(group, state.get(p))]
-            others = [p for p in group["params"] if not has_state(group, state.get(p))]
+            params, others = [], []
+            for param in group["params"]:  # get: the defaultdict adds nothing
+                (params if has_state(group, state.get(param)) else others).append(param)
             lists = lists_of(group, [state.get(p) for p in params])
             if lists is None:
                 return None
@@ -195,9 +202,10 @@ class DirectUpdate:
                 # A parameter without state gets it in torch's step: left to it.
                 any(map(operator.is_not, map(_GRAD, others), _NONES))
                 or any(map(_SPARSE, grads))
-                or any(map(group.get, _OTHER_CODE))
-                or isinstance(group["lr"], torch.Tensor)
-                or any(map(torch.is_tensor, group.get("betas", ())))
+                # What `pure_updates` covers: torch's single-tensor code on plain numbers.
+                or any(map(group.get, OTHER_CODE))
+                or any(map(isinstance, self.numbers(group), _TENSOR))
+                or any(map(isinstance, group.get("betas", ()), _TENSOR))
             ):
                 work = None
                 break

@@ -25,18 +25,27 @@ ParamState = dict[str, Any]  # one parameter's entry in `optimizer.state`
 ParamUpdate = Callable[[Hyper, Tensor, Tensor, ParamState], tuple[Tensor, ParamState | None]]
 
 
+# Group options under which torch's step runs other code than its single-tensor one.
+OTHER_CODE = ("foreach", "fused", "capturable", "differentiable")
+# Per optimizer, the options torch's single-tensor code takes as plain numbers (a tensor
+# there, or in Adam's `betas`, takes other arithmetic).
+NUMBER_OPTIONS: dict[type, tuple[str, ...]] = {
+    torch.optim.SGD: ("lr", "momentum", "dampening", "weight_decay"),
+    torch.optim.Adam: ("lr", "weight_decay", "eps"),
+    torch.optim.AdamW: ("lr", "weight_decay", "eps"),
+}
+
+
 def _is_default_implementation(group: Hyper, scalars: Iterable[str]) -> bool:
     """Whether torch runs its single-tensor code on plain float hyperparameters for `group`
     (on the CPU: foreach and fused unset or off, nothing capturable or differentiable)."""
-    if group.get("foreach") or group.get("fused"):
-        return False
-    if group.get("capturable") or group.get("differentiable"):
+    if any(group.get(option) for option in OTHER_CODE):
         return False
     return not any(isinstance(group[name], Tensor) for name in scalars)
 
 
 def _sgd_covers(group: Hyper) -> bool:
-    return _is_default_implementation(group, ("lr", "momentum", "dampening", "weight_decay"))
+    return _is_default_implementation(group, NUMBER_OPTIONS[torch.optim.SGD])
 
 
 def _sgd(group: Hyper, param: Tensor, grad: Tensor, old: ParamState):
@@ -59,7 +68,7 @@ def _sgd(group: Hyper, param: Tensor, grad: Tensor, old: ParamState):
 def _adam_covers(group: Hyper) -> bool:
     if any(isinstance(beta, Tensor) for beta in group["betas"]):
         return False
-    return _is_default_implementation(group, ("lr", "weight_decay", "eps"))
+    return _is_default_implementation(group, NUMBER_OPTIONS[torch.optim.Adam])
 
 
 def _adam_start(param: Tensor, amsgrad: bool) -> ParamState:
