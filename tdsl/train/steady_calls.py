@@ -78,7 +78,8 @@ def _quiet() -> bool:
 
 def _compiled_code(traced: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     """The code dynamo runs for `traced(*args)`: its compiled variant whose guards accept
-    these arguments, as a function of the same arguments (None if there is none)."""
+    these arguments, as a function of the same arguments, with the id of that code (None if
+    there is none)."""
     if _debug_get_cache_entry_list is None or output_codes is None:
         return None
     fn = getattr(traced, "__func__", traced)
@@ -93,7 +94,8 @@ def _compiled_code(traced: Callable[..., Any], args: tuple[Any, ...]) -> Any:
             direct = types.FunctionType(
                 entry.code, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__
             )
-            return types.MethodType(direct, traced.__self__) if bound else direct
+            function = types.MethodType(direct, traced.__self__) if bound else direct
+            return function, id(entry.code)
     return None
 
 
@@ -142,7 +144,6 @@ class SteadyCalls:
             self.known, self.at = {}, generation
         if _quiet():
             self.ambient = GlobalStateGuard()
-            direct = _compiled_code(self.traced, args) if self.traced is not None else None
-            code = getattr(direct, "__func__", direct).__code__ if direct is not None else None
-            self.known[signature] = None if direct is None else (direct, id(code))
+            found = _compiled_code(self.traced, args) if self.traced is not None else None
+            self.known[signature] = found
         return result
